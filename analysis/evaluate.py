@@ -1,0 +1,710 @@
+"""Evaluate one trained model: test likelihood, bounds, KL(c), one-shot classification, samples.
+
+    python -m analysis.evaluate --config results/<run>/configs/<model>.json \
+        --checkpoint results/<run>/checkpoints/<model>/best.pt \
+        --out results/<run>/metrics/<model>.json --figures results/<run>/figures \
+        [--n-samples K] [--max-classes M] [--device cpu] [...]
+
+Options given on the command line override ``cfg["evaluation"]``. The model is rebuilt with
+``experiments.registry.build_experiment(cfg, device)`` and its weights are read from the trainer's
+checkpoint (``{"model": state_dict, "step", ...}``). Every estimator is the library's
+(:mod:`vhe.evaluate`); this module only chooses the data, aggregates and records.
+
+Metrics (DESIGN.md "Metrics"; every likelihood number is *negative*, in nats per image, lower
+is better):
+
+* ``nll_estimate``: -log p̂(X) / |X|, averaged over the test classes (the first ``max_classes``
+  evaluation characters, ``images_per_class`` drawings each), log p̂(X) from
+  ``vhe.evaluate.log_marginal`` with ``K`` importance samples (c ~ q(c | X), z_i ~ q(z_i | x_i, c)).
+  ``elbo`` is -ELBO / |X| with the same samples (mean of log w instead of logsumexp), so
+  ``nll_estimate <= elbo`` class by class (``per_class``). For the VAE (no class latent)
+  log p(X) is the sum of the per-image log p(x_i).
+* ``test_bound`` / ``train_bound``: minus the training objective (``model.score`` with the
+  objective's ``rescale``, sizes = class sizes, kl_factor 1) per target image, one episode per
+  image of the test classes / of as many training (background) classes, with support sets drawn
+  like training ones (the training loader's k_shot and resample).
+* ``kl_c``: KL(q(c | D) || p(c)) in nats over the test classes, |D| = the training k_shot.
+* ``lake_runs``, ``within_alphabet_runs``, ``episodes``: one-shot / few-shot classification by
+  log p(x | D) (``vhe.evaluate.classify``, ``classification_samples`` importance samples).
+  ``ci95`` is the normal approximation over runs (episodes) — mean ± 1.96 sd / sqrt(n) — when
+  there are at least 10 (with some spread), else the Wilson interval over all trials; ``ci95_wilson`` is always
+  the Wilson score interval over all trials. ``ci_method`` says which ``ci95`` is.
+
+A quantity that the model's graph does not define (no class latent: VAE; a latent that a test
+class does not determine, e.g. the factorial model's texture t) is null and its reason is in
+``not_defined[<key>]``. Output keys are listed in :data:`OUTPUT_KEYS`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+import vhe
+from vhe.evaluate import EvaluationError, classify, kl_class, log_marginal
+from vhe.loader import encode_labels
+
+log = logging.getLogger("analysis.evaluate")
+
+__all__ = ["evaluate", "main", "parse_args", "class_structure", "wilson_interval", "accuracy_summary",
+           "samples_figure", "OUTPUT_KEYS", "EvaluationError"]
+
+#: per-element latents (one value per image); every other latent must be class-level
+ELEMENT_LATENTS = ("z",)
+#: the latent shared by the images of one character
+CLASS_LATENT = "c"
+#: how each latent's groups are labelled in an OmniglotSet
+LABEL_OF = {"a": "alphabet", "c": "character"}
+Z95 = 1.959963984540054
+FRAME_RGB = (0.55, 0.70, 0.90)
+#: runs (episodes) needed before ``ci95`` uses the normal approximation over them instead of Wilson
+MIN_UNITS_NORMAL = 10
+
+#: top-level keys of the metrics JSON (values may be null where noted in the module docstring)
+OUTPUT_KEYS = (
+    "model", "experiment", "objective", "decoder", "run", "seed", "provenance", "checkpoint", "evaluation",
+    "graph", "K", "n_classes", "images_per_class", "test_classes", "nll_estimate", "nll_stderr", "elbo",
+    "nll_per_image", "nll_n_samples", "per_class", "test_bound", "train_bound", "bounds", "kl_c", "lake_runs",
+    "within_alphabet_runs", "episodes", "not_defined", "figures", "eval_seconds",
+)
+
+
+# --------------------------------------------------------------------------- helpers
+def _positive_int(text: str) -> int:
+    v = int(text)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def ancestors(model: vhe.VHE, latent: str) -> set[str]:
+    """Latents ``latent`` depends on (directly or not), excluding itself."""
+    out, todo = set(), [latent]
+    while todo:
+        for p in model.parents_of[todo.pop()]:
+            if p not in out:
+                out.add(p)
+                todo.append(p)
+    return out
+
+
+def class_structure(model: vhe.VHE) -> tuple[list[str], list[str]]:
+    """(class-level latents, per-element latents) when a test *class* is one character.
+
+    Class-level: the class latent c and its ancestors (e.g. the alphabet a of the hierarchical
+    model), inferred from the character's images; per-element: z. Any other latent is shared by a
+    group that a character does not determine (the factorial model's texture t), so log p(X) of a
+    character's images is not defined: raises :class:`vhe.evaluate.EvaluationError`.
+    """
+    elem = [k for k in model.order if k in ELEMENT_LATENTS]
+    allowed = ({CLASS_LATENT} | ancestors(model, CLASS_LATENT)) if CLASS_LATENT in model.order else set()
+    other = [k for k in model.order if k not in allowed and k not in elem]
+    if other:
+        raise EvaluationError(
+            f"not defined for this graph: latent(s) {other} are neither the class latent {CLASS_LATENT!r} (or its "
+            f"ancestors) nor per-image ({list(ELEMENT_LATENTS)}); the images of one test character do not share "
+            f"them, so per-character likelihoods, bounds and classification are not defined "
+            f"(latents {model.order}; see analysis.structured)")
+    cls = [k for k in model.order if k in allowed]
+    for k in cls:
+        bad = model.parents_of[k] & set(elem)
+        if bad:
+            raise EvaluationError(f"not defined for this graph: class-level latent {k!r} depends on per-element "
+                                  f"latent(s) {sorted(bad)}")
+    return cls, elem
+
+
+def _labels(dataset, latent: str) -> torch.Tensor:
+    if latent in ELEMENT_LATENTS:
+        return torch.arange(len(dataset))
+    if latent in LABEL_OF:
+        return getattr(dataset, LABEL_OF[latent])
+    raise EvaluationError(f"not defined for this graph: no label for latent {latent!r} in an Omniglot set")
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float] | None:
+    """Wilson score interval [low, high] for a binomial proportion (None when n == 0)."""
+    if n <= 0:
+        return None
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def accuracy_summary(units: list[dict], unit: str) -> dict:
+    """Pool per-run (per-episode) results ``{"correct", "n_queries", ...}`` into accuracy and 95% intervals."""
+    correct = sum(u["correct"] for u in units)
+    n = sum(u["n_queries"] for u in units)
+    accs = np.array([u["correct"] / u["n_queries"] for u in units], dtype=np.float64)
+    wilson = wilson_interval(correct, n)
+    out = {"accuracy": correct / n if n else None, "n_trials": n, "correct": correct, f"n_{unit}s": len(units),
+           "ci95_wilson": wilson}
+    sd = float(accs.std(ddof=1)) if len(units) >= 2 else 0.0
+    if len(units) >= MIN_UNITS_NORMAL and sd > 0:
+        half = Z95 * sd / math.sqrt(len(units))
+        m = float(accs.mean())
+        out.update(ci95=[max(0.0, m - half), min(1.0, m + half)], ci95_halfwidth=half, std_over_units=sd,
+                   ci_method=f"normal approximation over {unit}s: mean ± 1.96 sd/sqrt({len(units)})")
+    else:
+        out.update(ci95=wilson, ci_method=f"Wilson score interval over all {n} trials")
+    return out
+
+
+def _finite_or_none(v, where, bad):
+    if isinstance(v, float) and not math.isfinite(v):
+        bad.append(where)
+        return None
+    return v
+
+
+def _clean(obj, where="", bad=None):
+    """JSON-ready copy: tensors/numpy -> python, non-finite floats -> None (collected in ``bad``)."""
+    bad = [] if bad is None else bad
+    if isinstance(obj, torch.Tensor):
+        obj = obj.detach().cpu().tolist()
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, dict):
+        return {str(k): _clean(v, f"{where}.{k}" if where else str(k), bad) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v, f"{where}[{i}]", bad) for i, v in enumerate(obj)]
+    if isinstance(obj, (Path, torch.device)):
+        return str(obj)
+    return _finite_or_none(obj, where, bad)
+
+
+def write_json_atomic(obj, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, allow_nan=False)
+            f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+class _Timer:
+    def __init__(self):
+        self.seconds = {}
+
+    @contextmanager
+    def __call__(self, name):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
+
+
+@contextmanager
+def _eval_mode(model):
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was)
+
+
+def _seed(seed: int, offset: int = 0) -> None:
+    torch.manual_seed(int(seed) + offset)
+
+
+# --------------------------------------------------------------------------- data
+def test_classes(eval_set, max_classes: int | None):
+    """(X uint8 (B, N, 1, H, W), image indices (B, N), class names): the first ``max_classes``
+    characters with their first N drawings, N = the smallest class size among them."""
+    n = eval_set.n_classes if max_classes is None else min(int(max_classes), eval_set.n_classes)
+    counts = eval_set.class_counts()[:n]
+    if n == 0 or int(counts.min()) == 0:
+        raise ValueError(f"the evaluation set has no usable test classes (counts {counts.tolist()})")
+    N = int(counts.min())
+    idx = []
+    for c in range(n):
+        members = (eval_set.character == c).nonzero().flatten()
+        members = members[torch.argsort(eval_set.drawer[members], stable=True)]
+        idx.append(members[:N])
+    idx = torch.stack(idx)
+    return eval_set.images[idx], idx, list(eval_set.character_names[:n])
+
+
+# --------------------------------------------------------------------------- sections
+def likelihood(model, X, K, elem, max_elements, class_chunk=16):
+    """-log p̂(X)/N and -ELBO/N per class (nats per image)."""
+    N = X.shape[1]
+    est, elbo = [], []
+    for b0 in tqdm(range(0, len(X), class_chunk), desc=f"log p(X), K={K}", disable=None):
+        e, l = log_marginal(model, X[b0:b0 + class_chunk], n_samples=K, per_element=elem,
+                            max_elements=max_elements, return_elbo=True)
+        est.append(e.cpu())
+        elbo.append(l.cpu())
+    nll = -(torch.cat(est).double()) / N
+    nelbo = -(torch.cat(elbo).double()) / N
+    return nll, nelbo
+
+
+def bound(model, objective, dataset, targets, k_shot, resample, batch_size, seed, device, desc):
+    """Minus the training objective per target image (one episode per target), and its KLs."""
+    labels = {k: _labels(dataset, k) for k in k_shot}
+    capped = {}
+    for k, lab in labels.items():
+        counts = torch.bincount(torch.as_tensor(encode_labels(lab)))
+        capped[k] = max(1, min(int(k_shot[k]), int(counts.min())))
+    loader = vhe.DataLoader(dataset.images, labels=labels, k_shot=capped, batch_size=batch_size, resample=resample,
+                            shuffle=False, seed=seed, device=device, dtype=torch.float32)
+    total, n, kl_tot = 0.0, 0, {}
+    targets = torch.as_tensor(targets, dtype=torch.long).flatten()
+    with _eval_mode(model):
+        for chunk in tqdm(targets.split(batch_size), desc=desc, disable=None):
+            b = loader.episode(chunk.to(loader.device))
+            value, kl = model.score(b.inputs, b.sizes, x=b.target, rescale=objective.rescale, reduction="sum",
+                                    return_kl=True)
+            total += float(value)
+            for k, v in kl.items():
+                kl_tot[k] = kl_tot.get(k, 0.0) + float(v)
+            n += len(chunk)
+    return {"value": -total / n, "n_images": n, "n_classes": int(dataset.character[targets].unique().numel()),
+            "k_shot": capped, "resample": dict(resample), "rescale": bool(objective.rescale),
+            "kl_per_image": {k: v / n for k, v in kl_tot.items()}}
+
+
+def kl_c_section(model, X, k, n_samples, elem, seed, class_chunk=32):
+    B, N = X.shape[:2]
+    k = max(1, min(int(k), N))
+    g = torch.Generator().manual_seed(int(seed))
+    pick = torch.rand(B, N, generator=g).argsort(dim=1)[:, :k].to(X.device)
+    D = X[torch.arange(B, device=X.device)[:, None], pick]
+    kls = []
+    for b0 in tqdm(range(0, B, class_chunk), desc="KL(c)", disable=None):
+        kls.append(kl_class(model, D[b0:b0 + class_chunk], latent=CLASS_LATENT, n_samples=n_samples,
+                            per_element=elem).double().cpu())
+    kls = torch.cat(kls)
+    return {"mean": float(kls.mean()), "std": float(kls.std()) if B > 1 else 0.0, "k_shot": k, "n_classes": B,
+            "n_samples": n_samples, "per_class": kls.tolist()}
+
+
+def classify_runs(model, runs, n_samples, elem, device, max_elements, desc):
+    units = []
+    for r in tqdm(runs, desc=desc, disable=None):
+        support = r.support.to(device=device, dtype=torch.float32).unsqueeze(1)  # (W, 1, C, H, W)
+        query = r.query.to(device=device, dtype=torch.float32)
+        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements)
+        correct = int((pred.cpu() == torch.as_tensor(r.answer).cpu()).sum())
+        units.append({"name": r.name, "n_way": r.n_way, "n_queries": int(len(query)), "correct": correct,
+                      "accuracy": correct / len(query)})
+    out = accuracy_summary(units, "run")
+    out.update(n_way=sorted({u["n_way"] for u in units}), shot=1, runs=units)
+    return out
+
+
+def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, seed, device, max_elements):
+    """N-way K-shot episodes: ``way`` distinct characters, ``shot`` support + 1 query drawings each."""
+    counts = dataset.class_counts()
+    eligible = (counts >= shot + 1).nonzero().flatten()
+    if len(eligible) < way:
+        return {"accuracy": None, "way": way, "shot": shot,
+                "skipped": f"{way}-way {shot}-shot needs {way} characters with >= {shot + 1} drawings; the "
+                           f"evaluation set has {len(eligible)}"}
+    members = {int(c): (dataset.character == c).nonzero().flatten() for c in eligible.tolist()}
+    g = torch.Generator().manual_seed(int(seed))
+    units = []
+    for _ in tqdm(range(n_episodes), desc=f"{way}-way {shot}-shot", disable=None):
+        chars = eligible[torch.randperm(len(eligible), generator=g)[:way]]
+        sup, qry = [], []
+        for c in chars.tolist():
+            m = members[c]
+            pick = m[torch.randperm(len(m), generator=g)[:shot + 1]]
+            sup.append(dataset.images[pick[:shot]])
+            qry.append(dataset.images[pick[shot]])
+        support = torch.stack(sup).to(device=device, dtype=torch.float32)
+        query = torch.stack(qry).to(device=device, dtype=torch.float32)
+        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements)
+        correct = int((pred.cpu() == torch.arange(way)).sum())
+        units.append({"n_queries": way, "correct": correct})
+    out = accuracy_summary(units, "episode")
+    out.update(way=way, shot=shot, queries_per_episode=way)
+    return out
+
+
+# --------------------------------------------------------------------------- figure
+def _decoded(model, values, use_probs):
+    """Pixel probabilities (when the decoder has ``probs``) or the sampled images."""
+    dec = model.decoder
+    if use_probs:
+        parents = getattr(dec, "vhe_parents", None) or model._dec.parents
+        with _eval_mode(model):
+            return dec.probs(*[values[p] for p in parents])
+    return None
+
+
+def _to_display(img: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1], ink = 1 -> (H, W) or (H, W, 3) with ink dark on white paper."""
+    a = 1.0 - img.detach().float().clamp(0, 1).cpu().numpy()
+    if a.shape[0] == 1:
+        return a[0]
+    if a.shape[0] == 3:
+        return np.transpose(a, (1, 2, 0))
+    return a.mean(axis=0)
+
+
+def samples_figure(model, name, path_png, eval_set=None, cls_latents=(), n_rows=8, n_samples=8, seed=0,
+                   note: str | None = None) -> list[str]:
+    """1-shot conditional samples (first column: the support image) or, without class latents,
+    unconditional samples; pixel probabilities when the decoder has ``probs``. Writes PNG and PDF."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _seed(seed, 7)
+    use_probs = callable(getattr(model.decoder, "probs", None))
+    device = next(model.parameters()).device
+    conditional = bool(cls_latents) and eval_set is not None
+    supports = []
+    if conditional:
+        C = eval_set.n_classes
+        chars = sorted(set(np.linspace(0, C - 1, min(n_rows, C)).round().astype(int).tolist()))
+        for c in chars:
+            i = int((eval_set.character == c).nonzero().flatten()[0])
+            supports.append(eval_set.images[i].to(device=device, dtype=torch.float32))
+        n_rows = len(supports)
+        # one call for every row (autoregressive decoders sample all rows in one pass)
+        D = torch.stack(supports).repeat_interleave(n_samples, dim=0)[:, None]  # (R*S, 1, C, H, W)
+        x, values = model.sample(inputs={k: D for k in cls_latents}, return_latents=True)
+    else:
+        x, values = model.sample(batch_size=n_rows * n_samples, return_latents=True)
+    p = _decoded(model, values, use_probs)
+    shown = (p if p is not None else x).view(n_rows, n_samples, *x.shape[1:])
+    rows = list(shown)
+    first = _to_display(rows[0][0])
+    H, W = first.shape[:2]
+    pad, gap = 1, 4
+    ncol = n_samples + (1 if conditional else 0)
+    width = ncol * (W + pad) + pad + (gap if conditional else 0)
+    height = len(rows) * (H + pad) + pad
+    canvas = np.empty((height, width, 3), dtype=np.float32)
+    canvas[:] = FRAME_RGB  # a frame colour that neither paper (white) nor grey probabilities match
+    for r, row in enumerate(rows):
+        y = pad + r * (H + pad)
+        items = ([supports[r]] if conditional else []) + list(row)
+        for j, img in enumerate(items):
+            x0 = pad + j * (W + pad) + (gap if conditional and j >= 1 else 0)
+            a = _to_display(img)
+            canvas[y:y + H, x0:x0 + W] = a[..., None] if a.ndim == 2 else a
+    what = "pixel probabilities" if use_probs else "Bernoulli samples"
+    if conditional:
+        title = f"{name}: 1-shot conditional samples ({what})\nfirst column: the support image (test character)"
+    else:
+        title = f"{name}: unconditional samples ({what})"
+    if note:
+        title += f"\n{note}"
+    fig_w = max(4.0, width / 28 * 0.8)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_w * height / width + 0.9))
+    ax.imshow(canvas.clip(0, 1), interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
+    path_png = Path(path_png)
+    path_png.parent.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in (path_png, path_png.with_suffix(".pdf")):
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        out.append(str(p))
+    plt.close(fig)
+    return out
+
+
+# --------------------------------------------------------------------------- main routine
+def _load_model(exp, checkpoint, device):
+    ckpt = torch.load(Path(checkpoint), map_location=device, weights_only=False)
+    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    exp.model.load_state_dict(state)
+    exp.model.to(device).eval()
+    info = {"path": str(checkpoint)}
+    if isinstance(ckpt, dict):
+        for key in ("step", "val_bound", "version"):
+            if key in ckpt:
+                info[key] = ckpt[key]
+    return info
+
+
+def _provenance(cfg, device) -> dict:
+    try:
+        from experiments.trainer import provenance
+
+        return provenance(cfg, device)
+    except ImportError:  # pragma: no cover - the trainer is part of the project
+        from datetime import datetime, timezone
+
+        return {"git_commit": "unknown", "torch": torch.__version__, "device": str(device),
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int = 8192, batch_size: int = 128,
+             progress: bool | None = None) -> dict:
+    """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
+
+    ``cfg["evaluation"]`` holds the options (override them before calling). Returns the metrics dict.
+    """
+    from experiments import datasets
+    from experiments.common import resolve_device
+    from experiments.config import load_config
+    from experiments.registry import build_experiment
+
+    timer = _Timer()
+    t_start = time.perf_counter()
+    with timer("setup"):
+        cfg = load_config(cfg)
+        ev = cfg["evaluation"]
+        m = cfg["model"]
+        device = resolve_device(device if device is not None else cfg.get("device", "auto"))
+        seed = int(ev.get("seed", 0))
+        threads = (m.get("train") or {}).get("num_threads")
+        if threads and device.type == "cpu":
+            torch.set_num_threads(int(threads))
+        _seed(seed)
+        exp = build_experiment(cfg, device)
+        model, objective = exp.model, exp.objective
+        ckpt_info = _load_model(exp, checkpoint, device)
+
+    K = int(ev["n_samples"])
+    res = {
+        "model": m.get("name"), "experiment": m.get("experiment"), "objective": m.get("objective"),
+        "decoder": m.get("decoder"), "run": cfg.get("run"), "seed": cfg.get("seed"),
+        "provenance": _provenance(cfg, device), "checkpoint": ckpt_info,
+        "evaluation": {**ev, "device": str(device), "max_elements": max_elements, "batch_size": batch_size},
+        "graph": {"latents": list(model.order)},
+        "K": K, "n_classes": None, "images_per_class": None, "test_classes": None,
+        "nll_estimate": None, "nll_stderr": None, "elbo": None, "nll_per_image": None, "nll_n_samples": K,
+        "per_class": None, "test_bound": None, "train_bound": None, "bounds": None, "kl_c": None,
+        "lake_runs": None, "within_alphabet_runs": None, "episodes": None, "not_defined": {}, "figures": {},
+    }
+    nd = res["not_defined"]
+    try:
+        cls, elem = class_structure(model)
+        structure_error = None
+    except EvaluationError as e:
+        cls, elem, structure_error = [], list(ELEMENT_LATENTS), str(e)
+    res["graph"].update(class_latents=cls, element_latents=elem)
+
+    eval_set = None
+    if structure_error:
+        for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "lake_runs",
+                    "within_alphabet_runs", "episodes"):
+            nd[key] = structure_error
+    else:
+        with timer("data"):
+            eval_set = datasets.load_split(cfg, "evaluation")
+            Xu, idx, names = test_classes(eval_set, ev.get("max_classes"))
+            X = Xu.to(device=device, dtype=torch.float32)
+        B, N = X.shape[:2]
+        res.update(n_classes=B, images_per_class=N, test_classes=names)
+
+        # ---- test likelihood
+        _seed(seed, 1)
+        with timer("likelihood"):
+            try:
+                nll, nelbo = likelihood(model, X, K, elem, max_elements)
+                res.update(nll_estimate=float(nll.mean()), elbo=float(nelbo.mean()),
+                           nll_stderr=float(nll.std() / math.sqrt(B)) if B > 1 else 0.0,
+                           per_class={"nll": nll.tolist(), "elbo": nelbo.tolist()})
+                res["nll_per_image"] = res["nll_estimate"]
+            except EvaluationError as e:
+                nd["nll_estimate"] = nd["elbo"] = str(e)
+
+        # ---- bounds (the training objective) on the test classes and as many training classes
+        _seed(seed, 2)
+        with timer("bounds"):
+            tl = exp.train_loader
+            k_shot, resample = dict(tl.k_shot), dict(tl.resample)
+            bs = max(1, int(batch_size))
+            try:
+                test_b = bound(model, objective, eval_set, idx.flatten(), k_shot, resample, bs, seed + 2, device,
+                               "test bound")
+                train_set = datasets.train_val_sets(cfg)[0]
+                n_train = min(B, train_set.n_classes)
+                train_targets = (train_set.character < n_train).nonzero().flatten()
+                train_b = bound(model, objective, train_set, train_targets, k_shot, resample, bs, seed + 3,
+                                device, "train bound")
+                res.update(test_bound=test_b["value"], train_bound=train_b["value"],
+                           bounds={"test": test_b, "train": train_b,
+                                   "definition": "minus model.score (the training objective, kl_factor 1, the "
+                                                 "objective's rescale, sizes = class sizes) per target image; "
+                                                 "support sets drawn like training episodes"})
+            except EvaluationError as e:
+                nd["test_bound"] = nd["train_bound"] = str(e)
+
+        # ---- KL(c)
+        _seed(seed, 3)
+        if CLASS_LATENT in model.order:
+            with timer("kl_c"):
+                k = exp.train_loader.k_shot.get(CLASS_LATENT, m["train"]["k_shot"])
+                try:
+                    res["kl_c"] = kl_c_section(model, X, k, n_samples=100, elem=elem, seed=seed + 3)
+                except EvaluationError as e:
+                    nd["kl_c"] = str(e)
+        else:
+            nd["kl_c"] = f"the model has no class latent {CLASS_LATENT!r} (latents {model.order})"
+
+        # ---- classification
+        if not cls:
+            msg = (f"classification needs a class-level latent shared by the support set and the query; this "
+                   f"model's latents {model.order} are all per-image")
+            for key in ("lake_runs", "within_alphabet_runs", "episodes"):
+                nd[key] = msg
+        else:
+            ns = int(ev["classification_samples"])
+            try:
+                if ev.get("lake_runs"):
+                    _seed(seed, 4)
+                    with timer("lake_runs"):
+                        runs = datasets.load_split(cfg, "lake_runs")[:ev.get("max_runs") or None]
+                        res["lake_runs"] = classify_runs(model, runs, ns, elem, device, max_elements, "Lake runs")
+                n_within = int(ev.get("within_alphabet_runs") or 0)
+                if n_within > 0:
+                    _seed(seed, 5)
+                    with timer("within_alphabet_runs"):
+                        runs = datasets.load_split(cfg, "within_alphabet_runs")[:n_within]
+                        res["within_alphabet_runs"] = classify_runs(model, runs, ns, elem, device, max_elements,
+                                                                    "within-alphabet runs")
+                eps = ev.get("episodes") or {}
+                with timer("episodes"):
+                    out_eps = {}
+                    for way in eps.get("ways", []):
+                        for shot in eps.get("shots", []):
+                            ep_seed = seed + 1000 * int(way) + int(shot)
+                            _seed(ep_seed)
+                            out_eps[f"{way}way_{shot}shot"] = classify_episodes(
+                                model, eval_set, int(way), int(shot), int(eps.get("n_episodes", 100)), ns, elem,
+                                ep_seed, device, max_elements)
+                    res["episodes"] = out_eps
+            except EvaluationError as e:
+                for key in ("lake_runs", "within_alphabet_runs", "episodes"):
+                    nd[key] = str(e)
+
+    # ---- samples figure
+    if figures is not None:
+        with timer("samples_figure"):
+            png = Path(figures) / f"samples_{m.get('name')}.png"
+            note = None
+            if structure_error:
+                note = "(class-conditional sampling from a test character is not defined for this graph)"
+            res["figures"]["samples"] = samples_figure(model, m.get("name"), png, eval_set=eval_set,
+                                                       cls_latents=cls, seed=seed, note=note)
+
+    timer.seconds["total"] = round(time.perf_counter() - t_start, 3)
+    res["eval_seconds"] = dict(timer.seconds)
+    bad = []
+    res = _clean(res, bad=bad)
+    if bad:
+        log.warning("non-finite values written as null: %s", ", ".join(bad))
+        res.setdefault("non_finite", bad)
+    if out is not None:
+        write_json_atomic(res, out)
+    return res
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="per-model config JSON (results/<run>/configs/<model>.json)")
+    p.add_argument("--checkpoint", required=True, help="trainer checkpoint (best.pt)")
+    p.add_argument("--out", required=True, help="metrics JSON to write")
+    p.add_argument("--figures", default=None, help="folder for samples_<model>.png/.pdf (omit: no figure)")
+    p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the config's device)")
+    g = p.add_argument_group("overrides of cfg['evaluation']")
+    g.add_argument("--n-samples", type=_positive_int, help="K, importance samples for log p(X)")
+    g.add_argument("--max-classes", type=_positive_int, help="test classes for likelihoods, bounds and KL(c)")
+    g.add_argument("--classification-samples", type=_positive_int, help="importance samples per log p(x | D)")
+    g.add_argument("--lake-runs", action=argparse.BooleanOptionalAction, default=None,
+                   help="evaluate Lake's 20 one-shot runs")
+    g.add_argument("--max-runs", type=_positive_int, help="use only the first N of Lake's runs")
+    g.add_argument("--within-alphabet-runs", type=_nonneg_int, help="within-alphabet runs to use (0: none)")
+    g.add_argument("--n-episodes", type=_positive_int, help="episodes per (way, shot)")
+    g.add_argument("--ways", type=_positive_int, nargs="+", help="episode ways, e.g. 5 20")
+    g.add_argument("--shots", type=_positive_int, nargs="+", help="episode shots, e.g. 1 5")
+    g.add_argument("--seed", type=int, help="evaluation seed")
+    p.add_argument("--max-elements", type=_positive_int, default=8192,
+                   help="images decoded at once by the importance samplers (memory)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="targets per batch for the bounds")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def apply_overrides(cfg: dict, args) -> dict:
+    ev = cfg.setdefault("evaluation", {})
+    for opt, key in (("n_samples", "n_samples"), ("max_classes", "max_classes"),
+                     ("classification_samples", "classification_samples"), ("lake_runs", "lake_runs"),
+                     ("max_runs", "max_runs"), ("within_alphabet_runs", "within_alphabet_runs"), ("seed", "seed")):
+        v = getattr(args, opt, None)
+        if v is not None:
+            ev[key] = v
+    eps = ev.setdefault("episodes", {})
+    for opt, key in (("n_episodes", "n_episodes"), ("ways", "ways"), ("shots", "shots")):
+        v = getattr(args, opt, None)
+        if v is not None:
+            eps[key] = v
+    return cfg
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    from experiments.config import load_config
+
+    cfg = apply_overrides(load_config(args.config), args)
+    res = evaluate(cfg, args.checkpoint, args.out, figures=args.figures, device=args.device,
+                   max_elements=args.max_elements, batch_size=args.batch_size)
+
+    def fmt(v, spec=".2f"):
+        return "n/a" if v is None else format(v, spec)
+
+    lines = [f"{res['model']}: -log p(X)/|X| = {fmt(res['nll_estimate'])} nats (K={res['K']}, "
+             f"{res['n_classes']} classes x {res['images_per_class']}), -ELBO = {fmt(res['elbo'])}, "
+             f"test bound = {fmt(res['test_bound'])}, train bound = {fmt(res['train_bound'])}"]
+    if res.get("kl_c"):
+        lines.append(f"  KL(c) = {fmt(res['kl_c']['mean'])} ± {fmt(res['kl_c']['std'])} nats")
+    for key in ("lake_runs", "within_alphabet_runs"):
+        if res.get(key):
+            lines.append(f"  {key}: {fmt(100 * res[key]['accuracy'], '.1f')}% ({res[key]['ci_method']})")
+    for key, v in (res.get("episodes") or {}).items():
+        if v.get("accuracy") is not None:
+            lines.append(f"  {key}: {fmt(100 * v['accuracy'], '.1f')}%")
+    for key, why in res["not_defined"].items():
+        lines.append(f"  {key}: not defined ({why})")
+    lines.append(f"  wrote {args.out} in {res['eval_seconds']['total']:.1f} s")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

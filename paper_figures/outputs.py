@@ -1,0 +1,113 @@
+"""What the pipeline produces for a resolved config: one list shared by the Snakefile and
+``scripts/check_outputs.py`` (so the two cannot drift apart).
+
+All paths are relative to the repository root (the Snakemake working directory) and built
+from ``cfg["paths"]`` (filled by ``experiments.config.load_config``).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = [
+    "CLASS_EXPERIMENTS", "STRUCTURED_EXPERIMENTS", "STRUCTURED_FIGURES", "TABLES", "FIGURES", "FIGURE_FORMATS",
+    "results_dir", "models", "class_models", "structured_models", "checkpoint_dir", "checkpoint_outputs",
+    "metrics_file", "sample_figure", "structured_figures", "data_files", "table_files", "figure_files",
+    "summary_files", "paper_figure_outputs", "expected_outputs",
+]
+
+#: experiments evaluated by ``analysis.evaluate`` (likelihood, KL(c), classification, 1-shot samples)
+CLASS_EXPERIMENTS = ("vae", "class")
+#: experiments evaluated by ``analysis.structured`` (metrics and sample grids)
+STRUCTURED_EXPERIMENTS = ("hierarchical", "factorial")
+#: figure stems (under results/<run>/figures/, PNG) that ``analysis.structured`` writes per experiment
+STRUCTURED_FIGURES = {
+    "hierarchical": ("hierarchical_samples",),
+    "factorial": ("factorial_samples",),
+}
+#: tables written by ``paper_figures.make`` under results/<run>/tables/
+TABLES = ("objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md")
+#: figure stems written by ``paper_figures.make`` under results/<run>/figures/, each in FIGURE_FORMATS
+FIGURES = ("training_curves", "kl_c", "samples_montage")
+FIGURE_FORMATS = ("png", "pdf")
+
+
+def results_dir(cfg: Mapping) -> str:
+    return str(cfg["paths"]["results"]).rstrip("/")
+
+
+def models(cfg: Mapping) -> dict[str, str]:
+    """model name -> experiment, in config order."""
+    return {name: entry["experiment"] for name, entry in (cfg.get("models") or {}).items()}
+
+
+def class_models(cfg: Mapping) -> list[str]:
+    return [m for m, e in models(cfg).items() if e in CLASS_EXPERIMENTS]
+
+
+def structured_models(cfg: Mapping) -> list[str]:
+    return [m for m, e in models(cfg).items() if e in STRUCTURED_EXPERIMENTS]
+
+
+def checkpoint_dir(cfg: Mapping, model: str) -> str:
+    return f"{results_dir(cfg)}/checkpoints/{model}"
+
+
+def checkpoint_outputs(cfg: Mapping, model: str) -> dict[str, str]:
+    d = checkpoint_dir(cfg, model)
+    return {"best": f"{d}/best.pt", "history": f"{d}/history.csv", "summary": f"{d}/train_summary.json"}
+
+
+def metrics_file(cfg: Mapping, model: str) -> str:
+    return f"{results_dir(cfg)}/metrics/{model}.json"
+
+
+def sample_figure(cfg: Mapping, model: str) -> str:
+    return f"{results_dir(cfg)}/figures/samples_{model}.png"
+
+
+def structured_figures(cfg: Mapping, model: str) -> list[str]:
+    exp = models(cfg)[model]
+    # figure names carry the experiment name; a second model of the same experiment would
+    # collide, so the model name is used when it differs from the experiment's
+    prefix = exp if model == exp else model
+    return [f"{results_dir(cfg)}/figures/{stem.replace(exp, prefix, 1)}.png"
+            for stem in STRUCTURED_FIGURES.get(exp, ())]
+
+
+def data_files(cfg: Mapping) -> list[str]:
+    """The prepared data (rules/data.smk) and the measured domain gap."""
+    p = cfg["paths"]
+    return [p["background"], p["evaluation"], p["lake_runs"], p["within_alphabet_runs"], p["textured"],
+            f"{results_dir(cfg)}/metrics/data_gap.json"]
+
+
+def table_files(cfg: Mapping) -> list[str]:
+    return [f"{results_dir(cfg)}/tables/{t}" for t in TABLES]
+
+
+def figure_files(cfg: Mapping) -> list[str]:
+    return [f"{results_dir(cfg)}/figures/{f}.{ext}" for f in FIGURES for ext in FIGURE_FORMATS]
+
+
+def summary_files(cfg: Mapping) -> list[str]:
+    return [f"{results_dir(cfg)}/summary.md", f"{results_dir(cfg)}/summary.html"]
+
+
+def paper_figure_outputs(cfg: Mapping) -> list[str]:
+    """Everything ``python -m paper_figures.make`` writes."""
+    return table_files(cfg) + figure_files(cfg) + summary_files(cfg)
+
+
+def expected_outputs(cfg: Mapping, data: bool = True) -> list[str]:
+    """Every file a complete run of the pipeline leaves behind (``data``: include the prepared data)."""
+    out = list(data_files(cfg)) if data else []
+    for m in models(cfg):
+        out.append(f"{results_dir(cfg)}/configs/{m}.json")
+        out += list(checkpoint_outputs(cfg, m).values())
+        out.append(metrics_file(cfg, m))
+    for m in class_models(cfg):
+        out.append(sample_figure(cfg, m))
+    for m in structured_models(cfg):
+        out += structured_figures(cfg, m)
+    out += paper_figure_outputs(cfg)
+    return list(dict.fromkeys(out))

@@ -1,0 +1,1 @@
+"""Tests of analysis/ (evaluation entry points) on tiny synthetic Omniglot-like data."""

@@ -1,0 +1,201 @@
+"""experiments.trainer / experiments.train: files, exact resumption, NaN stop, early stopping, CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from experiments.config import dump_json_if_changed, load_config, model_config
+from experiments.registry import build_experiment, load_checkpoint
+from experiments.trainer import Trainer, TrainingDiverged, lr_lambda
+from tests.experiments import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TIMING = {"images_per_s", "data_share"}
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    """The trainer applies train.num_threads (1 in tiny_config) to the process; undo it."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
+def mcfg(tmp_path, name="vhe_deconv", models=None, **overrides):
+    return model_config(load_config(tiny_config(tmp_path, models=models, **overrides)), name)
+
+
+def read_history(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_few_steps_write_every_file(tmp_path):
+    cfg = mcfg(tmp_path, train={"max_steps": 5, "val_every": 2, "checkpoint_every": 2, "log_every": 2,
+                                "sample_every": 4})
+    out = tmp_path / "ckpt"
+    summary = Trainer(cfg, out).fit()
+    for f in ("best.pt", "last.pt", "config.json", "provenance.json", "history.csv", "train_summary.json",
+              "samples.png"):
+        assert (out / f).is_file(), f
+    assert summary == json.loads((out / "train_summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps"] == 5
+    assert math.isfinite(summary["best_val_bound"]) and summary["best_val_bound"] < 0
+    assert set(summary["final_val_kl"]) == {"c", "z"} and summary["images_per_s"] > 0
+    assert 0 <= summary["data_share"] < 1 and summary["wall_time_s"] > 0
+    hist = read_history(out / "history.csv")
+    assert [int(r["step"]) for r in hist] == [2, 4, 5]  # log/val every 2 steps and the last step
+    assert {"loss", "bound", "kl_c", "kl_z", "lr", "images_per_s", "val_bound", "val_kl_c"} <= set(hist[0])
+    assert all(r["val_bound"] for r in hist)
+    assert json.loads((out / "config.json").read_text()) == cfg
+    prov = json.loads((out / "provenance.json").read_text())
+    assert {"git_commit", "torch", "device", "hostname", "date", "seed"} <= set(prov)
+    assert prov["torch"] == torch.__version__ and prov["seed"] == 0
+    last = torch.load(out / "last.pt", weights_only=False)
+    assert last["step"] == 5 and {"model", "optimizer", "scheduler", "train_loader", "rng"} <= set(last)
+    assert {"torch", "numpy", "python"} <= set(last["rng"])
+    model, cfg2, best = load_checkpoint(out / "best.pt", device="cpu")
+    assert best["step"] == summary["best_step"] and best["val_bound"] == summary["best_val_bound"]
+    assert cfg2["model"]["name"] == "vhe_deconv" and not model.training
+    # a finished run started again only rewrites the summary
+    again = Trainer(cfg, out).fit()
+    assert again["steps"] == 5 and again["best_val_bound"] == summary["best_val_bound"]
+
+
+def test_exact_resume(tmp_path):
+    """Killed after step 11 (last checkpoint at 8) and resumed == 16 straight steps, bit for bit."""
+    cfg = mcfg(tmp_path, train={"max_steps": 16, "checkpoint_every": 8, "val_every": 4, "log_every": 3,
+                                "lr_schedule": "cosine", "kl_anneal_steps": 5, "batch_size": 8},
+               data={"augment_dihedral": True})
+    straight = Trainer(cfg, tmp_path / "a")
+    straight.fit()
+    t1 = Trainer(cfg, tmp_path / "b")
+    assert t1.fit(stop_after=11) is None
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 8
+    t2 = Trainer(cfg, tmp_path / "b")
+    assert t2.resumed_from == 8
+    t2.fit()
+    sa, sb = straight.model.state_dict(), t2.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    oa, ob = straight.optimizer.state_dict()["state"], t2.optimizer.state_dict()["state"]
+    for i in oa:
+        assert torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"])
+    ha, hb = read_history(tmp_path / "a" / "history.csv"), read_history(tmp_path / "b" / "history.csv")
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == \
+           [{k: v for k, v in r.items() if k not in TIMING} for r in hb]
+    assert [int(r["step"]) for r in hb] == [3, 4, 6, 8, 9, 12, 15, 16]
+    sum_a = json.loads((tmp_path / "a" / "train_summary.json").read_text())
+    sum_b = json.loads((tmp_path / "b" / "train_summary.json").read_text())
+    assert sum_a["best_val_bound"] == sum_b["best_val_bound"] and sum_b["steps"] == 16
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = mcfg(tmp_path, train={"max_steps": 20, "checkpoint_every": 2, "val_every": 100})
+    exp = build_experiment(cfg, "cpu")
+    calls = {"n": 0}
+
+    def poison(module, args, output):  # NaN log-likelihood from the 5th training call on
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] >= 5:
+                return output[0], output[1] * float("nan")
+        return output
+
+    exp.model.decoder.register_forward_hook(poison)
+    out = tmp_path / "ckpt"
+    trainer = Trainer(cfg, out, experiment=exp)
+    with pytest.raises(TrainingDiverged, match=r"non-finite loss.*step 5.*last\.pt \(step 4\)"):
+        trainer.fit()
+    last = torch.load(out / "last.pt", weights_only=False)
+    assert last["step"] == 4
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    assert not (out / "train_summary.json").exists()
+
+
+def test_nan_gradient_stops(tmp_path):
+    cfg = mcfg(tmp_path, train={"max_steps": 20, "checkpoint_every": 100, "val_every": 100})
+    exp = build_experiment(cfg, "cpu")
+    p = next(exp.model.decoder.parameters())
+    p.register_hook(lambda g: g * float("inf"))
+    trainer = Trainer(cfg, tmp_path / "ckpt", experiment=exp)
+    with pytest.raises(TrainingDiverged, match=r"non-finite gradient.*step 1.*no checkpoint"):
+        trainer.fit()
+    assert not (tmp_path / "ckpt" / "last.pt").exists()
+
+
+def test_early_stopping(tmp_path, monkeypatch):
+    cfg = mcfg(tmp_path, train={"max_steps": 100, "val_every": 2, "patience": 2, "checkpoint_every": 50})
+    bounds = iter([-10.0, -11.0, -10.5, -9.0, -9.5, -9.2] + [-100.0] * 100)
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"bound": next(bounds), "kl": {"c": 1.0, "z": 2.0}})
+    out = tmp_path / "ckpt"
+    summary = Trainer(cfg, out).fit()
+    # validations at 2 (best), 4 (worse), 6 (worse: 2 without improvement = patience) -> stop
+    assert summary["status"] == "early_stopped" and summary["steps"] == 6
+    assert summary["best_step"] == 2 and summary["best_val_bound"] == -10.0
+    assert torch.load(out / "best.pt", weights_only=False)["step"] == 2
+    # an early-stopped run is not continued when started again
+    assert Trainer(cfg, out).fit()["steps"] == 6
+
+
+def test_config_change_starts_afresh(tmp_path):
+    cfg = mcfg(tmp_path, train={"max_steps": 3})
+    out = tmp_path / "ckpt"
+    Trainer(cfg, out).fit()
+    assert Trainer(cfg, out).resumed_from == 3
+    assert Trainer(cfg, out, max_steps=5).resumed_from == 3  # extending a run resumes it
+    cfg["model"]["nets"]["c_dim"] = 5
+    t = Trainer(cfg, out)
+    assert t.resumed_from is None and t.step == 0
+    assert list(out.glob("last.stale-*.pt"))
+
+
+def test_schedules_and_kl_annealing(tmp_path):
+    tr = {"max_steps": 100, "lr_schedule": "cosine"}
+    f = lr_lambda(tr)
+    assert f(0) == 1.0 and abs(f(50) - 0.5) < 1e-12 and abs(f(100)) < 1e-12
+    assert lr_lambda({"max_steps": 10, "lr_schedule": "constant"})(7) == 1.0
+    g = lr_lambda({"max_steps": 10, "lr_schedule": "step", "lr_step_size": 3, "lr_gamma": 0.5})
+    assert [g(s) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+    t = Trainer(mcfg(tmp_path, train={"kl_anneal_steps": 4}), tmp_path / "ckpt")
+    assert [t.kl_factor(s) for s in (0, 2, 4, 9)] == [0.0, 0.5, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("model", ["vae_pixelcnn"])
+def test_cli_end_to_end(tmp_path, model):
+    models = {"vae_pixelcnn": {"experiment": "vae", "decoder": "pixelcnn"},
+              "ns_pixelcnn": {"experiment": "class", "objective": "ns", "decoder": "pixelcnn"}}
+    cfg = load_config(tiny_config(tmp_path, models=models))
+    cfg_file = tmp_path / "configs" / f"{model}.json"
+    dump_json_if_changed(model_config(cfg, model), cfg_file)
+    out = tmp_path / "ckpt" / model
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(cfg_file), "--out", str(out),
+                           "--max-steps", "4", "--device", "cpu"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["steps"] == 4 and summary["model"] == model and summary["decoder"] == "pixelcnn"
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "completed"
+    for f in ("best.pt", "last.pt", "config.json", "provenance.json", "history.csv"):
+        assert (out / f).is_file()
+    # a profile YAML with --model, and a config error (exit 2, naming the key)
+    yml = tmp_path / "profile.yaml"
+    import yaml
+
+    raw = tiny_config(tmp_path, models=models)
+    raw["train"]["lrr"] = 1
+    yml.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(yml), "--model", "ns_pixelcnn",
+                           "--out", str(tmp_path / "x")], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "unknown key 'lrr' in train; did you mean 'lr'?" in proc.stderr

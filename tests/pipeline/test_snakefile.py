@@ -1,0 +1,270 @@
+"""The pipeline: Snakefile dry runs, config validation, paper_figures.make, check_outputs.
+
+Every Snakemake call here is a dry run (or --touch) in a temporary working directory, so the
+tests are fast and never write into the repository's results/.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.synthetic import make_run
+
+REPO = Path(__file__).resolve().parents[2]
+SNAKEFILE = REPO / "Snakefile"
+SMOKE = REPO / "config" / "smoke.yaml"
+
+pytestmark = pytest.mark.skipif(not SNAKEFILE.is_file(), reason="no Snakefile")
+
+
+def snakemake_cmd():
+    exe = Path(sys.executable).parent / "snakemake"
+    if exe.is_file():
+        return [str(exe)]
+    return [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(workdir, *args, configfile=SMOKE, check=True):
+    cmd = [*snakemake_cmd(), "-s", str(SNAKEFILE), "-d", str(workdir), "--configfile", str(configfile), *args]
+    env = {**os.environ, "VHE_DATA_MIRROR": str(REPO.parent / "shared" / "data" / "omniglot")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """{rule: count} from the "Job stats" table of a dry run."""
+    counts, in_table = {}, False
+    for line in output.splitlines():
+        if line.startswith("Job stats"):
+            in_table, counts = True, {}
+            continue
+        if in_table:
+            m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+            if m:
+                if m.group(1) == "total":
+                    in_table = False
+                else:
+                    counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def planned_jobs(output: str) -> list[tuple[str, dict]]:
+    """[(rule, {field: value})] for every job a dry run prints."""
+    jobs = []
+    for line in output.splitlines():
+        m = re.match(r"^(?:local)?rule (\w+):$", line.strip()) if not line.startswith("    ") else None
+        if m:
+            jobs.append((m.group(1), {}))
+        elif jobs and line.startswith("    ") and ": " in line:
+            key, _, value = line.strip().partition(": ")
+            jobs[-1][1][key] = value
+    return jobs
+
+
+def smoke_cfg():
+    from experiments.config import load_config
+
+    return load_config(SMOKE)
+
+
+needs_smoke = pytest.mark.skipif(not SMOKE.is_file(), reason="config/smoke.yaml not written yet")
+
+
+# --------------------------------------------------------------------------- Snakefile
+@needs_smoke
+def test_dry_run_plans_every_model(tmp_path):
+    from paper_figures import outputs as OUT
+
+    cfg = smoke_cfg()
+    proc = snakemake(tmp_path, "-n")
+    out = proc.stdout + proc.stderr
+    counts = job_counts(out)
+    models = OUT.models(cfg)
+    assert counts.get("train") == len(models), counts
+    assert counts.get("evaluate") == len(OUT.class_models(cfg)), counts
+    assert counts.get("evaluate_structured", 0) == len(OUT.structured_models(cfg)), counts
+    assert counts.get("paper_figures") == 1 and counts.get("all") == 1, counts
+    for rule in ("prepare_background", "prepare_evaluation", "lake_runs", "within_alphabet_runs", "textured"):
+        assert counts.get(rule) == 1, (rule, counts)
+    # one self-contained JSON per model, written at parse time
+    run = cfg["run"]
+    for name in models:
+        mcfg = json.loads((tmp_path / "results" / run / "configs" / f"{name}.json").read_text())
+        assert mcfg["model"]["name"] == name
+    # training depends on the model's JSON and data, never on the profile YAML
+    jobs = planned_jobs(out)
+    train_inputs = [f["input"] for r, f in jobs if r == "train"]
+    assert len(train_inputs) == len(models)
+    for inputs in train_inputs:
+        assert "/configs/" in inputs and ".yaml" not in inputs, inputs
+    # every rule has a log and a benchmark
+    for rule, fields in jobs:
+        if rule != "all":
+            assert "log" in fields and "benchmark" in fields, (rule, fields)
+
+
+@needs_smoke
+def test_changing_one_model_retrains_only_that_model(tmp_path):
+    from experiments.config import load_config
+    from paper_figures import outputs as OUT
+    import yaml
+
+    cfg = smoke_cfg()
+    # pretend a complete run: every output present, then --touch to record it as up to date
+    files = OUT.expected_outputs(cfg) + [f"resources/raw/{n}" for n in (
+        "train_small.npz", "test_small.npz", "images_background_small1.zip", "images_background_small2.zip",
+        "all_runs.zip")]
+    for f in files:
+        p = tmp_path / f
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if not p.exists():
+            p.write_text("x")
+    snakemake(tmp_path, "--touch", "--cores", "1")
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    name = OUT.class_models(cfg)[0]
+    raw.setdefault("models", dict(cfg["models"]))
+    entry = dict(raw["models"][name])
+    entry["train"] = {**(entry.get("train") or {}), "lr": 0.00123}
+    raw["models"][name] = entry
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(raw))
+    load_config(edited)  # still valid
+    proc = snakemake(tmp_path, "-n", configfile=edited)
+    counts = job_counts(proc.stdout + proc.stderr)
+    assert counts.get("train") == 1 and counts.get("evaluate") == 1, counts
+    assert counts.get("paper_figures") == 1 and sum(counts.values()) == 4, counts  # + all
+    assert re.search(rf"wildcards: model={re.escape(name)}\b", proc.stdout), proc.stdout[-2000:]
+
+
+def test_bad_config_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run: badtest\ntrian:\n  max_steps: 5\n")
+    proc = snakemake(tmp_path, "-n", configfile=bad, check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert "trian" in err and "train" in err, err[-2000:]
+
+    bad.write_text("run: badtest\ntrain:\n  lr: fast\n")
+    proc = snakemake(tmp_path, "-n", configfile=bad, check=False)
+    assert proc.returncode != 0
+    assert "train.lr" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-2000:]
+
+
+# --------------------------------------------------------------------------- paper_figures
+def _claims(rd: Path) -> list[dict]:
+    with open(rd / "tables" / "claims.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_paper_figures_on_synthetic_metrics(tmp_path):
+    from paper_figures import make as PF
+    from paper_figures.outputs import FIGURE_FORMATS, FIGURES, TABLES
+
+    rd = make_run(tmp_path)
+    assert PF.main(["--run-dir", str(rd)]) == 0
+    for t in TABLES:
+        assert (rd / "tables" / t).stat().st_size > 0, t
+    for f in FIGURES:
+        for ext in FIGURE_FORMATS:
+            assert (rd / "figures" / f"{f}.{ext}").stat().st_size > 0, (f, ext)
+    for s in ("summary.md", "summary.html"):
+        assert (rd / s).stat().st_size > 0
+    html = (rd / "summary.html").read_text()
+    assert html.count("data:image/png;base64,") >= 5  # curves, KL, montage, 2 structured grids
+
+    verdicts = {(r["claim"][:30], r["scope"]): r["verdict"] for r in _claims(rd)}
+    assert len(verdicts) == 5
+    by_start = lambda s, scope: next(v for (c, sc), v in verdicts.items() if c.startswith(s) and sc == scope)  # noqa: E731
+    assert by_start("With a PixelCNN decoder", "PixelCNN") == "holds"
+    assert by_start("VHE classifies better", "deconv") == "does not hold"
+    assert by_start("VHE classifies better", "PixelCNN") == "holds"
+    assert by_start("VHE's test likelihood", "deconv") == "does not hold"
+    assert by_start("VHE's test likelihood", "PixelCNN") == "holds"
+    assert all(r["rule"] for r in _claims(rd))
+
+    with open(rd / "tables" / "objectives.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 10  # 5 objectives x 2 decoders
+    vhe_px = next(r for r in rows if r["objective"] == "VHE" and r["decoder"] == "PixelCNN")
+    assert float(vhe_px["lake_20way_1shot_acc"]) == pytest.approx(80.0)
+    assert float(vhe_px["paper_lake_20way_1shot_acc"]) == pytest.approx(81.3)
+    assert float(vhe_px["diff_lake_20way_1shot_acc"]) == pytest.approx(-1.3)
+    vae_px = next(r for r in rows if r["objective"] == "VAE" and r["decoder"] == "PixelCNN")
+    assert vae_px["nll_nats_per_image"] == ""  # skipped model: empty in the CSV ...
+    assert "n/a" in (rd / "tables" / "objectives.md").read_text()  # ... n/a in the display tables
+    assert "tabular" in (rd / "tables" / "objectives.tex").read_text()
+
+
+def test_paper_figures_flips_claims(tmp_path):
+    """NS uses c as much as VHE with PixelCNN -> claim 1 does not hold; missing numbers -> not measured."""
+    from paper_figures import make as PF
+
+    rd = make_run(tmp_path)
+    m = json.loads((rd / "metrics" / "ns_pixelcnn.json").read_text())
+    m["kl"]["c"] = 39.0
+    (rd / "metrics" / "ns_pixelcnn.json").write_text(json.dumps(m))
+    (rd / "metrics" / "vhe_deconv.json").unlink()
+    rows = PF.check_claims(PF.load_run(rd))
+    assert rows[0]["verdict"] == "does not hold"
+    deconv_cls = next(r for r in rows if r["claim"].startswith("VHE classifies") and r["scope"] == "deconv")
+    assert deconv_cls["verdict"] == "not measured"
+
+
+def test_paper_figures_missing_everything(tmp_path):
+    from paper_figures import make as PF
+
+    rd = tmp_path / "results" / "empty"
+    rd.mkdir(parents=True)
+    assert PF.main(["--run-dir", str(rd)]) == 0
+    assert {r["verdict"] for r in _claims(rd)} == {"not measured"}
+    assert (rd / "figures" / "samples_montage.png").is_file()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"nll_per_image": "low"}',
+                                     '{"lake_runs": {"accuracy": 0.5, "ci95": [0.4]}}'])
+def test_paper_figures_fails_on_malformed_metrics(tmp_path, content, capsys):
+    from paper_figures import make as PF
+
+    rd = make_run(tmp_path)
+    (rd / "metrics" / "vhe_deconv.json").write_text(content)
+    assert PF.main(["--run-dir", str(rd)]) != 0
+    assert "vhe_deconv.json" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- check_outputs
+def test_check_outputs_reports_missing(tmp_path):
+    cfgfile = tmp_path / "c.yaml"
+    cfgfile.write_text("run: chk\nmodels:\n  vhe_deconv: {experiment: class, objective: vhe, decoder: deconv}\n")
+    script = [sys.executable, str(REPO / "scripts" / "check_outputs.py"), "--configfile", str(cfgfile),
+              "--root", str(tmp_path)]
+    listed = subprocess.run(script + ["--list"], capture_output=True, text=True, check=True).stdout.split()
+    assert any(p.endswith("checkpoints/vhe_deconv/best.pt") for p in listed)
+    assert any(p.endswith("metrics/vhe_deconv.json") for p in listed)
+    assert any(p.endswith("summary.html") for p in listed)
+    for p in listed:
+        Path(p).parent.mkdir(parents=True, exist_ok=True)
+        Path(p).write_text("x")
+    ok = subprocess.run(script, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    victim = next(Path(p) for p in listed if p.endswith("best.pt"))
+    victim.unlink()
+    (tmp_path / "results" / "chk" / "summary.md").write_text("")
+    bad = subprocess.run(script + ["--report", "report.html"], capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert str(victim) in bad.stderr and "summary.md" in bad.stderr and "report.html" in bad.stderr
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("run: chk\nmodles: {}\n")
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "check_outputs.py"), "--configfile", str(typo)],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "modles" in res.stderr

@@ -1,0 +1,32 @@
+"""Data sources for the VHE reproduction: fetching, Omniglot readers, one-shot runs, textures.
+
+All images are single-channel binary uint8 (N, 1, 28, 28) in {0, 1} with ink = 1.
+"""
+import warnings as _warnings
+
+# `python -m vhe.data.fetch` / `-m vhe.data.cli` import this package first; runpy then warns that the
+# submodule is already imported. Harmless here (each CLI catches its own module's exceptions).
+_warnings.filterwarnings("ignore", message=r".*found in sys\.modules after import of package 'vhe\.data'",
+                         category=RuntimeWarning)
+from .fetch import (DataIntegrityError, DataUnavailableError, DEFAULT_MANIFEST, Entry, fetch, read_manifest,
+                    sha256sum)
+from .gap import (Preprocessing, choose_preprocessing, default_candidates, image_stats, ink_fraction,
+                  matched_agreement, measure_domain_gap, stroke_thickness)
+from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, FILTERS, LakeOriginals, OmniglotSet,
+                       augment_dihedral, check_k_shot, concat_sets, dihedral, dihedral_inverse, load_lake_archive,
+                       load_npz_arrays, preprocess_105, read_lake_originals, split_validation)
+from .runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
+from .textures import (TexturedSet, dilate_binary, load_texture_folder, procedural_textures, texture_catalogue,
+                       textured_omniglot)
+
+__all__ = [
+    "DataIntegrityError", "DataUnavailableError", "DEFAULT_MANIFEST", "Entry", "fetch", "read_manifest", "sha256sum",
+    "Preprocessing", "choose_preprocessing", "default_candidates", "image_stats", "ink_fraction",
+    "matched_agreement", "measure_domain_gap", "stroke_thickness",
+    "DEFAULT_ALIGN", "DEFAULT_FILTER", "DEFAULT_THRESHOLD", "FILTERS", "LakeOriginals", "OmniglotSet",
+    "augment_dihedral", "check_k_shot", "concat_sets", "dihedral", "dihedral_inverse", "load_lake_archive",
+    "load_npz_arrays", "preprocess_105", "read_lake_originals", "split_validation",
+    "OneShotRun", "load_lake_runs", "load_runs", "save_runs", "within_alphabet_runs",
+    "TexturedSet", "dilate_binary", "load_texture_folder", "procedural_textures", "texture_catalogue",
+    "textured_omniglot",
+]

@@ -1,0 +1,244 @@
+"""Episode sampling for VHE training (the paper's Algorithm 1), vectorised with tensors.
+
+For every target element x (one batch row) and every latent k, the loader draws a support
+set D_k of ``k_shot[k]`` elements that share x's label for k, and reports |X_k|, the number
+of elements sharing that label (the class size the VHE divides KL_k by).
+
+Support sets and the target (``resample``):
+* ``resample=True`` (VHE, default): D_k is a uniformly random subset of the class drawn
+  *without replacement* and independently of the target, exactly as Algorithm 1 draws
+  D ⊂ X; D_k may therefore contain the target itself (probability k/|X_k|).
+* ``resample=False`` (Neural Statistician): the target is D_k's first element and the other
+  k-1 are drawn without replacement from the rest of its class.
+A class with fewer than ``k_shot[k]`` members is an error (raised at construction, naming it).
+
+All randomness comes from one ``torch.Generator`` on the data's device (``seed=``); the
+loader's state (generator, epoch permutation, position) round-trips through
+``state_dict`` so an interrupted run resumes with the same episodes.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+__all__ = ["Batch", "DataLoader", "Transform", "encode_labels"]
+
+
+@dataclass
+class Batch:
+    """One batch of episodes.
+
+    inputs: {latent: support set (B, k_shot[latent], ...)}
+    sizes:  {latent: (B,) float tensor, |X_latent| for each target}
+    target: (B, ...) the elements to reconstruct
+    index:  (B,) int64 indices of the targets in ``data``
+    labels: {latent: (B,) int64 label ids of the targets}
+    """
+
+    inputs: dict
+    sizes: dict
+    target: torch.Tensor
+    index: torch.Tensor
+    labels: dict = field(default_factory=dict)
+
+
+class Transform:
+    """A random transformation of data elements, e.g. the 8 dihedral maps of an image.
+
+    Args:
+        f: ``f(x, arg) -> x'`` applied to a tensor of elements (n, ...) with one argument.
+        args: the possible arguments; each target draws one uniformly.
+        share_labels: latents whose support sets use the *target's* argument, so that the
+            transformed elements form new classes (e.g. a rotated character is a new
+            character). For the other latents every support element draws its own argument,
+            so the transform varies within the class. None means every latent shares.
+    """
+
+    def __init__(self, f, args: Sequence, share_labels: Sequence[str] | None = None):
+        if not callable(f):
+            raise TypeError("Transform f must be callable as f(x, arg)")
+        self.f = f
+        self.args = list(args)
+        if not self.args:
+            raise ValueError("Transform needs at least one argument")
+        self.share_labels = None if share_labels is None else set(share_labels)
+
+    def shares(self, latent: str) -> bool:
+        return self.share_labels is None or latent in self.share_labels
+
+    def apply(self, x: torch.Tensor, arg_index: torch.Tensor) -> torch.Tensor:
+        """Apply f to each element of x (n, ...) with its argument index (n,)."""
+        out = torch.empty_like(x)
+        for a in torch.unique(arg_index).tolist():
+            mask = arg_index == a
+            out[mask] = self.f(x[mask], self.args[a]).to(out.dtype)
+        return out
+
+
+def encode_labels(labels) -> np.ndarray:
+    """Map any labels (ints, strings, a range, a tensor) to ids 0..L-1 in sorted label order."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    elif isinstance(labels, range):
+        labels = np.arange(labels.start, labels.stop, labels.step)
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be one label per element (1-D), got shape {arr.shape}")
+    _, ids = np.unique(arr, return_inverse=True)
+    return ids.reshape(-1).astype(np.int64)
+
+
+class _Groups:
+    """Members of every class of one latent, as flat tensors (sorted by class)."""
+
+    def __init__(self, ids: np.ndarray, device):
+        order = np.argsort(ids, kind="stable")
+        counts = np.bincount(ids)
+        self.ids = torch.as_tensor(ids, device=device)
+        self.members = torch.as_tensor(order, device=device)
+        self.counts = torch.as_tensor(counts, device=device)
+        self.offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), device=device)
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order)) - np.repeat(self.offsets.cpu().numpy(), counts)
+        self.position = torch.as_tensor(position, device=device)  # index of each element within its class
+        self.max_count = int(counts.max())
+
+    def draw(self, targets: torch.Tensor, k: int, include_target: bool, gen) -> torch.Tensor:
+        """Indices (B, k) of k distinct class members per target (the target first if included)."""
+        cls = self.ids[targets]
+        count = self.counts[cls]
+        keys = torch.rand((len(targets), self.max_count), generator=gen, device=targets.device)
+        slots = torch.arange(self.max_count, device=targets.device)
+        keys = keys.masked_fill(slots[None, :] >= count[:, None], float("inf"))
+        n_free = k
+        if include_target:
+            keys.scatter_(1, self.position[targets][:, None], float("inf"))
+            n_free = k - 1
+        pos = keys.topk(n_free, dim=1, largest=False).indices if n_free > 0 else slots[:0].expand(len(targets), 0)
+        idx = self.members[self.offsets[cls][:, None] + pos]
+        if include_target:
+            idx = torch.cat([targets[:, None], idx], dim=1)
+        return idx
+
+
+class DataLoader:
+    """Iterate over episodes: every element of ``data`` is a target once per epoch.
+
+    Args:
+        data: tensor (N, ...) (or array-like); kept on ``device`` (default: its own).
+        labels: {latent: labels (N,)}: elements with equal labels share that latent.
+        k_shot: {latent: |D|}: support-set size given to each encoder.
+        batch_size: targets per batch.
+        transforms: list of :class:`Transform`.
+        resample: True/False or {latent: bool}; see the module docstring.
+        shuffle: visit targets in random order each epoch.
+        drop_last: drop the last incomplete batch.
+        seed: seeds the loader's own generator (None: a random seed from torch).
+        dtype: convert returned tensors to this dtype (e.g. torch.float32 for uint8 images).
+    """
+
+    def __init__(self, data, labels: Mapping, k_shot: Mapping, batch_size: int = 1, transforms=(),
+                 resample=True, shuffle: bool = True, drop_last: bool = False, seed: int | None = None,
+                 device=None, dtype=None):
+        data = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+        self.data = data.to(device) if device is not None else data
+        self.device = self.data.device
+        n = len(self.data)
+        if set(labels) != set(k_shot):
+            raise KeyError(f"labels and k_shot must name the same latents: {sorted(labels)} vs {sorted(k_shot)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.shuffle, self.drop_last, self.dtype = int(batch_size), shuffle, drop_last, dtype
+        self.k_shot = {k: int(v) for k, v in k_shot.items()}
+        self.transforms = list(transforms)
+        self.resample = {k: (resample[k] if isinstance(resample, Mapping) else bool(resample)) for k in labels}
+        self.groups: dict[str, _Groups] = {}
+        for k, lab in labels.items():
+            ids = encode_labels(lab)
+            if len(ids) != n:
+                raise ValueError(f"labels[{k!r}] has {len(ids)} entries but data has {n} elements")
+            if self.k_shot[k] < 1:
+                raise ValueError(f"k_shot[{k!r}] must be >= 1, got {self.k_shot[k]}")
+            counts = np.bincount(ids)
+            small = np.flatnonzero(counts < self.k_shot[k])
+            if len(small):
+                raise ValueError(
+                    f"latent {k!r}: {len(small)} class(es) have fewer than k_shot={self.k_shot[k]} elements "
+                    f"(e.g. label id {small[0]} has {counts[small[0]]}); lower k_shot or drop those classes"
+                )
+            self.groups[k] = _Groups(ids, self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(int(seed) if seed is not None else int(torch.randint(2**62, ()).item()))
+        self._perm: torch.Tensor | None = None
+        self._pos = 0
+
+    def __len__(self) -> int:
+        n = len(self.data)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    # ------------------------------------------------------------- episodes
+    def episode(self, targets: torch.Tensor) -> Batch:
+        """Build the episodes whose targets are the elements ``targets`` (B,) int64."""
+        targets = torch.as_tensor(targets, dtype=torch.long, device=self.device)
+        gen = self.generator
+        n_targets = len(targets)
+        t_args = [torch.randint(len(t.args), (n_targets,), generator=gen, device=self.device)
+                  for t in self.transforms]
+        target = self._transformed(targets, t_args)
+        inputs, sizes, labels = {}, {}, {}
+        for k, g in self.groups.items():
+            idx = g.draw(targets, self.k_shot[k], include_target=not self.resample[k], gen=gen)
+            args = []
+            size = g.counts[g.ids[targets]].to(torch.float32)
+            for t, ta in zip(self.transforms, t_args):
+                if t.shares(k):
+                    args.append(ta[:, None].expand_as(idx))
+                else:
+                    args.append(torch.randint(len(t.args), idx.shape, generator=gen, device=self.device))
+                    size = size * len(t.args)
+            flat = self._transformed(idx.reshape(-1), [a.reshape(-1) for a in args])
+            inputs[k] = flat.reshape(*idx.shape, *flat.shape[1:])
+            sizes[k] = size
+            labels[k] = g.ids[targets]
+        return Batch(inputs=inputs, sizes=sizes, target=target, index=targets, labels=labels)
+
+    def _transformed(self, index: torch.Tensor, args: list[torch.Tensor]) -> torch.Tensor:
+        x = self.data[index]
+        for t, a in zip(self.transforms, args):
+            x = t.apply(x, a)
+        return x.to(self.dtype) if self.dtype is not None else x
+
+    def sample(self, batch_size: int | None = None) -> Batch:
+        """One batch of episodes with targets drawn uniformly at random (with replacement)."""
+        b = batch_size or self.batch_size
+        return self.episode(torch.randint(len(self.data), (b,), generator=self.generator, device=self.device))
+
+    def _exhausted(self) -> bool:
+        n = len(self.data)
+        return self._pos >= n or (self.drop_last and self._pos + self.batch_size > n)
+
+    def __iter__(self):
+        """One epoch (or the rest of the current one, after a break or a resume)."""
+        n = len(self.data)
+        if self._perm is None or self._exhausted():
+            self._perm = (torch.randperm(n, generator=self.generator, device=self.device)
+                          if self.shuffle else torch.arange(n, device=self.device))
+            self._pos = 0
+        while not self._exhausted():
+            targets = self._perm[self._pos:self._pos + self.batch_size]
+            self._pos += len(targets)
+            yield self.episode(targets)
+
+    # ---------------------------------------------------------- resumption
+    def state_dict(self) -> dict:
+        """Generator state and position in the current epoch (for exact resumption)."""
+        return {"generator": self.generator.get_state(),
+                "perm": None if self._perm is None else self._perm.cpu(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._perm = None if state["perm"] is None else state["perm"].to(self.device)
+        self._pos = int(state["pos"])
