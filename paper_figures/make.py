@@ -660,7 +660,8 @@ def training_rows(run: Run):
         steps = next((s[k] for k in ("steps", "step", "final_step", "global_step") if k in s), None)
         best = next((s[k] for k in ("best_val_bound", "best_val", "best_bound") if k in s), None)
         wall = next((s[k] for k in ("wall_time_s", "wall_time", "seconds", "elapsed_s") if k in s), None)
-        rows.append([name, info.get("experiment") or NA, info.get("objective") or NA, info.get("decoder") or NA,
+        objective = "-" if info.get("experiment") == "vae" else (info.get("objective") or NA)  # no class latent
+        rows.append([name, info.get("experiment") or NA, objective, info.get("decoder") or NA,
                      fmt(steps if isinstance(steps, int) else steps, 0) if steps is not None else NA,
                      fmt(best) if isinstance(best, (int, float)) else NA,
                      fmt(wall, 0) if isinstance(wall, (int, float)) else NA])
