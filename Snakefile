@@ -25,11 +25,11 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 from snakemake.exceptions import WorkflowError
 
-from experiments.config import ConfigError, dump_json_if_changed, load_config, model_config
+from experiments.config import ConfigError, dump_json_if_changed, load_config, model_config, training_config
 from paper_figures import outputs as OUT
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 report: "paper_figures/report/workflow.rst"
@@ -66,7 +66,10 @@ STRUCTURED_MODELS = OUT.structured_models(CFG)
 # model's section retrains only that model (the training rule depends on this file, not on
 # the profile YAML)
 for _name in MODELS:
-    dump_json_if_changed(model_config(CFG, _name), f"{RESULTS}/configs/{_name}.json")
+    dump_json_if_changed(training_config(CFG, _name), f"{RESULTS}/configs/{_name}.json")
+# evaluation settings live in their own file: changing K or the episodes re-evaluates, never retrains
+EVALUATION_CONFIG = f"{RESULTS}/configs/evaluation.json"
+dump_json_if_changed(CFG["evaluation"], EVALUATION_CONFIG)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -636,6 +636,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="per-model config JSON (results/<run>/configs/<model>.json)")
+    p.add_argument("--evaluation", default=None,
+                   help="JSON/YAML with the evaluation section (replaces the config's; the pipeline's configs/evaluation.json)")
     p.add_argument("--checkpoint", required=True, help="trainer checkpoint (best.pt)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--figures", default=None, help="folder for samples_<model>.png/.pdf (omit: no figure)")
@@ -681,7 +683,7 @@ def main(argv=None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     from experiments.config import load_config
 
-    cfg = apply_overrides(load_config(args.config), args)
+    cfg = apply_overrides(load_config(args.config, evaluation=args.evaluation), args)
     res = evaluate(cfg, args.checkpoint, args.out, figures=args.figures, device=args.device,
                    max_elements=args.max_elements, batch_size=args.batch_size)
 

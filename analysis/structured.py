@@ -692,6 +692,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m analysis.structured", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="per-model config JSON (results/<run>/configs/<model>.json)")
+    p.add_argument("--evaluation", default=None,
+                   help="JSON/YAML with the evaluation section (replaces the config's; the pipeline's configs/evaluation.json)")
     p.add_argument("--checkpoint", required=True, help="trainer checkpoint (best.pt)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--figures", required=True, help="figures folder (results/<run>/figures)")
@@ -727,7 +729,7 @@ def main(argv=None) -> int:
     from experiments.config import ConfigError, load_config
 
     try:
-        cfg = load_config(args.config)
+        cfg = load_config(args.config, evaluation=args.evaluation)
         m = model_section(cfg)
     except (ConfigError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

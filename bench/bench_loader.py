@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-import numpy as np
 import torch
 
 import vhe

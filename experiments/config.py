@@ -153,12 +153,18 @@ def _read(path_or_dict) -> tuple[dict, str]:
     return data, str(path)
 
 
-def load_config(path_or_dict, schema: dict | None = None) -> dict:
+def load_config(path_or_dict, schema: dict | None = None, evaluation=None) -> dict:
     """Read a YAML/JSON config (or a dict), fill defaults and ``paths``, validate.
 
+    ``evaluation`` (a path or a dict), when given, replaces the config's ``evaluation`` section:
+    the pipeline keeps it in its own file (results/<run>/configs/evaluation.json) so that
+    changing evaluation settings re-evaluates models without retraining them.
     Raises :class:`ConfigError` naming the key path of every problem.
     """
     data, origin = _read(path_or_dict)
+    if evaluation is not None:
+        data = dict(data)
+        data["evaluation"] = _read(evaluation)[0]
     schema = load_schema() if schema is None else schema
     cfg = fill_defaults(data, schema)
     run = cfg.get("run")
@@ -211,6 +217,17 @@ def model_config(cfg: Mapping, name: str) -> dict:
     cfg["model"] = merged
     _validate(cfg, load_schema())
     return cfg
+
+
+def training_config(cfg: Mapping, name: str) -> dict:
+    """:func:`model_config` without the ``evaluation`` section: what training depends on.
+
+    The pipeline writes this to results/<run>/configs/<name>.json and the evaluation section to
+    configs/evaluation.json, so evaluation settings never trigger retraining.
+    """
+    out = model_config(cfg, name)
+    out.pop("evaluation", None)
+    return out
 
 
 def dump_json_if_changed(obj, path: str | os.PathLike) -> bool:

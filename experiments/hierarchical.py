@@ -30,7 +30,7 @@ from .common import (Experiment, dihedral_transform, image_encoder, make_decoder
 __all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "capped_k_shot", "episode_loaders", "A_K_SHOT"]
 
 #: |D_a|: images drawn from the target's alphabet (across its characters) for q(a | D_a)
-A_K_SHOT = 10
+A_K_SHOT = 10  # default of train.k_shot_alphabet (config/schema.json)
 
 
 def make_model(cfg, device=None) -> vhe.VHE:
@@ -53,7 +53,8 @@ def labels_of(s) -> dict:
 
 
 def wanted_k_shot(cfg) -> dict:
-    return {"a": A_K_SHOT, "c": int(model_section(cfg)["train"]["k_shot"]), "z": 1}
+    tr = model_section(cfg)["train"]
+    return {"a": int(tr.get("k_shot_alphabet", A_K_SHOT)), "c": int(tr["k_shot"]), "z": 1}
 
 
 def capped_k_shot(labels: Mapping, wanted: Mapping) -> dict:

@@ -237,8 +237,12 @@ def load_run(run_dir) -> Run:
         if not is_model:
             run.extra_metrics[name] = data
             continue
-        m = parse_metrics(name, data, str(path))
         info = run.models.get(name) or {k: v for k, v in _guess_model(name).items()}
+        if (info.get("experiment") or data.get("experiment")) in OUT.STRUCTURED_EXPERIMENTS:
+            # listed as they are in the summary; the objectives table does not read them
+            m = ModelMetrics(name=name, raw=data)
+        else:
+            m = parse_metrics(name, data, str(path))
         for key in ("experiment", "objective", "decoder"):
             if info.get(key) is not None:
                 setattr(m, key, info[key])  # the config is authoritative

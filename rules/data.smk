@@ -6,14 +6,16 @@
 # evaluation.within_alphabet_runs, textures.source / url / sha256 / dilate).
 # Paths are relative to the working directory (the repository root by default); so is a relative
 # data.mirror. Raw files go to resources/raw/ (shared by all runs).
-# Commands run `python -m vhe.data...` with the python found on PATH.
+# Commands run `python -m vhe.data...` with the interpreter running Snakemake (the project's .venv).
 
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 DATA_RUN = config["run"]
+DATA_PY = shlex.quote(sys.executable)
 _DATA_PATHS = config.get("paths") or {}
 
 
@@ -31,11 +33,17 @@ DATA_MANIFEST = str(Path(workflow.current_basedir).parent / "vhe" / "data" / "MA
 DATA_FILES = [line.split("\t", 1)[0] for line in Path(DATA_MANIFEST).read_text().splitlines()[1:] if line.strip()]
 # the environment variable wins over the config key
 DATA_MIRROR = os.environ.get("VHE_DATA_MIRROR") or _DATA_CFG.get("mirror") or None
+# The mirror reaches the fetch jobs through the environment (vhe.data.fetch reads
+# VHE_DATA_MIRROR), not as a rule parameter: where a verified file came from must not make
+# Snakemake refetch it and rerun everything downstream when the mirror is set or unset.
+if DATA_MIRROR:
+    os.environ["VHE_DATA_MIRROR"] = str(Path(DATA_MIRROR).resolve())
 _DATA_MAXC = _DATA_CFG.get("max_characters")
 DATA_MAXC_ARG = f"--max-characters {int(_DATA_MAXC)}" if _DATA_MAXC else ""
 # Lake's protocol is 20-way; with --max-characters K the first alphabet keeps min(K, 20) characters
 DATA_N_WAY = int(_DATA_CFG.get("n_way") or min(20, int(_DATA_MAXC) if _DATA_MAXC else 20))
-DATA_N_RUNS = int((config.get("evaluation") or {}).get("within_alphabet_runs") or 20)
+_DATA_WITHIN = (config.get("evaluation") or {}).get("within_alphabet_runs")
+DATA_N_RUNS = max(1, int(20 if _DATA_WITHIN is None else _DATA_WITHIN))  # 0 (none evaluated): build one anyway
 DATA_SEED = int(config.get("seed", 0))
 
 # Textures: procedural unless textures.source names a local folder/zip/tar of images, or
@@ -70,14 +78,13 @@ rule fetch_raw:
         file="|".join(re.escape(f) for f in DATA_FILES),
     params:
         manifest=_data_q(DATA_MANIFEST),
-        mirror=f"--mirror {_data_q(DATA_MIRROR)}" if DATA_MIRROR else "",
     log:
         f"{DATA_RESULTS}/logs/data/fetch_{{file}}.log",
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/fetch_{{file}}.tsv"
     shell:
-        "python -m vhe.data.fetch --name {wildcards.file} --dest resources/raw "
-        "--manifest {params.manifest} {params.mirror} > {log} 2>&1"
+        "{DATA_PY} -m vhe.data.fetch --name {wildcards.file} --dest resources/raw "
+        "--manifest {params.manifest} > {log} 2>&1"
 
 
 if _DATA_TEX_URL and _DATA_TEX_SHA:
@@ -89,14 +96,13 @@ if _DATA_TEX_URL and _DATA_TEX_SHA:
             name=_data_q(Path(DATA_TEXTURE_INPUT).name),
             url=_data_q(_DATA_TEX_URL),
             sha=_data_q(_DATA_TEX_SHA),
-            mirror=f"--mirror {_data_q(DATA_MIRROR)}" if DATA_MIRROR else "",
         log:
             f"{DATA_RESULTS}/logs/data/fetch_textures.log",
         benchmark:
             f"{DATA_RESULTS}/benchmarks/data/fetch_textures.tsv"
         shell:
-            "python -m vhe.data.fetch --name {params.name} --dest resources/raw/textures "
-            "--url {params.url} --sha256 {params.sha} {params.mirror} > {log} 2>&1"
+            "{DATA_PY} -m vhe.data.fetch --name {params.name} --dest resources/raw/textures "
+            "--url {params.url} --sha256 {params.sha} > {log} 2>&1"
 
 
 rule prepare_background:
@@ -111,7 +117,7 @@ rule prepare_background:
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/prepare_background.tsv"
     shell:
-        "python -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} > {log} 2>&1"
+        "{DATA_PY} -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} > {log} 2>&1"
 
 
 rule prepare_evaluation:
@@ -126,7 +132,7 @@ rule prepare_evaluation:
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/prepare_evaluation.tsv"
     shell:
-        "python -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} > {log} 2>&1"
+        "{DATA_PY} -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} > {log} 2>&1"
 
 
 rule lake_runs:
@@ -139,7 +145,7 @@ rule lake_runs:
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/lake_runs.tsv"
     shell:
-        "python -m vhe.data.cli prepare-runs --zip {input} --out {output} > {log} 2>&1"
+        "{DATA_PY} -m vhe.data.cli prepare-runs --zip {input} --out {output} > {log} 2>&1"
 
 
 rule within_alphabet_runs:
@@ -156,7 +162,7 @@ rule within_alphabet_runs:
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/within_alphabet_runs.tsv"
     shell:
-        "python -m vhe.data.cli within-alphabet-runs --set {input} --out {output} "
+        "{DATA_PY} -m vhe.data.cli within-alphabet-runs --set {input} --out {output} "
         "--n-runs {params.n_runs} --n-way {params.n_way} --seed {params.seed} > {log} 2>&1"
 
 
@@ -177,7 +183,7 @@ rule textured:
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/textured.tsv"
     shell:
-        "python -m vhe.data.cli textured --set {input.omniglot} --out {output} "
+        "{DATA_PY} -m vhe.data.cli textured --set {input.omniglot} --out {output} "
         "--n-textures {params.n_textures} --n-per-character {params.n_per_character} "
         "--dilate {params.dilate} --seed {params.seed} {params.folder} > {log} 2>&1"
 
@@ -196,7 +202,7 @@ rule data_gap:
     benchmark:
         f"{DATA_RESULTS}/benchmarks/data/data_gap.tsv"
     shell:
-        "python -m vhe.data.cli gap --npz {input.npz} {params.lake} --out {output} {params.maxc} > {log} 2>&1"
+        "{DATA_PY} -m vhe.data.cli gap --npz {input.npz} {params.lake} --out {output} {params.maxc} > {log} 2>&1"
 
 
 DATA_TARGETS = [

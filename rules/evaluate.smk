@@ -13,6 +13,7 @@
 rule evaluate:
     input:
         config=f"{RESULTS}/configs/{{class_model}}.json",
+        evaluation=EVALUATION_CONFIG,
         trained=f"{RESULTS}/checkpoints/{{class_model}}/train_summary.json",
         data=lambda wc: sorted(set(train_data(wc.class_model) + eval_data(wc.class_model))),
     output:
@@ -36,7 +37,7 @@ rule evaluate:
     shell:
         r"""
         OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
-            {PY:q} -m analysis.evaluate --config {input.config:q} --checkpoint {params.checkpoint:q} \
+            {PY:q} -m analysis.evaluate --config {input.config:q} --evaluation {input.evaluation:q} --checkpoint {params.checkpoint:q} \
             --out {output.metrics:q} --figures {params.figures:q} > {log:q} 2>&1
         """
 
@@ -57,7 +58,7 @@ def comparison_model(name):
 
 def structured_inputs(wildcards):
     name = wildcards.structured_model
-    files = {"config": model_config_file(name), "trained": OUT.checkpoint_outputs(CFG, name)["summary"],
+    files = {"config": model_config_file(name), "evaluation": EVALUATION_CONFIG, "trained": OUT.checkpoint_outputs(CFG, name)["summary"],
              "data": sorted(set(train_data(name) + eval_data(name)))}
     other = comparison_model(name)
     if other:
@@ -99,6 +100,6 @@ rule evaluate_structured:
     shell:
         r"""
         OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
-            {PY:q} -m analysis.structured --config {input.config:q} --checkpoint {params.checkpoint:q} \
+            {PY:q} -m analysis.structured --config {input.config:q} --evaluation {input.evaluation:q} --checkpoint {params.checkpoint:q} \
             --out {output.metrics:q} --figures {params.figures:q} {params.extra} > {log:q} 2>&1
         """

@@ -43,7 +43,7 @@ def test_builds_scores_and_backprops(tmp_path, experiment, decoder):
     grads = [p.grad for n, p in exp.model.named_parameters() if not n.endswith(f"layers.{1}.cond_v.weight")]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
-    if decoder == "deconv":  # (PixelCNN sampling is slow and tested in tests/nets)
+    if decoder == "deconv":  # (PixelCNN sampling is slow and tested in tests/vhe/nets)
         x = exp.model.sample(inputs={k: b.inputs[k][:2] for k in latents if k != "z"} or None,
                              batch_size=None if experiment == "class" else 2)
         assert x.shape == (2, 1, 28, 28)

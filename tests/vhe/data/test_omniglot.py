@@ -16,7 +16,7 @@ from vhe.data.omniglot import (OmniglotSet, augment_dihedral, check_k_shot, conc
                                load_lake_archive, load_npz_arrays, preprocess_105, read_lake_originals,
                                split_validation)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _mirror() -> Path:

@@ -16,7 +16,7 @@ from vhe.data.gap import (Preprocessing, choose_preprocessing, default_candidate
 from vhe.data.omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, concat_sets, load_npz_arrays,
                                read_lake_originals)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _mirror() -> Path:

@@ -16,7 +16,7 @@ fetch_mod = importlib.import_module("vhe.data.fetch")  # the package re-exports 
 from vhe.data.fetch import (DEFAULT_MANIFEST, DataIntegrityError, DataUnavailableError, Entry, fetch, read_manifest,
                             sha256sum)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _mirror() -> Path:

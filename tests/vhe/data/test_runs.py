@@ -14,7 +14,7 @@ from vhe.data.fetch import DataIntegrityError
 from vhe.data.omniglot import load_npz_arrays
 from vhe.data.runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _mirror() -> Path:

@@ -16,7 +16,7 @@ from vhe.data.omniglot import OmniglotSet, load_npz_arrays
 from vhe.data.textures import (TexturedSet, crop_texture, dilate_binary, load_texture_folder, procedural_textures,
                                texture_catalogue, texture_family, textured_omniglot)
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _mirror() -> Path:
