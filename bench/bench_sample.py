@@ -68,7 +68,7 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
                 # in the batch: t(2b) <= 2 t(b)); past it, extrapolate with the last doubling's slope
                 b, t = 1, time_sample(model, support_sets(1, 5, dev), dev, bf16)
                 prev, measured = None, {1: t}
-                while b < batch and 2 * t <= budget:
+                while b < batch and (2 * t <= budget or (b == 1 and t <= budget)):  # >= 2 points for a slope
                     prev = (b, t)
                     b = min(2 * b, batch)
                     t = time_sample(model, support_sets(b, 5, dev), dev, bf16)

@@ -92,36 +92,45 @@ def encode_labels(labels) -> np.ndarray:
 
 
 class _Groups:
-    """Members of every class of one latent, as flat tensors (sorted by class)."""
+    """Members of every class of one latent as a padded table (n_classes, max class size)."""
 
     def __init__(self, ids: np.ndarray, device):
         order = np.argsort(ids, kind="stable")
         counts = np.bincount(ids)
-        self.ids = torch.as_tensor(ids, device=device)
-        self.members = torch.as_tensor(order, device=device)
-        self.counts = torch.as_tensor(counts, device=device)
-        self.offsets = torch.as_tensor(np.concatenate([[0], np.cumsum(counts)[:-1]]), device=device)
-        position = np.empty_like(order)
-        position[order] = np.arange(len(order)) - np.repeat(self.offsets.cpu().numpy(), counts)
-        self.position = torch.as_tensor(position, device=device)  # index of each element within its class
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.max_count = int(counts.max())
+        slot = np.arange(len(order)) - np.repeat(offsets, counts)  # index of each member within its class
+        table = np.zeros((len(counts), self.max_count), dtype=np.int64)
+        table[ids[order], slot] = order
+        position = np.empty_like(order)
+        position[order] = slot
+        self.ids = torch.as_tensor(ids, device=device)
+        self.table = torch.as_tensor(table, device=device)
+        self.sizes = torch.as_tensor(counts, dtype=torch.float32, device=device)
+        self.position = torch.as_tensor(position, device=device)
+        # +inf on the padding slots of smaller classes (None when all classes have one size)
+        pad = np.where(np.arange(self.max_count)[None, :] < counts[:, None], 0.0, np.inf).astype(np.float32)
+        self.pad = torch.as_tensor(pad, device=device) if (counts != self.max_count).any() else None
 
-    def draw(self, targets: torch.Tensor, k: int, include_target: bool, gen) -> torch.Tensor:
-        """Indices (B, k) of k distinct class members per target (the target first if included)."""
+    def draw(self, targets: torch.Tensor, k: int, include_target: bool, gen):
+        """(indices (B, k) of k distinct members of each target's class, class ids (B,)).
+
+        Without ``include_target`` the k members are a uniform random subset of the class; with
+        it the target comes first and the other k-1 are drawn from the rest of its class.
+        """
         cls = self.ids[targets]
-        count = self.counts[cls]
+        if self.max_count == 1 or (include_target and k == 1):  # D = {target}
+            return targets[:, None], cls
         keys = torch.rand((len(targets), self.max_count), generator=gen, device=targets.device)
-        slots = torch.arange(self.max_count, device=targets.device)
-        keys = keys.masked_fill(slots[None, :] >= count[:, None], float("inf"))
-        n_free = k
+        if self.pad is not None:
+            keys += self.pad[cls]
         if include_target:
             keys.scatter_(1, self.position[targets][:, None], float("inf"))
-            n_free = k - 1
-        pos = keys.topk(n_free, dim=1, largest=False).indices if n_free > 0 else slots[:0].expand(len(targets), 0)
-        idx = self.members[self.offsets[cls][:, None] + pos]
+        pos = keys.topk(k - int(include_target), dim=1, largest=False, sorted=False).indices
+        idx = self.table[cls[:, None], pos]
         if include_target:
             idx = torch.cat([targets[:, None], idx], dim=1)
-        return idx
+        return idx, cls
 
 
 class DataLoader:
@@ -187,26 +196,28 @@ class DataLoader:
         n_targets = len(targets)
         t_args = [torch.randint(len(t.args), (n_targets,), generator=gen, device=self.device)
                   for t in self.transforms]
-        target = self._transformed(targets, t_args)
-        inputs, sizes, labels = {}, {}, {}
+        # draw every latent's support indices, then gather all images in one index_select
+        index, args, shapes, sizes, labels = [targets], [[a] for a in t_args], {}, {}, {}
         for k, g in self.groups.items():
-            idx = g.draw(targets, self.k_shot[k], include_target=not self.resample[k], gen=gen)
-            args = []
-            size = g.counts[g.ids[targets]].to(torch.float32)
-            for t, ta in zip(self.transforms, t_args):
+            idx, cls = g.draw(targets, self.k_shot[k], include_target=not self.resample[k], gen=gen)
+            size = g.sizes[cls]
+            for t, ta, arg_list in zip(self.transforms, t_args, args):
                 if t.shares(k):
-                    args.append(ta[:, None].expand_as(idx))
+                    arg_list.append(ta[:, None].expand_as(idx).reshape(-1))
                 else:
-                    args.append(torch.randint(len(t.args), idx.shape, generator=gen, device=self.device))
+                    arg_list.append(torch.randint(len(t.args), (idx.numel(),), generator=gen, device=self.device))
                     size = size * len(t.args)
-            flat = self._transformed(idx.reshape(-1), [a.reshape(-1) for a in args])
-            inputs[k] = flat.reshape(*idx.shape, *flat.shape[1:])
+            index.append(idx.reshape(-1))
+            shapes[k] = idx.shape
             sizes[k] = size
-            labels[k] = g.ids[targets]
-        return Batch(inputs=inputs, sizes=sizes, target=target, index=targets, labels=labels)
+            labels[k] = cls
+        images = self._transformed(torch.cat(index), [torch.cat(a) for a in args])
+        pieces = images.split([len(i) for i in index])
+        inputs = {k: p.reshape(*shapes[k], *p.shape[1:]) for k, p in zip(self.groups, pieces[1:])}
+        return Batch(inputs=inputs, sizes=sizes, target=pieces[0], index=targets, labels=labels)
 
     def _transformed(self, index: torch.Tensor, args: list[torch.Tensor]) -> torch.Tensor:
-        x = self.data[index]
+        x = self.data.index_select(0, index)
         for t, a in zip(self.transforms, args):
             x = t.apply(x, a)
         return x.to(self.dtype) if self.dtype is not None else x
