@@ -360,7 +360,7 @@ def _decoded(model, values, use_probs):
     """Pixel probabilities (when the decoder has ``probs``) or the sampled images."""
     dec = model.decoder
     if use_probs:
-        parents = getattr(dec, "vhe_parents", None) or model._dec.parents
+        parents = model.parents(model.observed)
         with _eval_mode(model):
             return dec.probs(*[values[p] for p in parents])
     return None

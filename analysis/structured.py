@@ -151,37 +151,16 @@ def load_model(cfg, checkpoint, device):
 
 
 # ============================================================================ sampling and scoring
-def _prior_sample(model, k, values, batch_size):
-    from vhe.graph import factor_of
-
-    f = factor_of(model.prior[k], "prior")
-    if f.parents:
-        v, _ = f(parents=values)
-    else:
-        v, _ = model.prior[k](batch_size=batch_size, **{k: None})
-        if v.shape[0] == 1 and batch_size != 1:
-            v = v.expand(batch_size, *v.shape[1:])
-    return v
-
-
 @torch.no_grad()
 def ancestral(model, batch_size: int, values: dict | None = None, inputs: dict | None = None):
-    """Sample x: latents in ``values`` are fixed, those in ``inputs`` come from their encoders
-    q(k | D_k, parents), the rest from their priors. Returns (x (B, ...), {latent: value})."""
-    from vhe.graph import factor_of
-
-    values = dict(values or {})
-    inputs = dict(inputs or {})
-    for k in model.order:
-        if k in values:
-            continue
-        if k in inputs:
-            v, _ = factor_of(model.encoder[k], "encoder")(inputs[k], parents=values)
-        else:
-            v = _prior_sample(model, k, values, batch_size)
-        values[k] = v
-    x, _ = factor_of(model.decoder, "decoder")(parents=values)
-    return x, values
+    """Sample from the model (``VHE.sample``): latents in ``values`` are fixed, those in ``inputs``
+    come from their encoders, the rest from their priors. Returns (x (B, ...), {latent: value}),
+    where x is the decoder's mean (pixel probabilities) when it has ``probs`` (deconvolutional
+    decoders: independent pixels, whose binary samples look like speckle), else a sample."""
+    x, lat = model.sample(inputs=inputs, values=values, batch_size=batch_size, return_latents=True)
+    if hasattr(model.decoder, "probs"):
+        x = model.decoder.probs(*[lat[p] for p in model.parents(model.observed)])
+    return x, lat
 
 
 @torch.no_grad()
@@ -307,7 +286,8 @@ def hierarchical_figure(model, s, device, seed, n_alphabets=4, n_shown=5, n_new=
         D_a = s.images[torch.isin(s.character, shown)].to(device=device, dtype=torch.float32)[None]
         _, v = ancestral(model, 1, inputs={"a": D_a}, values=None)
         a_val = v["a"]
-        c_val = _prior_sample(model, "c", {"a": a_val.expand(n_new, -1)}, n_new)
+        _, new = model.sample(values={"a": a_val.expand(n_new, -1)}, return_latents=True)  # c ~ p(c | a)
+        c_val = new["c"]
         c_rep = c_val.repeat_interleave(n_draws, dim=0)
         x, _ = ancestral(model, n_new * n_draws, values={"a": a_val.expand(n_new * n_draws, -1), "c": c_rep})
         x = x.view(n_new, n_draws, *x.shape[1:]).cpu()

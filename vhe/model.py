@@ -130,6 +130,18 @@ class VHE(nn.Module):
         """Latent names in topological order (parents first)."""
         return list(self.order)
 
+    def parents(self, variable: str, role: str = "encoder") -> tuple[str, ...]:
+        """Declared parents of a variable: of its encoder (default) or its prior (``role="prior"``);
+        for the observed variable (``model.observed``), the decoder's parents."""
+        if variable == self.observed:
+            return self._dec.parents
+        factors = {"encoder": self._enc, "prior": self._pri}.get(role)
+        if factors is None:
+            raise ValueError(f"role must be 'encoder' or 'prior', got {role!r}")
+        if variable not in factors:
+            raise KeyError(f"no latent {variable!r} (latents: {self.order}; observed: {self.observed!r})")
+        return factors[variable].parents
+
     def descendants(self, latent: str) -> set[str]:
         """Latents that depend on ``latent`` (directly or not), excluding itself."""
         out: set[str] = set()
@@ -258,7 +270,8 @@ class VHE(nn.Module):
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def sample(self, inputs=None, batch_size: int | None = None, return_latents: bool = False):
+    def sample(self, inputs=None, batch_size: int | None = None, return_latents: bool = False,
+               values=None):
         """Draw x from the model, in eval mode and without gradients.
 
         Args:
@@ -266,16 +279,21 @@ class VHE(nn.Module):
                 (B, |D|, ...)}: those latents come from their encoders q(k | D_k, ...), the rest
                 from their priors given their parents (posterior-predictive samples).
             batch_size: number of samples; defaults to the support sets' batch size.
+            values: optional {latent: value (B, ...)} held fixed (e.g. one inferred alphabet
+                latent, repeated, to draw new characters from p(c | a)).
         Returns: x (B, ...), and {latent: value} when ``return_latents``.
         """
         inputs = dict(inputs or {})
-        extra = [k for k in inputs if k not in self._enc]
+        fixed = dict(values or {})
+        extra = [k for k in list(inputs) + list(fixed) if k not in self._enc]
         if extra:
-            raise KeyError(f"inputs has key(s) {extra} that are not latents of this model {self.order}")
-        sizes = {t.shape[0] for t in inputs.values()}
+            raise KeyError(f"inputs/values have key(s) {extra} that are not latents of this model {self.order}")
+        sizes = {t.shape[0] for t in list(inputs.values()) + list(fixed.values())}
         if batch_size is None:
             if not sizes:
                 raise ValueError("sample() needs batch_size when no support sets are given")
+            if len(sizes) > 1:
+                raise ValueError(f"the support sets/values disagree on the batch size: {sorted(sizes)}")
             batch_size = sizes.pop()
         elif sizes and sizes != {batch_size}:
             raise ValueError(f"batch_size={batch_size} but the support sets have batch size {sizes}")
@@ -284,7 +302,9 @@ class VHE(nn.Module):
         try:
             values = {}
             for k in self.order:
-                if k in inputs:
+                if k in fixed:
+                    v = fixed[k]
+                elif k in inputs:
                     v, _ = self._enc[k](inputs[k], parents=values)
                 else:
                     v = self._sample_prior(k, values, batch_size)

@@ -44,6 +44,8 @@ def test_order_and_default_priors():
     assert model.order == ["c", "z"]
     assert isinstance(model.prior["c"], NormalPrior) and isinstance(model.prior["z"], NormalPrior)
     assert model.descendants("c") == {"z"}
+    assert model.parents("z") == ("c",) and model.parents("x") == ("c", "z")
+    assert model.parents("z", role="prior") == ()
 
 
 def test_dict_encoders_and_partial_prior():
