@@ -40,9 +40,7 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,7 +50,8 @@ import torch
 from tqdm.auto import tqdm
 
 import vhe
-from vhe.evaluate import EvaluationError, classify, kl_class, log_marginal
+from vhe.evaluate import EvaluationError, classify, eval_mode, kl_class, log_marginal
+from vhe.files import atomic_write_text
 from vhe.loader import encode_labels
 
 log = logging.getLogger("analysis.evaluate")
@@ -196,19 +195,7 @@ def _clean(obj, where="", bad=None):
 
 
 def write_json_atomic(obj, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", path)
 
 
 class _Timer:
@@ -222,17 +209,6 @@ class _Timer:
             yield
         finally:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
-
-
-@contextmanager
-def _eval_mode(model):
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was)
 
 
 def _seed(seed: int, offset: int = 0) -> None:
@@ -283,7 +259,7 @@ def bound(model, objective, dataset, targets, k_shot, resample, batch_size, seed
                             shuffle=False, seed=seed, device=device, dtype=torch.float32)
     total, n, kl_tot = 0.0, 0, {}
     targets = torch.as_tensor(targets, dtype=torch.long).flatten()
-    with _eval_mode(model):
+    with eval_mode(model):
         for chunk in tqdm(targets.split(batch_size), desc=desc, disable=None):
             b = loader.episode(chunk.to(loader.device))
             value, kl = model.score(b.inputs, b.sizes, x=b.target, rescale=objective.rescale, reduction="sum",
@@ -361,7 +337,7 @@ def _decoded(model, values, use_probs):
     dec = model.decoder
     if use_probs:
         parents = model.parents(model.observed)
-        with _eval_mode(model):
+        with eval_mode(model):
             return dec.probs(*[values[p] for p in parents])
     return None
 

@@ -52,10 +52,10 @@ import importlib
 import json
 import logging
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from vhe.files import atomic_path, atomic_write_text
 
 import numpy as np
 import torch
@@ -71,17 +71,7 @@ BUILDER_MODULES = {"hierarchical": "experiments.hierarchical", "factorial": "exp
 
 # ============================================================================ plumbing
 def _atomic_write_json(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(json.dumps(obj, indent=2, default=_json_default) + "\n", path)
 
 
 def _json_default(o):
@@ -103,15 +93,8 @@ def _save_figure(fig, figures: Path, stem: str) -> list[str]:
     out = []
     for ext in ("png", "pdf"):
         path = figures / f"{stem}.{ext}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".{ext}", dir=figures)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         out.append(str(path))
     plt.close(fig)
     return out

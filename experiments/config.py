@@ -17,10 +17,11 @@ import copy
 import difflib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+
+from vhe.files import atomic_write_text
 
 __all__ = ["ConfigError", "SCHEMA_PATH", "load_schema", "load_config", "model_config", "deep_merge",
            "fill_defaults", "dump_json_if_changed", "MODEL_KEYS"]
@@ -244,15 +245,5 @@ def dump_json_if_changed(obj, path: str | os.PathLike) -> bool:
                 return False
         except OSError:
             pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(text, path)
     return True

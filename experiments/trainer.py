@@ -47,11 +47,12 @@ import random
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
+
+from vhe.files import atomic_path, atomic_write_text
 
 import numpy as np
 import torch
@@ -85,28 +86,8 @@ def lr_lambda(train_cfg: dict):
 
 
 def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _git_commit() -> str:
@@ -411,7 +392,7 @@ class Trainer:
         w.writeheader()
         for row in self.history:
             w.writerow(row)
-        _atomic_write_text(buf.getvalue(), self.paths["history"])
+        atomic_write_text(buf.getvalue(), self.paths["history"])
 
     def _append_history(self, row: dict) -> None:
         self.history.append(row)
@@ -455,9 +436,8 @@ class Trainer:
         try:
             from PIL import Image
 
-            tmp = self.paths["samples"].with_suffix(".tmp.png")
-            Image.fromarray(grid).save(tmp)
-            os.replace(tmp, self.paths["samples"])
+            with atomic_path(self.paths["samples"]) as tmp:
+                Image.fromarray(grid).save(tmp)
         except Exception as e:  # noqa: BLE001
             log.warning("could not save %s: %s", self.paths["samples"], e)
         if self._wandb is not None:
@@ -668,7 +648,7 @@ class Trainer:
             "num_threads": torch.get_num_threads(),
             "info": self.exp.info,
         }
-        _atomic_write_text(json.dumps(summary, indent=2) + "\n", self.paths["summary"])
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", self.paths["summary"])
         if self._wandb is not None:
             try:
                 for k, v in summary.items():

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .model import VHE
 
-__all__ = ["log_marginal", "log_conditional", "kl_class", "classify", "EvaluationError"]
+__all__ = ["log_marginal", "log_conditional", "kl_class", "classify", "eval_mode", "EvaluationError"]
 
 
 class EvaluationError(ValueError):
@@ -30,7 +30,8 @@ class EvaluationError(ValueError):
 
 
 @contextmanager
-def _eval_mode(model):
+def eval_mode(model):
+    """Evaluation mode without gradients inside the block; the training flag is restored after."""
     was = model.training
     model.eval()
     try:
@@ -97,7 +98,7 @@ def log_marginal(model: VHE, X: torch.Tensor, n_samples: int = 1000, per_element
     B, N = X.shape[:2]
     class_batch = max(1, min(B, max_elements // max(N, 1)))
     est, elbo = [], []
-    with _eval_mode(model):
+    with eval_mode(model):
         for b0 in tqdm(range(0, B, class_batch), disable=not progress, desc="log p(X)", leave=False):
             Xb = X[b0:b0 + class_batch]
             chunk = max(1, max_elements // (len(Xb) * N))
@@ -167,7 +168,7 @@ def kl_class(model: VHE, D: torch.Tensor, latent: str = "c", n_samples: int = 10
     if bad:
         raise EvaluationError(f"KL of {latent!r} given a class depends on per-element latent(s) {sorted(bad)}")
     B = D.shape[0]
-    with _eval_mode(model):
+    with eval_mode(model):
         Dr = D.unsqueeze(0).expand(n_samples, *D.shape).reshape(n_samples * B, *D.shape[1:])
         values = {}
         for k in model.order:

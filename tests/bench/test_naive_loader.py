@@ -1,5 +1,4 @@
 """The benchmark's per-element baseline samples the same kind of episodes as vhe.DataLoader."""
-import numpy as np
 import pytest
 import torch
 

@@ -1,7 +1,7 @@
 """The seed README's four steps, written exactly as documented, and its toy example."""
 import torch
 import torch.optim as optim
-from torch import nn
+
 
 from vhe import VHE, DataLoader
 

@@ -5,15 +5,6 @@ import torch
 from vhe.nets import DeconvDecoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny ops: one thread avoids OpenMP contention overhead on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("dims", [{"c": 64, "z": 16}, {"c": 3, "z": 1}])
 def test_shapes_sample_and_probs(dims):
     torch.manual_seed(0)

@@ -5,15 +5,6 @@ import torch
 from vhe.nets import ConvFeatures, GaussianImageEncoder, GaussianSetEncoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny ops: one thread avoids OpenMP contention overhead on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _set(b, k, s=28, c=1):
     return torch.bernoulli(torch.full((b, k, c, s, s), 0.3))
 

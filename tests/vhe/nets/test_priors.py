@@ -5,15 +5,6 @@ import torch
 from vhe.nets import GaussianConditionalPrior
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny ops: one thread avoids OpenMP contention overhead on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_shapes_and_log_prob_against_torch_normal():
     torch.manual_seed(0)
     p = GaussianConditionalPrior("c", 6, parents=("a",), parent_dims={"a": 4}, hidden=32)
