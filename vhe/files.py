@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save"]
 
 
 @contextmanager
@@ -34,4 +34,13 @@ def atomic_write_text(text: str, path) -> Path:
     """Write ``text`` to ``path`` atomically; returns the path."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+    return Path(path)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically (parent folders created); returns the path."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
     return Path(path)

@@ -34,6 +34,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from ..files import atomic_torch_save
 from .fetch import DataIntegrityError
 
 log = logging.getLogger(__name__)
@@ -159,10 +160,7 @@ class OmniglotSet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """``torch.save`` a plain dict to ``path`` (parent folders created); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.to_dict(), path)
-        return path
+        return atomic_torch_save(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "OmniglotSet":
@@ -174,6 +172,19 @@ class OmniglotSet:
 
 
 # --------------------------------------------------------------------------- 28x28 arrays
+
+def open_zip(zip_path: Path) -> zipfile.ZipFile:
+    """Open a fetched archive, with errors that name the file and say how to get a good copy."""
+    zip_path = Path(zip_path)
+    if not zip_path.is_file():
+        raise FileNotFoundError(f"{zip_path} does not exist; fetch it with "
+                                f"`python -m vhe.data.fetch --name {zip_path.name} --dest {zip_path.parent}`")
+    try:
+        return zipfile.ZipFile(zip_path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DataIntegrityError(f"{zip_path} is not a readable zip archive ({e}); delete it and fetch it again "
+                                 f"(checksum in vhe/data/MANIFEST.tsv)") from e
+
 def load_npz_arrays(path: str | os.PathLike, max_characters: int | None = None) -> OmniglotSet:
     """Read ``train_small.npz`` / ``test_small.npz``.
 
@@ -327,14 +338,7 @@ class LakeOriginals:
 def _iter_lake_archive(zip_path: Path, max_characters: int | None):
     """Scan a Lake archive; returns (character keys, alphabet names, generator of
     (char index, alphabet index, drawer, PIL image 'L')). Validation as in ``load_lake_archive``."""
-    if not zip_path.is_file():
-        raise FileNotFoundError(f"{zip_path} does not exist; fetch it with "
-                                f"`python -m vhe.data.fetch --name {zip_path.name} --dest {zip_path.parent}`")
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataIntegrityError(f"{zip_path} is not a readable zip archive ({e}); delete it and fetch it again "
-                                 f"(checksum in vhe/data/MANIFEST.tsv)") from e
+    zf = open_zip(zip_path)
     pngs: list[zipfile.ZipInfo] = []
     folders: set[str] = set()      # every folder that holds a file or is listed
     for info in zf.infolist():

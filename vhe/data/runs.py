@@ -19,8 +19,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from ..files import atomic_torch_save
 from .fetch import DataIntegrityError
-from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, IMAGE_SIZE, OmniglotSet,
+from .omniglot import (open_zip, DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, IMAGE_SIZE, OmniglotSet,
                        preprocess_105)
 
 _FORMAT = "vhe.OneShotRuns"
@@ -68,10 +69,7 @@ class OneShotRun:
 
 def save_runs(runs: list[OneShotRun], path: str | os.PathLike) -> Path:
     """``torch.save`` runs as ``{"format", "version", "runs": [plain dict, ...]}``; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": _FORMAT, "version": 1, "runs": [r.to_dict() for r in runs]}, path)
-    return path
+    return atomic_torch_save({"format": _FORMAT, "version": 1, "runs": [r.to_dict() for r in runs]}, path)
 
 
 def load_runs(path: str | os.PathLike) -> list[OneShotRun]:
@@ -112,14 +110,7 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
     Returns the runs sorted by name (20 runs of 20-way for the official file).
     """
     zip_path = Path(zip_path)
-    if not zip_path.is_file():
-        raise FileNotFoundError(f"{zip_path} does not exist; fetch it with "
-                                f"`python -m vhe.data.fetch --name {zip_path.name} --dest {zip_path.parent}`")
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise DataIntegrityError(f"{zip_path} is not a readable zip archive ({e}); delete it and fetch it again "
-                                 f"(checksum in vhe/data/MANIFEST.tsv)") from e
+    zf = open_zip(zip_path)
     runs = []
     with zf:
         names = [n for n in zf.namelist() if not n.endswith("/") and "__MACOSX" not in n]

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..files import atomic_torch_save
 from .fetch import DataIntegrityError
 from .omniglot import OmniglotSet
 
@@ -261,10 +262,7 @@ class TexturedSet:
 
     def save(self, path: str | os.PathLike) -> Path:
         """``torch.save`` the plain dict (parent folders created); returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.to_dict(), path)
-        return path
+        return atomic_torch_save(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "TexturedSet":
