@@ -2,7 +2,6 @@
 import hashlib
 import importlib
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -16,15 +15,7 @@ fetch_mod = importlib.import_module("vhe.data.fetch")  # the package re-exports 
 from vhe.data.fetch import (DEFAULT_MANIFEST, DataIntegrityError, DataUnavailableError, Entry, fetch, read_manifest,
                             sha256sum)
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _mirror() -> Path:
-    env = os.environ.get("VHE_DATA_MIRROR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "omniglot"
-
-
-MIRROR = _mirror()
+from .mirror import MIRROR, REPO
 needs_mirror = pytest.mark.skipif(not (MIRROR / "MANIFEST.tsv").is_file(),
                                   reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)")
 

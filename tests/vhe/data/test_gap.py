@@ -4,8 +4,6 @@ If a change to the preprocessing (vhe.data.omniglot.preprocess_105 defaults) or 
 definitions moves these numbers, update docs/data_gap.md together with the pins.
 """
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,15 +14,7 @@ from vhe.data.gap import (Preprocessing, choose_preprocessing, default_candidate
 from vhe.data.omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, concat_sets, load_npz_arrays,
                                read_lake_originals)
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _mirror() -> Path:
-    env = os.environ.get("VHE_DATA_MIRROR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "omniglot"
-
-
-MIRROR = _mirror()
+from .mirror import MIRROR
 ZIPS = ["images_background_small1.zip", "images_background_small2.zip"]
 REL = 1e-3
 

@@ -1,7 +1,6 @@
 """vhe.data.omniglot: npz and Lake-archive readers, preprocessing, dihedral group, splits, k-shot checks."""
 import io
 import logging
-import os
 import zipfile
 from pathlib import Path
 
@@ -16,15 +15,7 @@ from vhe.data.omniglot import (OmniglotSet, augment_dihedral, check_k_shot, conc
                                load_lake_archive, load_npz_arrays, preprocess_105, read_lake_originals,
                                split_validation)
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _mirror() -> Path:
-    env = os.environ.get("VHE_DATA_MIRROR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "omniglot"
-
-
-MIRROR = _mirror()
+from .mirror import MIRROR
 needs_mirror = pytest.mark.skipif(not (MIRROR / "train_small.npz").is_file(),
                                   reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)")
 

@@ -1,8 +1,6 @@
 """vhe.data.runs: Lake's official one-shot runs and in-distribution within-alphabet runs."""
 import io
-import os
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,15 +12,7 @@ from vhe.data.fetch import DataIntegrityError
 from vhe.data.omniglot import load_npz_arrays
 from vhe.data.runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _mirror() -> Path:
-    env = os.environ.get("VHE_DATA_MIRROR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "omniglot"
-
-
-MIRROR = _mirror()
+from .mirror import MIRROR
 _SKIP = f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)"
 
 

@@ -1,9 +1,7 @@
 """vhe.data.textures: procedural textures, textured Omniglot, texture folders."""
 import logging
-import os
 import tarfile
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +14,7 @@ from vhe.data.omniglot import OmniglotSet, load_npz_arrays
 from vhe.data.textures import (TexturedSet, crop_texture, dilate_binary, load_texture_folder, procedural_textures,
                                texture_catalogue, texture_family, textured_omniglot)
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def _mirror() -> Path:
-    env = os.environ.get("VHE_DATA_MIRROR")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "omniglot"
-
-
-MIRROR = _mirror()
+from .mirror import MIRROR
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,6 @@ from torch import nn
 from vhe.nets import PixelCNNDecoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny ops (sampling): one thread avoids OpenMP overhead on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _reinit(model: nn.Module, scale: float = 2.0, seed: int = 0) -> nn.Module:
     """Random weights at a larger-than-default scale so no path is accidentally ~0."""
     g = torch.Generator().manual_seed(seed)
