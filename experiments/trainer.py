@@ -52,7 +52,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vhe.files import atomic_path, atomic_write_text
+from vhe.files import atomic_path, atomic_torch_save, atomic_write_text
 
 import numpy as np
 import torch
@@ -83,11 +83,6 @@ def lr_lambda(train_cfg: dict):
         size, gamma = int(train_cfg.get("lr_step_size", 10000)), float(train_cfg.get("lr_gamma", 0.5))
         return lambda step: gamma ** (step // size)
     raise ValueError(f"train.lr_schedule: unknown schedule {kind!r} (constant | cosine | step)")
-
-
-def _atomic_save(obj, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
 
 
 def _git_commit() -> str:
@@ -303,11 +298,11 @@ class Trainer:
         if not _finite_params(self.model):
             raise TrainingDiverged(f"parameters are not finite at step {self.step}; not overwriting "
                                    f"{self.paths['last']}")
-        _atomic_save(self._checkpoint_state(), self.paths["last"])
+        atomic_torch_save(self._checkpoint_state(), self.paths["last"])
         self._last_saved_step = self.step
 
     def _save_best(self, val: dict) -> None:
-        _atomic_save({"version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "step": self.step,
+        atomic_torch_save({"version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "step": self.step,
                       "val_bound": val["bound"], "val_kl": val["kl"], "config": self.cfg}, self.paths["best"])
 
     # ------------------------------------------------------------------ validation
