@@ -21,10 +21,14 @@ hierarchical (``hierarchical_samples``): for a few held-out (evaluation) alphabe
     k_shot images of its character), in nats per image, with its standard error and the mean
     KL per latent; the same bound for the class-structured model of ``--class-checkpoint`` on
     the same targets (its own k_shot and objective), their paired difference and
-    ``alphabet_improves_bound`` (hierarchical bound > class bound). Also (``--n-samples`` > 0) the
+    ``alphabet_improves_bound`` (hierarchical bound > class bound; ``class_model.same_training_steps``
+    says whether both checkpoints come from the same training step). Also (``--n-samples`` > 0) the
     importance-sampled -log p(X)/|X| of ``--nll-classes`` whole evaluation characters under both
     models (a and c class-level, inferred from the character's own images only; K stated) and the
-    paired improvement (class minus hierarchical).
+    paired improvement (class minus hierarchical). ``alphabet_style`` (see :func:`alphabet_style`):
+    the share of new characters c ~ p(c | a) that an alphabet classifier trained on real images
+    assigns to the alphabet a was inferred from (chance 1 / #alphabets, and the classifier's
+    accuracy on real characters it never saw as the ceiling).
 
 factorial (``factorial_grid``, ``factorial_swap``, and ``factorial_samples`` = both side by side,
     the file the pipeline tracks): the grid's rows take the content from one image each
@@ -63,7 +67,7 @@ import torch.nn.functional as F
 
 log = logging.getLogger("analysis.structured")
 
-__all__ = ["main", "parse_args", "load_model", "ancestral", "episode_bounds", "run_hierarchical", "run_factorial",
+__all__ = ["main", "parse_args", "load_model", "ancestral", "episode_bounds", "run_hierarchical", "run_factorial", "alphabet_style",
            "texture_features", "shape_features", "fit_logistic", "figure_prefix"]
 
 BUILDER_MODULES = {"hierarchical": "experiments.hierarchical", "factorial": "experiments.factorial"}
@@ -300,6 +304,64 @@ def hierarchical_figure(model, s, device, seed, n_alphabets=4, n_shown=5, n_new=
     return fig, facts
 
 
+@torch.no_grad()
+def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) -> dict:
+    """Are new characters drawn from p(c | a) in the style of the alphabet that a was inferred from?
+
+    For every alphabet of ``s`` with more than ``n_shown + 1`` characters: a ~ q(a | all images of
+    ``n_shown`` random characters of it) ("given"), then ``n_new`` new characters c ~ p(c | a), one
+    image each (decoder mean, z ~ p(z)). An alphabet classifier (logistic regression on ``shape_features``) is trained on
+    the real images of half of each alphabet's remaining characters; its accuracy on the images of the
+    other half (characters it never saw) is the ceiling. Reported: the fraction of new characters
+    classified as the alphabet they were conditioned on, chance (1 / #alphabets: every alphabet gets
+    the same number of new characters, so a model that ignores a scores it whatever the classifier's
+    biases), the ceiling, and ``nearest_is_given``: the
+    fraction of new characters whose nearest real image (cosine on shape features, all images of the
+    alphabet) belongs to a given character (high = copies, not new characters), next to the share of
+    the alphabet's images that are given ones (what a random real image would score).
+    """
+    g = torch.Generator().manual_seed(int(seed) + 7)
+    char_alpha = s.character_alphabet()
+    alphas = [a for a in range(s.n_alphabets) if int((char_alpha == a).sum()) > n_shown + 1]
+    if len(alphas) < 2:
+        return {"skipped": "fewer than 2 alphabets with enough characters"}
+    train_chars, test_chars, new_imgs, new_alpha, near_given, given_share = [], [], [], [], [], []
+    torch.manual_seed(int(seed) + 7)
+    for a in alphas:
+        cs = (char_alpha == a).nonzero().flatten()
+        cs = cs[torch.randperm(len(cs), generator=g)]
+        shown, rest = cs[:n_shown], cs[n_shown:]
+        half = max(1, len(rest) // 2)
+        train_chars.append(rest[:half])
+        test_chars.append(rest[half:])
+        D_a = s.images[torch.isin(s.character, shown)].to(device=device, dtype=torch.float32)[None]
+        _, v = ancestral(model, 1, inputs={"a": D_a})
+        x, _ = ancestral(model, n_new, values={"a": v["a"].expand(n_new, -1)})
+        new_imgs.append(x.float().cpu())
+        new_alpha += [a] * n_new
+        in_alpha = torch.isin(s.character, cs)
+        ref = shape_features(s.images[in_alpha])
+        ref_given = torch.isin(s.character[in_alpha], shown)
+        near_given.append(ref_given[_nearest(shape_features(x.float().cpu()), ref)].double())
+        given_share.append(float(ref_given.double().mean()))
+    lab = torch.full((s.n_alphabets,), -1, dtype=torch.int64)
+    lab[torch.tensor(alphas)] = torch.arange(len(alphas))
+    tr = torch.isin(s.character, torch.cat(train_chars))
+    te = torch.isin(s.character, torch.cat(test_chars))
+    predict = fit_logistic(shape_features(s.images[tr]), lab[s.alphabet[tr]], len(alphas))
+    ceiling = float((predict(shape_features(s.images[te])) == lab[s.alphabet[te]]).double().mean()) if te.any() else None
+    new = torch.cat(new_imgs)
+    want = lab[torch.tensor(new_alpha)]
+    acc = float((predict(shape_features(new)) == want).double().mean())
+    return {"alphabets": len(alphas), "given_characters": n_shown, "new_per_alphabet": n_new,
+            "accuracy": acc, "chance": 1.0 / len(alphas),
+            "classifier": "logistic regression on blurred silhouettes (shape_features), trained on real images "
+                          "of half of each alphabet's non-given characters",
+            "classifier_accuracy_real": ceiling,
+            "nearest_is_given": float(torch.cat(near_given).mean()),
+            "given_share_of_images": float(np.mean(given_share))}
+
+
 def run_hierarchical(cfg, model, args, device) -> dict:
     from experiments import datasets
     from experiments.common import model_section
@@ -373,6 +435,7 @@ def run_hierarchical(cfg, model, args, device) -> dict:
                 res.update({"class_nll_per_image": c_mean, "class_nll_se": c_se,
                             "nll_improvement": d_mean, "nll_improvement_se": d_se})
         out["nll"] = res
+    out["alphabet_style"] = alphabet_style(model, ev, device, seed, n_shown=args.n_shown, n_new=args.style_new)
     fig, facts = hierarchical_figure(model, ev, device, seed, n_alphabets=args.n_alphabets, n_shown=args.n_shown,
                                      n_new=args.n_new, n_draws=args.n_draws)
     out["figure_facts"] = facts
@@ -676,6 +739,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-shown", type=int, default=5, help="hierarchical: given characters per alphabet (D_a)")
     p.add_argument("--n-new", type=int, default=5, help="hierarchical: new characters per alphabet")
     p.add_argument("--n-draws", type=int, default=6, help="hierarchical: draws of each new character")
+    p.add_argument("--style-new", type=int, default=10,
+                   help="hierarchical: new characters per alphabet for the alphabet-style check")
     p.add_argument("--grid-rows", type=int, default=6, help="factorial: content images in the grid figure")
     p.add_argument("--grid-cols", type=int, default=8, help="factorial: style images in the grid figure")
     p.add_argument("--swap-pairs", type=int, default=6, help="factorial: pairs in the swap figure")
@@ -716,9 +781,12 @@ def main(argv=None) -> int:
         res = run_hierarchical(cfg, model, args, device)
     else:
         res = run_factorial(cfg, model, args, device)
+    step = ckpt.get("step") if isinstance(ckpt, dict) else None
+    if isinstance(res.get("class_model"), dict):   # a bound comparison is fair only at equal training
+        res["class_model"]["same_training_steps"] = step is not None and step == res["class_model"]["checkpoint_step"]
     out = {"model": m.get("name"), "experiment": exp_name, "objective": m.get("objective"),
            "decoder": m.get("decoder"), "checkpoint": str(args.checkpoint),
-           "checkpoint_step": ckpt.get("step") if isinstance(ckpt, dict) else None,
+           "checkpoint_step": step,
            "units": "bounds and -log p in nats per image (bounds: higher is better); KL in nats; accuracies in [0, 1]",
            **res, "provenance": _provenance(cfg, device, args.seed)}
     _atomic_write_json(out, Path(args.out))
