@@ -14,7 +14,8 @@ Output folder:
     last.pt            resume point (model, optimiser, scheduler, train loader state, torch/
                        cuda/numpy/python RNG states, step, best-so-far, history), written
                        atomically every ``checkpoint_every`` steps and at the end; training
-                       resumes from it automatically (bit-identical to an uninterrupted run).
+                       resumes from it automatically (bit-identical to an uninterrupted run;
+                       a longer max_steps under the cosine schedule starts afresh, see _fingerprint).
     best.pt            {"model": state_dict, "step", "val_bound", "val_kl", "config"}
     config.json        the resolved config used
     provenance.json    git commit, torch/python versions, device, hostname, date, seed, command
@@ -117,14 +118,19 @@ def provenance(cfg: dict, device: torch.device) -> dict:
 def _fingerprint(cfg: dict) -> str:
     """Hash of everything that must match for a checkpoint to be resumable.
 
-    Excludes what may change between sessions: max_steps (extend a run), logging/sampling
-    cadence, W&B, evaluation, other models and the device.
+    Excludes what may change between sessions: max_steps (extend a run) unless the learning-rate
+    schedule depends on it (``cosine``: a longer run has another schedule from step 1, so a
+    finished short run is not a prefix of it), logging/sampling cadence, W&B, evaluation, other
+    models and the device.
     """
     c = copy.deepcopy(cfg)
     for key in ("evaluation", "wandb", "models", "device"):
         c.pop(key, None)
     tr = c.get("model", {}).get("train", {})
-    for key in ("max_steps", "sample_every", "log_every", "num_threads", "checkpoint_every"):
+    volatile = ["sample_every", "log_every", "num_threads", "checkpoint_every"]
+    if tr.get("lr_schedule", "constant") != "cosine":
+        volatile.append("max_steps")
+    for key in volatile:
         tr.pop(key, None)
     c.get("paths", {}).pop("results", None)
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]

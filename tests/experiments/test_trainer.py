@@ -148,11 +148,16 @@ def test_early_stopping(tmp_path, monkeypatch):
 
 
 def test_config_change_starts_afresh(tmp_path):
-    cfg = mcfg(tmp_path, train={"max_steps": 3})
+    cfg = mcfg(tmp_path, train={"max_steps": 3, "lr_schedule": "constant"})
     out = tmp_path / "ckpt"
     Trainer(cfg, out).fit()
     assert Trainer(cfg, out).resumed_from == 3
     assert Trainer(cfg, out, max_steps=5).resumed_from == 3  # extending a run resumes it
+    cos = mcfg(tmp_path, train={"max_steps": 3, "lr_schedule": "cosine"})
+    Trainer(cos, tmp_path / "cos").fit()
+    assert Trainer(cos, tmp_path / "cos").resumed_from == 3   # an interrupted/finished cosine run resumes...
+    longer = Trainer(cos, tmp_path / "cos", max_steps=6)      # ...but a longer one has another schedule
+    assert longer.resumed_from is None and longer.step == 0
     cfg["model"]["nets"]["c_dim"] = 5
     t = Trainer(cfg, out)
     assert t.resumed_from is None and t.step == 0
