@@ -224,10 +224,14 @@ def training_config(cfg: Mapping, name: str) -> dict:
     """:func:`model_config` without the ``evaluation`` section: what training depends on.
 
     The pipeline writes this to results/<run>/configs/<name>.json and the evaluation section to
-    configs/evaluation.json, so evaluation settings never trigger retraining.
+    configs/evaluation.json, so evaluation settings never trigger retraining. The ``textures``
+    section is kept only for the factorial experiment (the only one that reads it), so changing
+    the textured data retrains the factorial model alone.
     """
     out = model_config(cfg, name)
     out.pop("evaluation", None)
+    if out["model"].get("experiment") != "factorial":
+        out.pop("textures", None)
     return out
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.config import ConfigError, dump_json_if_changed, load_config, load_schema, model_config
+from experiments.config import (ConfigError, dump_json_if_changed, load_config, load_schema, model_config,
+                                training_config)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ["config/config.yaml", "config/cpu.yaml", "config/smoke.yaml"]
@@ -130,6 +131,17 @@ def test_per_model_json_unchanged_when_another_model_changes(tmp_path):
     first = model_config(load_config(base), "a")
     base["models"]["b"]["train"] = {"lr": 0.5}
     assert model_config(load_config(base), "a") == first
+
+
+def test_training_config_depends_on_textures_only_for_factorial():
+    base = {"models": {"a": {"experiment": "class"}, "f": {"experiment": "factorial"}},
+            "evaluation": {"n_samples": 3}}
+    first = {m: training_config(load_config(base), m) for m in ("a", "f")}
+    assert "evaluation" not in first["a"] and "textures" not in first["a"] and "textures" in first["f"]
+    base["textures"] = {"n_per_character": 7}
+    base["evaluation"] = {"n_samples": 9}
+    assert training_config(load_config(base), "a") == first["a"]          # not retrained
+    assert training_config(load_config(base), "f")["textures"]["n_per_character"] == 7
 
 
 def test_dump_json_if_changed_keeps_mtime(tmp_path):
