@@ -67,8 +67,8 @@ import torch.nn.functional as F
 
 log = logging.getLogger("analysis.structured")
 
-__all__ = ["main", "parse_args", "load_model", "ancestral", "episode_bounds", "run_hierarchical", "run_factorial", "alphabet_style",
-           "texture_features", "shape_features", "fit_logistic", "figure_prefix"]
+__all__ = ["main", "parse_args", "load_model", "ancestral", "episode_bounds", "run_hierarchical", "run_factorial",
+           "alphabet_style", "texture_features", "shape_features", "fit_logistic", "figure_prefix"]
 
 BUILDER_MODULES = {"hierarchical": "experiments.hierarchical", "factorial": "experiments.factorial"}
 
@@ -310,22 +310,23 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) ->
 
     For every alphabet of ``s`` with more than ``n_shown + 1`` characters: a ~ q(a | all images of
     ``n_shown`` random characters of it) ("given"), then ``n_new`` new characters c ~ p(c | a), one
-    image each (decoder mean, z ~ p(z)). An alphabet classifier (logistic regression on ``shape_features``) is trained on
-    the real images of half of each alphabet's remaining characters; its accuracy on the images of the
-    other half (characters it never saw) is the ceiling. Reported: the fraction of new characters
-    classified as the alphabet they were conditioned on, chance (1 / #alphabets: every alphabet gets
-    the same number of new characters, so a model that ignores a scores it whatever the classifier's
-    biases), the ceiling, and ``nearest_is_given``: the
-    fraction of new characters whose nearest real image (cosine on shape features, all images of the
-    alphabet) belongs to a given character (high = copies, not new characters), next to the share of
-    the alphabet's images that are given ones (what a random real image would score).
+    image each (decoder mean, z ~ p(z)). An alphabet classifier (logistic regression on
+    ``shape_features``) is trained on the real images of half of each alphabet's remaining
+    characters; its accuracy on the images of the other half (characters it never saw) is the
+    ceiling. Reported: the fraction of new characters classified as the alphabet they were
+    conditioned on, chance (1 / #alphabets: every alphabet gets the same number of new characters,
+    so a model that ignores a scores it whatever the classifier's biases), the ceiling, and
+    ``nearest_is_given``: the fraction of new characters whose nearest real image (cosine on shape
+    features, all images of the alphabet) belongs to a given character (high = copies, not new
+    characters), next to the share of the alphabet's images that are given ones (what a random
+    real image would score).
     """
     g = torch.Generator().manual_seed(int(seed) + 7)
     char_alpha = s.character_alphabet()
     alphas = [a for a in range(s.n_alphabets) if int((char_alpha == a).sum()) > n_shown + 1]
     if len(alphas) < 2:
         return {"skipped": "fewer than 2 alphabets with enough characters"}
-    train_chars, test_chars, new_imgs, new_alpha, near_given, given_share = [], [], [], [], [], []
+    train_chars, test_chars, new_feats, new_alpha, near_given, given_share = [], [], [], [], [], []
     torch.manual_seed(int(seed) + 7)
     for a in alphas:
         cs = (char_alpha == a).nonzero().flatten()
@@ -337,12 +338,12 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) ->
         D_a = s.images[torch.isin(s.character, shown)].to(device=device, dtype=torch.float32)[None]
         _, v = ancestral(model, 1, inputs={"a": D_a})
         x, _ = ancestral(model, n_new, values={"a": v["a"].expand(n_new, -1)})
-        new_imgs.append(x.float().cpu())
+        feats = shape_features(x.float().cpu())
+        new_feats.append(feats)
         new_alpha += [a] * n_new
         in_alpha = torch.isin(s.character, cs)
-        ref = shape_features(s.images[in_alpha])
         ref_given = torch.isin(s.character[in_alpha], shown)
-        near_given.append(ref_given[_nearest(shape_features(x.float().cpu()), ref)].double())
+        near_given.append(ref_given[_nearest(feats, shape_features(s.images[in_alpha]))].double())
         given_share.append(float(ref_given.double().mean()))
     lab = torch.full((s.n_alphabets,), -1, dtype=torch.int64)
     lab[torch.tensor(alphas)] = torch.arange(len(alphas))
@@ -350,9 +351,8 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) ->
     te = torch.isin(s.character, torch.cat(test_chars))
     predict = fit_logistic(shape_features(s.images[tr]), lab[s.alphabet[tr]], len(alphas))
     ceiling = float((predict(shape_features(s.images[te])) == lab[s.alphabet[te]]).double().mean()) if te.any() else None
-    new = torch.cat(new_imgs)
     want = lab[torch.tensor(new_alpha)]
-    acc = float((predict(shape_features(new)) == want).double().mean())
+    acc = float((predict(torch.cat(new_feats)) == want).double().mean())
     return {"alphabets": len(alphas), "given_characters": n_shown, "new_per_alphabet": n_new,
             "accuracy": acc, "chance": 1.0 / len(alphas),
             "classifier": "logistic regression on blurred silhouettes (shape_features), trained on real images "
