@@ -181,21 +181,47 @@ class VHE(nn.Module):
             extra = [k for k in sizes if k not in self._enc]
             if extra:
                 raise KeyError(f"sizes has key(s) {extra} that are not latents of this model {self.order}")
-        batch = {k: inputs[k].shape[0] for k in self.order}
-        if len(set(batch.values())) > 1:
-            raise ValueError(f"support sets disagree on the batch size: {batch}")
         for k in self.order:
             if inputs[k].dim() < 2:
                 raise ValueError(f"inputs[{k!r}] must be (batch, |D|, ...), got shape {tuple(inputs[k].shape)}")
+
+    def _group_sizes(self, inputs, n_targets: int) -> dict[str, int]:
+        """Rows of every latent: n_targets (one support set per target) or n_targets / T (one per
+        group of T targets, as :class:`vhe.DataLoader` gives with ``targets_per_class=T``)."""
+        batch = {k: int(inputs[k].shape[0]) for k in self.order}
+        smaller = {b for b in batch.values() if b != n_targets}
+        if len(smaller) > 1 or any(n_targets % b for b in smaller):
+            raise ValueError(
+                f"support sets disagree on the batch size: {batch} for {n_targets} targets; each latent needs "
+                f"one support set per target, or one per group of T targets (n_targets / T rows, the same T for all)")
+        for k in self.order:
+            for p in self.parents_of[k]:
+                if batch[p] > batch[k]:
+                    raise ValueError(f"latent {k!r} has {batch[k]} support sets but its parent {p!r} has {batch[p]}: "
+                                     f"a latent shared by a group of targets cannot depend on a per-target one")
+        return batch
+
+    @staticmethod
+    def _broadcast(t: torch.Tensor, rows: int) -> torch.Tensor:
+        """Repeat each row of t (its group's value) for the rows // len(t) members of its group."""
+        return t if t.shape[0] == rows else t.repeat_interleave(rows // t.shape[0], dim=0)
+
+    def _parents_at(self, values: dict, rows: int) -> dict:
+        return {k: self._broadcast(v, rows) for k, v in values.items()}
 
     def score(self, inputs, sizes=None, x=None, kl_factor=1.0, return_kl: bool = False,
               rescale: bool = True, reduction: str = "mean", **observed):
         """The VHE lower bound on log p(x) (nats per target element).
 
         Args:
-            inputs: {latent: support set D_k of shape (B, |D_k|, ...)}.
-            sizes: {latent: |X_k|, a number or a (B,) tensor}: how many training elements share
-                the target's label for latent k (batch.sizes from :class:`vhe.DataLoader`).
+            inputs: {latent: support set D_k of shape (B, |D_k|, ...)}; a latent may instead have
+                B / T rows, one support set shared by each group of T consecutive targets
+                (``DataLoader(targets_per_class=T)``): one sample of it serves the group, and each
+                target's bound carries its full weighted KL, so the per-target objective is the
+                same in expectation.
+            sizes: {latent: |X_k|, a number or a tensor with one entry per row of inputs[k]}: how
+                many training elements share the target's label for latent k (batch.sizes from
+                :class:`vhe.DataLoader`).
             x: the targets (B, ...); or pass them under the decoder's variable name.
             kl_factor: a number or {latent: number} multiplying each KL (annealing).
             return_kl: also return {latent: KL_k (B,) or its mean}, unweighted nats.
@@ -210,19 +236,27 @@ class VHE(nn.Module):
         if x is None:
             raise ValueError(f"score() needs the targets: x=... (or {self.observed}=...)")
         self._check_inputs(inputs, sizes)
+        n = int(x.shape[0])
+        rows = self._group_sizes(inputs, n)
         weights = self._weights(inputs, sizes, kl_factor, rescale)
 
         values, kls, weighted, logqs = {}, {}, {}, {}
         for k in self.order:
             enc, pri = self._enc[k], self._pri[k]
-            v, log_q = enc(inputs[k], parents=values)
-            _, log_p = pri(parents=values, value=v)
+            parents = self._parents_at(values, rows[k])
+            v, log_q = enc(inputs[k], parents=parents)
+            _, log_p = pri(parents=parents, value=v)
+            values[k] = v
+            kl = log_q - log_p
+            w = weights[k]
+            if rows[k] != n:  # a group's KL counts in full for each of its targets
+                kl, log_q = self._broadcast(kl, n), self._broadcast(log_q, n)
+                w = self._broadcast(w, n) if w.dim() else w
             if self._is_discrete(v, log_q):
                 logqs[k] = log_q
-            values[k] = v
-            kls[k] = log_q - log_p
-            weighted[k] = weights[k] * kls[k]
-        _, log_px = self._dec(parents=values, value=x)
+            kls[k] = kl
+            weighted[k] = w * kl
+        _, log_px = self._dec(parents=self._parents_at(values, n), value=x)
         bound = log_px - sum(weighted.values())
         bound = bound + self._reinforce(logqs, log_px, weighted)
 

@@ -97,3 +97,55 @@ def test_errors():
         DataLoader(data, labels={"c": labels}, k_shot={"z": 1})
     with pytest.raises(ValueError, match="has 9 entries"):
         DataLoader(data, labels={"c": labels[:9]}, k_shot={"c": 1})
+
+
+# ------------------------------------------------------------ several targets per support set
+def test_targets_per_class_groups_share_one_support_set_and_visit_every_anchor():
+    loader, labels = make(batch_size=8, targets_per_class=4)
+    assert loader.group == "c" and loader.shared == {"c"} and loader.groups_per_batch == 2
+    anchors = torch.zeros(30, dtype=torch.long)
+    for batch in loader:
+        B = len(batch.target) // 4
+        assert batch.targets_per_class == 4 and batch.inputs["c"].shape[:2] == (B, 3)
+        assert batch.inputs["z"].shape[:2] == (4 * B, 1) and batch.sizes["c"].shape == (B,)
+        t = batch.index.view(B, 4)
+        assert (labels[t] == labels[t[:, :1]]).all()  # a group's targets share their class ...
+        assert all(len(set(row.tolist())) == 4 for row in t)  # ... and are distinct
+        sup = batch.inputs["c"][..., 0].long()
+        assert (labels[sup] == labels[t[:, 0]][:, None]).all()
+        assert torch.equal(batch.inputs["z"][:, 0, 0].long(), batch.index)
+        anchors[t[:, 0]] += 1
+    assert (anchors == 1).all() and len(loader) == 15  # every element anchors one group per epoch
+
+
+def test_targets_per_class_without_resampling_scores_the_support_set_itself():
+    loader, labels = make(batch_size=6, targets_per_class=3, resample={"c": False, "z": True})
+    batch = next(iter(loader))
+    sup = batch.inputs["c"][..., 0].long()  # (2, 3)
+    assert torch.equal(batch.index.view(2, 3), sup)  # the targets are exactly D
+
+
+def test_targets_per_class_marginals_match_one_target_per_class():
+    """Every target is marginally uniform over the data, and D is independent of the targets."""
+    loader, labels = make(batch_size=400, targets_per_class=4)
+    counts = torch.zeros(30)
+    overlap = 0.0
+    for _ in range(50):
+        b = loader.sample()
+        counts += torch.bincount(b.index, minlength=30)
+        sup = b.inputs["c"][..., 0].long()  # (100, 3)
+        overlap += (sup[:, :, None] == b.index.view(100, 4)[:, None, :]).any(dim=1).float().mean().item()
+    freq = counts / counts.sum()
+    assert (freq - 1 / 30).abs().max() < 0.01
+    assert abs(overlap / 50 - 3 / 5) < 0.03  # P(target in D) = k/|X|, as for independent draws
+
+
+def test_targets_per_class_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="multiple of targets_per_class"):
+        make(batch_size=7, targets_per_class=2)
+    with pytest.raises(ValueError, match="only 5 elements"):
+        make(batch_size=12, targets_per_class=6)
+    with pytest.raises(ValueError, match="must be <= k_shot"):
+        make(batch_size=8, targets_per_class=4, resample={"c": False, "z": True})
+    with pytest.raises(KeyError, match="not a latent"):
+        make(batch_size=8, targets_per_class=2, group="a")

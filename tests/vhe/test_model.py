@@ -285,3 +285,40 @@ def test_reinforce_credit_assignment_for_discrete_latent():
     assert torch.allclose(grads[0], grads[1], atol=1e-4)
     # and the gradient pushes towards the component that explains x = 2 (index 0)
     assert grads[0][0] > grads[0][1]
+
+
+def test_several_targets_per_support_set_leave_the_objective_unchanged_in_expectation():
+    """On the linear-Gaussian model: the mean bound with T = 4 targets per support set (one c
+    sample per group) equals the mean with one target per support set, for VHE and NS."""
+    from vhe import DataLoader
+    from .toy_models import Px, Qc, Qz
+
+    torch.manual_seed(0)
+    n_classes, per_class = 40, 8
+    centres = 2 * torch.randn(n_classes, 1, 2)
+    data = (centres + 0.5 * torch.randn(n_classes, per_class, 2)).reshape(-1, 2)
+    labels = {"c": torch.arange(len(data)) // per_class, "z": range(len(data))}
+    model = VHE(encoder=[Qc(), Qz()], decoder=Px())
+    for resample, rescale in ((True, True), (False, False)):
+        means = {}
+        for T in (1, 4):
+            loader = DataLoader(data, labels=labels, k_shot={"c": 4, "z": 1}, batch_size=800, seed=1,
+                                targets_per_class=T, resample={"c": resample, "z": True})
+            with torch.no_grad():
+                vals = torch.cat([model.score(b.inputs, b.sizes, x=b.target, rescale=rescale, reduction="none")
+                                  for b in (loader.sample() for _ in range(40))])
+            means[T] = (vals.mean().item(), vals.std().item() / len(vals) ** 0.5)
+        (m1, s1), (m4, s4) = means[1], means[4]
+        assert abs(m1 - m4) < 4 * (s1 ** 2 + s4 ** 2) ** 0.5 + 0.02, (resample, means)
+
+
+def test_group_shared_inputs_are_broadcast_and_mismatches_are_errors():
+    from .toy_models import Px, Qc, Qz
+
+    model = VHE(encoder=[Qc(), Qz()], decoder=Px())
+    x = torch.randn(8, 2)
+    inputs = {"c": torch.randn(2, 3, 2), "z": x[:, None]}
+    bound = model.score(inputs, {"c": torch.tensor([5.0, 5.0]), "z": 1}, x=x, reduction="none")
+    assert bound.shape == (8,)
+    with pytest.raises(ValueError, match="disagree on the batch size"):
+        model.score({"c": torch.randn(3, 3, 2), "z": x[:, None]}, {"c": 5, "z": 1}, x=x)
