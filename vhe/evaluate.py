@@ -22,7 +22,11 @@ from tqdm.auto import tqdm
 
 from .model import VHE
 
-__all__ = ["log_marginal", "log_conditional", "kl_class", "classify", "eval_mode", "EvaluationError"]
+__all__ = ["log_marginal", "log_conditional", "log_predictive", "kl_class", "classify", "class_scores",
+           "CLASSIFY_METHODS", "eval_mode", "EvaluationError"]
+
+#: few-shot classification estimators of :func:`classify` (formulas and costs in its docstring)
+CLASSIFY_METHODS = ("marginal_ratio", "conditional", "ns_kl")
 
 
 class EvaluationError(ValueError):
@@ -110,44 +114,161 @@ def log_marginal(model: VHE, X: torch.Tensor, n_samples: int = 1000, per_element
     return (est, torch.cat(elbo)) if return_elbo else est
 
 
-def _require_class_latent(model, per_element):
-    cls, _ = _split_latents(model, per_element)
-    if not cls:
-        raise EvaluationError(
-            "conditional likelihoods need a class-level latent shared by x and D; this model's "
-            f"latents {model.order} are all per-element"
-        )
-
-
 def log_conditional(model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int = 100,
                     per_element=("z",), max_elements: int = 8192) -> torch.Tensor:
-    """log p(x | D) = log p({x} ∪ D) - log p(D), each importance-sampled (nats per query).
+    """The marginal-ratio estimator log p(x | D) = log p({x} ∪ D) - log p(D), each
+    importance-sampled with :func:`log_marginal` (nats per query); see :func:`log_predictive` for
+    the lower-variance conditional estimator.
 
     x: (B, ...) one query per row; D: (B, k, ...) its support set. Returns (B,).
     """
-    _require_class_latent(model, per_element)
+    _class_latents(model, per_element)
     joint = torch.cat([D, x.unsqueeze(1)], dim=1)
     return (log_marginal(model, joint, n_samples, per_element, max_elements)
             - log_marginal(model, D, n_samples, per_element, max_elements))
 
 
-def classify(model: VHE, support: torch.Tensor, query: torch.Tensor, n_samples: int = 50,
-             per_element=("z",), max_elements: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
-    """Few-shot classification by conditional likelihood.
+def _class_latents(model: VHE, per_element):
+    cls, elem = _split_latents(model, per_element)
+    if not cls:
+        raise EvaluationError(
+            "conditional likelihoods need a class-level latent shared by x and D; this model's "
+            f"latents {model.order} are all per-element")
+    return cls, elem
 
-    support: (W, S, ...) W classes with S examples each; query: (Q, ...).
-    Scores every (query, class) pair with log p(q | D_j) and predicts the argmax.
-    Returns (predictions (Q,) int64, scores (Q, W) in nats).
+
+def _encode_classes(model: VHE, D: torch.Tensor, cls) -> dict:
+    """One draw of every class-level latent from its encoder given the sets D (n, k, ...)."""
+    values = {}
+    for k in cls:
+        values[k], _ = model._enc[k](D, parents=values)
+    return values
+
+
+def _log_px_given_class(model: VHE, x: torch.Tensor, values: dict, elem) -> torch.Tensor:
+    """log p̂(x | class latents), z importance-sampled once: log p(x|c,z) + log p(z|c) - log q(z|x,c)
+    with z ~ q(z | x, c). x: (n, ...), values: {latent: (n, ...)} -> (n,) nats."""
+    xe = x.unsqueeze(1)
+    vals, lw = dict(values), torch.zeros(len(x), device=x.device)
+    for k in elem:
+        v, log_q = model._enc[k](xe, parents=vals)
+        _, log_p = model._pri[k](parents=vals, value=v)
+        lw = lw + (log_p - log_q).float()
+        vals[k] = v
+    _, log_px = model._dec(parents=vals, value=x)
+    return lw + log_px.float()
+
+
+def log_predictive(model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int = 10, per_element=("z",),
+                   max_elements: int = 8192) -> torch.Tensor:
+    """The conditional estimator of log p(x | D), nats per query.
+
+        log p̂(x | D) = log (1/S) sum_s p(x | c_s, z_s) p(z_s | c_s) / q(z_s | x, c_s),
+        c_s ~ q(c | D) (every class-level latent from its encoder given D), z_s ~ q(z | x, c_s)
+
+    q(c | D) stands in for the posterior p(c | D), which is what the VHE objective trains it to
+    approximate; as S grows this converges to log E_{q(c|D)} p(x | c) (exactly log p(x | D) when
+    q(c | D) is the true posterior). Cost: S decoder evaluations and S encodings of D per query.
+
+    x: (B, ...) one query per row; D: (B, k, ...) its support set. Returns (B,).
     """
-    _require_class_latent(model, per_element)
+    cls, elem = _class_latents(model, per_element)
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    B = x.shape[0]
+    chunk = max(1, max_elements // max(B, 1))
+    out = []
+    with eval_mode(model):
+        for s0 in range(0, n_samples, chunk):
+            n = min(chunk, n_samples - s0)
+            Dr = D.unsqueeze(0).expand(n, *D.shape).reshape(n * B, *D.shape[1:])
+            xr = x.unsqueeze(0).expand(n, *x.shape).reshape(n * B, *x.shape[1:])
+            out.append(_log_px_given_class(model, xr, _encode_classes(model, Dr, cls), elem).view(n, B))
+    lw = torch.cat(out)
+    return torch.logsumexp(lw, dim=0) - math.log(n_samples)
+
+
+def class_scores(model: VHE, support: torch.Tensor, query: torch.Tensor, method: str = "conditional",
+                 n_samples: int = 10, per_element=("z",), max_elements: int = 8192) -> torch.Tensor:
+    """Scores (Q, W) of every query against every class (higher = more likely); see :func:`classify`."""
+    if method not in CLASSIFY_METHODS:
+        raise ValueError(f"unknown classification method {method!r}; choose one of {CLASSIFY_METHODS}")
+    if support.dim() < 3:
+        raise ValueError(f"support must be (classes, shots, ...), got shape {tuple(support.shape)}")
+    if query.shape[1:] != support.shape[2:]:
+        raise ValueError(f"query elements {tuple(query.shape[1:])} and support elements "
+                         f"{tuple(support.shape[2:])} differ in shape")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    cls, elem = _class_latents(model, per_element)
     W, S = support.shape[:2]
     Q = query.shape[0]
-    log_pD = log_marginal(model, support, n_samples, per_element, max_elements)  # (W,)
-    pairs = torch.cat([support.unsqueeze(0).expand(Q, *support.shape),
-                       query.unsqueeze(1).unsqueeze(1).expand(Q, W, 1, *query.shape[1:])], dim=2)
-    log_joint = log_marginal(model, pairs.reshape(Q * W, S + 1, *support.shape[2:]), n_samples,
-                             per_element, max_elements).view(Q, W)
-    scores = log_joint - log_pD[None, :]
+    if method == "marginal_ratio":
+        log_pD = log_marginal(model, support, n_samples, per_element, max_elements)  # (W,)
+        pairs = torch.cat([support.unsqueeze(0).expand(Q, *support.shape),
+                           query.unsqueeze(1).unsqueeze(1).expand(Q, W, 1, *query.shape[1:])], dim=2)
+        log_joint = log_marginal(model, pairs.reshape(Q * W, S + 1, *support.shape[2:]), n_samples,
+                                 per_element, max_elements).view(Q, W)
+        return log_joint - log_pD[None, :]
+    with eval_mode(model):
+        if method == "ns_kl":
+            # c_s ~ q(c | x), shared by all classes (common random numbers), scored under each q(c | D_j)
+            xq = query.unsqueeze(1).unsqueeze(0).expand(n_samples, Q, 1, *query.shape[1:])
+            xq = xq.reshape(n_samples * Q, 1, *query.shape[1:])
+            values, log_qx = {}, torch.zeros(n_samples * Q, device=query.device)
+            for k in cls:
+                v, lq = model._enc[k](xq, parents=values)
+                values[k] = v
+                log_qx = log_qx + lq.float()
+            scores = torch.empty(Q, W, device=query.device)
+            for j in range(W):
+                Dj = support[j].unsqueeze(0).expand(n_samples * Q, *support.shape[1:])
+                log_qD = torch.zeros(n_samples * Q, device=query.device)
+                for k in cls:
+                    _, lq = model._enc[k](Dj, parents=values, value=values[k])
+                    log_qD = log_qD + lq.float()
+                kl = (log_qx - log_qD).view(n_samples, Q).mean(dim=0)
+                scores[:, j] = -kl
+            return scores
+        # conditional: c_{j,s} ~ q(c | D_j) once per class and sample, shared by all queries
+        Dr = support.unsqueeze(0).expand(n_samples, *support.shape).reshape(n_samples * W, *support.shape[1:])
+        values = _encode_classes(model, Dr, cls)  # (n_samples * W, ...), sample-major
+        rows = n_samples * W
+        q_chunk = max(1, max_elements // rows)
+        scores = []
+        for q0 in range(0, Q, q_chunk):
+            qs = query[q0:q0 + q_chunk]
+            n = len(qs)
+            xr = qs.unsqueeze(1).expand(n, rows, *qs.shape[1:]).reshape(n * rows, *qs.shape[1:])
+            vr = {k: v.unsqueeze(0).expand(n, *v.shape).reshape(n * rows, *v.shape[1:]) for k, v in values.items()}
+            lw = _log_px_given_class(model, xr, vr, elem).view(n, n_samples, W)
+            scores.append(torch.logsumexp(lw, dim=1) - math.log(n_samples))
+        return torch.cat(scores)
+
+
+def classify(model: VHE, support: torch.Tensor, query: torch.Tensor, n_samples: int = 10,
+             per_element=("z",), max_elements: int = 8192,
+             method: str = "conditional") -> tuple[torch.Tensor, torch.Tensor]:
+    """Few-shot classification: predict, for every query, the class that scores it highest.
+
+    support: (W, S, ...) W classes with S examples each (D_j = support[j]); query: (Q, ...).
+    ``method`` (n_samples = K importance samples or S posterior samples):
+
+    * ``"marginal_ratio"``: log p̂(D_j ∪ {x}) - log p̂(D_j), two importance-sampled marginals
+      (:func:`log_marginal`, c ~ q(c | set)); the difference of two noisy estimates loses most
+      of the signal at small K. Cost: K (S + 1) decoder evaluations per (query, class) pair,
+      plus K S per class.
+    * ``"conditional"``: log p̂(x | D_j) = log (1/K) sum_s p̂(x | c_s), c_s ~ q(c | D_j), z
+      importance-sampled once per c_s (:func:`log_predictive`). Cost: K decoder evaluations
+      per pair (the K draws of c per class are shared by all queries).
+    * ``"ns_kl"``: the Neural Statistician's rule, -KL(q(c | x) || q(c | D_j)), estimated as
+      mean_s [log q(c_s | D_j) - log q(c_s | x)], c_s ~ q(c | x) (the same draws for every class).
+      Cost: no decoder evaluation; K encoder scorings per pair.
+
+    Returns (predictions (Q,) int64, scores (Q, W): nats, higher = more likely).
+    """
+    scores = class_scores(model, support, query, method=method, n_samples=n_samples, per_element=per_element,
+                          max_elements=max_elements)
     return scores.argmax(dim=1), scores
 
 

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from vhe import VHE
-from vhe.evaluate import EvaluationError, classify, kl_class, log_conditional, log_marginal
+from vhe.evaluate import (CLASSIFY_METHODS, EvaluationError, classify, kl_class, log_conditional, log_marginal,
+                          log_predictive)
 
 from .toy_models import LinearPx, Px, Qc, Qz, ScaledQc, exact_log_marginal, exact_posterior_qc, sample_classes
 
@@ -80,3 +81,68 @@ def test_errors_where_undefined():
         kl_class(model, torch.randn(2, 2, 2), "a")
     with pytest.raises(ValueError, match="classes, elements"):
         log_marginal(model, torch.randn(2, 2))
+
+
+def _exact_log_conditional(x, D):
+    """log p(x | D) = log p(D ∪ {x}) - log p(D), exactly, for the linear-Gaussian class model."""
+    return exact_log_marginal(torch.cat([D, x[:, None]], dim=1)) - exact_log_marginal(D)
+
+
+@pytest.mark.parametrize("method", ["marginal_ratio", "conditional"])
+def test_classification_estimators_converge_to_the_exact_conditional(method):
+    """(a) the marginal ratio and (b) the conditional estimator approach log p(x | D) as K grows.
+
+    q(c | D) is the exact posterior for |D| = 3 (so (b) is consistent); for the marginal ratio the
+    same encoder is only a proposal (inexact for |D| + 1 = 4), which K importance samples correct.
+    """
+    torch.manual_seed(0)
+    X = sample_classes(6, 4, seed=7)
+    D, x = X[:, :3], X[:, 3]
+    model = VHE(encoder=[exact_posterior_qc(3)], decoder=LinearPx())
+    support = D  # 6 classes, 3 shots
+    query = x
+    exact = torch.stack([_exact_log_conditional(q.expand(6, *q.shape), D) for q in query])  # (Q, W)
+    errors = []
+    for k in (1, 10, 1000):
+        torch.manual_seed(1)
+        _, scores = classify(model, support, query, n_samples=k, per_element=(), method=method,
+                             max_elements=1 << 16)
+        errors.append((scores - exact).abs().mean().item())
+    assert errors[2] < errors[0]
+    assert errors[2] < 0.05 * max(1.0, exact.abs().mean().item()), errors
+
+
+def test_conditional_estimator_is_exact_with_the_true_posterior_and_one_sample_is_a_lower_bound():
+    torch.manual_seed(0)
+    X = sample_classes(200, 4, seed=3)
+    D, x = X[:, :3], X[:, 3]
+    model = VHE(encoder=[exact_posterior_qc(3)], decoder=LinearPx())
+    exact = _exact_log_conditional(x, D)
+    one = log_predictive(model, x, D, n_samples=1, per_element=())
+    many = log_predictive(model, x, D, n_samples=2000, per_element=(), max_elements=1 << 20)
+    assert (exact - one).mean() > 0  # Jensen: the 1-sample estimator is low on average
+    assert (many - exact).abs().mean() < 0.02
+
+
+def test_ns_kl_rule_prefers_the_matching_class_and_is_exact_for_identical_sets():
+    torch.manual_seed(0)
+    model = VHE(encoder=[ScaledQc(a=0.5, log_s=-1.0)], decoder=LinearPx())
+    means = 4 * torch.randn(5, 2)
+    support = means[:, None] + 0.1 * torch.randn(5, 1, 2)
+    pred, scores = classify(model, support, support[:, 0], n_samples=50, per_element=(), method="ns_kl")
+    assert torch.equal(pred, torch.arange(5))
+    # KL(q || q) = 0: the diagonal is 0 up to floating point, every other entry negative
+    assert scores.diagonal().abs().max() < 1e-4 and (scores.fill_diagonal_(-1.0) < 0).all()
+
+
+def test_every_method_runs_with_per_element_z_and_bad_input_is_an_error():
+    torch.manual_seed(0)
+    model = VHE(encoder=[Qc(), Qz()], decoder=Px())
+    for method in CLASSIFY_METHODS:
+        pred, scores = classify(model, torch.randn(4, 2, 2), torch.randn(3, 2), n_samples=3, method=method,
+                                max_elements=7)  # tiny chunks exercise the chunking
+        assert pred.shape == (3,) and scores.shape == (3, 4) and torch.isfinite(scores).all()
+    with pytest.raises(ValueError, match="unknown classification method"):
+        classify(model, torch.randn(4, 2, 2), torch.randn(3, 2), method="nearest")
+    with pytest.raises(ValueError, match="differ in shape"):
+        classify(model, torch.randn(4, 2, 2), torch.randn(3, 5))
