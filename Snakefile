@@ -151,6 +151,7 @@ rule all:
         DATA_TARGETS,
         [OUT.checkpoint_outputs(CFG, m)["summary"] for m in MODELS],
         [OUT.metrics_file(CFG, m) for m in MODELS],
+        OUT.baseline_files(CFG),
         [OUT.sample_figure(CFG, m) for m in CLASS_MODELS],
         [f for m in STRUCTURED_MODELS for f in OUT.structured_figures(CFG, m)],
         OUT.paper_figure_outputs(CFG),

@@ -24,11 +24,15 @@ is better):
   image of the test classes / of as many training (background) classes, with support sets drawn
   like training ones (the training loader's k_shot and resample).
 * ``kl_c``: KL(q(c | D) || p(c)) in nats over the test classes, |D| = the training k_shot.
-* ``lake_runs``, ``within_alphabet_runs``, ``episodes``: one-shot / few-shot classification by
-  log p(x | D) (``vhe.evaluate.classify``, ``classification_samples`` importance samples).
-  ``ci95`` is the normal approximation over runs (episodes) — mean ± 1.96 sd / sqrt(n) — when
-  there are at least 10 (with some spread), else the Wilson interval over all trials; ``ci95_wilson`` is always
-  the Wilson score interval over all trials. ``ci_method`` says which ``ci95`` is.
+* ``classification``: one-shot / few-shot accuracy of every estimator of ``vhe.evaluate.classify``
+  named in ``evaluation.estimators`` (``classification_samples`` = K samples per score), as
+  ``classification[<set>][<estimator>]`` for the sets ``validation_runs`` (within-alphabet runs of the
+  background set's *validation* characters: where the headline estimator is chosen),
+  ``lake_runs``, ``within_alphabet_runs`` (evaluation set) and ``episodes[<way>way_<shot>shot]``.
+  Each entry: accuracy, ``ci95`` — the normal approximation over runs (episodes), mean ± 1.96
+  sd / sqrt(n), when there are at least 10 (with some spread), else the Wilson interval over all
+  trials — ``ci95_wilson`` (always Wilson over all trials), ``ci_method``, and ``per_trial`` (1/0 per
+  query, runs in order, for paired tests between models on the same trials).
 
 A quantity that the model's graph does not define (no class latent: VAE; a latent that a test
 class does not determine, e.g. the factorial model's texture t) is null and its reason is in
@@ -50,7 +54,7 @@ import torch
 from tqdm.auto import tqdm
 
 import vhe
-from vhe.evaluate import EvaluationError, classify, eval_mode, kl_class, log_marginal
+from vhe.evaluate import CLASSIFY_METHODS, EvaluationError, classify, eval_mode, kl_class, log_marginal
 from vhe.files import atomic_write_text
 from vhe.loader import encode_labels
 
@@ -74,8 +78,8 @@ MIN_UNITS_NORMAL = 10
 OUTPUT_KEYS = (
     "model", "experiment", "objective", "decoder", "run", "seed", "provenance", "checkpoint", "evaluation",
     "graph", "K", "n_classes", "images_per_class", "test_classes", "nll_estimate", "nll_stderr", "elbo",
-    "nll_per_image", "nll_n_samples", "per_class", "test_bound", "train_bound", "bounds", "kl_c", "lake_runs",
-    "within_alphabet_runs", "episodes", "not_defined", "figures", "eval_seconds",
+    "nll_per_image", "nll_n_samples", "per_class", "test_bound", "train_bound", "bounds", "kl_c", "classification",
+    "not_defined", "figures", "eval_seconds",
 )
 
 
@@ -288,22 +292,29 @@ def kl_c_section(model, X, k, n_samples, elem, seed, class_chunk=32):
             "n_samples": n_samples, "per_class": kls.tolist()}
 
 
-def classify_runs(model, runs, n_samples, elem, device, max_elements, desc):
-    units = []
-    for r in tqdm(runs, desc=desc, disable=None):
+def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, method="conditional"):
+    """Accuracy of one estimator on one-shot runs (accuracy_summary + per-run results + per_trial)."""
+    units, per_trial = [], []
+    for r in tqdm(runs, desc=f"{desc} ({method})", disable=None):
         support = r.support.to(device=device, dtype=torch.float32).unsqueeze(1)  # (W, 1, C, H, W)
         query = r.query.to(device=device, dtype=torch.float32)
-        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements)
-        correct = int((pred.cpu() == torch.as_tensor(r.answer).cpu()).sum())
+        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements,
+                           method=method)
+        hits = (pred.cpu() == torch.as_tensor(r.answer).cpu()).long()
+        correct = int(hits.sum())
+        per_trial += hits.tolist()
         units.append({"name": r.name, "n_way": r.n_way, "n_queries": int(len(query)), "correct": correct,
                       "accuracy": correct / len(query)})
     out = accuracy_summary(units, "run")
-    out.update(n_way=sorted({u["n_way"] for u in units}), shot=1, runs=units)
+    out.update(n_way=sorted({u["n_way"] for u in units}), shot=1, method=method, n_samples=n_samples, runs=units,
+               per_trial=per_trial)
     return out
 
 
-def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, seed, device, max_elements):
-    """N-way K-shot episodes: ``way`` distinct characters, ``shot`` support + 1 query drawings each."""
+def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, seed, device, max_elements,
+                      method="conditional"):
+    """N-way K-shot episodes: ``way`` distinct characters, ``shot`` support + 1 query drawings each
+    (the same episodes for every estimator: they depend only on ``seed``)."""
     counts = dataset.class_counts()
     eligible = (counts >= shot + 1).nonzero().flatten()
     if len(eligible) < way:
@@ -312,8 +323,8 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
                            f"evaluation set has {len(eligible)}"}
     members = {int(c): (dataset.character == c).nonzero().flatten() for c in eligible.tolist()}
     g = torch.Generator().manual_seed(int(seed))
-    units = []
-    for _ in tqdm(range(n_episodes), desc=f"{way}-way {shot}-shot", disable=None):
+    units, per_trial = [], []
+    for _ in tqdm(range(n_episodes), desc=f"{way}-way {shot}-shot ({method})", disable=None):
         chars = eligible[torch.randperm(len(eligible), generator=g)[:way]]
         sup, qry = [], []
         for c in chars.tolist():
@@ -323,12 +334,23 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
             qry.append(dataset.images[pick[shot]])
         support = torch.stack(sup).to(device=device, dtype=torch.float32)
         query = torch.stack(qry).to(device=device, dtype=torch.float32)
-        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements)
-        correct = int((pred.cpu() == torch.arange(way)).sum())
-        units.append({"n_queries": way, "correct": correct})
+        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements,
+                           method=method)
+        hits = (pred.cpu() == torch.arange(way)).long()
+        per_trial += hits.tolist()
+        units.append({"n_queries": way, "correct": int(hits.sum())})
     out = accuracy_summary(units, "episode")
-    out.update(way=way, shot=shot, queries_per_episode=way)
+    out.update(way=way, shot=shot, queries_per_episode=way, method=method, n_samples=n_samples, per_trial=per_trial)
     return out
+
+
+def validation_runs(cfg, n_runs: int, n_way: int, seed: int):
+    """Within-alphabet runs from the background set's validation characters (never seen in training)."""
+    from experiments import datasets
+    from vhe.data.runs import within_alphabet_runs
+
+    val_set = datasets.train_val_sets(cfg)[1]
+    return within_alphabet_runs(val_set, n_runs=n_runs, n_way=n_way, seed=seed)
 
 
 # --------------------------------------------------------------------------- figure
@@ -481,7 +503,7 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         "K": K, "n_classes": None, "images_per_class": None, "test_classes": None,
         "nll_estimate": None, "nll_stderr": None, "elbo": None, "nll_per_image": None, "nll_n_samples": K,
         "per_class": None, "test_bound": None, "train_bound": None, "bounds": None, "kl_c": None,
-        "lake_runs": None, "within_alphabet_runs": None, "episodes": None, "not_defined": {}, "figures": {},
+        "classification": None, "not_defined": {}, "figures": {},
     }
     nd = res["not_defined"]
     try:
@@ -493,8 +515,7 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
 
     eval_set = None
     if structure_error:
-        for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "lake_runs",
-                    "within_alphabet_runs", "episodes"):
+        for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "classification"):
             nd[key] = structure_error
     else:
         with timer("data"):
@@ -550,41 +571,50 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         else:
             nd["kl_c"] = f"the model has no class latent {CLASS_LATENT!r} (latents {model.order})"
 
-        # ---- classification
+        # ---- classification: every estimator on the same trials
         if not cls:
-            msg = (f"classification needs a class-level latent shared by the support set and the query; this "
-                   f"model's latents {model.order} are all per-image")
-            for key in ("lake_runs", "within_alphabet_runs", "episodes"):
-                nd[key] = msg
+            nd["classification"] = (f"classification needs a class-level latent shared by the support set and the "
+                                    f"query; this model's latents {model.order} are all per-image")
         else:
             ns = int(ev["classification_samples"])
+            methods = list(ev["estimators"])
+            out_cls = {"estimators": methods, "n_samples": ns}
             try:
+                sets = {}
+                vr = ev["validation_runs"]
+                if vr["n_runs"] > 0:
+                    try:
+                        sets["validation_runs"] = validation_runs(cfg, vr["n_runs"], vr["n_way"], seed + 6)
+                    except ValueError as e:  # e.g. no validation alphabet has n_way characters
+                        nd["classification.validation_runs"] = str(e)
                 if ev.get("lake_runs"):
-                    _seed(seed, 4)
-                    with timer("lake_runs"):
-                        runs = datasets.load_split(cfg, "lake_runs")[:ev.get("max_runs") or None]
-                        res["lake_runs"] = classify_runs(model, runs, ns, elem, device, max_elements, "Lake runs")
+                    sets["lake_runs"] = datasets.load_split(cfg, "lake_runs")[:ev.get("max_runs") or None]
                 n_within = int(ev.get("within_alphabet_runs") or 0)
                 if n_within > 0:
-                    _seed(seed, 5)
-                    with timer("within_alphabet_runs"):
-                        runs = datasets.load_split(cfg, "within_alphabet_runs")[:n_within]
-                        res["within_alphabet_runs"] = classify_runs(model, runs, ns, elem, device, max_elements,
-                                                                    "within-alphabet runs")
+                    sets["within_alphabet_runs"] = datasets.load_split(cfg, "within_alphabet_runs")[:n_within]
+                for key, runs in sets.items():
+                    with timer(key):
+                        out_cls[key] = {}
+                        for i, method in enumerate(methods):
+                            _seed(seed, 4 + i)
+                            out_cls[key][method] = classify_runs(model, runs, ns, elem, device, max_elements,
+                                                                 key.replace("_", " "), method=method)
                 eps = ev.get("episodes") or {}
                 with timer("episodes"):
                     out_eps = {}
                     for way in eps.get("ways", []):
                         for shot in eps.get("shots", []):
                             ep_seed = seed + 1000 * int(way) + int(shot)
-                            _seed(ep_seed)
-                            out_eps[f"{way}way_{shot}shot"] = classify_episodes(
-                                model, eval_set, int(way), int(shot), int(eps.get("n_episodes", 100)), ns, elem,
-                                ep_seed, device, max_elements)
-                    res["episodes"] = out_eps
+                            entry = out_eps[f"{way}way_{shot}shot"] = {}
+                            for method in methods:
+                                _seed(ep_seed)
+                                entry[method] = classify_episodes(
+                                    model, eval_set, int(way), int(shot), int(eps.get("n_episodes", 100)), ns,
+                                    elem, ep_seed, device, max_elements, method=method)
+                    out_cls["episodes"] = out_eps
+                res["classification"] = out_cls
             except EvaluationError as e:
-                for key in ("lake_runs", "within_alphabet_runs", "episodes"):
-                    nd[key] = str(e)
+                nd["classification"] = str(e)
 
     # ---- samples figure
     if figures is not None:
@@ -671,12 +701,14 @@ def main(argv=None) -> int:
              f"test bound = {fmt(res['test_bound'])}, train bound = {fmt(res['train_bound'])}"]
     if res.get("kl_c"):
         lines.append(f"  KL(c) = {fmt(res['kl_c']['mean'])} ± {fmt(res['kl_c']['std'])} nats")
-    for key in ("lake_runs", "within_alphabet_runs"):
-        if res.get(key):
-            lines.append(f"  {key}: {fmt(100 * res[key]['accuracy'], '.1f')}% ({res[key]['ci_method']})")
-    for key, v in (res.get("episodes") or {}).items():
-        if v.get("accuracy") is not None:
-            lines.append(f"  {key}: {fmt(100 * v['accuracy'], '.1f')}%")
+    cl = res.get("classification") or {}
+    for key in ("validation_runs", "lake_runs", "within_alphabet_runs"):
+        for method, v in (cl.get(key) or {}).items():
+            lines.append(f"  {key} [{method}]: {fmt(100 * v['accuracy'], '.1f')}% ({v['ci_method']})")
+    for key, by_method in (cl.get("episodes") or {}).items():
+        for method, v in by_method.items():
+            if v.get("accuracy") is not None:
+                lines.append(f"  {key} [{method}]: {fmt(100 * v['accuracy'], '.1f')}%")
     for key, why in res["not_defined"].items():
         lines.append(f"  {key}: not defined ({why})")
     lines.append(f"  wrote {args.out} in {res['eval_seconds']['total']:.1f} s")

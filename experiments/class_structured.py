@@ -39,4 +39,4 @@ def build(cfg, device) -> Experiment:
     info = {"train_images": len(train_set), "train_characters": train_set.n_classes * (8 if transforms else 1),
             "val_images": len(val_set), "val_characters": val_set.n_classes}
     return Experiment(model=model, objective=objective, train_loader=train, val_loader=val,
-                      kl_latents=["c", "z"], sample_latents=["c"], info=info)
+                      val_set=val_set, kl_latents=["c", "z"], sample_latents=["c"], info=info)

@@ -20,7 +20,9 @@ class Experiment:
     trainer passes ``rescale`` to ``model.score``); train_loader / val_loader: episode loaders
     (the validation one with a fixed seed); kl_latents: latents whose KL is reported.
     Optional: sample_latents: latents conditioned on support sets in sample grids (None: all
-    but "z"); info: free-form facts about the data (sizes), saved in the train summary.
+    but "z"); info: free-form facts about the data (sizes), saved in the train summary;
+    val_set: the validation OmniglotSet, from which the trainer builds the one-shot runs of its
+    learning curve (``train.one_shot_curve``; None: no curve).
     """
 
     model: vhe.VHE
@@ -30,6 +32,7 @@ class Experiment:
     kl_latents: list[str]
     sample_latents: list[str] | None = None
     info: dict = field(default_factory=dict)
+    val_set: object | None = None
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
@@ -89,15 +92,17 @@ def loaders(cfg: Mapping, train_set, val_set, labels, k_shot: Mapping, resample,
     """Train and validation episode loaders over two OmniglotSets.
 
     ``labels(s) -> {latent: labels (N,)}`` is applied to each set. The training loader shuffles,
-    drops the last incomplete batch and is seeded with ``seed``; the validation loader (no
-    transforms) with ``seed + 1``. Images stay uint8 on ``device`` and come out float32.
+    drops the last incomplete batch, is seeded with ``seed`` and serves ``train.targets_per_class``
+    targets per support set; the validation loader (no transforms, one target per support set, so
+    validation bounds compare across T) with ``seed + 1``. Images stay uint8 on ``device`` and come out float32.
     """
     tr = model_section(cfg)["train"]
     seed = int(cfg.get("seed", 0))
     common = dict(k_shot=dict(k_shot), batch_size=tr["batch_size"], resample=resample, device=device,
                   dtype=torch.float32)
     train = vhe.DataLoader(train_set.images, labels=labels(train_set), transforms=list(transforms), shuffle=True,
-                           drop_last=len(train_set) >= tr["batch_size"], seed=seed, **common)
+                           drop_last=len(train_set) >= tr["batch_size"], seed=seed,
+                           targets_per_class=tr["targets_per_class"], **common)
     val = vhe.DataLoader(val_set.images, labels=labels(val_set), shuffle=True, drop_last=False, seed=seed + 1,
                          **common)
     return train, val

@@ -77,7 +77,8 @@ def episode_loaders(cfg, train_set, val_set, labels, k_shot: Mapping, resample, 
     k_train = capped_k_shot(labels(train_set), k_shot)
     k_val = capped_k_shot(labels(val_set), k_train)
     train = vhe.DataLoader(train_set.images, labels=labels(train_set), k_shot=k_train, transforms=list(transforms),
-                           shuffle=True, drop_last=len(train_set) >= tr["batch_size"], seed=seed, **common)
+                           shuffle=True, drop_last=len(train_set) >= tr["batch_size"], seed=seed,
+                           targets_per_class=tr["targets_per_class"], group="c", **common)
     val = vhe.DataLoader(val_set.images, labels=labels(val_set), k_shot=k_val, shuffle=True, drop_last=False,
                          seed=seed + 1, **common)
     return train, val, {"train": k_train, "val": k_val}
@@ -98,4 +99,4 @@ def build(cfg, device) -> Experiment:
             "val_images": len(val_set), "val_characters": val_set.n_classes,
             "val_alphabets": int(val_set.alphabet.unique().numel()), "k_shot": k_shot}
     return Experiment(model=model, objective=objective, train_loader=train, val_loader=val,
-                      kl_latents=["a", "c", "z"], sample_latents=["a"], info=info)
+                      val_set=val_set, kl_latents=["a", "c", "z"], sample_latents=["a"], info=info)

@@ -10,6 +10,12 @@ validation batches, built once from the validation loader (fixed seed) and score
 fixed RNG that never touches the training RNG; the best one is kept as ``best.pt``; after
 ``patience`` validations without improvement training stops early.
 
+Learning curve (``train.one_shot_curve``): every ``every`` steps (and at the last step) the
+one-shot accuracy on fixed within-alphabet runs built from the *validation* characters
+(``vhe.data.runs.within_alphabet_runs``, seeded), scored with ``vhe.evaluate.classify`` (its
+``method`` and ``n_samples``) under a forked RNG, so the curve never changes training. It goes to
+history.csv (``val_acc``) and W&B; best.pt is still chosen by the validation bound.
+
 Output folder:
     last.pt            resume point (model, optimiser, scheduler, train loader state, torch/
                        cuda/numpy/python RNG states, step, best-so-far, history), written
@@ -20,7 +26,8 @@ Output folder:
     config.json        the resolved config used
     provenance.json    git commit, torch/python versions, device, hostname, date, seed, command
     history.csv        step, loss, bound, kl_<latent>, lr, kl_factor, grad_norm, images_per_s,
-                       data_share, val_bound, val_kl_<latent> (means over ``log_every`` steps)
+                       data_share, time_s (cumulative training-step time, all sessions), val_bound,
+                       val_kl_<latent>, val_acc (means over ``log_every`` steps)
     train_summary.json final/best validation bound (nats per image), validation KL per latent,
                        steps, wall time, images/s, data-loading share of step time, status
     samples.png        latest sample grid (every ``sample_every`` steps; also logged to W&B)
@@ -127,7 +134,7 @@ def _fingerprint(cfg: dict) -> str:
     for key in ("evaluation", "wandb", "models", "device"):
         c.pop(key, None)
     tr = c.get("model", {}).get("train", {})
-    volatile = ["sample_every", "log_every", "num_threads", "checkpoint_every"]
+    volatile = ["sample_every", "log_every", "num_threads", "checkpoint_every", "one_shot_curve"]
     if tr.get("lr_schedule", "constant") != "cosine":
         volatile.append("max_steps")
     for key in volatile:
@@ -239,6 +246,7 @@ class Trainer:
                                                    ("summary", "train_summary.json"), ("samples", "samples.png")]}
         self.resumed_from = self._maybe_resume()
         self._val_batches = None
+        self._curve_runs = None
         self._wandb = None
 
     # ------------------------------------------------------------------ state
@@ -358,6 +366,42 @@ class Trainer:
             self.model.train(was_training)
         return {"bound": total / count, "kl": {k: v / count for k, v in kl_tot.items()}}
 
+    def curve_runs(self) -> list:
+        """The fixed one-shot runs of the learning curve ([] when the model or data has none)."""
+        if self._curve_runs is None:
+            cc = self.tr["one_shot_curve"]
+            self._curve_runs = []
+            if cc["every"] and self.exp.val_set is not None and "c" in self.model.order:
+                from vhe.data.runs import within_alphabet_runs
+
+                try:
+                    self._curve_runs = within_alphabet_runs(self.exp.val_set, n_runs=cc["n_runs"], n_way=cc["n_way"],
+                                                            seed=self.seed + 17)
+                except ValueError as e:  # e.g. no validation alphabet has n_way characters
+                    log.warning("no learning curve for %s: %s", self.m["name"], e)
+        return self._curve_runs
+
+    @torch.no_grad()
+    def one_shot_accuracy(self) -> float | None:
+        """Accuracy (fraction) on :meth:`curve_runs` with the curve's estimator; None without runs."""
+        from vhe.evaluate import classify
+
+        runs = self.curve_runs()
+        if not runs:
+            return None
+        cc = self.tr["one_shot_curve"]
+        correct = total = 0
+        with self._rng_fork():
+            torch.manual_seed(self.seed + 31337)
+            for r in runs:
+                support = r.support.to(self.device, torch.float32).unsqueeze(1)
+                query = r.query.to(self.device, torch.float32)
+                with self._autocast():
+                    pred, _ = classify(self.model, support, query, n_samples=cc["n_samples"], method=cc["method"])
+                correct += int((pred.cpu() == r.answer).sum())
+                total += len(r.answer)
+        return correct / total
+
     @torch.no_grad()
     def sample_grid(self, n_episodes: int = 6, n_samples: int = 6) -> np.ndarray:
         """Rows: (support set of the conditioned latents | samples) for a few validation episodes."""
@@ -385,7 +429,7 @@ class Trainer:
         kl = [f"kl_{k}" for k in self.kl_latents]
         vkl = [f"val_kl_{k}" for k in self.kl_latents]
         return ["step", "loss", "bound", *kl, "lr", "kl_factor", "grad_norm", "images_per_s", "data_share",
-                "val_bound", *vkl]
+                "time_s", "val_bound", *vkl, "val_acc"]
 
     def _rewrite_history(self) -> None:
         buf = io.StringIO()
@@ -558,7 +602,16 @@ class Trainer:
                 if self.step % val_every == 0 or self.step == max_steps:
                     row = row or {"step": self.step}
                     self._after_validation(self.validate(), row, bar)
+                curve_every = int(self.tr["one_shot_curve"]["every"])
+                if curve_every and (self.step % curve_every == 0 or self.step == max_steps):
+                    acc = self.one_shot_accuracy()
+                    if acc is not None:
+                        row = row or {"step": self.step}
+                        row["val_acc"] = acc
+                        msg = f"{self.m['name']} step {self.step}: one-shot accuracy on validation runs {100 * acc:.1f}%"
+                        bar.write(msg) if not bar.disable else log.info(msg)
                 if row is not None:
+                    row.setdefault("time_s", self.step_time)
                     self._append_history(row)
                     self._wandb_log({k: v for k, v in row.items() if v not in (None, "") and k != "step"})
                 if sample_every and self.step % sample_every == 0:

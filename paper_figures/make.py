@@ -8,8 +8,11 @@ and ``<run-dir>/checkpoints/*/history.csv``; writes
 
 - ``tables/objectives.{csv,md,tex}``: objectives x decoders with the test NLL estimate, the
   bound, KL(c) and one-shot accuracies, beside the paper's numbers where known;
+- ``tables/classification.{csv,md,tex}``: one-shot accuracy of every estimator on Lake's runs and
+  the validation runs, beside the pixel and modified-Hausdorff baselines
+  (``paper_figures.classification``), and ``tables/learning_curves.csv``;
 - ``tables/claims.{csv,md}``: the paper's claims checked on this run's numbers;
-- ``figures/{training_curves,kl_c,samples_montage}.{png,pdf}``;
+- ``figures/{training_curves,learning_curves,kl_c,samples_montage}.{png,pdf}``;
 - ``summary.md`` and ``summary.html`` (a self-contained page with the PNGs embedded).
 
 Missing models or numbers show as "n/a" (a smoke run may skip some); a metrics file that is
@@ -27,6 +30,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import classification as CL
 from . import outputs as OUT
 from .paper_numbers import paper_value
 
@@ -136,7 +140,7 @@ class ModelMetrics:
         return self.objective, self.decoder
 
 
-def parse_metrics(name: str, data: dict, where: str) -> ModelMetrics:
+def parse_metrics(name: str, data: dict, where: str, headline: str = "conditional") -> ModelMetrics:
     """Standardise one model's metrics JSON (the analysis.evaluate layout, with tolerance)."""
     if not isinstance(data, dict):
         raise MetricsError(f"{where}: the top level should be a JSON object, got {type(data).__name__}")
@@ -153,11 +157,10 @@ def parse_metrics(name: str, data: dict, where: str) -> ModelMetrics:
     m.bound = _number(data, ["bound_per_image", "test_bound", "bound", "likelihood.bound_per_image",
                              "likelihood.bound", "test.bound_per_image", "test.bound"], where)
     m.kl_c = _number(data, ["kl_c", "kl.c", "kl_nats.c", "test.kl_c"], where)
-    m.lake = _accuracy(data, ["lake_runs", "classification.lake_runs", "lake"], where)
-    m.within = _accuracy(data, ["within_alphabet_runs", "classification.within_alphabet_runs", "within_alphabet"],
-                         where)
-    m.way5_shot1 = _accuracy(data, ["episodes.5way_1shot", "classification.episodes.5way_1shot",
-                                    "episodes.5-way-1-shot", "way5_shot1"], where)
+    # classification: the headline estimator's numbers (paper_figures.classification chooses it)
+    m.lake = _accuracy(data, [f"classification.lake_runs.{headline}"], where)
+    m.within = _accuracy(data, [f"classification.within_alphabet_runs.{headline}"], where)
+    m.way5_shot1 = _accuracy(data, [f"classification.episodes.5way_1shot.{headline}"], where)
     return m
 
 
@@ -177,6 +180,9 @@ class Run:
     extra_metrics: dict = field(default_factory=dict)  # other metrics files: stem -> raw dict
     histories: dict = field(default_factory=dict)  # name -> list of row dicts
     train_summaries: dict = field(default_factory=dict)  # name -> raw dict
+    classification: object = None  # pandas long-form table (paper_figures.classification.frame)
+    headline: str = "conditional"  # the headline classification estimator
+    headline_reason: str = ""
 
     @property
     def name(self):
@@ -226,8 +232,16 @@ def load_run(run_dir) -> Run:
     # keep the config order of the models when the profile is known
     order = _config_order(run_dir, run.models)
     run.models = {k: run.models[k] for k in order}
+    raw = {path.stem: read_json(path) for path in sorted((run_dir / "metrics").glob("*.json"))}
+    class_raw = {n: d for n, d in raw.items()
+                 if (run.models.get(n) or {}).get("experiment") == "class"}
+    try:
+        run.classification = CL.frame(run.models, class_raw, raw.get("baselines"))
+    except KeyError as e:
+        raise MetricsError(str(e).strip("'\"")) from None
+    run.headline, run.headline_reason = CL.choose_headline(run.classification)
     for path in sorted((run_dir / "metrics").glob("*.json")):
-        data = read_json(path)
+        data = raw[path.stem]
         name = path.stem
         is_model = name in run.models or (isinstance(data, dict) and (
             "objective" in data or "decoder" in data or "experiment" in data or name in OUT.STRUCTURED_EXPERIMENTS
@@ -242,7 +256,7 @@ def load_run(run_dir) -> Run:
             # listed as they are in the summary; the objectives table does not read them
             m = ModelMetrics(name=name, raw=data)
         else:
-            m = parse_metrics(name, data, str(path))
+            m = parse_metrics(name, data, str(path), run.headline)
         for key in ("experiment", "objective", "decoder"):
             if info.get(key) is not None:
                 setattr(m, key, info[key])  # the config is authoritative
@@ -453,21 +467,10 @@ def check_claims(run: Run) -> list[dict]:
         verdict = HOLDS if unused and used else FAILS
     rows.append(_claim("With a PixelCNN decoder the NS objective leaves c nearly unused while VHE uses it",
                        "PixelCNN", rule, f"KL(c): NS {fmt(kl_ns)}, VHE {fmt(kl_vhe)} nats", verdict))
-    # (2) VHE classifies better than NS on Lake's runs, per decoder
-    for dec in DECODERS:
-        ns, vhe = run.cell("ns", dec), run.cell("vhe", dec)
-        a_ns, a_vhe = (ns.lake[0] if ns else None), (vhe.lake[0] if vhe else None)
-        if a_ns is None or a_vhe is None:
-            verdict = UNMEASURED
-        else:
-            verdict = HOLDS if a_vhe > a_ns else FAILS
-        ev = (f"Lake 20-way 1-shot accuracy: NS {fmt_acc(*(ns.lake if ns else (None,)))}, "
-              f"VHE {fmt_acc(*(vhe.lake if vhe else (None,)))} %")
-        if verdict != UNMEASURED and None not in (ns.lake[1], vhe.lake[2]):
-            overlap = not (vhe.lake[1] > ns.lake[2] or ns.lake[1] > vhe.lake[2])
-            ev += "; 95% intervals overlap" if overlap else "; 95% intervals do not overlap"
-        rows.append(_claim("VHE classifies better than NS (Lake's runs)", DECODERS[dec],
-                           "VHE accuracy > NS accuracy on Lake's 20 runs (point estimates)", ev, verdict))
+    # (2) VHE classifies better than NS on Lake's runs, per decoder, and beats Lake's MHD baseline
+    # (headline estimator, McNemar on identical trials: paper_figures.classification)
+    raw = {n: m.raw for n, m in run.metrics.items()}
+    rows += CL.claims(run.classification, run.models, raw, run.extra_metrics.get("baselines"), run.headline)
     # (3) VHE's likelihood is the best of the four objectives, per decoder
     for dec in DECODERS:
         vals = {o: (run.cell(o, dec).nll if run.cell(o, dec) else None) for o in CLASS_OBJECTIVES}
@@ -682,7 +685,10 @@ def write_summary(run: Run, objectives, claims):
              "Reproduction of Hewitt et al., *The Variational Homoencoder* (UAI 2018, arXiv 1807.08919). "
              "Generated by `python -m paper_figures.make`; n/a marks numbers this run did not measure.\n",
              "## Objectives x decoders\n", markdown_table(header, display), "\n" + note + "\n",
-             "## Claims of the paper\n", markdown_table(ccols, [[r[c] for c in ccols] for r in crows]),
+             "## One-shot classification\n", run.classification_display.to_markdown(index=False),
+             f"\n\nHeadline estimator: **{run.headline}** ({run.headline_reason}).\n",
+             "\n![learning curves](figures/learning_curves.png)\n",
+             "\n## Claims of the paper\n", markdown_table(ccols, [[r[c] for c in ccols] for r in crows]),
              "\n## Training\n", markdown_table(th, trows),
              "\n![training curves](figures/training_curves.png)\n",
              "\n## Information in c\n", "\n![KL(c)](figures/kl_c.png)\n",
@@ -734,7 +740,7 @@ def summary_html(run: Run, header, display, note, ccols, crows, th, trows, struc
            ".holds{color:#070}.fails{color:#a00}.na{color:#777}")
 
     def verdict_cell(v):
-        cls = {HOLDS: "holds", FAILS: "fails"}.get(v, "na")
+        cls = {HOLDS: "holds", FAILS: "fails", CL.DIRECTION: "na"}.get(v, "na")
         return f'<span class="{cls}">{html.escape(v)}</span>'
 
     claims_html = ("<table><thead><tr>" + "".join(f"<th>{c}</th>" for c in ccols) + "</tr></thead><tbody>"
@@ -746,6 +752,9 @@ def summary_html(run: Run, header, display, note, ccols, crows, th, trows, struc
              "<p>Reproduction of Hewitt et al., <em>The Variational Homoencoder</em> (UAI 2018, arXiv 1807.08919). "
              "n/a marks numbers this run did not measure.</p>",
              "<h2>Objectives x decoders</h2>", _html_table(header, display), f"<p>{html.escape(note)}</p>",
+             "<h2>One-shot classification</h2>", run.classification_display.to_html(index=False),
+             f"<p>Headline estimator: <b>{html.escape(run.headline)}</b> ({html.escape(run.headline_reason)}).</p>",
+             _img(figs / "learning_curves.png", "learning curves"),
              "<h2>Claims of the paper</h2>", claims_html,
              "<h2>Training</h2>", _html_table(th, trows), _img(figs / "training_curves.png", "training curves"),
              "<h2>Information in c</h2>", _img(figs / "kl_c.png", "KL(c) per objective and decoder"),
@@ -777,6 +786,10 @@ def make(run_dir) -> Run:
     figures.mkdir(parents=True, exist_ok=True)
     objectives = write_objectives(run, tables)
     claims = write_claims(run, tables)
+    run.classification_display = CL.write(run.classification, run.headline, run.headline_reason, tables, run.name)
+    curves = CL.curves_frame(run.histories, run.models)
+    curves.to_csv(tables / "learning_curves.csv", index=False)
+    _save(CL.figure_learning_curves(curves, _plt(), run.name), figures, "learning_curves")
     figure_training_curves(run, figures)
     figure_kl(run, figures)
     figure_samples(run, figures)

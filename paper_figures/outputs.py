@@ -11,8 +11,8 @@ from collections.abc import Mapping
 __all__ = [
     "CLASS_EXPERIMENTS", "STRUCTURED_EXPERIMENTS", "STRUCTURED_FIGURES", "TABLES", "FIGURES", "FIGURE_FORMATS",
     "results_dir", "models", "class_models", "structured_models", "checkpoint_dir", "checkpoint_outputs",
-    "metrics_file", "sample_figure", "structured_figures", "data_files", "table_files", "figure_files",
-    "summary_files", "paper_figure_outputs", "expected_outputs",
+    "metrics_file", "baseline_files", "sample_figure", "structured_figures", "data_files", "table_files",
+    "figure_files", "summary_files", "paper_figure_outputs", "expected_outputs",
 ]
 
 #: experiments evaluated by ``analysis.evaluate`` (likelihood, KL(c), classification, 1-shot samples)
@@ -25,9 +25,10 @@ STRUCTURED_FIGURES = {
     "factorial": ("factorial_samples",),
 }
 #: tables written by ``paper_figures.make`` under results/<run>/tables/
-TABLES = ("objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md")
+TABLES = ("objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md", "classification.csv",
+          "classification.md", "classification.tex", "learning_curves.csv")
 #: figure stems written by ``paper_figures.make`` under results/<run>/figures/, each in FIGURE_FORMATS
-FIGURES = ("training_curves", "kl_c", "samples_montage")
+FIGURES = ("training_curves", "learning_curves", "kl_c", "samples_montage")
 FIGURE_FORMATS = ("png", "pdf")
 
 
@@ -59,6 +60,11 @@ def checkpoint_outputs(cfg: Mapping, model: str) -> dict[str, str]:
 
 def metrics_file(cfg: Mapping, model: str) -> str:
     return f"{results_dir(cfg)}/metrics/{model}.json"
+
+
+def baseline_files(cfg: Mapping) -> list[str]:
+    """The non-learned baselines on Lake's runs (``analysis.baselines``), when those runs are evaluated."""
+    return [f"{results_dir(cfg)}/metrics/baselines.json"] if (cfg.get("evaluation") or {}).get("lake_runs") else []
 
 
 def sample_figure(cfg: Mapping, model: str) -> str:
@@ -105,6 +111,7 @@ def expected_outputs(cfg: Mapping, data: bool = True) -> list[str]:
         out.append(f"{results_dir(cfg)}/configs/{m}.json")
         out += list(checkpoint_outputs(cfg, m).values())
         out.append(metrics_file(cfg, m))
+    out += baseline_files(cfg)
     for m in class_models(cfg):
         out.append(sample_figure(cfg, m))
     for m in structured_models(cfg):

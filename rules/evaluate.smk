@@ -103,3 +103,29 @@ rule evaluate_structured:
             {PY:q} -m analysis.structured --config {input.config:q} --evaluation {input.evaluation:q} --checkpoint {params.checkpoint:q} \
             --out {output.metrics:q} --figures {params.figures:q} {params.extra} > {log:q} 2>&1
         """
+
+
+# Non-learned baselines on Lake's runs (pixel nearest neighbour, Lake's modified Hausdorff
+# distance) at 28x28 (the prepared runs the models see) and on the 105x105 originals, on the same
+# trials as the models: the first evaluation.max_runs runs when it is set.
+if CFG["evaluation"]["lake_runs"]:
+
+    rule baselines:
+        input:
+            runs=PATHS["lake_runs"],
+            zip="resources/raw/all_runs.zip",
+        output:
+            f"{RESULTS}/metrics/baselines.json",
+        params:
+            max_runs=f"--max-runs {int(CFG['evaluation']['max_runs'])}" if CFG["evaluation"].get("max_runs") else "",
+        log:
+            f"{RESULTS}/logs/evaluate/baselines.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/evaluate/baselines.tsv"
+        threads: 1
+        shell:
+            r"""
+            OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
+                {PY:q} -m analysis.baselines --runs-28 {input.runs:q} --zip {input.zip:q} --out {output:q} \
+                {params.max_runs} > {log:q} 2>&1
+            """

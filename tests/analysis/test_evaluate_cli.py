@@ -73,7 +73,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     res = root / "resources"
     res.mkdir()
-    save_set(res / "background.pt", 8, 2, seed=0)
+    save_set(res / "background.pt", 8, 1, seed=0)  # one alphabet: 2-way validation runs exist
     save_set(res / "evaluation.pt", N_EVAL, 2, seed=1)
     save_runs(random_runs(2, 20, seed=2), res / "lake_runs.pt")
     save_runs(random_runs(2, 5, seed=3), res / "within_alphabet_runs.pt")
@@ -89,7 +89,7 @@ def setup(tmp_path_factory):
            "paths": paths, "nets": NETS, "train": TRAIN, "models": MODELS,
            "evaluation": {"n_samples": 3, "max_classes": 4, "classification_samples": 2, "lake_runs": True,
                           "within_alphabet_runs": 1, "episodes": {"ways": [5], "shots": [1, 2], "n_episodes": 2},
-                          "seed": 0}}
+                          "validation_runs": {"n_runs": 2, "n_way": 2}, "seed": 0}}
     cfg = load_config(raw)
     configs = {}
     for name in MODELS:
@@ -181,22 +181,30 @@ def test_class_model_every_section(setup):
     kl = data["kl_c"]
     assert finite(kl["mean"]) and finite(kl["std"]) and kl["mean"] >= 0 and kl["k_shot"] == 3
     assert kl["n_classes"] == 4
-    # classification: untrained-ish model on random runs is at chance (1/20), well below 1
-    lake = data["lake_runs"]
-    check_accuracy(lake, "n_runs")
-    assert lake["n_runs"] == 2 and lake["n_trials"] == 40 and lake["n_way"] == [20]
-    assert lake["accuracy"] < 0.5
-    assert len(lake["runs"]) == 2 and all(0 <= r["accuracy"] <= 1 for r in lake["runs"])
-    within = data["within_alphabet_runs"]
-    check_accuracy(within, "n_runs")
-    assert within["n_runs"] == 1 and within["ci_method"].startswith("Wilson")
-    assert set(data["episodes"]) == {"5way_1shot", "5way_2shot"}
-    for e in data["episodes"].values():
-        check_accuracy(e, "n_episodes")
-        assert e["n_episodes"] == 2 and e["n_trials"] == 10
+    # classification: every estimator on the same trials; an untrained-ish model on random runs is
+    # at chance (1/20), well below 1
+    cl = data["classification"]
+    assert cl["estimators"] == ["marginal_ratio", "conditional", "ns_kl"] and cl["n_samples"] == 2
+    for method in cl["estimators"]:
+        lake = cl["lake_runs"][method]
+        check_accuracy(lake, "n_runs")
+        assert lake["n_runs"] == 2 and lake["n_trials"] == 40 and lake["n_way"] == [20] and lake["method"] == method
+        assert lake["accuracy"] < 0.5 and len(lake["per_trial"]) == 40 and sum(lake["per_trial"]) == lake["correct"]
+        assert len(lake["runs"]) == 2 and all(0 <= r["accuracy"] <= 1 for r in lake["runs"])
+        within = cl["within_alphabet_runs"][method]
+        check_accuracy(within, "n_runs")
+        assert within["n_runs"] == 1 and within["ci_method"].startswith("Wilson")
+        val = cl["validation_runs"][method]
+        assert val["n_runs"] == 2 and val["n_way"] == [2]
+    assert set(cl["episodes"]) == {"5way_1shot", "5way_2shot"}
+    for by_method in cl["episodes"].values():
+        assert set(by_method) == set(cl["estimators"])
+        for e in by_method.values():
+            check_accuracy(e, "n_episodes")
+            assert e["n_episodes"] == 2 and e["n_trials"] == 10
     assert data["not_defined"] == {}
-    for section in ("setup", "likelihood", "bounds", "kl_c", "lake_runs", "within_alphabet_runs", "episodes",
-                    "samples_figure", "total"):
+    for section in ("setup", "likelihood", "bounds", "kl_c", "validation_runs", "lake_runs", "within_alphabet_runs",
+                    "episodes", "samples_figure", "total"):
         assert finite(data["eval_seconds"][section]), section
     assert (figs / "samples_vhe_deconv.png").stat().st_size > 0
     assert (figs / "samples_vhe_deconv.pdf").stat().st_size > 0
@@ -209,8 +217,8 @@ def test_ns_objective_and_cli_overrides(setup):
                       "0", "--ways", "2", "--shots", "1", "--n-episodes", "1")
     check_likelihood(data, n_classes=2)
     assert data["bounds"]["test"]["rescale"] is False and data["bounds"]["test"]["resample"]["c"] is False
-    assert data["lake_runs"] is None and data["within_alphabet_runs"] is None
-    assert set(data["episodes"]) == {"2way_1shot"}
+    assert "lake_runs" not in data["classification"] and "within_alphabet_runs" not in data["classification"]
+    assert set(data["classification"]["episodes"]) == {"2way_1shot"}
 
 
 def test_pixelcnn_decoder_samples_without_probs(setup):
@@ -218,7 +226,7 @@ def test_pixelcnn_decoder_samples_without_probs(setup):
     data, figs = run_cli(root, configs, "vhe_pixelcnn", "--max-classes", "2", "--no-lake-runs",
                          "--within-alphabet-runs", "0", "--n-episodes", "1", "--shots", "1")
     check_likelihood(data, n_classes=2)
-    check_accuracy(data["episodes"]["5way_1shot"], "n_episodes")
+    check_accuracy(data["classification"]["episodes"]["5way_1shot"]["conditional"], "n_episodes")
     assert (figs / "samples_vhe_pixelcnn.png").is_file()
 
 
@@ -226,7 +234,7 @@ def test_episodes_with_too_few_characters_are_skipped(setup):
     root, configs = setup
     data, _ = run_cli(root, configs, "vhe_deconv", "--max-classes", "1", "--no-lake-runs", "--within-alphabet-runs",
                       "0", "--ways", "20", "--shots", "1", "--n-episodes", "1")
-    e = data["episodes"]["20way_1shot"]
+    e = data["classification"]["episodes"]["20way_1shot"]["conditional"]
     assert e["accuracy"] is None and "characters" in e["skipped"]
     assert data["kl_c"]["std"] == 0.0 and data["nll_stderr"] == 0.0
 
@@ -236,7 +244,7 @@ def test_vae_has_likelihood_but_no_class_metrics(setup):
     data, figs = run_cli(root, configs, "vae_deconv")
     check_likelihood(data, n_classes=4)
     assert data["graph"]["class_latents"] == []
-    for key in ("kl_c", "lake_runs", "within_alphabet_runs", "episodes"):
+    for key in ("kl_c", "classification"):
         assert data[key] is None and isinstance(data["not_defined"][key], str)
     assert "nll_estimate" not in data["not_defined"]
     assert (figs / "samples_vae_deconv.png").is_file()
@@ -260,8 +268,8 @@ def test_hierarchical_treats_a_and_c_as_class_level(setup):
     assert data["graph"]["class_latents"] == ["a", "c"] and data["graph"]["element_latents"] == ["z"]
     check_likelihood(data, n_classes=4)
     assert finite(data["kl_c"]["mean"])
-    check_accuracy(data["within_alphabet_runs"], "n_runs")
-    check_accuracy(data["episodes"]["5way_1shot"], "n_episodes")
+    check_accuracy(data["classification"]["within_alphabet_runs"]["ns_kl"], "n_runs")
+    check_accuracy(data["classification"]["episodes"]["5way_1shot"]["marginal_ratio"], "n_episodes")
     assert data["not_defined"] == {}
     assert (figs / "samples_hierarchical.png").is_file()
 
@@ -270,8 +278,7 @@ def test_factorial_is_not_defined_rather_than_an_error(setup):
     root, configs = setup
     data, figs = run_cli(root, configs, "factorial")
     assert data["graph"]["latents"] == ["c", "t", "z"] or set(data["graph"]["latents"]) == {"c", "t", "z"}
-    for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "lake_runs", "within_alphabet_runs",
-                "episodes"):
+    for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "classification"):
         assert data[key] is None
         assert "not defined for this graph" in data["not_defined"][key] and "'t'" in data["not_defined"][key]
     assert (figs / "samples_factorial.png").is_file()  # unconditional samples

@@ -18,7 +18,7 @@ from experiments.trainer import Trainer, TrainingDiverged, lr_lambda
 from tests.experiments import tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
-TIMING = {"images_per_s", "data_share"}
+TIMING = {"images_per_s", "time_s", "data_share"}
 
 
 @pytest.fixture(autouse=True)
@@ -204,3 +204,41 @@ def test_cli_end_to_end(tmp_path, model):
                            "--out", str(tmp_path / "x")], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "unknown key 'lrr' in train; did you mean 'lr'?" in proc.stderr
+
+
+def test_one_shot_curve_is_logged_and_leaves_training_unchanged(tmp_path):
+    """val_acc every 3 steps on validation-character runs; the weights and every other column
+    are those of a run without the curve (it runs under a forked RNG)."""
+    from tests.experiments import make_set
+
+    make_set(tmp_path / "resources" / "background.pt", n_alphabets=1)  # 3 validation characters, one alphabet
+    curve = {"every": 3, "n_runs": 2, "n_way": 2, "method": "conditional", "n_samples": 2}
+    on = Trainer(mcfg(tmp_path, train={"one_shot_curve": curve}), tmp_path / "on")
+    on.fit()
+    off = Trainer(mcfg(tmp_path), tmp_path / "off")
+    off.fit()
+    ha, hb = read_history(tmp_path / "on" / "history.csv"), read_history(tmp_path / "off" / "history.csv")
+    accs = {int(r["step"]): float(r["val_acc"]) for r in ha if r["val_acc"]}
+    assert set(accs) == {3, 6} and all(0.0 <= a <= 1.0 for a in accs.values())
+    assert all(not r["val_acc"] for r in hb)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING | {"val_acc"}} for r in rows]  # noqa: E731
+    assert strip(ha) == strip(hb)
+    assert all(float(r["time_s"]) > 0 for r in ha)
+    for k, v in on.model.state_dict().items():
+        assert torch.equal(v, off.model.state_dict()[k]), k
+    # the curve's runs are within-alphabet runs of the validation characters, fixed across measurements
+    runs = on.curve_runs()
+    assert len(runs) == 2 and all(r.n_way == 2 for r in runs)
+    val_chars = set(on.exp.val_set.character_names)
+    assert all(set(r.characters) <= val_chars for r in runs)
+
+
+def test_several_targets_per_support_set_train_and_resume(tmp_path):
+    cfg = mcfg(tmp_path, train={"targets_per_class": 2, "max_steps": 6, "batch_size": 8})
+    t = Trainer(cfg, tmp_path / "t2")
+    assert t.exp.train_loader.targets_per_class == 2 and t.exp.val_loader.targets_per_class == 1
+    summary = t.fit()
+    assert summary["status"] == "completed" and math.isfinite(summary["best_val_bound"])
+    assert summary["images_seen"] == 6 * 8  # batch_size counts targets
+    with pytest.raises(Exception, match="multiple of targets_per_class"):
+        Trainer(mcfg(tmp_path, train={"targets_per_class": 3, "batch_size": 8}), tmp_path / "bad")

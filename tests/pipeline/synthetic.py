@@ -20,19 +20,45 @@ def model_entries():
     return models
 
 
+N_TRIALS = 400
+#: accuracy of each estimator relative to the model's "conditional" number (conditional is best)
+ESTIMATOR_OFFSET = {"marginal_ratio": -0.15, "conditional": 0.0, "ns_kl": -0.05}
+
+
+def acc(a, n=N_TRIALS):
+    """An accuracy entry in the analysis.evaluate layout: the first round(a n) trials correct."""
+    if a is None:
+        return None
+    a = max(0.0, min(1.0, a))
+    k = round(a * n)
+    return {"accuracy": k / n, "ci95": [max(0.0, k / n - 0.05), min(1.0, k / n + 0.05)], "n_trials": n,
+            "correct": k, "per_trial": [1] * k + [0] * (n - k)}
+
+
+def by_estimator(a):
+    return None if a is None else {e: acc(a + off) for e, off in ESTIMATOR_OFFSET.items()}
+
+
 def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
     """A metrics JSON in the analysis.evaluate layout."""
-    def acc(a):
-        if a is None:
-            return None
-        return {"accuracy": a, "ci95": [max(0.0, a - 0.05), min(1.0, a + 0.05)], "n": 20}
+    m = {"model": name, **entry, "nll_n_samples": k, "nll_per_image": nll, "test_bound": nll + 3.0,
+         "kl_c": {"mean": kl_c} if kl_c is not None else None}
+    if entry.get("experiment") == "class":
+        cl = {"estimators": list(ESTIMATOR_OFFSET), "n_samples": 5,
+              "validation_runs": by_estimator(lake + 0.1), "lake_runs": by_estimator(lake)}
+        if within is not None:
+            cl["within_alphabet_runs"] = by_estimator(within)
+        cl["episodes"] = {"5way_1shot": by_estimator(way5)} if way5 is not None else {}
+        m["classification"] = cl
+    else:
+        m["classification"] = None
+    return {k2: v for k2, v in m.items() if v is not None or k2 == "classification"}
 
-    m = {"model": name, **entry, "n_samples": k, "nll_per_image": nll, "bound_per_image": nll + 3.0,
-         "kl": {"c": kl_c} if kl_c is not None else {}}
-    m["lake_runs"] = acc(lake)
-    m["within_alphabet_runs"] = acc(within)
-    m["episodes"] = {"5way_1shot": acc(way5)} if way5 is not None else {}
-    return {k2: v for k2, v in m.items() if v is not None}
+
+def baselines(mhd_28=0.55):
+    """metrics/baselines.json in the analysis.baselines layout."""
+    return {"lake_runs": {"pixel_nn_28": acc(0.40), "mhd_28": acc(mhd_28), "pixel_nn_105": acc(0.45),
+                          "mhd_105": acc(0.612)}}
 
 
 #: hand-made numbers: with PixelCNN, NS's c is unused (0.3 nats vs VHE's 40); VHE beats NS on
@@ -86,4 +112,5 @@ def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, 
         write_png(rd / "figures" / "hierarchical_samples.png", 100)
         write_png(rd / "figures" / "factorial_samples.png", 101)
     (rd / "metrics" / "data_gap.json").write_text(json.dumps({"pixel_agreement": 0.95, "n_images": 100}))
+    (rd / "metrics" / "baselines.json").write_text(json.dumps(baselines()))
     return rd

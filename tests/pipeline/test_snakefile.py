@@ -183,14 +183,24 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
     assert html.count("data:image/png;base64,") >= 5  # curves, KL, montage, 2 structured grids
 
     verdicts = {(r["claim"][:30], r["scope"]): r["verdict"] for r in _claims(rd)}
-    assert len(verdicts) == 5
+    assert len(verdicts) == 6
     by_start = lambda s, scope: next(v for (c, sc), v in verdicts.items() if c.startswith(s) and sc == scope)  # noqa: E731
     assert by_start("With a PixelCNN decoder", "PixelCNN") == "holds"
     assert by_start("VHE classifies better", "deconv") == "does not hold"
     assert by_start("VHE classifies better", "PixelCNN") == "holds"
     assert by_start("VHE's test likelihood", "deconv") == "does not hold"
     assert by_start("VHE's test likelihood", "PixelCNN") == "holds"
+    assert by_start("VHE beats Lake's modified-Haus", "vhe_pixelcnn") == "holds"  # 80% vs 55% on 400 trials
     assert all(r["rule"] for r in _claims(rd))
+    # classification: the headline is chosen on the validation runs (conditional is best there)
+    with open(rd / "tables" / "classification.csv", newline="") as f:
+        cls = list(csv.DictReader(f))
+    assert {r["estimator"] for r in cls if r["headline"] == "True"} == {"conditional"}
+    assert {r["model"] for r in cls if r["experiment"] == "baseline"} == {"pixel_nn_28", "mhd_28", "pixel_nn_105",
+                                                                          "mhd_105"}
+    md = (rd / "tables" / "classification.md").read_text()
+    assert "Lake runs: conditional (headline)" in md and "Lake's MHD (105x105)" in md
+    assert "tabular" in (rd / "tables" / "classification.tex").read_text()
 
     with open(rd / "tables" / "objectives.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -211,7 +221,7 @@ def test_paper_figures_flips_claims(tmp_path):
 
     rd = make_run(tmp_path)
     m = json.loads((rd / "metrics" / "ns_pixelcnn.json").read_text())
-    m["kl"]["c"] = 39.0
+    m["kl_c"]["mean"] = 39.0
     (rd / "metrics" / "ns_pixelcnn.json").write_text(json.dumps(m))
     (rd / "metrics" / "vhe_deconv.json").unlink()
     rows = PF.check_claims(PF.load_run(rd))
@@ -231,7 +241,8 @@ def test_paper_figures_missing_everything(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"nll_per_image": "low"}',
-                                     '{"lake_runs": {"accuracy": 0.5, "ci95": [0.4]}}'])
+                                     '{"lake_runs": {"accuracy": 0.5, "ci95": [0.4]}}',
+                                     '{"classification": {"n_samples": 2, "lake_runs": {"conditional": {"accuracy": 0.5}}}}'])
 def test_paper_figures_fails_on_malformed_metrics(tmp_path, content, capsys):
     from paper_figures import make as PF
 
