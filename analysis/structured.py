@@ -749,6 +749,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def matched_step_bounds(history_a: Path, history_b: Path) -> dict | None:
+    """Validation bounds (nats per image) of two training runs at the last step both validated at:
+    {"step", "model", "class_model"} from their history.csv files (None if they share no step)."""
+    import csv
+
+    def bounds(path):
+        if not path.is_file():
+            return {}
+        with open(path, newline="") as f:
+            return {int(float(r["step"])): float(r["val_bound"]) for r in csv.DictReader(f) if r.get("val_bound")}
+
+    a, b = bounds(history_a), bounds(history_b)
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    s = common[-1]
+    return {"step": s, "model": a[s], "class_model": b[s],
+            "note": "validation bounds of each model's own validation episodes at the same training step"}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
@@ -784,6 +804,9 @@ def main(argv=None) -> int:
     step = ckpt.get("step") if isinstance(ckpt, dict) else None
     if isinstance(res.get("class_model"), dict):   # a bound comparison is fair only at equal training
         res["class_model"]["same_training_steps"] = step is not None and step == res["class_model"]["checkpoint_step"]
+        if getattr(args, "class_checkpoint", None):
+            res["class_model"]["val_bound_at_matched_step"] = matched_step_bounds(
+                Path(args.checkpoint).parent / "history.csv", Path(args.class_checkpoint).parent / "history.csv")
     out = {"model": m.get("name"), "experiment": exp_name, "objective": m.get("objective"),
            "decoder": m.get("decoder"), "checkpoint": str(args.checkpoint),
            "checkpoint_step": step,

@@ -10,7 +10,8 @@ the validation curve against cumulative training time, and the training time at 
 validation bound first reaches the *fixed target* = the T = 1 run's bound at its last validation.
 
 A third deconv variant adds bf16 autocast on the CPU (the fastest lever of part 2), to see whether
-it also reaches the bound sooner. Part 2, CPU levers on the deconv model at the profile's T: fp32 (reference), channels_last,
+it also reaches the bound sooner; a last one trains T > 1 for twice the steps (the cosine schedule
+over its own length: one T = 4 step costs less than half a T = 1 step). Part 2, CPU levers on the deconv model at the profile's T: fp32 (reference), channels_last,
 bf16 autocast on the CPU, ``torch.compile`` of the scoring function, and 2 intra-op threads instead
 of 1; targets/s each, measured in turn.
 
@@ -107,28 +108,36 @@ def _bf16():
 
 
 def race(cfg, device, variants, max_steps, val_every, val_batches, chunk=25) -> list[dict]:
-    """Train every (name, T, batch, bf16) variant alternately for ``max_steps``; one row each."""
-    exps = [(name, _variant_exp(cfg, device, T, batch), T, batch) for name, T, batch, _ in variants]
-    casts = [_bf16 if bf16 else contextlib.nullcontext for *_, bf16 in variants]
+    """Train every (name, T, batch, bf16[, steps multiplier]) variant alternately; one row each.
+
+    A variant runs ``max_steps`` steps (times its multiplier, default 1) under the cosine schedule
+    over its own length; the first variant (T = 1) sets the target bound.
+    """
+    variants = [tuple(v) + (1,) * (5 - len(v)) for v in variants]
+    exps = [(name, _variant_exp(cfg, device, T, batch), T, batch) for name, T, batch, _, _ in variants]
+    casts = [_bf16 if bf16 else contextlib.nullcontext for _, _, _, bf16, _ in variants]
+    lengths = [int(max_steps * mult) for *_, mult in variants]
     init = {k: v.detach().clone() for k, v in exps[0][1].model.state_dict().items()}
     vl = exps[0][1].val_loader
     batches = [vl.sample() for _ in range(val_batches)]
     tr = cfg["model"]["train"]
-    runs = [_Run(name, exp, init, tr, max_steps) for name, exp, _, _ in exps]
+    runs = [_Run(name, exp, init, tr, n) for (name, exp, _, _), n in zip(exps, lengths)]
     for r in runs:
         r.validate(batches)
-    while runs[0].step < max_steps:
-        for r, cast in zip(runs, casts):
-            n = min(chunk, max_steps - r.step)
+    while any(r.step < n for r, n in zip(runs, lengths)):
+        for r, cast, length in zip(runs, casts, lengths):
+            if r.step >= length:
+                continue
+            n = min(chunk, length - r.step)
             before = r.step
             r.train(n, cast)
-            if r.step // val_every > before // val_every or r.step == max_steps:
+            if r.step // val_every > before // val_every or r.step == length:
                 r.validate(batches)
-        print(f"[bench] step {runs[0].step}/{max_steps}: " + ", ".join(
+        print(f"[bench] step {max(r.step for r in runs)}/{max(lengths)}: " + ", ".join(
             f"{r.name} {r.curve[-1]['val_bound']:.2f} ({r.time:.0f} s)" for r in runs), flush=True)
     target = runs[0].curve[-1]["val_bound"]
     rows = []
-    for r, (_, _, T, batch), (*_, bf16) in zip(runs, exps, variants):
+    for r, (_, _, T, batch), (_, _, _, bf16, _) in zip(runs, exps, variants):
         t = time_to_bound(r.curve, target)
         rows.append({"variant": r.name, "T": T, "batch": batch, "bf16": bf16, "steps": r.step, "targets_per_s": r.targets / r.time,
                      "final_val_bound": r.curve[-1]["val_bound"], "target_bound": target, "time_to_target_s": t,
@@ -200,7 +209,8 @@ def levers(cfg, device, steps: int, T: int, compile_: bool = True) -> list[dict]
     return out
 
 
-def run(small: bool = False, device: str = "cpu", out=None, profiles=None) -> dict:
+def run(small: bool = False, device: str = "cpu", out=None, profiles=None, decoders=("deconv", "pixelcnn"),
+        with_levers: bool = True) -> dict:
     dev = common.resolve_device(device)
     torch.set_num_threads(1)
     settings = {"small": small, "device": str(dev), "profile": "cpu", "objective": "vhe",
@@ -211,16 +221,20 @@ def run(small: bool = False, device: str = "cpu", out=None, profiles=None) -> di
     plans = {"deconv": (40, 20, 2) if small else (2000, 250, 10),
              "pixelcnn": (10, 10, 1) if small else (600, 100, 10)}
     for decoder, (max_steps, val_every, val_batches) in plans.items():
+        if decoder not in decoders:
+            continue
         exp, cfg, source = common.build("cpu", decoder, dev)
         T = int(cfg["model"]["train"]["targets_per_class"])
         T = T if T > 1 else 4
         variants = [("T=1, batch 32", 1, 32, False), (f"T={T}, batch 32", T, 32, False)]
         if decoder == "deconv":
             variants.append((f"T={T}, batch 32, bf16 autocast", T, 32, True))
+        # the same cosine shape over twice the steps: T > 1 steps are cheaper, so at equal time it sees more
+        variants.append((f"T={T}, batch 32, 2x steps", T, 32, False, 2))
         for row in race(cfg, dev, variants, max_steps, val_every, val_batches):
             row.update(decoder=decoder, data=source)
             rows.append(row)
-        if decoder == "deconv":
+        if decoder == "deconv" and with_levers:
             result["levers"] = levers(cfg, dev, 5 if small else 40, T, compile_=not small)  # compiling: ~1 min
     deconv = [r for r in rows if r["decoder"] == "deconv" and r["T"] > 1 and not r["bf16"]]
     if deconv:
@@ -243,8 +257,10 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="a few steps (CI)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--decoders", nargs="+", default=["deconv", "pixelcnn"], choices=["deconv", "pixelcnn"])
+    ap.add_argument("--no-levers", action="store_true", help="skip part 2")
     args = ap.parse_args(argv)
-    run(small=args.small, device=args.device, out=args.out)
+    run(small=args.small, device=args.device, out=args.out, decoders=args.decoders, with_levers=not args.no_levers)
     return 0
 
 

@@ -83,6 +83,7 @@ def test_hierarchical_cli(setup):
     cm = m["class_model"]
     assert cm["name"] == "vhe_deconv" and cm["k_shot"] == {"c": 3, "z": 1} and set(cm["kl"]) == {"c", "z"}
     assert cm["same_training_steps"] is True                     # both untrained checkpoints: step 0
+    assert cm["val_bound_at_matched_step"] is None               # untrained: no history to compare
     assert m["alphabet_improves_bound"] == (m["bound_per_image"] > cm["bound_per_image"])
     assert m["bound_difference"] == pytest.approx(m["bound_per_image"] - cm["bound_per_image"], abs=1e-6)
     assert m["nll"]["n_samples"] == 2 and m["nll"]["characters"] == 3
@@ -123,6 +124,17 @@ def test_factorial_cli(setup):
     assert m["texture"]["chance"] == pytest.approx(1 / N_TEX) and m["character"]["chance"] == pytest.approx(1 / 3)
     assert 0.0 <= m["both_accuracy"] <= min(m["texture"]["accuracy"], m["character"]["accuracy"])
     assert len(m["figures"]) == 6
+
+
+def test_matched_step_bounds(tmp_path):
+    from analysis.structured import matched_step_bounds
+
+    (tmp_path / "a.csv").write_text("step,val_bound\n100,-150\n200,-140\n300,-130\n")
+    (tmp_path / "b.csv").write_text("step,val_bound\n100,-160\n200,\n250,-150\n")
+    assert matched_step_bounds(tmp_path / "a.csv", tmp_path / "b.csv")["step"] == 100
+    m = matched_step_bounds(tmp_path / "a.csv", tmp_path / "b.csv")
+    assert (m["model"], m["class_model"]) == (-150.0, -160.0)
+    assert matched_step_bounds(tmp_path / "a.csv", tmp_path / "missing.csv") is None
 
 
 def test_classifier_features():
