@@ -466,7 +466,7 @@ def _provenance(cfg, device) -> dict:
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
-def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int = 8192, batch_size: int = 128,
+def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
              progress: bool | None = None) -> dict:
     """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
 
@@ -483,6 +483,7 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         cfg = load_config(cfg)
         ev = cfg["evaluation"]
         m = cfg["model"]
+        max_elements = int(max_elements if max_elements is not None else ev["max_elements"])
         device = resolve_device(device if device is not None else cfg.get("device", "auto"))
         seed = int(ev.get("seed", 0))
         threads = (m.get("train") or {}).get("num_threads")
@@ -660,8 +661,8 @@ def parse_args(argv=None):
     g.add_argument("--ways", type=_positive_int, nargs="+", help="episode ways, e.g. 5 20")
     g.add_argument("--shots", type=_positive_int, nargs="+", help="episode shots, e.g. 1 5")
     g.add_argument("--seed", type=int, help="evaluation seed")
-    p.add_argument("--max-elements", type=_positive_int, default=8192,
-                   help="images decoded at once by the importance samplers (memory)")
+    p.add_argument("--max-elements", type=_positive_int, default=None,
+                   help="images decoded at once by the importance samplers (default: evaluation.max_elements)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="targets per batch for the bounds")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)

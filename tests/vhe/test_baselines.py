@@ -1,7 +1,6 @@
 """vhe.baselines: pixel nearest neighbour and Lake's modified Hausdorff distance (MHD)."""
 import io
 import math
-import time
 import zipfile
 
 import numpy as np
@@ -168,11 +167,8 @@ def test_105_images_are_lakes_originals(runs_105):
 def test_mhd_105_reproduces_lakes_error(runs_105):
     """Lake's demo_classification.py: average error 38.8% over the 20 runs."""
     assert len(runs_105) == 20
-    t0 = time.perf_counter()
     errors = [100.0 * float((mhd_classify(r.support, r.query)[0] != r.answer).double().mean()) for r in runs_105]
-    seconds = time.perf_counter() - t0
     assert abs(sum(errors) / 20 - 38.8) <= 0.05 + 1e-9, errors
-    assert seconds < 60, f"MHD on the 20 runs at 105x105 took {seconds:.1f} s"
     # exact, spot-checked against the brute-force distance
     r = runs_105[0]
     _, d = mhd_classify(r.support[:4], r.query[:2])
