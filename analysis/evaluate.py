@@ -10,7 +10,7 @@ Options given on the command line override ``cfg["evaluation"]``. The model is r
 checkpoint (``{"model": state_dict, "step", ...}``). Every estimator is the library's
 (:mod:`vhe.evaluate`); this module only chooses the data, aggregates and records.
 
-Metrics (DESIGN.md "Metrics"; every likelihood number is *negative*, in nats per image, lower
+Metrics (docs/design.md "Metrics"; every likelihood number is *negative*, in nats per image, lower
 is better):
 
 * ``nll_estimate``: -log p̂(X) / |X|, averaged over the test classes (the first ``max_classes``

@@ -1,4 +1,4 @@
-"""The objectives the paper compares, as the two switches of DESIGN.md.
+"""The objectives the paper compares, as the two switches of docs/design.md.
 
 * resample: the decoded target is drawn from the class independently of the support set D
   (``DataLoader(resample=True)``) instead of being a member of D (``resample=False``).
