@@ -222,8 +222,10 @@ def write(df: pd.DataFrame, headline: str, reason: str, tables: Path, run_name: 
     tables.mkdir(parents=True, exist_ok=True)
     df.assign(headline=df["estimator"] == headline).to_csv(tables / "classification.csv", index=False)
     disp = display_table(df, headline)
-    note = (f"Accuracy in % [95% interval] on Lake's 20 within-alphabet 20-way one-shot runs and on "
-            f"5-way within-alphabet runs of the validation characters. Headline estimator: {headline} ({reason}). "
+    lake = df[(df["set"] == "lake_runs") & (df["experiment"] != "baseline")]
+    trials = f" ({int(lake['n_trials'].iloc[0])} trials)" if not lake.empty else ""
+    note = (f"Accuracy in % [95% interval] on Lake's within-alphabet 20-way one-shot runs{trials} and on "
+            f"within-alphabet runs of the validation characters. Headline estimator: {headline} ({reason}). "
             f"Baselines on the same runs: pixel nearest neighbour (cosine) and Lake's modified Hausdorff distance "
             f"(his demo: 38.8% error = 61.2% accuracy on the 105x105 originals).")
     md = f"## One-shot classification (run {run_name})\n\n" + disp.to_markdown(index=False) + "\n\n" + note + "\n"
