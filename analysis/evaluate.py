@@ -466,6 +466,13 @@ def _provenance(cfg, device) -> dict:
                 "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
+def effective_evaluation(ev: dict, decoder: str | None) -> dict:
+    """The evaluation section with ``per_decoder[decoder]``'s overrides applied (no per_decoder key)."""
+    out = {k: v for k, v in ev.items() if k != "per_decoder"}
+    out.update((k, v) for k, v in ((ev.get("per_decoder") or {}).get(decoder) or {}).items() if v is not None)
+    return out
+
+
 def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
              progress: bool | None = None) -> dict:
     """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
@@ -481,8 +488,8 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
     t_start = time.perf_counter()
     with timer("setup"):
         cfg = load_config(cfg)
-        ev = cfg["evaluation"]
         m = cfg["model"]
+        ev = effective_evaluation(cfg["evaluation"], m.get("decoder"))
         max_elements = int(max_elements if max_elements is not None else ev["max_elements"])
         device = resolve_device(device if device is not None else cfg.get("device", "auto"))
         seed = int(ev.get("seed", 0))
@@ -676,6 +683,9 @@ def apply_overrides(cfg: dict, args) -> dict:
         v = getattr(args, opt, None)
         if v is not None:
             ev[key] = v
+            for per in (ev.get("per_decoder") or {}).values():  # the command line wins over per_decoder
+                if key in per:
+                    per[key] = None
     eps = ev.setdefault("episodes", {})
     for opt, key in (("n_episodes", "n_episodes"), ("ways", "ways"), ("shots", "shots")):
         v = getattr(args, opt, None)

@@ -223,7 +223,8 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=float(self.tr["lr"]))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.tr))
-        self.use_amp = bool(self.tr.get("amp")) and self.device.type == "cuda"
+        self.use_amp = bool(self.tr["amp"]) and self.device.type == "cuda"
+        self.use_amp_cpu = bool(self.tr["amp_cpu"]) and self.device.type == "cpu"
 
         self.step = 0
         self.best_val = -math.inf
@@ -324,9 +325,13 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         return torch.random.fork_rng(devices=devices)
 
-    def _autocast(self):
+    def _autocast(self, training: bool = False):
+        """bf16 autocast: on CUDA when ``amp`` (every forward pass); on the CPU when ``amp_cpu``,
+        training steps only (the validation bound and the one-shot curve stay fp32)."""
         if self.use_amp:
             return torch.autocast("cuda", dtype=torch.bfloat16)
+        if training and self.use_amp_cpu:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def val_batches(self) -> list:
@@ -514,7 +519,7 @@ class Trainer:
 
     def _train_step(self, batch) -> dict:
         kl_factor = self.kl_factor(self.step)
-        with self._autocast():
+        with self._autocast(training=True):
             bound, kl = self.model.score(batch.inputs, batch.sizes, x=batch.target, kl_factor=kl_factor,
                                          rescale=self.objective.rescale, return_kl=True)
         loss = -bound

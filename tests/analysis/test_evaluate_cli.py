@@ -321,3 +321,23 @@ def test_intervals():
     assert few["ci95"] == few["ci95_wilson"] and few["ci95"][0] < 0.2 < few["ci95"][1]
     s1 = ev.accuracy_summary([{"correct": 5, "n_queries": 20}], "run")
     assert s1["ci95"] == s1["ci95_wilson"] and "Wilson" in s1["ci_method"]
+
+
+def test_per_decoder_settings_override_the_evaluation_section(setup):
+    root, configs = setup
+    cfg = load_config(str(configs["vhe_deconv"]))
+    cfg["evaluation"]["per_decoder"] = {"deconv": {"classification_samples": 3}, "pixelcnn": {"n_samples": 7}}
+    cfg = load_config(cfg)  # the schema accepts it
+    assert ev.effective_evaluation(cfg["evaluation"], "deconv")["classification_samples"] == 3
+    assert ev.effective_evaluation(cfg["evaluation"], "deconv")["n_samples"] == cfg["evaluation"]["n_samples"]
+    assert ev.effective_evaluation(cfg["evaluation"], "pixelcnn")["n_samples"] == 7
+    assert "per_decoder" not in ev.effective_evaluation(cfg["evaluation"], "pixelcnn")
+    cfg["evaluation"]["per_decoder"]["deconv"]["n_samplez"] = 3
+    with pytest.raises(Exception, match="n_samplez"):
+        load_config(cfg)
+    out = root / "metrics" / "per_decoder.json"
+    cfg["evaluation"]["per_decoder"]["deconv"] = {"classification_samples": 3}
+    data = ev.evaluate(cfg, checkpoint(root, configs, "vhe_deconv"), out, progress=False)
+    assert data["evaluation"]["classification_samples"] == 3  # recorded as used
+    args = ev.parse_args(["--config", "x", "--checkpoint", "y", "--out", "z", "--classification-samples", "5"])
+    assert ev.effective_evaluation(ev.apply_overrides(cfg, args)["evaluation"], "deconv")["classification_samples"] == 5

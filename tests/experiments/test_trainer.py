@@ -242,3 +242,23 @@ def test_several_targets_per_support_set_train_and_resume(tmp_path):
     assert summary["images_seen"] == 6 * 8  # batch_size counts targets
     with pytest.raises(Exception, match="multiple of targets_per_class"):
         Trainer(mcfg(tmp_path, train={"targets_per_class": 3, "batch_size": 8}), tmp_path / "bad")
+
+
+def test_bf16_autocast_on_the_cpu_trains_and_validates_in_fp32(tmp_path):
+    """amp_cpu: training steps run under CPU bf16 autocast (the weights differ from an fp32 run's
+    and stay fp32); the validation bound is computed in fp32 (it equals an fp32 scoring of the
+    same weights)."""
+    on = Trainer(mcfg(tmp_path, train={"amp_cpu": True, "max_steps": 4}), tmp_path / "bf16")
+    with on._autocast(training=True):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with on._autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    summary = on.fit()
+    assert summary["status"] == "completed" and math.isfinite(summary["best_val_bound"])
+    off = Trainer(mcfg(tmp_path, train={"max_steps": 4}), tmp_path / "fp32")
+    off.fit()
+    params_on, params_off = on.model.state_dict(), off.model.state_dict()
+    assert all(v.dtype == params_off[k].dtype for k, v in params_on.items())
+    assert any(not torch.equal(v, params_off[k]) for k, v in params_on.items())
+    off.model.load_state_dict(params_on)  # fp32 validation of the bf16-trained weights
+    assert off.validate()["bound"] == on.validate()["bound"]
