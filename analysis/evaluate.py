@@ -442,15 +442,13 @@ def samples_figure(model, name, path_png, eval_set=None, cls_latents=(), n_rows=
 
 # --------------------------------------------------------------------------- main routine
 def _load_model(exp, checkpoint, device):
-    ckpt = torch.load(Path(checkpoint), map_location=device, weights_only=False)
-    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
-    exp.model.load_state_dict(state)
-    exp.model.to(device).eval()
+    from experiments.checkpoints import load_weights
+
+    ckpt = load_weights(exp.model, checkpoint, device)
     info = {"path": str(checkpoint)}
-    if isinstance(ckpt, dict):
-        for key in ("step", "val_bound", "version"):
-            if key in ckpt:
-                info[key] = ckpt[key]
+    for key in ("step", "val_bound", "version"):
+        if key in ckpt:
+            info[key] = ckpt[key]
     return info
 
 

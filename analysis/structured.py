@@ -123,8 +123,8 @@ def load_model(cfg, checkpoint, device):
     from experiments.common import model_section
 
     exp_name = model_section(cfg)["experiment"]
-    ckpt = torch.load(Path(checkpoint), map_location="cpu", weights_only=False)
-    state = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt
+    from experiments.checkpoints import load_weights
+
     builder = importlib.import_module(BUILDER_MODULES[exp_name]) if exp_name in BUILDER_MODULES else None
     if builder is not None and hasattr(builder, "make_model"):
         model = builder.make_model(cfg, device)
@@ -132,8 +132,7 @@ def load_model(cfg, checkpoint, device):
         from experiments.registry import build_experiment
 
         model = build_experiment(cfg, device).model
-    model.load_state_dict(state)
-    model.to(device).eval()
+    ckpt = load_weights(model, checkpoint, device)
     return model, ckpt
 
 

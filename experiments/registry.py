@@ -50,10 +50,11 @@ def load_checkpoint(path, device=None, cfg: Mapping | None = None):
     """
     from .config import load_config
 
-    ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
-    cfg = load_config(cfg if cfg is not None else ckpt["config"])
+    from .checkpoints import load_weights, read_checkpoint
+
+    stored = read_checkpoint(path)
+    cfg = load_config(cfg if cfg is not None else stored["config"])
     device = resolve_device(device if device is not None else cfg.get("device", "auto"))
     exp = build_experiment(cfg, device)
-    exp.model.load_state_dict(ckpt["model"])
-    exp.model.to(device).eval()
+    ckpt = load_weights(exp.model, path, device)
     return exp.model, cfg, ckpt

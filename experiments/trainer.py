@@ -60,20 +60,18 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from vhe.files import atomic_path, atomic_torch_save, atomic_write_text
+from vhe.files import atomic_path, atomic_write_text
 
 import numpy as np
 import torch
 
+from .checkpoints import CheckpointFormatError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .common import Experiment, model_section, resolve_device
 from .config import dump_json_if_changed, load_config
 
 __all__ = ["Trainer", "TrainingDiverged", "train", "lr_lambda", "provenance"]
 
 log = logging.getLogger("experiments.trainer")
-CHECKPOINT_VERSION = 1
-
-
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients became NaN/inf; the message names the step and the last good checkpoint."""
 
@@ -141,21 +139,6 @@ def _fingerprint(cfg: dict) -> str:
         tr.pop(key, None)
     c.get("paths", {}).pop("results", None)
     return hashlib.sha256(json.dumps(c, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if device.type == "cuda" and state.get("cuda") is not None:
-        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _finite_params(model: torch.nn.Module) -> bool:
@@ -253,14 +236,13 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def _checkpoint_state(self) -> dict:
         return {
-            "version": CHECKPOINT_VERSION,
             "fingerprint": self.fingerprint,
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "train_loader": self.exp.train_loader.state_dict(),
-            "rng": _rng_state(self.device),
+            "rng": rng_state(self.device),
             "best_val": self.best_val,
             "best_step": self.best_step,
             "best_val_kl": self.best_val_kl,
@@ -282,7 +264,9 @@ class Trainer:
         if not path.is_file():
             return None
         try:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+            ckpt = read_checkpoint(path)
+        except CheckpointFormatError:
+            raise  # an older format: say how to convert it rather than throw the run away
         except Exception as e:  # noqa: BLE001 - unreadable checkpoint: keep it aside, start over
             bad = path.with_name(f"last.corrupt-{int(time.time())}.pt")
             os.replace(path, bad)
@@ -299,7 +283,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.exp.train_loader.load_state_dict(ckpt["train_loader"])
-        _set_rng_state(ckpt["rng"], self.device)
+        set_rng_state(ckpt["rng"], self.device)
         for key in ("step", "best_val", "best_step", "best_val_kl", "last_val", "bad_validations", "status", "history",
                     "elapsed", "images_seen", "step_time", "data_time", "wandb_id"):
             setattr(self, key, ckpt[key])
@@ -313,12 +297,12 @@ class Trainer:
         if not _finite_params(self.model):
             raise TrainingDiverged(f"parameters are not finite at step {self.step}; not overwriting "
                                    f"{self.paths['last']}")
-        atomic_torch_save(self._checkpoint_state(), self.paths["last"])
+        save_checkpoint(self._checkpoint_state(), self.paths["last"])
         self._last_saved_step = self.step
 
     def _save_best(self, val: dict) -> None:
-        atomic_torch_save({"version": CHECKPOINT_VERSION, "model": self.model.state_dict(), "step": self.step,
-                      "val_bound": val["bound"], "val_kl": val["kl"], "config": self.cfg}, self.paths["best"])
+        save_checkpoint({"model": self.model.state_dict(), "step": self.step, "val_bound": val["bound"],
+                         "val_kl": val["kl"], "config": self.cfg}, self.paths["best"])
 
     # ------------------------------------------------------------------ validation
     def _rng_fork(self):
@@ -513,7 +497,7 @@ class Trainer:
 
     def _last_step_on_disk(self):
         try:
-            return torch.load(self.paths["last"], map_location="cpu", weights_only=False)["step"]
+            return read_checkpoint(self.paths["last"])["step"]
         except Exception:  # noqa: BLE001
             return "unknown"
 

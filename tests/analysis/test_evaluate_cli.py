@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from analysis import evaluate as ev
+from experiments.checkpoints import save_checkpoint
 from experiments.config import load_config, model_config
 from experiments.registry import build_experiment
 from vhe.data.runs import OneShotRun, save_runs
@@ -113,8 +114,8 @@ def checkpoint(root, configs, name, train_steps=0):
         torch.manual_seed(0)
         exp = build_experiment(cfg, "cpu")
         out.mkdir(parents=True, exist_ok=True)
-        torch.save({"version": 1, "model": exp.model.state_dict(), "step": 0, "val_bound": float("nan"),
-                    "val_kl": {}, "config": cfg}, out / "best.pt")
+        save_checkpoint({"model": exp.model.state_dict(), "step": 0, "val_bound": float("nan"),
+                         "val_kl": {}, "config": cfg}, out / "best.pt")
     assert (out / "best.pt").is_file()
     return out / "best.pt"
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from analysis import structured as st
+from experiments.checkpoints import save_checkpoint
 from experiments.config import load_config, model_config
 from experiments.registry import build_experiment
 from tests.experiments import make_set, tiny_config
@@ -45,7 +46,7 @@ def setup(tmp_path_factory):
         else:                    # an untrained model in the trainer's best.pt format
             torch.manual_seed(0)
             exp = build_experiment(mcfg, "cpu")
-            torch.save({"version": 1, "model": exp.model.state_dict(), "step": 0, "config": mcfg}, ckpts[name])
+            save_checkpoint({"model": exp.model.state_dict(), "step": 0, "config": mcfg}, ckpts[name])
     return root, configs, ckpts
 
 

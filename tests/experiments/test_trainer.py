@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from experiments.checkpoints import read_checkpoint
 from experiments.config import dump_json_if_changed, load_config, model_config
 from experiments.registry import build_experiment, load_checkpoint
 from experiments.trainer import Trainer, TrainingDiverged, lr_lambda
@@ -59,7 +60,7 @@ def test_a_few_steps_write_every_file(tmp_path):
     prov = json.loads((out / "provenance.json").read_text())
     assert {"git_commit", "torch", "device", "hostname", "date", "seed"} <= set(prov)
     assert prov["torch"] == torch.__version__ and prov["seed"] == 0
-    last = torch.load(out / "last.pt", weights_only=False)
+    last = read_checkpoint(out / "last.pt")
     assert last["step"] == 5 and {"model", "optimizer", "scheduler", "train_loader", "rng"} <= set(last)
     assert {"torch", "numpy", "python"} <= set(last["rng"])
     model, cfg2, best = load_checkpoint(out / "best.pt", device="cpu")
@@ -79,7 +80,7 @@ def test_exact_resume(tmp_path):
     straight.fit()
     t1 = Trainer(cfg, tmp_path / "b")
     assert t1.fit(stop_after=11) is None
-    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["step"] == 8
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["step"] == 8
     t2 = Trainer(cfg, tmp_path / "b")
     assert t2.resumed_from == 8
     t2.fit()
@@ -116,7 +117,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     trainer = Trainer(cfg, out, experiment=exp)
     with pytest.raises(TrainingDiverged, match=r"non-finite loss.*step 5.*last\.pt \(step 4\)"):
         trainer.fit()
-    last = torch.load(out / "last.pt", weights_only=False)
+    last = read_checkpoint(out / "last.pt")
     assert last["step"] == 4
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     assert not (out / "train_summary.json").exists()
@@ -142,7 +143,7 @@ def test_early_stopping(tmp_path, monkeypatch):
     # validations at 2 (best), 4 (worse), 6 (worse: 2 without improvement = patience) -> stop
     assert summary["status"] == "early_stopped" and summary["steps"] == 6
     assert summary["best_step"] == 2 and summary["best_val_bound"] == -10.0
-    assert torch.load(out / "best.pt", weights_only=False)["step"] == 2
+    assert read_checkpoint(out / "best.pt")["step"] == 2
     # an early-stopped run is not continued when started again
     assert Trainer(cfg, out).fit()["steps"] == 6
 

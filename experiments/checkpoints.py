@@ -1,0 +1,196 @@
+"""Trainer checkpoints (best.pt, last.pt) that load without running code.
+
+A checkpoint is a dict of tensors and plain Python values only (str, int, float, bool, None,
+lists, tuples, dicts), so it is read with ``torch.load(weights_only=True)``, which refuses any
+pickled object: evaluating a ``best.pt`` someone shared cannot execute code. What the trainer
+used to pickle is stored as data:
+
+- ``config_json``: the resolved per-model config as JSON text (read back as ``ckpt["config"]``);
+- RNG states: torch's as a uint8 tensor, numpy's and Python's as int64 tensors plus numbers
+  (:func:`rng_state` / :func:`set_rng_state`);
+- everything else (step, bounds, history rows) as numbers, strings, lists and dicts.
+
+Format version 2. A version-1 checkpoint (earlier versions of this project pickled numpy RNG
+states) is refused with an error that names the one-time conversion command:
+
+    python -m experiments.checkpoints convert results/<run>/checkpoints/<model>/*.pt
+
+which is the only place in the project that unpickles (``weights_only=False``): run it only on
+checkpoints you trust.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import random
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vhe.files import atomic_torch_save
+
+__all__ = ["CHECKPOINT_VERSION", "CheckpointFormatError", "save_checkpoint", "read_checkpoint", "load_weights",
+           "rng_state", "set_rng_state", "convert"]
+
+CHECKPOINT_VERSION = 2
+
+
+class CheckpointFormatError(ValueError):
+    """The file is not a safe (version-2) checkpoint of this project; the message says how to convert it."""
+
+
+def _convert_hint(path) -> str:
+    return (f"convert it once with `python -m experiments.checkpoints convert {path}` (this unpickles the "
+            f"file: only for checkpoints you trust), or retrain")
+
+
+def save_checkpoint(state: Mapping, path) -> Path:
+    """Write ``state`` (a dict with ``model`` weights, optionally ``config``) atomically to ``path``.
+
+    ``config`` is stored as JSON text under ``config_json``; the version is set to
+    :data:`CHECKPOINT_VERSION`. Anything that ``torch.load(weights_only=True)`` cannot read back
+    (an object that needs unpickling) raises ``TypeError`` here, before the file is replaced.
+    """
+    out = {k: v for k, v in state.items() if k != "config"}
+    if "config" in state:
+        out["config_json"] = json.dumps(state["config"], sort_keys=True, allow_nan=True)
+    out["version"] = CHECKPOINT_VERSION
+    return atomic_torch_save(_plain(out, "checkpoint"), path)
+
+
+_PLAIN = (str, int, float, bool, type(None), torch.Tensor)
+
+
+def _plain(obj, where: str):
+    """``obj`` with numpy scalars turned into Python numbers; TypeError names anything else that
+    ``torch.load(weights_only=True)`` would refuse."""
+    if isinstance(obj, Mapping):
+        for k in obj:
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}, not a str or int")
+        return {k: _plain(v, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+    if isinstance(obj, tuple):
+        return tuple(_plain(v, f"{where}[{i}]") for i, v in enumerate(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if not isinstance(obj, _PLAIN):
+        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}: a checkpoint holds only "
+                        f"tensors and plain Python values (it is loaded with torch.load(weights_only=True))")
+    return obj
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint with ``torch.load(weights_only=True)`` -> dict (``config`` decoded from JSON).
+
+    Raises :class:`CheckpointFormatError` (naming the conversion command) for a file that carries
+    pickled objects or was written in an older format, and ``FileNotFoundError`` for a missing one.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointFormatError(
+            f"{path} holds pickled Python objects, which this project no longer loads (loading them can run "
+            f"arbitrary code). If it is a checkpoint of an earlier version of this project, "
+            f"{_convert_hint(path)}. ({str(e).splitlines()[0]})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointFormatError(f"{path} is not a checkpoint of this project (no 'model' weights)")
+    version = ckpt.get("version")
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointFormatError(f"{path} is a format-{version} checkpoint; this version reads format "
+                                    f"{CHECKPOINT_VERSION}: {_convert_hint(path)}")
+    if "config_json" in ckpt:
+        ckpt["config"] = json.loads(ckpt.pop("config_json"))
+    return ckpt
+
+
+def load_weights(model: torch.nn.Module, path, device=None) -> dict:
+    """Load a checkpoint's weights into ``model``, move it to ``device`` and put it in eval mode.
+
+    Returns the checkpoint dict (``step``, ``val_bound``, ``config``, ...).
+    """
+    ckpt = read_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return ckpt
+
+
+# ----------------------------------------------------------------------------- RNG states as data
+def rng_state(device: torch.device | None = None) -> dict:
+    """torch, numpy and Python RNG states (and CUDA's on a CUDA device) as tensors and numbers."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+             "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                        "gauss_next": gauss_next}}
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def set_rng_state(state: Mapping, device: torch.device | None = None) -> None:
+    """Restore the states written by :func:`rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
+    if device is not None and device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+# ----------------------------------------------------------------------------- one-time conversion
+def convert(path, out=None) -> Path:
+    """Rewrite a format-1 checkpoint (pickled numpy RNG state and config) in format 2.
+
+    The one place in the project that loads with ``weights_only=False``: use it only on files you
+    trust. ``out`` defaults to ``path`` (replaced atomically). Returns the written path.
+    """
+    path = Path(path)
+    old = torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - documented one-time conversion
+    if not isinstance(old, dict) or "model" not in old:
+        raise CheckpointFormatError(f"{path} is not a checkpoint of this project (no 'model' weights)")
+    if old.get("version") == CHECKPOINT_VERSION:
+        return path
+    new = dict(old)
+    rng = old.get("rng")
+    if rng is not None and not isinstance(rng.get("numpy"), dict):
+        name, keys, pos, has_gauss, gauss = rng["numpy"]
+        version, internal, gauss_next = rng["python"]
+        new["rng"] = {**rng,
+                      "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                                "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+                      "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+                                 "gauss_next": gauss_next}}
+    return save_checkpoint(new, out if out is not None else path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m experiments.checkpoints",
+                                 description="Convert checkpoints of earlier versions to the safe format 2.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("convert", help="rewrite format-1 checkpoints in place (unpickles them: trusted files only)")
+    c.add_argument("paths", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    for p in args.paths:
+        convert(p)
+        read_checkpoint(p)  # what was written loads safely
+        print(f"converted {p}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
