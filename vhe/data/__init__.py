@@ -16,8 +16,8 @@ from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, FILTERS
                        augment_dihedral, check_k_shot, concat_sets, dihedral, dihedral_inverse, load_lake_archive,
                        load_npz_arrays, preprocess_105, read_lake_originals, split_validation)
 from .runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
-from .textures import (TexturedSet, dilate_binary, load_texture_folder, procedural_textures, texture_catalogue,
-                       textured_omniglot)
+from .textures import (TexturedSet, dilate_binary, dtd_archive_name, dtd_textures, fetch_dtd, load_texture_folder,
+                       procedural_textures, texture_catalogue, textured_omniglot)
 
 __all__ = [
     "DataIntegrityError", "DataUnavailableError", "DEFAULT_MANIFEST", "Entry", "fetch", "read_manifest", "sha256sum",
@@ -27,6 +27,6 @@ __all__ = [
     "augment_dihedral", "check_k_shot", "concat_sets", "dihedral", "dihedral_inverse", "load_lake_archive",
     "load_npz_arrays", "preprocess_105", "read_lake_originals", "split_validation",
     "OneShotRun", "load_lake_runs", "load_runs", "save_runs", "within_alphabet_runs",
-    "TexturedSet", "dilate_binary", "load_texture_folder", "procedural_textures", "texture_catalogue",
+    "TexturedSet", "dilate_binary", "dtd_archive_name", "dtd_textures", "fetch_dtd", "load_texture_folder", "procedural_textures", "texture_catalogue",
     "textured_omniglot",
 ]

@@ -4,8 +4,9 @@
     python -m vhe.data.cli prepare-lake --zip images_background_small1.zip --out lake.pt [--max-characters K]
     python -m vhe.data.cli prepare-runs --zip all_runs.zip --out lake_runs.pt
     python -m vhe.data.cli within-alphabet-runs --set evaluation.pt --out runs.pt --n-runs 20 --n-way 20 --seed 0 [--max-characters K]
+    python -m vhe.data.cli fetch-dtd --dest resources/raw [--mirror DIR] [--no-download]
     python -m vhe.data.cli textured --set background.pt --out textured.pt --n-textures 8 --n-per-character 4 --seed 0
-        [--dilate 1] [--texture-folder DIR_OR_ZIP] [--max-characters K]
+        [--dilate 1] [--dtd dtd-r1.0.1.tar.gz | --texture-folder DIR_OR_ZIP] [--max-characters K]
     python -m vhe.data.cli gap --npz train_small.npz --lake-zip a.zip --lake-zip b.zip --out gap.json [--max-characters K] [--quick]
 
 ``--max-characters K`` keeps the first K characters in sorted (alphabet, character) order
@@ -14,17 +15,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
+from ..files import write_json
 from .fetch import DataIntegrityError, DataUnavailableError
 from .gap import Preprocessing, choose_preprocessing, default_candidates, measure_domain_gap
 from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, OmniglotSet, augment_dihedral,
                        concat_sets, load_lake_archive, load_npz_arrays)
 from .runs import load_lake_runs, save_runs, within_alphabet_runs
-from .textures import load_texture_folder, procedural_textures, textured_omniglot
+from .textures import dtd_textures, fetch_dtd, load_texture_folder, procedural_textures, textured_omniglot
 
 log = logging.getLogger("vhe.data.cli")
 
@@ -59,7 +60,9 @@ def _within(a) -> str:
 
 def _textured(a) -> str:
     s = OmniglotSet.load(a.set).first_characters(a.max_characters)
-    if a.texture_folder:
+    if a.dtd:
+        tex, names = dtd_textures(a.dtd, a.n_textures, size=a.texture_size)
+    elif a.texture_folder:
         tex, names = load_texture_folder(a.texture_folder, size=a.texture_size)
         tex, names = tex[: a.n_textures], names[: a.n_textures]
     else:
@@ -67,6 +70,10 @@ def _textured(a) -> str:
     t = textured_omniglot(s, tex, a.n_per_character, seed=a.seed, dilate=a.dilate, texture_names=names)
     t.save(a.out)
     return f"{a.out}: {len(t)} images, {t.n_classes} characters x {t.n_textures} textures"
+
+
+def _fetch_dtd(a) -> str:
+    return str(fetch_dtd(a.dest, mirror=a.mirror, download=not a.no_download))
 
 
 def _gap(a) -> str:
@@ -88,8 +95,7 @@ def _gap(a) -> str:
            "default_preprocessing": default, "chosen_preprocessing": choice["best"],
            "default_matches_choice": choice["best"] == default,
            "gap_with_default": measure_domain_gap(arrays, lake), "candidates": choice["results"]}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    write_json(out, a.out)  # atomically: a killed job leaves no partial data_gap.json
     g = out["gap_with_default"]
     return (f"{a.out}: chosen {choice['best']}; with the default, ink {g['lake']['ink_fraction']:.4f} vs "
             f"{(g['arrays_matched'] or g['arrays'])['ink_fraction']:.4f}, pixel agreement "
@@ -138,8 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--dilate", type=int, default=1, help="dilate each drawing by this many pixels")
     sp.add_argument("--texture-size", type=int, default=28, help="texture tile size (px)")
-    sp.add_argument("--texture-folder", default=None, help="folder or zip of texture images (default: procedural)")
+    src = sp.add_mutually_exclusive_group()
+    src.add_argument("--dtd", default=None, help="torchvision's DTD archive dtd-r1.0.1.tar.gz (md5-verified; "
+                                                 "one image per category)")
+    src.add_argument("--texture-folder", default=None, help="folder, zip or tar of texture images "
+                                                            "(default: procedural)")
     sp.set_defaults(func=_textured)
+
+    sp = sub.add_parser("fetch-dtd", help="torchvision's DTD archive: existing file, mirror, else download (md5)")
+    sp.add_argument("--dest", default="resources/raw", help="destination folder (default: resources/raw)")
+    sp.add_argument("--mirror", default=None, help="mirror folder (default: $VHE_DATA_MIRROR if set)")
+    sp.add_argument("--no-download", action="store_true", help="fail instead of downloading")
+    sp.set_defaults(func=_fetch_dtd)
 
     sp = common(sub.add_parser("gap", help="measure the arrays-vs-originals domain gap -> JSON"))
     sp.add_argument("--npz", required=True)

@@ -9,7 +9,10 @@ Command line (used by the Snakemake rules)::
 
     python -m vhe.data.fetch --name train_small.npz --dest resources/raw \
         [--manifest PATH] [--mirror DIR]
-    python -m vhe.data.fetch --name dtd.tar.gz --dest resources/raw --url URL --sha256 HEX
+
+The texture archive of the paper profile (DTD) is not in the manifest: torchvision carries its
+URL and md5, and ``vhe.data.textures.fetch_dtd`` fetches it in the same order (existing file,
+mirror, network).
 """
 from __future__ import annotations
 
@@ -210,22 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", required=True, help="file name as listed in the manifest")
     p.add_argument("--dest", required=True, help="destination folder")
     p.add_argument("--manifest", default=str(DEFAULT_MANIFEST), help="manifest TSV (default: the packaged one)")
-    p.add_argument("--url", default=None, help="with --sha256: fetch a file that is not in the manifest")
-    p.add_argument("--sha256", default=None, help="expected SHA-256 (64 hex digits) for --url")
     p.add_argument("--mirror", default=None, help=f"mirror folder (default: ${MIRROR_ENV} if set)")
     p.add_argument("--timeout", type=float, default=DOWNLOAD_TIMEOUT_S, help="download timeout, seconds")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if (a.url is None) != (a.sha256 is None):
-        p.error("--url and --sha256 go together")
     try:
-        if a.url is not None:
-            sha = a.sha256.strip().lower()
-            if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-                raise ValueError(f"--sha256 must be 64 hex digits, got {a.sha256!r}")
-            manifest = {a.name: Entry(url=a.url, sha256=sha, what="user-supplied")}
-        else:
-            manifest = read_manifest(a.manifest)
+        manifest = read_manifest(a.manifest)
         path = fetch(a.name, a.dest, manifest, mirror=a.mirror, timeout=a.timeout)
     except (DataIntegrityError, DataUnavailableError, KeyError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

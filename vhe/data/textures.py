@@ -3,12 +3,18 @@
 All images in the project are single-channel binary {0, 1} with ink = 1 (uint8 storage), so
 Bernoulli decoders apply; textures follow the same convention (1 = ink).
 
-Procedural textures are the default everywhere (no network, no checksum needed): each one
-is periodic on its ``size`` x ``size`` tile (all wave vectors have an integer number of
-cycles per tile), so a crop at any offset is a circular shift (``torch.roll``) without seams.
-A public texture set (e.g. the Describable Textures Dataset) can be binarised with
-``load_texture_folder``; it is fetched through ``vhe.data.fetch`` only when the user gives
-its URL and sha256 (docs/textures.md).
+Three texture sources (config ``textures.source``); images (DTD, folders) become binary tiles
+through one function (``_binarise``: greyscale, centre square crop, BOX resize, ink below the
+median):
+
+- ``procedural`` (the default, and the cpu/smoke profiles; no network): each texture is
+  periodic on its ``size`` x ``size`` tile (all wave vectors have an integer number of cycles
+  per tile), so a crop at any offset is a circular shift (``torch.roll``) without seams;
+- ``dtd`` (the paper profile): the Describable Textures Dataset archive as
+  ``torchvision.datasets.DTD`` knows it (its URL and md5, its layout
+  ``dtd/images/<category>/*.jpg``), fetched mirror first by ``fetch_dtd`` and converted by
+  ``dtd_textures`` (one image per category, categories in name order);
+- a local folder, zip or tar of images, converted by ``load_texture_folder``.
 """
 from __future__ import annotations
 
@@ -16,7 +22,9 @@ import io
 import logging
 import math
 import os
+import shutil
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..files import atomic_torch_save
-from .fetch import DataIntegrityError
+from .fetch import MIRROR_ENV, DataIntegrityError, DataUnavailableError, _atomic_copy, _resolve_mirror
 from .omniglot import OmniglotSet
 
 log = logging.getLogger(__name__)
@@ -127,7 +135,7 @@ def procedural_textures(n_textures: int, size: int = 28, seed: int = 0, return_n
     cat = texture_catalogue()
     if not 1 <= n_textures <= len(cat):
         raise ValueError(f"procedural_textures: n_textures must be in 1..{len(cat)}, got {n_textures} "
-                         f"(use load_texture_folder for more)")
+                         f"(textures.source: dtd or a folder of images gives more)")
     g = torch.Generator().manual_seed(int(seed))
     tex = torch.stack([_render(fam, p, size, g) for _, fam, p in cat[:n_textures]]).to(torch.uint8)
     names = [n for n, _, _ in cat[:n_textures]]
@@ -144,6 +152,12 @@ def texture_family(name: str) -> str:
 
 # --------------------------------------------------------------------------- texture folders
 def _binarise(im: Image.Image, size: int, threshold: float | None, crop: int | None) -> np.ndarray:
+    """The one image -> binary texture tile conversion: uint8 (size, size) {0, 1}, ink = 1.
+
+    Greyscale, centre square crop of ``crop`` source pixels (default: the shorter side),
+    BOX-resized to ``size`` x ``size`` pixels, ink where intensity/255 < ``threshold`` (default:
+    the image's median, so about half the pixels are ink; a flat image falls back to the mean).
+    """
     im = im.convert("L")
     w, h = im.size
     side = min(w, h) if crop is None else min(crop, w, h)
@@ -186,6 +200,21 @@ def _iter_members(path: Path):
         raise FileNotFoundError(f"texture source {path} does not exist; give a folder, zip or tar of images")
 
 
+def _image_to_tile(src, name: str, source: Path, size: int, threshold: float | None,
+                   crop: int | None) -> np.ndarray:
+    """Decode one image (a Path, or a callable returning its bytes) and ``_binarise`` it.
+
+    Returns uint8 (size, size) {0, 1}; an image that fails to decode raises
+    ``DataIntegrityError`` naming ``source`` and the member ``name``.
+    """
+    try:
+        with Image.open(src if isinstance(src, Path) else io.BytesIO(src())) as im:
+            im = ImageOps.exif_transpose(im)
+            return _binarise(im, size, threshold, crop)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
+        raise DataIntegrityError(f"{source}: {name!r} is not a decodable image ({type(e).__name__}: {e})") from e
+
+
 def load_texture_folder(path_or_zip: str | os.PathLike, size: int = 28, threshold: float | None = None,
                         crop: int | None = None) -> tuple[torch.Tensor, list[str]]:
     """Binarise every image of a folder (recursively), zip or tar(.gz) archive into a texture tile.
@@ -204,16 +233,160 @@ def load_texture_folder(path_or_zip: str | os.PathLike, size: int = 28, threshol
         if not name.lower().endswith(IMAGE_EXTENSIONS) or "__MACOSX" in name or base.startswith("._"):
             log.warning("%s: skipping non-image %s", path, name)
             continue
-        try:
-            with Image.open(src if isinstance(src, Path) else io.BytesIO(src())) as im:
-                im = ImageOps.exif_transpose(im)
-                found.append((name, _binarise(im, size, threshold, crop)))
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
-            raise DataIntegrityError(f"{path}: {name!r} is not a decodable image ({type(e).__name__}: {e})") from e
+        found.append((name, _image_to_tile(src, name, path, size, threshold, crop)))
     if not found:
         raise ValueError(f"{path} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
     found.sort(key=lambda t: t[0])
     return torch.from_numpy(np.stack([t for _, t in found])), [n for n, _ in found]
+
+
+# --------------------------------------------------------------------------- DTD through torchvision
+def dtd_reference() -> tuple[str, str, str]:
+    """(URL, md5, archive file name) of the Describable Textures Dataset as
+    ``torchvision.datasets.DTD`` gives them (``_URL``, ``_MD5``; read at call time)."""
+    from torchvision.datasets import DTD
+
+    return DTD._URL, DTD._MD5, DTD._URL.rstrip("/").rsplit("/", 1)[-1]
+
+
+def dtd_archive_name() -> str:
+    """File name of torchvision's DTD archive (``dtd-r1.0.1.tar.gz``)."""
+    return dtd_reference()[2]
+
+
+def _md5(path: Path) -> str:
+    from torchvision.datasets.utils import calculate_md5
+
+    return calculate_md5(path)
+
+
+def _check_dtd_md5(path: Path, where: str, advice: str) -> None:
+    """Raise ``DataIntegrityError`` unless ``path`` has torchvision's DTD md5."""
+    url, md5, name = dtd_reference()
+    actual = _md5(path)
+    if actual != md5:
+        raise DataIntegrityError(f"checksum mismatch for {name}: expected md5 {md5} (torchvision.datasets.DTD), "
+                                 f"got {actual} ({where} {path}). {advice}")
+
+
+def fetch_dtd(dest_dir: str | os.PathLike = "resources/raw", mirror: str | os.PathLike | None = None,
+              download: bool = True) -> Path:
+    """Make ``dest_dir/dtd-r1.0.1.tar.gz`` exist with torchvision's md5 and return its path.
+
+    Mirror first, as ``vhe.data.fetch`` does for Omniglot: an existing destination file is
+    verified and kept; else ``mirror/dtd-r1.0.1.tar.gz`` (``mirror`` argument, else
+    ``$VHE_DATA_MIRROR``) is verified and copied (atomically); else, with ``download``,
+    torchvision's ``download_url`` fetches ``DTD._URL`` (about 600 MB) into a temporary folder
+    in ``dest_dir`` and checks ``DTD._MD5`` before the file is moved into place.
+
+    Raises ``DataIntegrityError`` when a copy has the wrong md5 (the file is named, with both
+    checksums and what to do) and ``DataUnavailableError`` when there is no local copy and the
+    download is impossible (the message names the file, where it looked and the fix).
+    """
+    url, md5, name = dtd_reference()
+    dest_dir = Path(dest_dir)
+    dest = dest_dir / name
+    if dest.is_file():
+        _check_dtd_md5(dest, "existing file", f"Delete {dest} and run again, or replace it with a good copy of {url}.")
+        log.info("%s already present and verified (md5)", dest)
+        return dest
+    mirror_dir = _resolve_mirror(mirror)
+    mirror_file = mirror_dir / name if mirror_dir is not None else None
+    if mirror_file is not None and mirror_file.is_file():
+        _check_dtd_md5(mirror_file, "mirror file",
+                       f"Replace {mirror_file} with a good copy of {url} (or unset ${MIRROR_ENV} / data.mirror "
+                       f"to download it).")
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_copy(mirror_file, dest)
+        log.info("copied %s from mirror %s", name, mirror_dir)
+        return dest
+
+    looked = f"{dest} does not exist, " + (f"nor does the mirror file {mirror_file}" if mirror_file is not None
+                                            else f"and no mirror is set (${MIRROR_ENV} or config data.mirror)")
+    remedy = (f"put the archive at {dest} (or in the mirror folder, ${MIRROR_ENV} or config data.mirror) -- "
+              f"download {url} by hand, its md5 must be {md5} -- or use textures.source: procedural.")
+    fix = f"Fix: {remedy}"
+    if not download:
+        raise DataUnavailableError(f"cannot get {name} (Describable Textures Dataset, textures.source: dtd): "
+                                   f"{looked}, and downloading is off. {fix}")
+    from torchvision.datasets import utils as tv_utils
+
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{name}."))
+    try:
+        try:
+            tv_utils.download_url(url, str(tmp), filename=name, md5=md5)
+        except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError; a bad md5 a RuntimeError
+            part = tmp / name
+            if part.is_file() and part.stat().st_size > 0:
+                _check_dtd_md5(part, "download of", f"The download from {url} is corrupt or the file changed "
+                                                    f"upstream: retry, or {remedy}")
+            raise DataUnavailableError(f"cannot get {name} (Describable Textures Dataset, textures.source: dtd): "
+                                       f"{looked}, and downloading {url} through torchvision failed "
+                                       f"({type(e).__name__}: {e}). {fix}") from e
+        _check_dtd_md5(tmp / name, "download of", f"Retry, or {remedy}")
+        os.replace(tmp / name, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("downloaded %s from %s (md5 verified)", name, url)
+    return dest
+
+
+def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, threshold: float | None = None,
+                 crop: int | None = None, verify: bool = True) -> tuple[torch.Tensor, list[str]]:
+    """Binary texture tiles from torchvision's DTD archive (``dtd-r1.0.1.tar.gz``), read in place.
+
+    The archive's images are ``dtd/images/<category>/<name>.jpg`` (47 categories x 120 images in
+    the real set). Textures are taken one image per category, categories in name order, the
+    first image (by name) of each; past the last category a second round takes each category's
+    second image, and so on, so ``n_textures`` <= 47 gives distinct categories. Each image is
+    converted by ``_binarise`` exactly as ``load_texture_folder`` does (``size`` pixels, median
+    or ``threshold``, ``crop`` source pixels); tiles are not periodic (crops wrap with a seam).
+
+    Returns uint8 (T, size, size) {0, 1} (ink = 1) and T names ``<category>/<file>``. With
+    ``verify`` the archive's md5 is checked first (``DataIntegrityError`` on a mismatch); an
+    archive without that layout or with too few images raises ``DataIntegrityError`` /
+    ``ValueError``.
+    """
+    archive = Path(archive)
+    if not archive.is_file():
+        raise FileNotFoundError(f"DTD archive {archive} does not exist; fetch it with "
+                                f"`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`")
+    if verify:
+        _check_dtd_md5(archive, "archive", f"Delete {archive} and fetch it again "
+                                           f"(`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`).")
+    if n_textures < 1:
+        raise ValueError(f"dtd_textures: n_textures must be >= 1, got {n_textures}")
+    try:
+        with tarfile.open(archive, "r:*") as tf:
+            by_cat: dict[str, list[tarfile.TarInfo]] = {}
+            for m in tf.getmembers():
+                parts = m.name.lstrip("./").split("/")
+                if (m.isfile() and len(parts) == 4 and parts[:2] == ["dtd", "images"]
+                        and parts[3].lower().endswith(IMAGE_EXTENSIONS) and not parts[3].startswith("._")):
+                    by_cat.setdefault(parts[2], []).append(m)
+            if not by_cat:
+                raise DataIntegrityError(f"{archive} holds no images in torchvision's DTD layout "
+                                         f"dtd/images/<category>/*.jpg; delete it and fetch it again")
+            cats = sorted(by_cat)
+            for c in cats:
+                by_cat[c].sort(key=lambda m: m.name)
+            total = sum(len(v) for v in by_cat.values())
+            if n_textures > total:
+                raise ValueError(f"dtd_textures: n_textures={n_textures} but {archive} has {total} images")
+            chosen: list[tarfile.TarInfo] = []
+            for j in range(max(len(v) for v in by_cat.values())):
+                chosen += [by_cat[c][j] for c in cats if j < len(by_cat[c])]
+            chosen = chosen[:n_textures]
+            tiles: dict[str, np.ndarray] = {}
+            for m in sorted(chosen, key=lambda m: m.offset_data):  # archive order: forward reads of the .tar.gz
+                tiles[m.name] = _image_to_tile(lambda m=m: tf.extractfile(m).read(), m.name, archive, size,
+                                               threshold, crop)
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise DataIntegrityError(f"{archive} is not a readable tar archive ({type(e).__name__}: {e}); "
+                                 f"delete it and fetch it again") from e
+    names = ["/".join(m.name.lstrip("./").split("/")[2:]) for m in chosen]
+    return torch.from_numpy(np.stack([tiles[m.name] for m in chosen])), names
 
 
 # --------------------------------------------------------------------------- textured Omniglot

@@ -242,27 +242,31 @@ def test_cli_ok_and_error(tmp_path, manifest, capsys, no_network):
     assert rc == 0 and (tmp_path / "d" / "file.bin").read_bytes() == PAYLOAD
     rc = fetch_mod.main(["--name", "file.bin", "--dest", str(tmp_path / "e"), "--manifest", str(tsv)])
     assert rc == 1 and URL in capsys.readouterr().err
-    # a file outside the manifest, given by URL + sha256 (the texture-set path)
-    rc = fetch_mod.main(["--name", "file.bin", "--dest", str(tmp_path / "f"), "--url", URL, "--sha256", SHA,
-                         "--mirror", str(mirror)])
-    assert rc == 0 and (tmp_path / "f" / "file.bin").exists()
 
 
 # --------------------------------------------------------------------------- Snakemake rules (dry run)
-@pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None,
-                    reason="snakemake is not installed in this environment")
-def test_data_rules_dry_run(tmp_path):
+needs_snakemake = pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None,
+                                     reason="snakemake is not installed in this environment")
+
+
+def data_dry_run(tmp_path, textures: str, run: str = "smoke") -> str:
+    """`snakemake -n -p` of the real Snakefile for the data products only (rules/data.smk); its output."""
     cfg = tmp_path / "config.yaml"
-    cfg.write_text("run: smoke\nseed: 0\ndata: {mirror: null, max_characters: 10}\n"
-                   "textures: {source: procedural, n_textures: 4, n_per_character: 2}\n")
-    snakefile = tmp_path / "Snakefile"
-    snakefile.write_text(f'configfile: "{cfg}"\ninclude: "{REPO / "rules" / "data.smk"}"\n'
-                         f'rule all:\n    input: DATA_TARGETS\n')
+    cfg.write_text(f"run: {run}\nseed: 0\ndata: {{mirror: null, max_characters: 10}}\ntextures: {textures}\n")
+    targets = [f"resources/{run}/{k}.pt" for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs",
+                                                   "textured")] + [f"results/{run}/metrics/data_gap.json"]
     exe = Path(sys.executable).parent / "snakemake"
-    r = subprocess.run([str(exe), "-s", str(snakefile), "-d", str(tmp_path / "work"), "-n", "--cores", "1"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run([str(exe), *targets, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "-n", "-p",
+                        "--cores", "1", "--configfile", str(cfg)], capture_output=True, text=True, timeout=120)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
+    return out
+
+
+@needs_snakemake
+def test_data_rules_dry_run(tmp_path):
+    out = data_dry_run(tmp_path, "{source: procedural, n_textures: 4, n_per_character: 2}")
     for rule in ("fetch_raw", "prepare_background", "prepare_evaluation", "lake_runs", "within_alphabet_runs",
                  "textured", "data_gap"):
         assert rule in out
+    assert "fetch_dtd" not in out and "--dtd" not in out and "--texture-folder" not in out
