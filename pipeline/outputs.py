@@ -1,5 +1,5 @@
-"""What the pipeline produces for a resolved config: one list shared by the Snakefile and
-``scripts/check_outputs.py`` (so the two cannot drift apart).
+"""What the pipeline produces for a resolved config: one list shared by the Snakefile,
+``scripts/check_outputs.py`` and ``paper_figures.make`` (so they cannot drift apart).
 
 All paths are relative to the repository root (the Snakemake working directory) and built
 from ``cfg["paths"]`` (filled by ``experiments.config.load_config``).
@@ -25,8 +25,8 @@ STRUCTURED_FIGURES = {
     "factorial": ("factorial_samples",),
 }
 #: tables written by ``paper_figures.make`` under results/<run>/tables/
-TABLES = ("objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md", "classification.csv",
-          "classification.md", "classification.tex", "learning_curves.csv")
+TABLES = ("metrics.csv", "objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md", "classification.csv",
+          "classification.md", "classification.tex", "learning_curves.csv", "structured.csv", "structured.md", "structured.tex")
 #: figure stems written by ``paper_figures.make`` under results/<run>/figures/, each in FIGURE_FORMATS
 FIGURES = ("training_curves", "learning_curves", "kl_c", "samples_montage")
 FIGURE_FORMATS = ("png", "pdf")
@@ -55,7 +55,7 @@ def checkpoint_dir(cfg: Mapping, model: str) -> str:
 
 def checkpoint_outputs(cfg: Mapping, model: str) -> dict[str, str]:
     d = checkpoint_dir(cfg, model)
-    return {"best": f"{d}/best.pt", "history": f"{d}/history.csv", "summary": f"{d}/train_summary.json"}
+    return {"best": f"{d}/final/best.pt", "history": f"{d}/final/history.csv", "summary": f"{d}/train_summary.json"}
 
 
 def metrics_file(cfg: Mapping, model: str) -> str:

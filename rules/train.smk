@@ -4,17 +4,15 @@
 # Snakefile only when its content changes) and the prepared data it trains on, never the
 # profile YAML: editing one model retrains only that model.
 #
-# Resuming: the declared output is train_summary.json, which the trainer writes when it
-# finishes. best.pt, last.pt and history.csv are written during training and are deliberately
-# not declared, because Snakemake deletes the declared outputs of an interrupted job before
-# rerunning it; left alone, they let the trainer continue from last.pt (it restores the
-# history from last.pt, and sets a last.pt written for a different configuration aside and
-# starts afresh by itself).
-
-
-def gpu_resource(wildcards):
-    """gpu=1 when the config's device is cuda, or auto on a machine with a GPU."""
-    return GPU
+# Declared outputs: train_summary.json (the trainer writes it when it finishes) and copies of
+# the finished run's best.pt and history.csv in checkpoints/<model>/final/, made after training:
+# the evaluation and figure rules read only these, so they need no filesystem shared with the
+# training job (Snakemake's storage moves declared files). The trainer's own best.pt, last.pt
+# and history.csv beside the summary are written during training and deliberately not declared,
+# because Snakemake deletes the declared outputs of an interrupted job before rerunning it; left
+# alone, they let the trainer continue from last.pt (it restores the history from last.pt, and
+# sets a last.pt written for a different configuration aside and starts afresh by itself). Where
+# jobs share no filesystem, an interrupted training job starts afresh instead of resuming.
 
 
 rule train:
@@ -23,8 +21,11 @@ rule train:
         data=lambda wc: train_data(wc.model),
     output:
         summary=f"{RESULTS}/checkpoints/{{model}}/train_summary.json",
+        model=f"{RESULTS}/checkpoints/{{model}}/final/best.pt",
+        history=f"{RESULTS}/checkpoints/{{model}}/final/history.csv",
     params:
-        out=f"{RESULTS}/checkpoints/{{model}}",
+        py=PY,
+        out=lambda wc, output: os.path.dirname(output.summary),
     log:
         f"{RESULTS}/logs/train/{{model}}.log",
     benchmark:
@@ -32,6 +33,11 @@ rule train:
     threads: lambda wc: model_threads(wc.model)
     resources:
         gpu=gpu_resource,
+        mem_mb=model_mem_mb,
+        runtime=train_runtime,
+        cpus_per_task=lambda wc, threads: threads,
+    conda:
+        "../envs/vhe.yaml"
     shell:
         r"""
         out={params.out:q}
@@ -41,8 +47,10 @@ rule train:
             : > {log:q}
         fi
         OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
-            {PY:q} -m experiments.train --config {input.config:q} --out "$out" >> {log:q} 2>&1
+            {params.py:q} -m experiments.train --config {input.config:q} --out "$out" >> {log:q} 2>&1
         for f in best.pt history.csv; do
             [ -s "$out/$f" ] || {{ echo "[pipeline] experiments.train finished without writing $out/$f" | tee -a {log:q} >&2; exit 1; }}
         done
+        cp -f "$out/best.pt" {output.model:q}
+        cp -f "$out/history.csv" {output.history:q}
         """

@@ -6,7 +6,7 @@
 
 The expected files for a config (prepared data, every model's config, best.pt, history.csv,
 train_summary.json and metrics JSON, the sample figures, the structured grids, the tables,
-figures and the summary page) come from ``paper_figures.outputs.expected_outputs``, the same
+figures and the summary page) come from ``pipeline.outputs.expected_outputs``, the same
 list the Snakefile's ``all`` rule builds. Exits 1 naming every missing or empty file, 2 on
 a bad config.
 """
@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 def expected(configfile, root: Path) -> list[Path]:
     from experiments.config import load_config
-    from paper_figures.outputs import expected_outputs
+    from pipeline.outputs import expected_outputs
 
     cfg = load_config(configfile)
     return [root / p for p in expected_outputs(cfg)]
