@@ -25,7 +25,9 @@ from pathlib import Path
 
 import torch
 
-from analysis.evaluate import accuracy_summary, write_json_atomic
+from analysis.evaluate import accuracy_summary
+from experiments.artifacts import provenance
+from vhe.files import write_json
 from vhe.baselines import mhd_classify, pixel_nearest_neighbour
 from vhe.data.fetch import DataIntegrityError
 from vhe.data.runs import OneShotRun, load_lake_runs, load_runs
@@ -109,12 +111,6 @@ def baselines(runs_28: list[OneShotRun], runs_105: list[OneShotRun], max_runs: i
     return {"lake_runs": results, "definitions": definitions, "eval_seconds": seconds}
 
 
-def _provenance() -> dict:
-    from experiments.trainer import provenance
-
-    return provenance({}, torch.device("cpu"))
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m analysis.baselines", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -134,9 +130,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError, DataIntegrityError) as e:  # RunMismatchError, a bad or missing file
         print(f"analysis.baselines: {e}", file=sys.stderr)
         return 2
-    res["provenance"] = _provenance()
+    res["provenance"] = provenance()
     res["eval_seconds"]["with_loading"] = round(time.perf_counter() - t0, 3)
-    write_json_atomic({k: res[k] for k in ("lake_runs", "definitions", "provenance", "eval_seconds")}, Path(args.out))
+    write_json({k: res[k] for k in ("lake_runs", "definitions", "provenance", "eval_seconds")}, Path(args.out))
     for key, v in res["lake_runs"].items():
         print(f"{key}: {100 * v['accuracy']:.1f}% ({v['correct']}/{v['n_trials']}, {v['n_runs']} runs; "
               f"95% CI {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f}%)")

@@ -19,7 +19,7 @@ is better):
   ``elbo`` is -ELBO / |X| with the same samples (mean of log w instead of logsumexp), so
   ``nll_estimate <= elbo`` class by class (``per_class``). For the VAE (no class latent)
   log p(X) is the sum of the per-image log p(x_i).
-* ``test_bound`` / ``train_bound``: minus the training objective (``model.score`` with the
+* ``bounds.test.value`` / ``bounds.train.value``: minus the training objective (``model.score`` with the
   objective's ``rescale``, sizes = class sizes, kl_factor 1) per target image, one episode per
   image of the test classes / of as many training (background) classes, with support sets drawn
   like training ones (the training loader's k_shot and resample).
@@ -41,7 +41,6 @@ class does not determine, e.g. the factorial model's texture t) is null and its 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import sys
@@ -54,9 +53,11 @@ import torch
 from tqdm.auto import tqdm
 
 import vhe
-from vhe.evaluate import CLASSIFY_METHODS, EvaluationError, classify, eval_mode, kl_class, log_marginal
-from vhe.files import atomic_write_text
+from vhe.evaluate import EvaluationError, classify, eval_mode, kl_class, log_marginal
+from vhe.files import json_ready, write_json
 from vhe.loader import encode_labels
+from experiments.artifacts import provenance, save_figure
+from experiments.sections import Evaluation
 
 log = logging.getLogger("analysis.evaluate")
 
@@ -65,6 +66,17 @@ __all__ = ["evaluate", "main", "parse_args", "class_structure", "wilson_interval
 
 #: per-element latents (one value per image); every other latent must be class-level
 ELEMENT_LATENTS = ("z",)
+#: why a metric can be non-finite (written as null and listed under ``non_finite``), by key prefix
+NON_FINITE_REASONS = {
+    "nll_estimate": "the importance-sampled log-likelihood is not finite: the checkpoint's weights or outputs "
+                    "are nan/inf (a diverged model)",
+    "nll_stderr": "the log-likelihood is not finite (see nll_estimate)",
+    "elbo": "the bound is not finite: a diverged model",
+    "per_class": "a class's log-likelihood or bound is not finite: a diverged model",
+    "bounds": "the bound is not finite: a diverged model",
+    "kl_c": "KL(c) is not finite: the encoder's outputs are nan/inf (a diverged model)",
+    "classification": "a classification score is not finite: a diverged model",
+}
 #: the latent shared by the images of one character
 CLASS_LATENT = "c"
 #: how each latent's groups are labelled in an OmniglotSet
@@ -78,7 +90,7 @@ MIN_UNITS_NORMAL = 10
 OUTPUT_KEYS = (
     "model", "experiment", "objective", "decoder", "run", "seed", "provenance", "checkpoint", "evaluation",
     "graph", "K", "n_classes", "images_per_class", "test_classes", "nll_estimate", "nll_stderr", "elbo",
-    "nll_per_image", "nll_n_samples", "per_class", "test_bound", "train_bound", "bounds", "kl_c", "classification",
+    "per_class", "bounds", "kl_c", "classification",
     "not_defined", "figures", "eval_seconds",
 )
 
@@ -173,35 +185,6 @@ def accuracy_summary(units: list[dict], unit: str) -> dict:
     return out
 
 
-def _finite_or_none(v, where, bad):
-    if isinstance(v, float) and not math.isfinite(v):
-        bad.append(where)
-        return None
-    return v
-
-
-def _clean(obj, where="", bad=None):
-    """JSON-ready copy: tensors/numpy -> python, non-finite floats -> None (collected in ``bad``)."""
-    bad = [] if bad is None else bad
-    if isinstance(obj, torch.Tensor):
-        obj = obj.detach().cpu().tolist()
-    if isinstance(obj, np.ndarray):
-        obj = obj.tolist()
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, dict):
-        return {str(k): _clean(v, f"{where}.{k}" if where else str(k), bad) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v, f"{where}[{i}]", bad) for i, v in enumerate(obj)]
-    if isinstance(obj, (Path, torch.device)):
-        return str(obj)
-    return _finite_or_none(obj, where, bad)
-
-
-def write_json_atomic(obj, path) -> Path:
-    return atomic_write_text(json.dumps(obj, indent=2, allow_nan=False) + "\n", path)
-
-
 class _Timer:
     def __init__(self):
         self.seconds = {}
@@ -294,12 +277,13 @@ def kl_c_section(model, X, k, n_samples, elem, seed, class_chunk=32):
 
 def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, method="conditional"):
     """Accuracy of one estimator on one-shot runs (accuracy_summary + per-run results + per_trial)."""
-    units, per_trial = [], []
+    units, per_trial, non_finite = [], [], 0
     for r in tqdm(runs, desc=f"{desc} ({method})", disable=None):
         support = r.support.to(device=device, dtype=torch.float32).unsqueeze(1)  # (W, 1, C, H, W)
         query = r.query.to(device=device, dtype=torch.float32)
-        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements,
-                           method=method)
+        pred, scores = classify(model, support, query, n_samples=n_samples, per_element=elem,
+                                max_elements=max_elements, method=method)
+        non_finite += _non_finite_trials(scores)
         hits = (pred.cpu() == torch.as_tensor(r.answer).cpu()).long()
         correct = int(hits.sum())
         per_trial += hits.tolist()
@@ -308,6 +292,20 @@ def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, meth
     out = accuracy_summary(units, "run")
     out.update(n_way=sorted({u["n_way"] for u in units}), shot=1, method=method, n_samples=n_samples, runs=units,
                per_trial=per_trial)
+    return _mark_non_finite(out, non_finite)
+
+
+def _non_finite_trials(scores: torch.Tensor) -> int:
+    """Trials (rows of a (Q, W) score matrix) with a non-finite score."""
+    return int((~torch.isfinite(scores.reshape(len(scores), -1))).any(dim=1).sum())
+
+
+def _mark_non_finite(out: dict, n: int) -> dict:
+    """A summary whose trials had non-finite scores (a diverged model) gets NaN accuracy and
+    intervals (written as null, with the reason, by vhe.files.write_json) and ``non_finite_trials``."""
+    if n:
+        nan = float("nan")
+        out.update(accuracy=nan, ci95=[nan, nan], ci95_wilson=[nan, nan], non_finite_trials=n)
     return out
 
 
@@ -323,7 +321,7 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
                            f"evaluation set has {len(eligible)}"}
     members = {int(c): (dataset.character == c).nonzero().flatten() for c in eligible.tolist()}
     g = torch.Generator().manual_seed(int(seed))
-    units, per_trial = [], []
+    units, per_trial, non_finite = [], [], 0
     for _ in tqdm(range(n_episodes), desc=f"{way}-way {shot}-shot ({method})", disable=None):
         chars = eligible[torch.randperm(len(eligible), generator=g)[:way]]
         sup, qry = [], []
@@ -334,14 +332,15 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
             qry.append(dataset.images[pick[shot]])
         support = torch.stack(sup).to(device=device, dtype=torch.float32)
         query = torch.stack(qry).to(device=device, dtype=torch.float32)
-        pred, _ = classify(model, support, query, n_samples=n_samples, per_element=elem, max_elements=max_elements,
-                           method=method)
+        pred, scores = classify(model, support, query, n_samples=n_samples, per_element=elem,
+                                max_elements=max_elements, method=method)
+        non_finite += _non_finite_trials(scores)
         hits = (pred.cpu() == torch.arange(way)).long()
         per_trial += hits.tolist()
         units.append({"n_queries": way, "correct": int(hits.sum())})
     out = accuracy_summary(units, "episode")
     out.update(way=way, shot=shot, queries_per_episode=way, method=method, n_samples=n_samples, per_trial=per_trial)
-    return out
+    return _mark_non_finite(out, non_finite)
 
 
 def validation_runs(cfg, n_runs: int, n_way: int, seed: int):
@@ -430,14 +429,22 @@ def samples_figure(model, name, path_png, eval_set=None, cls_latents=(), n_rows=
     ax.imshow(canvas.clip(0, 1), interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
-    path_png = Path(path_png)
-    path_png.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for p in (path_png, path_png.with_suffix(".pdf")):
-        fig.savefig(p, dpi=150, bbox_inches="tight")
-        out.append(str(p))
-    plt.close(fig)
-    return out
+    return save_figure(fig, path_png)
+
+
+def placeholder_figure(path_png, text: str) -> list[str]:
+    """A figure that says why there is nothing to show (PNG + PDF at ``path_png``)."""
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2))
+    ax.set_axis_off()
+    ax.text(0.5, 0.5, textwrap.fill(text, 70), ha="center", va="center", fontsize=8, transform=ax.transAxes)
+    return save_figure(fig, path_png)
 
 
 # --------------------------------------------------------------------------- main routine
@@ -450,25 +457,6 @@ def _load_model(exp, checkpoint, device):
         if key in ckpt:
             info[key] = ckpt[key]
     return info
-
-
-def _provenance(cfg, device) -> dict:
-    try:
-        from experiments.trainer import provenance
-
-        return provenance(cfg, device)
-    except ImportError:  # pragma: no cover - the trainer is part of the project
-        from datetime import datetime, timezone
-
-        return {"git_commit": "unknown", "torch": torch.__version__, "device": str(device),
-                "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def effective_evaluation(ev: dict, decoder: str | None) -> dict:
-    """The evaluation section with ``per_decoder[decoder]``'s overrides applied (no per_decoder key)."""
-    out = {k: v for k, v in ev.items() if k != "per_decoder"}
-    out.update((k, v) for k, v in ((ev.get("per_decoder") or {}).get(decoder) or {}).items() if v is not None)
-    return out
 
 
 def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
@@ -487,10 +475,10 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
     with timer("setup"):
         cfg = load_config(cfg)
         m = cfg["model"]
-        ev = effective_evaluation(cfg["evaluation"], m.get("decoder"))
-        max_elements = int(max_elements if max_elements is not None else ev["max_elements"])
+        ev = Evaluation.of(cfg["evaluation"]).for_decoder(m.get("decoder"))
+        max_elements = int(max_elements if max_elements is not None else ev.max_elements)
         device = resolve_device(device if device is not None else cfg.get("device", "auto"))
-        seed = int(ev.get("seed", 0))
+        seed = int(ev.seed)
         threads = (m.get("train") or {}).get("num_threads")
         if threads and device.type == "cpu":
             torch.set_num_threads(int(threads))
@@ -499,16 +487,16 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         model, objective = exp.model, exp.objective
         ckpt_info = _load_model(exp, checkpoint, device)
 
-    K = int(ev["n_samples"])
+    K = int(ev.n_samples)
     res = {
         "model": m.get("name"), "experiment": m.get("experiment"), "objective": m.get("objective"),
         "decoder": m.get("decoder"), "run": cfg.get("run"), "seed": cfg.get("seed"),
-        "provenance": _provenance(cfg, device), "checkpoint": ckpt_info,
-        "evaluation": {**ev, "device": str(device), "max_elements": max_elements, "batch_size": batch_size},
+        "provenance": provenance(cfg, device, seed), "checkpoint": ckpt_info,
+        "evaluation": {**ev.to_dict(), "device": str(device), "max_elements": max_elements, "batch_size": batch_size},
         "graph": {"latents": list(model.order)},
         "K": K, "n_classes": None, "images_per_class": None, "test_classes": None,
-        "nll_estimate": None, "nll_stderr": None, "elbo": None, "nll_per_image": None, "nll_n_samples": K,
-        "per_class": None, "test_bound": None, "train_bound": None, "bounds": None, "kl_c": None,
+        "nll_estimate": None, "nll_stderr": None, "elbo": None,
+        "per_class": None, "bounds": None, "kl_c": None,
         "classification": None, "not_defined": {}, "figures": {},
     }
     nd = res["not_defined"]
@@ -519,14 +507,20 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         cls, elem, structure_error = [], list(ELEMENT_LATENTS), str(e)
     res["graph"].update(class_latents=cls, element_latents=elem)
 
+    diverged = None
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        diverged = (f"the checkpoint's weights are not finite (a diverged model, step {ckpt_info.get('step')}): "
+                    f"nothing to evaluate; retrain with a lower train.lr or a tighter train.grad_clip")
+        log.error("%s: %s", m.get("name"), diverged)
+        res["diverged"] = diverged
     eval_set = None
-    if structure_error:
-        for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "classification"):
-            nd[key] = structure_error
+    if structure_error or diverged:
+        for key in ("nll_estimate", "elbo", "bounds", "kl_c", "classification"):
+            nd[key] = diverged or structure_error
     else:
         with timer("data"):
             eval_set = datasets.load_split(cfg, "evaluation")
-            Xu, idx, names = test_classes(eval_set, ev.get("max_classes"))
+            Xu, idx, names = test_classes(eval_set, ev.max_classes)
             X = Xu.to(device=device, dtype=torch.float32)
         B, N = X.shape[:2]
         res.update(n_classes=B, images_per_class=N, test_classes=names)
@@ -539,7 +533,6 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
                 res.update(nll_estimate=float(nll.mean()), elbo=float(nelbo.mean()),
                            nll_stderr=float(nll.std() / math.sqrt(B)) if B > 1 else 0.0,
                            per_class={"nll": nll.tolist(), "elbo": nelbo.tolist()})
-                res["nll_per_image"] = res["nll_estimate"]
             except EvaluationError as e:
                 nd["nll_estimate"] = nd["elbo"] = str(e)
 
@@ -557,13 +550,12 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
                 train_targets = (train_set.character < n_train).nonzero().flatten()
                 train_b = bound(model, objective, train_set, train_targets, k_shot, resample, bs, seed + 3,
                                 device, "train bound")
-                res.update(test_bound=test_b["value"], train_bound=train_b["value"],
-                           bounds={"test": test_b, "train": train_b,
+                res.update(bounds={"test": test_b, "train": train_b,
                                    "definition": "minus model.score (the training objective, kl_factor 1, the "
                                                  "objective's rescale, sizes = class sizes) per target image; "
                                                  "support sets drawn like training episodes"})
             except EvaluationError as e:
-                nd["test_bound"] = nd["train_bound"] = str(e)
+                nd["bounds"] = str(e)
 
         # ---- KL(c)
         _seed(seed, 3)
@@ -582,20 +574,20 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
             nd["classification"] = (f"classification needs a class-level latent shared by the support set and the "
                                     f"query; this model's latents {model.order} are all per-image")
         else:
-            ns = int(ev["classification_samples"])
-            methods = list(ev["estimators"])
+            ns = int(ev.classification_samples)
+            methods = list(ev.estimators)
             out_cls = {"estimators": methods, "n_samples": ns}
             try:
                 sets = {}
-                vr = ev["validation_runs"]
+                vr = ev.validation_runs
                 if vr["n_runs"] > 0:
                     try:
                         sets["validation_runs"] = validation_runs(cfg, vr["n_runs"], vr["n_way"], seed + 6)
                     except ValueError as e:  # e.g. no validation alphabet has n_way characters
                         nd["classification.validation_runs"] = str(e)
-                if ev.get("lake_runs"):
-                    sets["lake_runs"] = datasets.load_split(cfg, "lake_runs")[:ev.get("max_runs") or None]
-                n_within = int(ev.get("within_alphabet_runs") or 0)
+                if ev.lake_runs:
+                    sets["lake_runs"] = datasets.load_split(cfg, "lake_runs")[:ev.max_runs or None]
+                n_within = int(ev.within_alphabet_runs)
                 if n_within > 0:
                     sets["within_alphabet_runs"] = datasets.load_split(cfg, "within_alphabet_runs")[:n_within]
                 for key, runs in sets.items():
@@ -605,17 +597,17 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
                             _seed(seed, 4 + i)
                             out_cls[key][method] = classify_runs(model, runs, ns, elem, device, max_elements,
                                                                  key.replace("_", " "), method=method)
-                eps = ev.get("episodes") or {}
+                eps = ev.episodes
                 with timer("episodes"):
                     out_eps = {}
-                    for way in eps.get("ways", []):
-                        for shot in eps.get("shots", []):
+                    for way in eps["ways"]:
+                        for shot in eps["shots"]:
                             ep_seed = seed + 1000 * int(way) + int(shot)
                             entry = out_eps[f"{way}way_{shot}shot"] = {}
                             for method in methods:
                                 _seed(ep_seed)
                                 entry[method] = classify_episodes(
-                                    model, eval_set, int(way), int(shot), int(eps.get("n_episodes", 100)), ns,
+                                    model, eval_set, int(way), int(shot), int(eps["n_episodes"]), ns,
                                     elem, ep_seed, device, max_elements, method=method)
                     out_cls["episodes"] = out_eps
                 res["classification"] = out_cls
@@ -629,19 +621,36 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
             note = None
             if structure_error:
                 note = "(class-conditional sampling from a test character is not defined for this graph)"
-            res["figures"]["samples"] = samples_figure(model, m.get("name"), png, eval_set=eval_set,
-                                                       cls_latents=cls, seed=seed, note=note)
+            if diverged:
+                res["figures"]["samples"] = placeholder_figure(png, f"{m.get('name')}: no samples: {diverged}")
+            else:
+                res["figures"]["samples"] = samples_figure(model, m.get("name"), png, eval_set=eval_set,
+                                                           cls_latents=cls, seed=seed, note=note)
 
     timer.seconds["total"] = round(time.perf_counter() - t_start, 3)
     res["eval_seconds"] = dict(timer.seconds)
-    bad = []
-    res = _clean(res, bad=bad)
-    if bad:
-        log.warning("non-finite values written as null: %s", ", ".join(bad))
-        res.setdefault("non_finite", bad)
     if out is not None:
-        write_json_atomic(res, out)
-    return res
+        bad = write_json(res, out, reasons=NON_FINITE_REASONS)
+        if bad:
+            log.warning("non-finite values written as null (listed under non_finite): %s", ", ".join(bad))
+    clean = json_ready(res)
+    _log_wandb(cfg, m, clean, checkpoint)
+    return clean
+
+
+def _log_wandb(cfg, m, res: dict, checkpoint) -> None:
+    """The evaluation into the model's W&B run (experiments.tracking; nothing when disabled)."""
+    if (cfg.get("wandb") or {}).get("mode", "disabled") == "disabled":
+        return
+    import pandas as pd
+
+    from experiments import tracking
+    from paper_figures.metrics import COLUMNS, evaluate_rows
+
+    info = {k: m.get(k) for k in ("experiment", "objective", "decoder")}
+    rows = pd.DataFrame(evaluate_rows(m.get("name"), info, res, "evaluation"), columns=COLUMNS)
+    images = {"eval/samples": p for p in (res.get("figures") or {}).get("samples") or [] if str(p).endswith(".png")}
+    tracking.log_evaluation(cfg, m.get("name"), checkpoint, rows, images)
 
 
 def parse_args(argv=None):
@@ -707,7 +716,8 @@ def main(argv=None) -> int:
 
     lines = [f"{res['model']}: -log p(X)/|X| = {fmt(res['nll_estimate'])} nats (K={res['K']}, "
              f"{res['n_classes']} classes x {res['images_per_class']}), -ELBO = {fmt(res['elbo'])}, "
-             f"test bound = {fmt(res['test_bound'])}, train bound = {fmt(res['train_bound'])}"]
+             f"test bound = {fmt((res['bounds'] or {}).get('test', {}).get('value'))}, "
+             f"train bound = {fmt((res['bounds'] or {}).get('train', {}).get('value'))}"]
     if res.get("kl_c"):
         lines.append(f"  KL(c) = {fmt(res['kl_c']['mean'])} ± {fmt(res['kl_c']['std'])} nats")
     cl = res.get("classification") or {}

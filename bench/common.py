@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,8 +12,10 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from experiments.artifacts import git_commit
+from vhe.files import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,15 +35,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=ROOT)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def load_average() -> list[float] | None:
@@ -67,7 +58,7 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "cuda_available": torch.cuda.is_available(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "git_commit": _git_commit(),
+        "git_commit": git_commit(),
     }
     return info
 
@@ -91,23 +82,6 @@ def finish(result: dict, name: str, out: str | os.PathLike | None, columns: list
     write_json(result, path)
     print(f"wrote {path}")
     return result
-
-
-def write_json(obj, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    return path
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, (torch.device, torch.dtype, Path)):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _fmt(v) -> str:

@@ -14,6 +14,7 @@ import torch
 import vhe
 
 from . import datasets
+from .sections import Nets, Train
 from .common import (Experiment, dihedral_transform, image_encoder, loaders, make_decoder, model_section,
                      set_encoder)
 
@@ -22,19 +23,19 @@ __all__ = ["build"]
 
 def build(cfg, device) -> Experiment:
     m = model_section(cfg)
-    nets, tr = m["nets"], m["train"]
-    objective = vhe.get_objective(m.get("objective", "vhe"))
+    nets, tr = Nets.of(m["nets"]), Train.of(m["train"])
+    objective = vhe.get_objective(m["objective"])
     train_set, val_set = datasets.train_val_sets(cfg)
-    c_dim, z_dim = nets["c_dim"], nets["z_dim"]
+    c_dim, z_dim = nets.c_dim, nets.z_dim
     enc_c = set_encoder(nets, "c", c_dim)
     enc_z = image_encoder(nets, "z", z_dim, parents=("c",), parent_dims={"c": c_dim})
-    decoder = make_decoder(nets, m.get("decoder", "deconv"), parents=("c", "z"), parent_dims={"c": c_dim, "z": z_dim})
+    decoder = make_decoder(nets, m["decoder"], parents=("c", "z"), parent_dims={"c": c_dim, "z": z_dim})
     model = vhe.VHE(encoder=[enc_c, enc_z], decoder=decoder).to(device)
     transforms = [dihedral_transform(["c", "z"])] if cfg["data"].get("augment_dihedral") else []
     train, val = loaders(
         cfg, train_set, val_set,
         labels=lambda s: {"c": s.character, "z": torch.arange(len(s))},
-        k_shot={"c": tr["k_shot"], "z": 1}, resample={"c": objective.resample, "z": True},
+        k_shot={"c": tr.k_shot, "z": 1}, resample={"c": objective.resample, "z": True},
         device=device, transforms=transforms)
     info = {"train_images": len(train_set), "train_characters": train_set.n_classes * (8 if transforms else 1),
             "val_images": len(val_set), "val_characters": val_set.n_classes}

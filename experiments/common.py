@@ -9,6 +9,8 @@ import torch
 import vhe
 from vhe.nets import DeconvDecoder, GaussianImageEncoder, GaussianSetEncoder, PixelCNNDecoder
 
+from .sections import Nets, Train
+
 __all__ = ["Experiment", "resolve_device", "model_section", "set_encoder", "image_encoder", "make_decoder"]
 
 
@@ -55,33 +57,34 @@ def model_section(cfg: Mapping) -> dict:
     return cfg["model"]
 
 
-def _trunk_kwargs(nets: Mapping) -> dict:
-    return {"hidden": nets["hidden"], "channels": nets.get("conv_channels", 32),
-            "n_conv_layers": nets.get("conv_layers", 4)}
+def _trunk_kwargs(nets) -> dict:
+    nets = Nets.of(nets)
+    return {"hidden": nets.hidden, "channels": nets.conv_channels, "n_conv_layers": nets.conv_layers}
 
 
-def set_encoder(nets: Mapping, variable: str, latent_dim: int, parents: Sequence[str] = (),
+def set_encoder(nets, variable: str, latent_dim: int, parents: Sequence[str] = (),
                 parent_dims: Mapping | None = None) -> GaussianSetEncoder:
     """q(variable | D, parents) sized by the ``nets`` section."""
     return GaussianSetEncoder(variable, latent_dim, parents=tuple(parents), parent_dims=parent_dims or None,
                               **_trunk_kwargs(nets))
 
 
-def image_encoder(nets: Mapping, variable: str, latent_dim: int, parents: Sequence[str] = (),
+def image_encoder(nets, variable: str, latent_dim: int, parents: Sequence[str] = (),
                   parent_dims: Mapping | None = None) -> GaussianImageEncoder:
     """q(variable | x, parents) sized by the ``nets`` section."""
     return GaussianImageEncoder(variable, latent_dim, parents=tuple(parents), parent_dims=parent_dims or None,
                                 **_trunk_kwargs(nets))
 
 
-def make_decoder(nets: Mapping, decoder: str, parents: Sequence[str], parent_dims: Mapping, variable: str = "x",
+def make_decoder(nets, decoder: str, parents: Sequence[str], parent_dims: Mapping, variable: str = "x",
                  out_channels: int = 1):
     """p(x | parents): ``deconv`` (DeconvDecoder) or ``pixelcnn`` (gated PixelCNNDecoder)."""
+    nets = Nets.of(nets)
     if decoder == "deconv":
         return DeconvDecoder(variable, parents=tuple(parents), parent_dims=dict(parent_dims), out_channels=out_channels,
-                             hidden=nets["hidden"], channels=nets.get("deconv_channels", 64))
+                             hidden=nets.hidden, channels=nets.deconv_channels)
     if decoder == "pixelcnn":
-        p = nets["pixelcnn"]
+        p = nets.pixelcnn
         return PixelCNNDecoder(variable, parents=tuple(parents), parent_dims=dict(parent_dims),
                                out_channels=out_channels, n_layers=p["n_layers"], channels=p["channels"],
                                kernel_size=p["kernel_size"], cond_channels=p["cond_channels"])
@@ -96,13 +99,13 @@ def loaders(cfg: Mapping, train_set, val_set, labels, k_shot: Mapping, resample,
     targets per support set; the validation loader (no transforms, one target per support set, so
     validation bounds compare across T) with ``seed + 1``. Images stay uint8 on ``device`` and come out float32.
     """
-    tr = model_section(cfg)["train"]
-    seed = int(cfg.get("seed", 0))
-    common = dict(k_shot=dict(k_shot), batch_size=tr["batch_size"], resample=resample, device=device,
+    tr = Train.of(model_section(cfg)["train"])
+    seed = int(cfg["seed"])
+    common = dict(k_shot=dict(k_shot), batch_size=tr.batch_size, resample=resample, device=device,
                   dtype=torch.float32)
     train = vhe.DataLoader(train_set.images, labels=labels(train_set), transforms=list(transforms), shuffle=True,
-                           drop_last=len(train_set) >= tr["batch_size"], seed=seed,
-                           targets_per_class=tr["targets_per_class"], **common)
+                           drop_last=len(train_set) >= tr.batch_size, seed=seed,
+                           targets_per_class=tr.targets_per_class, **common)
     val = vhe.DataLoader(val_set.images, labels=labels(val_set), shuffle=True, drop_last=False, seed=seed + 1,
                          **common)
     return train, val

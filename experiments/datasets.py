@@ -60,7 +60,7 @@ def train_val_sets(cfg: Mapping, name: str = "background"):
     from vhe.data.omniglot import split_validation
 
     s = load_split(cfg, name)
-    frac = (cfg.get("data") or {}).get("val_fraction", 0.1)
+    frac = cfg["data"]["val_fraction"]
     if s.n_classes < 2:
         raise ValueError(f"{_path(cfg, name)} has {s.n_classes} character(s); need at least 2 to hold out validation")
-    return split_validation(s, fraction=frac, seed=int(cfg.get("seed", 0)))
+    return split_validation(s, fraction=frac, seed=int(cfg["seed"]))

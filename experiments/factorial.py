@@ -29,6 +29,7 @@ import vhe
 from vhe.data.textures import TexturedSet
 
 from . import datasets
+from .sections import Nets
 from .common import Experiment, image_encoder, make_decoder, model_section, set_encoder
 from .hierarchical import episode_loaders
 
@@ -39,12 +40,12 @@ __all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "load_textured",
 def make_model(cfg, device=None) -> vhe.VHE:
     """The factorial VHE of ``cfg["model"]`` (no data needed)."""
     m = model_section(cfg)
-    nets = m["nets"]
-    c_dim, t_dim, z_dim = nets["c_dim"], nets["t_dim"], nets["z_dim"]
+    nets = Nets.of(m["nets"])
+    c_dim, t_dim, z_dim = nets.c_dim, nets.t_dim, nets.z_dim
     enc_c = set_encoder(nets, "c", c_dim)
     enc_t = set_encoder(nets, "t", t_dim)
     enc_z = image_encoder(nets, "z", z_dim, parents=("c", "t"), parent_dims={"c": c_dim, "t": t_dim})
-    decoder = make_decoder(nets, m.get("decoder", "deconv"), parents=("c", "t", "z"),
+    decoder = make_decoder(nets, m["decoder"], parents=("c", "t", "z"),
                            parent_dims={"c": c_dim, "t": t_dim, "z": z_dim})
     model = vhe.VHE(encoder=[enc_c, enc_t, enc_z], decoder=decoder)
     return model.to(device) if device is not None else model
@@ -104,13 +105,13 @@ def split_textured(s: TexturedSet, fraction: float, seed: int = 0) -> tuple[Text
 
 
 def train_val_textured(cfg) -> tuple[TexturedSet, TexturedSet]:
-    return split_textured(load_textured(cfg), (cfg.get("data") or {}).get("val_fraction", 0.1),
-                          seed=int(cfg.get("seed", 0)))
+    return split_textured(load_textured(cfg), cfg["data"]["val_fraction"],
+                          seed=int(cfg["seed"]))
 
 
 def build(cfg, device) -> Experiment:
     m = model_section(cfg)
-    objective = vhe.get_objective(m.get("objective", "vhe"))
+    objective = vhe.get_objective(m["objective"])
     train_set, val_set = train_val_textured(cfg)
     model = make_model(cfg, device)
     train, val, k_shot = episode_loaders(

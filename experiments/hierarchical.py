@@ -4,7 +4,7 @@ Graph: q(a | D_a) (GaussianSetEncoder) with prior p(a) = N(0, I); q(c | D_c, a) 
 with parent a) with the learned prior p(c | a) (GaussianConditionalPrior); q(z | x, c)
 (GaussianImageEncoder) with p(z) = N(0, I); decoder p(x | c, z), deconv or PixelCNN.
 
-labels {"a": alphabet, "c": character, "z": range(N)}, k_shot {"a": A_K_SHOT (10 images drawn
+labels {"a": alphabet, "c": character, "z": range(N)}, k_shot {"a": train.k_shot_alphabet (10 images drawn
 from the whole alphabet, across its characters), "c": train.k_shot, "z": 1}; so batch.sizes are
 |X_a| = images of the target's alphabet, |X_c| = images of its character (20 in Omniglot),
 |X_z| = 1, and each KL is divided by its own group size (``rescale``). A k_shot larger than the
@@ -25,24 +25,24 @@ from vhe.loader import encode_labels
 from vhe.nets import GaussianConditionalPrior
 
 from . import datasets
+from .sections import Nets, Train
 from .common import (Experiment, dihedral_transform, image_encoder, make_decoder, model_section, set_encoder)
 
-__all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "capped_k_shot", "episode_loaders", "A_K_SHOT"]
+__all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "capped_k_shot", "episode_loaders"]
 
 #: |D_a|: images drawn from the target's alphabet (across its characters) for q(a | D_a)
-A_K_SHOT = 10  # default of train.k_shot_alphabet (config/schema.json)
 
 
 def make_model(cfg, device=None) -> vhe.VHE:
     """The hierarchical VHE of ``cfg["model"]`` (no data needed)."""
     m = model_section(cfg)
-    nets = m["nets"]
-    a_dim, c_dim, z_dim = nets["a_dim"], nets["c_dim"], nets["z_dim"]
+    nets = Nets.of(m["nets"])
+    a_dim, c_dim, z_dim = nets.a_dim, nets.c_dim, nets.z_dim
     enc_a = set_encoder(nets, "a", a_dim)
     enc_c = set_encoder(nets, "c", c_dim, parents=("a",), parent_dims={"a": a_dim})
     enc_z = image_encoder(nets, "z", z_dim, parents=("c",), parent_dims={"c": c_dim})
-    prior_c = GaussianConditionalPrior("c", c_dim, parents=("a",), parent_dims={"a": a_dim}, hidden=nets["hidden"])
-    decoder = make_decoder(nets, m.get("decoder", "deconv"), parents=("c", "z"), parent_dims={"c": c_dim, "z": z_dim})
+    prior_c = GaussianConditionalPrior("c", c_dim, parents=("a",), parent_dims={"a": a_dim}, hidden=nets.hidden)
+    decoder = make_decoder(nets, m["decoder"], parents=("c", "z"), parent_dims={"c": c_dim, "z": z_dim})
     model = vhe.VHE(encoder=[enc_a, enc_c, enc_z], decoder=decoder, prior=[prior_c])
     return model.to(device) if device is not None else model
 
@@ -53,8 +53,8 @@ def labels_of(s) -> dict:
 
 
 def wanted_k_shot(cfg) -> dict:
-    tr = model_section(cfg)["train"]
-    return {"a": int(tr.get("k_shot_alphabet", A_K_SHOT)), "c": int(tr["k_shot"]), "z": 1}
+    tr = Train.of(model_section(cfg)["train"])
+    return {"a": int(tr.k_shot_alphabet), "c": int(tr.k_shot), "z": 1}
 
 
 def capped_k_shot(labels: Mapping, wanted: Mapping) -> dict:
@@ -71,14 +71,14 @@ def episode_loaders(cfg, train_set, val_set, labels, k_shot: Mapping, resample, 
 
     Returns (train loader, validation loader, {"train": k_shot, "val": k_shot}).
     """
-    tr = model_section(cfg)["train"]
-    seed = int(cfg.get("seed", 0))
-    common = dict(batch_size=tr["batch_size"], resample=resample, device=device, dtype=torch.float32)
+    tr = Train.of(model_section(cfg)["train"])
+    seed = int(cfg["seed"])
+    common = dict(batch_size=tr.batch_size, resample=resample, device=device, dtype=torch.float32)
     k_train = capped_k_shot(labels(train_set), k_shot)
     k_val = capped_k_shot(labels(val_set), k_train)
     train = vhe.DataLoader(train_set.images, labels=labels(train_set), k_shot=k_train, transforms=list(transforms),
-                           shuffle=True, drop_last=len(train_set) >= tr["batch_size"], seed=seed,
-                           targets_per_class=tr["targets_per_class"], group="c", **common)
+                           shuffle=True, drop_last=len(train_set) >= tr.batch_size, seed=seed,
+                           targets_per_class=tr.targets_per_class, group="c", **common)
     val = vhe.DataLoader(val_set.images, labels=labels(val_set), k_shot=k_val, shuffle=True, drop_last=False,
                          seed=seed + 1, **common)
     return train, val, {"train": k_train, "val": k_val}
@@ -86,7 +86,7 @@ def episode_loaders(cfg, train_set, val_set, labels, k_shot: Mapping, resample, 
 
 def build(cfg, device) -> Experiment:
     m = model_section(cfg)
-    objective = vhe.get_objective(m.get("objective", "vhe"))
+    objective = vhe.get_objective(m["objective"])
     train_set, val_set = datasets.train_val_sets(cfg)
     model = make_model(cfg, device)
     transforms = [dihedral_transform(["a", "c", "z"])] if cfg["data"].get("augment_dihedral") else []

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from pathlib import Path
 
-import torch
 
 from .common import Experiment, model_section, resolve_device
 

@@ -50,26 +50,22 @@ import json
 import logging
 import math
 import os
-import platform
 import random
-import socket
-import subprocess
-import sys
 import time
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
-from vhe.files import atomic_path, atomic_write_text
+from vhe.files import atomic_path, atomic_write_text, write_json
 
 import numpy as np
 import torch
 
+from .artifacts import provenance
 from .checkpoints import CheckpointFormatError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .common import Experiment, model_section, resolve_device
+from .sections import Train
 from .config import dump_json_if_changed, load_config
 
-__all__ = ["Trainer", "TrainingDiverged", "train", "lr_lambda", "provenance"]
+__all__ = ["Trainer", "TrainingDiverged", "train", "lr_lambda"]
 
 log = logging.getLogger("experiments.trainer")
 class TrainingDiverged(RuntimeError):
@@ -77,47 +73,19 @@ class TrainingDiverged(RuntimeError):
 
 
 # ------------------------------------------------------------------------ helpers
-def lr_lambda(train_cfg: dict):
+def lr_lambda(train_cfg):
     """Multiplier of the base learning rate after ``step`` optimiser steps."""
-    kind = train_cfg.get("lr_schedule", "constant")
-    max_steps = max(1, int(train_cfg["max_steps"]))
+    tr = Train.of(train_cfg)
+    kind = tr.lr_schedule
+    max_steps = max(1, int(tr.max_steps))
     if kind == "constant":
         return lambda step: 1.0
     if kind == "cosine":
         return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, max_steps) / max_steps))
     if kind == "step":
-        size, gamma = int(train_cfg.get("lr_step_size", 10000)), float(train_cfg.get("lr_gamma", 0.5))
+        size, gamma = int(tr.lr_step_size), float(tr.lr_gamma)
         return lambda step: gamma ** (step // size)
     raise ValueError(f"train.lr_schedule: unknown schedule {kind!r} (constant | cosine | step)")
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def provenance(cfg: dict, device: torch.device) -> dict:
-    """Where and how a run was produced."""
-    import vhe
-
-    return {
-        "git_commit": _git_commit(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "vhe": getattr(vhe, "__version__", "unknown"),
-        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "num_threads": torch.get_num_threads(),
-        "hostname": socket.gethostname(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seed": cfg.get("seed"),
-        "command": [sys.executable, *sys.argv],
-    }
 
 
 def _fingerprint(cfg: dict) -> str:
@@ -133,7 +101,7 @@ def _fingerprint(cfg: dict) -> str:
         c.pop(key, None)
     tr = c.get("model", {}).get("train", {})
     volatile = ["sample_every", "log_every", "num_threads", "checkpoint_every", "one_shot_curve"]
-    if tr.get("lr_schedule", "constant") != "cosine":
+    if tr["lr_schedule"] != "cosine":
         volatile.append("max_steps")
     for key in volatile:
         tr.pop(key, None)
@@ -146,15 +114,17 @@ def _finite_params(model: torch.nn.Module) -> bool:
 
 
 def image_grid(rows: list[torch.Tensor], pad: int = 1) -> np.ndarray:
-    """Rows of images (n_i, 1, H, W) in [0, 1], ink = 1 -> uint8 (H', W') grid, black ink on white."""
-    h, w = rows[0].shape[-2:]
+    """Rows of images (n_i, 1, H, W) in [0, 1], ink = 1 -> uint8 (H', W') grid, black ink on white
+    (grey padding; a short row is padded with grey cells). ``torchvision.utils.make_grid`` lays it out."""
+    from torchvision.utils import make_grid
+
     n_cols = max(r.shape[0] for r in rows)
-    grid = np.full((len(rows) * (h + pad) + pad, n_cols * (w + pad) + pad), 128, dtype=np.uint8)
-    for i, r in enumerate(rows):
-        for j, img in enumerate(r.detach().float().cpu()):
-            y, x = pad + i * (h + pad), pad + j * (w + pad)
-            grid[y:y + h, x:x + w] = ((1.0 - img[0].clamp(0, 1)) * 255).round().to(torch.uint8).numpy()
-    return grid
+    cells = []
+    for r in rows:
+        r = r.detach().float().cpu().clamp(0, 1)
+        cells.append(torch.cat([1.0 - r, torch.full((n_cols - r.shape[0], *r.shape[1:]), 0.5)]))
+    grid = make_grid(torch.cat(cells), nrow=n_cols, padding=pad, pad_value=128 / 255)[0]
+    return (grid * 255).round().to(torch.uint8).numpy()
 
 
 # ------------------------------------------------------------------------ trainer
@@ -184,12 +154,12 @@ class Trainer:
         if device is not None:
             cfg["device"] = str(device)
         cfg = load_config(cfg)  # re-validate the overrides
-        self.cfg, self.m, self.tr = cfg, cfg["model"], cfg["model"]["train"]
+        self.cfg, self.m, self.tr = cfg, cfg["model"], Train.of(cfg["model"]["train"])
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg["device"])
-        if self.tr.get("num_threads"):
-            torch.set_num_threads(int(self.tr["num_threads"]))
+        if self.tr.num_threads:
+            torch.set_num_threads(int(self.tr.num_threads))
         self.seed = int(cfg["seed"])
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
@@ -204,10 +174,10 @@ class Trainer:
         self.objective = experiment.objective
         self.kl_latents = list(experiment.kl_latents)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(self.params, lr=float(self.tr["lr"]))
+        self.optimizer = torch.optim.Adam(self.params, lr=float(self.tr.lr))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.tr))
-        self.use_amp = bool(self.tr["amp"]) and self.device.type == "cuda"
-        self.use_amp_cpu = bool(self.tr["amp_cpu"]) and self.device.type == "cpu"
+        self.use_amp = bool(self.tr.amp) and self.device.type == "cuda"
+        self.use_amp_cpu = bool(self.tr.amp_cpu) and self.device.type == "cpu"
 
         self.step = 0
         self.best_val = -math.inf
@@ -288,7 +258,7 @@ class Trainer:
                     "elapsed", "images_seen", "step_time", "data_time", "wandb_id"):
             setattr(self, key, ckpt[key])
         self._window = ckpt.get("window") or self._empty_window()
-        if self.status in ("completed",) and self.step < self.tr["max_steps"]:
+        if self.status in ("completed",) and self.step < self.tr.max_steps:
             self.status = "running"  # max_steps was raised: continue
         log.info("resumed from %s at step %d", path, self.step)
         return self.step
@@ -321,7 +291,7 @@ class Trainer:
     def val_batches(self) -> list:
         """The fixed validation batches (same episodes every validation and after resuming)."""
         if self._val_batches is None:
-            loader, n = self.exp.val_loader, int(self.tr["val_batches"])
+            loader, n = self.exp.val_loader, int(self.tr.val_batches)
             batches = []
             while len(batches) < n:
                 before = len(batches)
@@ -358,7 +328,7 @@ class Trainer:
     def curve_runs(self) -> list:
         """The fixed one-shot runs of the learning curve ([] when the model or data has none)."""
         if self._curve_runs is None:
-            cc = self.tr["one_shot_curve"]
+            cc = self.tr.one_shot_curve
             self._curve_runs = []
             if cc["every"] and self.exp.val_set is not None and "c" in self.model.order:
                 from vhe.data.runs import within_alphabet_runs
@@ -378,7 +348,7 @@ class Trainer:
         runs = self.curve_runs()
         if not runs:
             return None
-        cc = self.tr["one_shot_curve"]
+        cc = self.tr.one_shot_curve
         correct = total = 0
         with self._rng_fork():
             torch.manual_seed(self.seed + 31337)
@@ -434,24 +404,13 @@ class Trainer:
             csv.DictWriter(f, fieldnames=self._history_fields(), extrasaction="ignore").writerow(row)
 
     def _init_wandb(self):
-        mode = self.cfg["wandb"]["mode"]
-        if mode == "disabled":
-            return None
-        try:
-            import wandb
+        from .tracking import new_run_id, open_run
 
-            wdir = Path(self.cfg["paths"]["results"])  # W&B writes <results>/wandb/offline-run-*
-            wdir.mkdir(parents=True, exist_ok=True)
-            if self.wandb_id is None:
-                self.wandb_id = uuid.uuid4().hex[:8]
-            run = wandb.init(mode=mode, project=self.cfg["wandb"]["project"], entity=self.cfg["wandb"].get("entity"),
-                             name=f"{self.cfg['run']}/{self.m['name']}", config=self.cfg, dir=str(wdir),
-                             id=self.wandb_id, resume="allow", job_type="train",
-                             group=self.cfg["run"], reinit="finish_previous")
-            return run
-        except Exception as e:  # noqa: BLE001 - logging must never stop training
-            log.warning("W&B disabled for this run: %s: %s", type(e).__name__, e)
+        if self.cfg["wandb"]["mode"] == "disabled":
             return None
+        if self.wandb_id is None:
+            self.wandb_id = new_run_id()
+        return open_run(self.cfg, self.m["name"], job_type="train", run_id=self.wandb_id, config=self.cfg)
 
     def _wandb_log(self, data: dict) -> None:
         if self._wandb is not None:
@@ -481,7 +440,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
     def kl_factor(self, step: int) -> float:
-        n = int(self.tr.get("kl_anneal_steps") or 0)
+        n = int(self.tr.kl_anneal_steps or 0)
         return 1.0 if n <= 0 else min(1.0, step / n)
 
     def _diverged(self, what: str) -> TrainingDiverged:
@@ -512,7 +471,7 @@ class Trainer:
             raise self._diverged(f"non-finite loss ({loss_value})")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        clip = self.tr.get("grad_clip")
+        clip = self.tr.grad_clip
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, clip if clip else float("inf"))
         grad_norm = float(grad_norm)
         if not math.isfinite(grad_norm):
@@ -541,7 +500,7 @@ class Trainer:
         """
         from tqdm.auto import tqdm
 
-        max_steps = int(self.tr["max_steps"])
+        max_steps = int(self.tr.max_steps)
         self._session_start = time.perf_counter()
         dump_json_if_changed(self.cfg, self.paths["config"])
         prov = provenance(self.cfg, self.device)
@@ -556,8 +515,8 @@ class Trainer:
             return self._finish()
         self._wandb = self._init_wandb()
         self._it = iter(self.exp.train_loader)
-        val_every, ckpt_every = int(self.tr["val_every"]), int(self.tr["checkpoint_every"])
-        log_every, sample_every = int(self.tr["log_every"]), int(self.tr.get("sample_every") or 0)
+        val_every, ckpt_every = int(self.tr.val_every), int(self.tr.checkpoint_every)
+        log_every, sample_every = int(self.tr.log_every), int(self.tr.sample_every or 0)
         win = self._window
         bar = tqdm(total=max_steps, initial=self.step, desc=self.m["name"], unit="step", dynamic_ncols=True,
                    disable=None, mininterval=1.0)
@@ -591,7 +550,7 @@ class Trainer:
                 if self.step % val_every == 0 or self.step == max_steps:
                     row = row or {"step": self.step}
                     self._after_validation(self.validate(), row, bar)
-                curve_every = int(self.tr["one_shot_curve"]["every"])
+                curve_every = int(self.tr.one_shot_curve["every"])
                 if curve_every and (self.step % curve_every == 0 or self.step == max_steps):
                     acc = self.one_shot_accuracy()
                     if acc is not None:
@@ -650,7 +609,7 @@ class Trainer:
         msg = (f"{self.m['name']} step {self.step}: val bound {val['bound']:.3f} nats/image ({kl})"
                f"{' *best*' if improved else f' (best {self.best_val:.3f} at step {self.best_step})'}")
         bar.write(msg) if bar is not None and not bar.disable else log.info(msg)
-        patience = self.tr.get("patience")
+        patience = self.tr.patience
         if patience and self.bad_validations >= patience:
             self.status = "early_stopped"
             msg = (f"{self.m['name']}: early stopping at step {self.step} ({self.bad_validations} validations "
@@ -673,7 +632,7 @@ class Trainer:
             "decoder": self.m.get("decoder"),
             "status": self.status,
             "steps": self.step,
-            "max_steps": int(self.tr["max_steps"]),
+            "max_steps": int(self.tr.max_steps),
             "best_step": self.best_step,
             "best_val_bound": self.best_val,
             "best_val_kl": self.best_val_kl,
@@ -690,8 +649,9 @@ class Trainer:
             "device": str(self.device),
             "num_threads": torch.get_num_threads(),
             "info": self.exp.info,
+            "wandb_id": self.wandb_id if self.cfg["wandb"]["mode"] != "disabled" else None,
         }
-        atomic_write_text(json.dumps(summary, indent=2) + "\n", self.paths["summary"])
+        write_json(summary, self.paths["summary"])
         if self._wandb is not None:
             try:
                 for k, v in summary.items():

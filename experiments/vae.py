@@ -6,6 +6,7 @@ import torch
 import vhe
 
 from . import datasets
+from .sections import Nets
 from .common import Experiment, image_encoder, loaders, make_decoder, model_section
 
 __all__ = ["build"]
@@ -13,12 +14,12 @@ __all__ = ["build"]
 
 def build(cfg, device) -> Experiment:
     m = model_section(cfg)
-    nets = m["nets"]
-    objective = vhe.get_objective(m.get("objective", "vhe"))
+    nets = Nets.of(m["nets"])
+    objective = vhe.get_objective(m["objective"])
     train_set, val_set = datasets.train_val_sets(cfg)
-    z_dim = nets["z_dim"]
+    z_dim = nets.z_dim
     encoder = image_encoder(nets, "z", z_dim)
-    decoder = make_decoder(nets, m.get("decoder", "deconv"), parents=("z",), parent_dims={"z": z_dim})
+    decoder = make_decoder(nets, m["decoder"], parents=("z",), parent_dims={"z": z_dim})
     model = vhe.VHE(encoder=[encoder], decoder=decoder).to(device)
     transforms = []
     if cfg["data"].get("augment_dihedral"):

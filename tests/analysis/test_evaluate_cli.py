@@ -148,12 +148,12 @@ def check_accuracy(entry, n_units_key):
 
 
 def check_likelihood(data, n_classes):
-    assert data["K"] == K_SAMPLES and data["nll_n_samples"] == K_SAMPLES
+    assert data["K"] == K_SAMPLES
     assert data["n_classes"] == n_classes and data["images_per_class"] == N_PER
     assert len(data["test_classes"]) == n_classes
-    for key in ("nll_estimate", "elbo", "nll_stderr", "test_bound", "train_bound"):
+    for key in ("nll_estimate", "elbo", "nll_stderr"):
         assert finite(data[key]), key
-    assert data["nll_per_image"] == data["nll_estimate"]
+    assert not {"nll_per_image", "nll_n_samples", "test_bound", "train_bound"} & set(data)  # no duplicate keys
     nll, elbo = data["per_class"]["nll"], data["per_class"]["elbo"]
     assert len(nll) == len(elbo) == n_classes
     # -log p̂ = -(logsumexp - log K) <= -mean log w = -ELBO, class by class
@@ -279,7 +279,7 @@ def test_factorial_is_not_defined_rather_than_an_error(setup):
     root, configs = setup
     data, figs = run_cli(root, configs, "factorial")
     assert data["graph"]["latents"] == ["c", "t", "z"] or set(data["graph"]["latents"]) == {"c", "t", "z"}
-    for key in ("nll_estimate", "elbo", "test_bound", "train_bound", "kl_c", "classification"):
+    for key in ("nll_estimate", "elbo", "bounds", "kl_c", "classification"):
         assert data[key] is None
         assert "not defined for this graph" in data["not_defined"][key] and "'t'" in data["not_defined"][key]
     assert (figs / "samples_factorial.png").is_file()  # unconditional samples
@@ -325,14 +325,16 @@ def test_intervals():
 
 
 def test_per_decoder_settings_override_the_evaluation_section(setup):
+    from experiments.sections import Evaluation
+
     root, configs = setup
     cfg = load_config(str(configs["vhe_deconv"]))
     cfg["evaluation"]["per_decoder"] = {"deconv": {"classification_samples": 3}, "pixelcnn": {"n_samples": 7}}
     cfg = load_config(cfg)  # the schema accepts it
-    assert ev.effective_evaluation(cfg["evaluation"], "deconv")["classification_samples"] == 3
-    assert ev.effective_evaluation(cfg["evaluation"], "deconv")["n_samples"] == cfg["evaluation"]["n_samples"]
-    assert ev.effective_evaluation(cfg["evaluation"], "pixelcnn")["n_samples"] == 7
-    assert "per_decoder" not in ev.effective_evaluation(cfg["evaluation"], "pixelcnn")
+    ev_ = Evaluation.of(cfg["evaluation"])
+    assert ev_.for_decoder("deconv").classification_samples == 3
+    assert ev_.for_decoder("deconv").n_samples == cfg["evaluation"]["n_samples"]
+    assert ev_.for_decoder("pixelcnn").n_samples == 7
     cfg["evaluation"]["per_decoder"]["deconv"]["n_samplez"] = 3
     with pytest.raises(Exception, match="n_samplez"):
         load_config(cfg)
@@ -341,4 +343,55 @@ def test_per_decoder_settings_override_the_evaluation_section(setup):
     data = ev.evaluate(cfg, checkpoint(root, configs, "vhe_deconv"), out, progress=False)
     assert data["evaluation"]["classification_samples"] == 3  # recorded as used
     args = ev.parse_args(["--config", "x", "--checkpoint", "y", "--out", "z", "--classification-samples", "5"])
-    assert ev.effective_evaluation(ev.apply_overrides(cfg, args)["evaluation"], "deconv")["classification_samples"] == 5
+    over = load_config(ev.apply_overrides(cfg, args))["evaluation"]
+    assert Evaluation.of(over).for_decoder("deconv").classification_samples == 5  # the command line wins
+
+
+def test_a_diverged_model_gets_null_metrics_with_their_reason(setup):
+    """NaN weights: nothing is computed; every metric is null with the reason (strict JSON, no
+    number written for a NaN), and the sample sheet says why it is empty."""
+    root, configs = setup
+    cfg = load_config(str(configs["vhe_deconv"]))
+    torch.manual_seed(0)
+    exp = build_experiment(cfg, "cpu")
+    with torch.no_grad():
+        for p in exp.model.parameters():
+            p.fill_(float("nan"))
+    ckpt = root / "checkpoints" / "diverged" / "best.pt"
+    save_checkpoint({"model": exp.model.state_dict(), "step": 3, "val_bound": float("nan"), "config": cfg}, ckpt)
+    out, figs = root / "metrics" / "diverged.json", root / "figures_diverged"
+    ev.evaluate(cfg, ckpt, out, figures=figs, progress=False)
+    data = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"{c} written as a number"))
+    for key in ("nll_estimate", "elbo", "bounds", "kl_c", "classification"):
+        assert data[key] is None and "not finite" in data["not_defined"][key] and "step 3" in data["not_defined"][key]
+    assert "diverged" in data["diverged"]
+    assert data["checkpoint"]["val_bound"] is None and data["non_finite"]["checkpoint.val_bound"]
+    assert (figs / "samples_vhe_deconv.png").is_file()
+
+
+def test_non_finite_scores_give_a_null_accuracy():
+    nan = float("nan")
+    assert ev._non_finite_trials(torch.tensor([[0.0, 1.0], [nan, 1.0], [0.0, float("inf")]])) == 2
+    out = ev._mark_non_finite({"accuracy": 0.5, "ci95": [0.4, 0.6], "ci95_wilson": [0.4, 0.6]}, 2)
+    assert math.isnan(out["accuracy"]) and out["non_finite_trials"] == 2
+    assert ev._mark_non_finite({"accuracy": 0.5}, 0) == {"accuracy": 0.5}
+
+
+def test_evaluation_is_logged_to_wandb_offline_and_nothing_when_disabled(setup):
+    from tests.wandb_records import runs
+
+    root, configs = setup
+    wdir = root / "results" / "wandb"
+    cfg = load_config(str(configs["vhe_deconv"]))
+    ckpt = checkpoint(root, configs, "vhe_deconv")
+    ev.evaluate(cfg, ckpt, root / "metrics" / "wb_disabled.json", progress=False)
+    assert not wdir.exists()  # mode disabled (the setup's): no W&B files
+    cfg["wandb"] = {"mode": "offline", "project": "test"}
+    ev.evaluate(cfg, ckpt, root / "metrics" / "wb_offline.json", progress=False)
+    (found,) = runs(wdir)
+    data = json.loads((root / "metrics" / "wb_offline.json").read_text())
+    assert found["job_type"] == "evaluate" and found["name"] == "test/vhe_deconv"  # training was not tracked
+    assert found["summary"]["eval/nll/test"] == pytest.approx(data["nll_estimate"])
+    assert found["summary"]["eval/accuracy/lake_runs/conditional"] == data["classification"]["lake_runs"][
+        "conditional"]["accuracy"]
+    assert found["media"]["eval/classification"] == "table-file"

@@ -166,11 +166,11 @@ def test_config_change_starts_afresh(tmp_path):
 
 
 def test_schedules_and_kl_annealing(tmp_path):
-    tr = {"max_steps": 100, "lr_schedule": "cosine"}
-    f = lr_lambda(tr)
+    base = mcfg(tmp_path)["model"]["train"]  # schema-filled: the schedule reads no default of its own
+    f = lr_lambda({**base, "max_steps": 100, "lr_schedule": "cosine"})
     assert f(0) == 1.0 and abs(f(50) - 0.5) < 1e-12 and abs(f(100)) < 1e-12
-    assert lr_lambda({"max_steps": 10, "lr_schedule": "constant"})(7) == 1.0
-    g = lr_lambda({"max_steps": 10, "lr_schedule": "step", "lr_step_size": 3, "lr_gamma": 0.5})
+    assert lr_lambda({**base, "max_steps": 10, "lr_schedule": "constant"})(7) == 1.0
+    g = lr_lambda({**base, "max_steps": 10, "lr_schedule": "step", "lr_step_size": 3, "lr_gamma": 0.5})
     assert [g(s) for s in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
     t = Trainer(mcfg(tmp_path, train={"kl_anneal_steps": 4}), tmp_path / "ckpt")
     assert [t.kl_factor(s) for s in (0, 2, 4, 9)] == [0.0, 0.5, 1.0, 1.0]

@@ -40,9 +40,11 @@ def by_estimator(a):
 
 
 def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
-    """A metrics JSON in the analysis.evaluate layout."""
-    m = {"model": name, **entry, "nll_n_samples": k, "nll_per_image": nll, "test_bound": nll + 3.0,
-         "kl_c": {"mean": kl_c} if kl_c is not None else None}
+    """A metrics JSON in the analysis.evaluate layout (the keys paper_figures.metrics reads)."""
+    m = {"model": name, **entry, "K": k, "n_classes": 20, "nll_estimate": nll, "nll_stderr": 0.5, "elbo": nll + 1.0,
+         "bounds": {"test": {"value": nll + 3.0, "n_images": 400}, "train": {"value": nll + 2.0, "n_images": 400}},
+         "kl_c": {"mean": kl_c, "n_classes": 20} if kl_c is not None else None,
+         "checkpoint": {"step": 100}, "provenance": {"git_commit": "0" * 40}}
     if entry.get("experiment") == "class":
         cl = {"estimators": list(ESTIMATOR_OFFSET), "n_samples": 5,
               "validation_runs": by_estimator(lake + 0.1), "lake_runs": by_estimator(lake)}
@@ -52,7 +54,7 @@ def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
         m["classification"] = cl
     else:
         m["classification"] = None
-    return {k2: v for k2, v in m.items() if v is not None or k2 == "classification"}
+    return m
 
 
 def baselines(mhd_28=0.55):
@@ -74,6 +76,21 @@ NUMBERS = {
     "vhe_pixelcnn": dict(nll=85.0, kl_c=40.0, lake=0.80, within=0.7, way5=0.95),
     "vae_deconv": dict(nll=110.0, kl_c=None, lake=0.20),
 }
+
+
+#: analysis.structured layouts (the keys paper_figures.metrics reads)
+HIERARCHICAL = {"model": "hierarchical", "experiment": "hierarchical", "checkpoint_step": 100,
+                "provenance": {"git_commit": "0" * 40}, "bound_per_image": -120.0, "bound_se": 1.0,
+                "kl": {"a": 3.5, "c": 20.1, "z": 4.0},
+                "class_model": {"bound_per_image": -130.0, "bound_se": 1.0}, "bound_difference": 10.0,
+                "bound_difference_se": 0.5,
+                "nll": {"n_samples": 10, "nll_per_image": 115.0, "nll_se": 1.0, "class_nll_per_image": 125.0,
+                        "class_nll_se": 1.0, "nll_improvement": 10.0, "nll_improvement_se": 0.4},
+                "alphabet_style": {"accuracy": 0.12, "chance": 0.05, "classifier_accuracy_real": 0.33}}
+FACTORIAL = {"model": "factorial", "experiment": "factorial", "checkpoint_step": 100,
+             "provenance": {"git_commit": "0" * 40}, "cells": 320,
+             "texture": {"accuracy": 0.4, "chance": 0.125, "classifier_accuracy_real": 0.98},
+             "character": {"accuracy": 0.2, "chance": 0.025, "classifier_accuracy_real": 0.66}, "both_accuracy": 0.1}
 
 
 def write_png(path: Path, seed: int = 0):
@@ -99,16 +116,18 @@ def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, 
         ck.mkdir(parents=True, exist_ok=True)
         if name in skip:
             continue
-        rows = ["step,train_bound,val_bound"] + [f"{s},{200 - s / 10 + i},{'' if s % 20 else 210 - s / 10 + i}"
+        rows = ["step,bound,val_bound"] + [f"{s},{200 - s / 10 + i},{'' if s % 20 else 210 - s / 10 + i}"
                                                   for s in range(0, 101, 10)]
-        (ck / "history.csv").write_text("\n".join(rows) + "\n")
+        (ck / "final").mkdir(exist_ok=True)
+        (ck / "final" / "history.csv").write_text("\n".join(rows) + "\n")
         (ck / "train_summary.json").write_text(json.dumps({"steps": 100, "best_val_bound": 190.0 + i}))
         if name in NUMBERS:
             (rd / "metrics" / f"{name}.json").write_text(json.dumps(metrics_for(name, entry, **NUMBERS[name])))
         if samples and entry["experiment"] in ("vae", "class"):
             write_png(rd / "figures" / f"samples_{name}.png", i)
     if structured:
-        (rd / "metrics" / "hierarchical.json").write_text(json.dumps({"model": "hierarchical", "kl": {"a": 3.5, "c": 20.1}}))
+        (rd / "metrics" / "hierarchical.json").write_text(json.dumps(HIERARCHICAL))
+        (rd / "metrics" / "factorial.json").write_text(json.dumps(FACTORIAL))
         write_png(rd / "figures" / "hierarchical_samples.png", 100)
         write_png(rd / "figures" / "factorial_samples.png", 101)
     (rd / "metrics" / "data_gap.json").write_text(json.dumps({"pixel_agreement": 0.95, "n_images": 100}))

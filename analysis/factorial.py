@@ -1,0 +1,225 @@
+"""The factorial model's evaluation: content x style grids and swaps (figures) and the texture /
+character accuracy of every generated cell (``python -m analysis.structured`` runs it; see its
+docstring for the metrics)."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from experiments.artifacts import save_figure
+
+import numpy as np
+import torch
+
+from .structured_common import (ancestral, figure_prefix, fit_logistic, shape_features, texture_features, _centres,
+                                _nearest, _short, _tile)
+
+log = logging.getLogger(__name__)
+
+
+# ============================================================================ factorial: figures and metrics
+@torch.no_grad()
+def _cells(model, rows: torch.Tensor, cols: torch.Tensor, device, n_per_cell: int = 1,
+           chunk: int = 256) -> torch.Tensor:
+    """x ~ p(x | c ~ q(c | row_i), t ~ q(t | col_j), z ~ p(z)) -> (R, C, n, 1, H, W) on the CPU."""
+    R, Cn = len(rows), len(cols)
+    ri = torch.arange(R).repeat_interleave(Cn * n_per_cell)                  # cell order: row, column, draw
+    ci = torch.arange(Cn).repeat_interleave(n_per_cell).repeat(R)
+    out = []
+    for s in range(0, len(ri), chunk):
+        Dc = rows[ri[s:s + chunk]].to(device=device, dtype=torch.float32)[:, None]
+        Dt = cols[ci[s:s + chunk]].to(device=device, dtype=torch.float32)[:, None]
+        x, _ = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
+        out.append(x.float().cpu())
+    return torch.cat(out).view(R, Cn, n_per_cell, *rows.shape[1:])
+
+
+def _choose_grid(pool, n_rows, n_textures, g):
+    """Row images (distinct characters) and one column image per texture (characters not in the rows
+    where possible). Returns (row indices, column indices, texture ids of the columns)."""
+    chars = torch.randperm(pool.n_classes, generator=g)[:n_rows]
+    row_idx = []
+    for c in chars.tolist():
+        members = (pool.character == c).nonzero().flatten()
+        row_idx.append(int(members[torch.randint(len(members), (1,), generator=g)]))
+    present = torch.unique(pool.texture)
+    texs = present[torch.randperm(len(present), generator=g)[:n_textures]].sort().values
+    col_idx = []
+    for t in texs.tolist():
+        members = (pool.texture == t).nonzero().flatten()
+        other = members[~torch.isin(pool.character[members], chars)]
+        cand = other if len(other) else members
+        col_idx.append(int(cand[torch.randint(len(cand), (1,), generator=g)]))
+    return torch.tensor(row_idx), torch.tensor(col_idx), texs
+
+
+def factorial_grid_figure(pool, rows_i, cols_i, cells, ax=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    R, Cn = len(rows_i), len(cols_i)
+    grid = [[None] + [pool.images[j].float() for j in cols_i.tolist()]]
+    for i in range(R):
+        grid.append([pool.images[int(rows_i[i])].float()] + [cells[i, j, 0] for j in range(Cn)])
+    img = _tile(grid, gap_rows=[1], gap_cols=[1])
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(0.45 * (Cn + 1) + 1.2, 0.45 * (R + 1) + 1.0))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    names = [pool.texture_names[int(pool.texture[j])] for j in cols_i.tolist()]
+    ax.set_xticks(_centres(Cn + 1, gaps=[1])[1:])
+    ax.set_xticklabels([_short(n, 16) for n in names], fontsize=5, rotation=40, ha="right")
+    ax.set_yticks([])
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    ax.set_xlabel("style t ~ q(t | top image) (texture)", fontsize=8)
+    ax.set_ylabel("content c ~ q(c | left image)", fontsize=8)
+    ax.set_title("x ~ p(x | c, t, z), z ~ p(z)", fontsize=8)
+    if own:
+        fig.tight_layout()
+        return fig
+    return None
+
+
+def factorial_swap_figure(pool, pairs, swaps, ax=None):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = []
+    for (ia, ib), (xab, xba) in zip(pairs, swaps):
+        rows.append([pool.images[ia].float(), pool.images[ib].float()] + list(xab) + list(xba))
+    n = swaps[0][0].shape[0]
+    gaps = [2, 2 + n]
+    img = _tile(rows, gap_cols=gaps)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(0.45 * (4 + 2 * n) + 1.0, 0.45 * len(rows) + 1.0))
+    ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    c = _centres(len(rows[0]), gaps=gaps)
+    ax.set_xticks([c[0], c[1], float(np.mean(c[2:2 + n])), float(np.mean(c[2 + n:]))])
+    ax.set_xticklabels(["A", "B", "content A\nstyle B", "content B\nstyle A"], fontsize=7)
+    ax.set_yticks([])
+    ax.tick_params(length=0)
+    for sp in ax.spines.values():
+        sp.set_visible(False)
+    ax.set_title("swap: content of one image, style of the other", fontsize=8)
+    if own:
+        fig.tight_layout()
+        return fig
+    return None
+
+
+def run_factorial(cfg, model, args, device) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from experiments.factorial import train_val_textured
+
+    seed = args.seed
+    train_set, val_set = train_val_textured(cfg)
+    n_tex = int(torch.unique(torch.cat([train_set.texture, val_set.texture])).numel())
+    if val_set.n_classes >= max(2, min(args.grid_rows, 4)):
+        pool, pool_name = val_set, "validation (held-out) characters"
+    else:
+        pool = _concat_textured(train_set, val_set)
+        pool_name = "all characters (too few held-out characters)"
+    g = torch.Generator().manual_seed(int(seed))
+    torch.manual_seed(int(seed))
+    figures = []
+    prefix = figure_prefix(cfg)
+
+    # ---- grid figure
+    rows_i, cols_i, texs = _choose_grid(pool, min(args.grid_rows, pool.n_classes), min(args.grid_cols, n_tex), g)
+    cells = _cells(model, pool.images[rows_i], pool.images[cols_i], device)
+    fig = factorial_grid_figure(pool, rows_i, cols_i, cells)
+    figures += save_figure(fig, Path(args.figures) / f"{prefix}_grid.png")
+
+    # ---- swap figure
+    n_pairs = args.swap_pairs
+    pairs = []
+    tries = 0
+    while len(pairs) < n_pairs and tries < 1000:
+        tries += 1
+        ia, ib = (int(v) for v in torch.randint(len(pool), (2,), generator=g))
+        if pool.character[ia] != pool.character[ib] and (pool.texture[ia] != pool.texture[ib] or tries > 500):
+            pairs.append((ia, ib))
+    n_draws = 2
+    ia = torch.tensor([p[0] for p in pairs] + [p[1] for p in pairs]).repeat_interleave(n_draws)
+    ib = torch.tensor([p[1] for p in pairs] + [p[0] for p in pairs]).repeat_interleave(n_draws)
+    x, _ = ancestral(model, len(ia), inputs={"c": pool.images[ia].to(device, torch.float32)[:, None],
+                                             "t": pool.images[ib].to(device, torch.float32)[:, None]})
+    x = x.float().cpu().view(2, len(pairs), n_draws, *x.shape[1:])
+    swaps = [(x[0, i], x[1, i]) for i in range(len(pairs))]
+    fig = factorial_swap_figure(pool, pairs, swaps)
+    figures += save_figure(fig, Path(args.figures) / f"{prefix}_swap.png")
+
+    # ---- combined (the file the pipeline tracks)
+    R, Cn = len(rows_i), len(cols_i)
+    fig, axes = plt.subplots(1, 2, figsize=(0.45 * (Cn + 1) + 0.45 * 8 + 2.5, 0.45 * max(R + 1, len(pairs)) + 1.2),
+                             gridspec_kw={"width_ratios": [Cn + 1.3, 6.3]})
+    factorial_grid_figure(pool, rows_i, cols_i, cells, ax=axes[0])
+    factorial_swap_figure(pool, pairs, swaps, ax=axes[1])
+    fig.tight_layout()
+    figures += save_figure(fig, Path(args.figures) / f"{prefix}_samples.png")
+
+    # ---- metrics: classify the cells of a larger grid
+    m_rows, m_cols, m_texs = _choose_grid(pool, min(args.metric_rows, pool.n_classes), n_tex, g)
+    torch.manual_seed(int(seed) + 1)
+    mcells = _cells(model, pool.images[m_rows], pool.images[m_cols], device)[:, :, 0]  # (R, T, 1, H, W)
+    R, T = mcells.shape[:2]
+    flat = mcells.reshape(R * T, *mcells.shape[2:])
+    want_tex = pool.texture[m_cols].repeat(R)                 # column texture per cell
+    want_char = pool.character[m_rows].repeat_interleave(T)   # row character per cell
+
+    predict_tex = fit_logistic(texture_features(train_set.images), train_set.texture, int(train_set.textures.shape[0]))
+    tex_pred = predict_tex(texture_features(flat))
+    real_tex_acc = (float((predict_tex(texture_features(val_set.images)) == val_set.texture).double().mean())
+                    if len(val_set) else None)
+    row_tex_pred = predict_tex(texture_features(pool.images[m_rows])).repeat_interleave(T)
+    copy_tex = float((row_tex_pred == want_tex).double().mean())
+
+    # candidates: the R row characters; references: all real pool images of those characters
+    ref_idx = torch.isin(pool.character, pool.character[m_rows]).nonzero().flatten()
+    ref_char = pool.character[ref_idx]
+    ref = shape_features(pool.images[ref_idx])
+    char_pred = ref_char[_nearest(shape_features(flat), ref)]
+    real_char_acc = float((ref_char[_nearest(ref, ref, exclude_self=True)] == ref_char).double().mean())
+    col_char_pred = ref_char[_nearest(shape_features(pool.images[m_cols]), ref)].repeat(R)
+    copy_char = float((col_char_pred == want_char).double().mean())
+
+    tex_ok = tex_pred == want_tex
+    char_ok = char_pred == want_char
+    return {
+        "data": {"pool": pool_name, "pool_images": len(pool), "pool_characters": pool.n_classes,
+                 "textures": n_tex, "train_images": len(train_set)},
+        "cells": int(R * T), "grid_rows": int(R), "grid_columns": int(T),
+        "texture": {"accuracy": float(tex_ok.double().mean()), "chance": 1.0 / n_tex,
+                    "classifier": "logistic regression on log |FFT| features, trained on the training split",
+                    "classifier_accuracy_real": real_tex_acc, "copy_row_baseline": copy_tex},
+        "character": {"accuracy": float(char_ok.double().mean()), "chance": 1.0 / R,
+                      "classifier": "nearest neighbour (cosine, blurred pixels) among all real images of the grid's "
+                                    "row characters (R-way)",
+                      "classifier_accuracy_real": real_char_acc, "copy_column_baseline": copy_char},
+        "both_accuracy": float((tex_ok & char_ok).double().mean()),
+        "figures": figures,
+    }
+
+
+def _concat_textured(a, b):
+    from vhe.data.textures import TexturedSet
+
+    off = a.n_classes
+    return TexturedSet(images=torch.cat([a.images, b.images]), character=torch.cat([a.character, b.character + off]),
+                       alphabet=torch.cat([a.alphabet, b.alphabet]), texture=torch.cat([a.texture, b.texture]),
+                       image=torch.arange(len(a) + len(b)), source_index=torch.cat([a.source_index, b.source_index]),
+                       offset=torch.cat([a.offset, b.offset]), textures=a.textures,
+                       character_names=list(a.character_names) + list(b.character_names),
+                       alphabet_names=list(a.alphabet_names), texture_names=list(a.texture_names), dilate=a.dilate,
+                       seed=a.seed)

@@ -1,0 +1,133 @@
+"""Weights & Biases: the one place the project opens a run (offline by default, never an account).
+
+Runs live in ``<paths.results>/wandb/`` (``wandb sync results/<run>/wandb/offline-run-*`` uploads
+them later), are grouped by profile (``group=<run>``) and named ``<run>/<model>``. Each model has
+one run: the trainer opens it (``job_type="train"``) and stores its id in ``train_summary.json``;
+the evaluators resume the same id, so training and evaluation land in one W&B run (offline, the
+resumed session is a second ``offline-run-*`` folder with the same id, merged by ``wandb sync``).
+The summary page of a profile is its own run (``job_type="evaluate"``, named ``<run>/summary``).
+
+Logging never stops a job: a W&B error is a warning and the run is dropped.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+log = logging.getLogger("experiments.tracking")
+
+__all__ = ["new_run_id", "open_run", "log_summary", "log_images", "log_tables", "finish"]
+
+
+def new_run_id() -> str:
+    """A fresh 8-character run id."""
+    return uuid.uuid4().hex[:8]
+
+
+def open_run(cfg: Mapping, name: str, *, job_type: str, run_id: str | None = None, config: Mapping | None = None):
+    """Open (or resume, when ``run_id`` names an existing run) the W&B run ``<run>/<name>``.
+
+    ``cfg`` is a resolved config (its ``wandb`` section, ``run`` and ``paths.results``). Returns
+    the run, or None when ``wandb.mode`` is disabled or W&B fails to start.
+    """
+    settings = cfg.get("wandb") or {"mode": "disabled"}
+    mode = settings.get("mode", "disabled")
+    if mode == "disabled":
+        return None
+    try:
+        import wandb
+
+        wdir = Path(cfg["paths"]["results"])  # W&B writes <results>/wandb/offline-run-*
+        wdir.mkdir(parents=True, exist_ok=True)
+        return wandb.init(mode=mode, project=settings.get("project"), entity=settings.get("entity"),
+                          name=f"{cfg['run']}/{name}", config=dict(config) if config is not None else None,
+                          dir=str(wdir), id=run_id or new_run_id(), resume="allow", job_type=job_type,
+                          group=cfg["run"], reinit="finish_previous")
+    except Exception as e:  # noqa: BLE001 - logging must never stop a job
+        log.warning("W&B disabled for %s: %s: %s", name, type(e).__name__, e)
+        return None
+
+
+def _guard(run, what: str, fn) -> bool:
+    if run is None:
+        return False
+    try:
+        fn()
+        return True
+    except Exception as e:  # noqa: BLE001
+        log.warning("W&B %s failed: %s: %s", what, type(e).__name__, e)
+        return False
+
+
+def log_summary(run, values: Mapping) -> bool:
+    """Set summary values (numbers, strings; None and non-finite numbers are skipped)."""
+    def go():
+        for k, v in values.items():
+            if v is None or (isinstance(v, float) and v != v):
+                continue
+            run.summary[k] = v
+    return _guard(run, "summary", go)
+
+
+def log_tables(run, tables: Mapping) -> bool:
+    """Log pandas DataFrames as ``wandb.Table`` s under their keys."""
+    def go():
+        import wandb
+
+        run.log({k: wandb.Table(dataframe=df.astype(object).where(df.notna(), None)) for k, df in tables.items()})
+    return _guard(run, "tables", go)
+
+
+def log_images(run, images: Mapping) -> bool:
+    """Log image files (PNG paths) as ``wandb.Image`` s under their keys; missing files are skipped."""
+    def go():
+        import wandb
+
+        run.log({k: wandb.Image(str(p), caption=Path(p).name) for k, p in images.items() if Path(p).is_file()})
+    return _guard(run, "images", go)
+
+
+def finish(run, exit_code: int = 0) -> None:
+    _guard(run, "finish", lambda: run.finish(exit_code=exit_code))
+
+
+def training_run_id(checkpoint) -> str | None:
+    """The W&B run id the trainer stored in the train_summary.json of ``checkpoint``'s run (beside
+    it, or one folder up for the pipeline's checkpoints/<model>/final/best.pt), or None."""
+    import json
+
+    for folder in (Path(checkpoint).parent, Path(checkpoint).parent.parent):
+        try:
+            return json.loads((folder / "train_summary.json").read_text()).get("wandb_id")
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def log_evaluation(cfg: Mapping, name: str, checkpoint, rows, images: Mapping) -> bool:
+    """Log one model's evaluation into its training run (resumed by id; a new ``evaluate`` run when
+    training was not tracked): every metric row as a summary value ``eval/<metric>[/<set>][/<estimator>]``,
+    the rows as the table ``eval/metrics``, the accuracy rows as ``eval/classification`` and
+    ``images`` (key -> PNG path) as ``wandb.Image`` s. ``rows``: a DataFrame in the layout of
+    :func:`paper_figures.metrics.metrics_frame`."""
+    if (cfg.get("wandb") or {}).get("mode", "disabled") == "disabled":
+        return False
+    run_id = training_run_id(checkpoint)
+    run = open_run(cfg, name, job_type="train" if run_id else "evaluate", run_id=run_id)
+    if run is None:
+        return False
+    summary = {}
+    for _, r in rows.iterrows():
+        key = "/".join(str(p) for p in ("eval", r["metric"], r["set"], r["estimator"]) if p is not None and p == p)
+        summary[key] = float(r["value"]) if r["value"] is not None else None
+    ok = log_summary(run, summary)
+    tables = {"eval/metrics": rows}
+    acc = rows[rows["metric"] == "accuracy"]
+    if not acc.empty:
+        tables["eval/classification"] = acc[["set", "estimator", "value", "ci_low", "ci_high", "n", "K"]]
+    ok &= log_tables(run, tables)
+    ok &= log_images(run, images)
+    finish(run)
+    return ok

@@ -1,0 +1,270 @@
+"""Every table of a run, derived with pandas from the long-form metrics frame
+(:func:`paper_figures.metrics.metrics_frame`), and the one table writer.
+
+- ``objectives``: objectives x decoders (test NLL, minus the bound, KL(c), one-shot accuracies
+  with the headline estimator) beside the paper's numbers;
+- ``classification``: every estimator on Lake's runs and the validation runs, and the baselines;
+- ``structured``: the hierarchical and factorial models' numbers;
+- ``training``: steps, best validation bound and wall time per model (summary page);
+- ``learning_curves``: the trainer's validation accuracy and bound against steps.
+
+:func:`write_table` writes a display table as Markdown (``to_markdown``), LaTeX
+(``Styler.to_latex``) and, with its machine-readable twin, CSV (``to_csv``; empty = not measured).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from vhe.files import atomic_write_text
+
+from .metrics import BASELINES, RunData, need, value
+from .paper_numbers import paper_value
+
+NA = "n/a"
+#: objective rows of the tables, in the paper's order: key -> label
+OBJECTIVES = {"vae": "VAE", "ns": "NS", "resample": "resample only", "rescale": "rescale only", "vhe": "VHE"}
+#: decoder columns: key -> label
+DECODERS = {"deconv": "deconv", "pixelcnn": "PixelCNN"}
+#: estimators in order of preference when validation accuracies tie
+ESTIMATORS = ("conditional", "marginal_ratio", "ns_kl")
+BASELINE_LABELS = {"pixel_nn_28": "pixel nearest neighbour (28x28)", "mhd_28": "Lake's MHD (28x28)",
+                   "pixel_nn_105": "pixel nearest neighbour (105x105)", "mhd_105": "Lake's MHD (105x105)"}
+
+
+# --------------------------------------------------------------------------- writing
+def write_table(display: pd.DataFrame, tables: Path, stem: str, *, title: str, note: str = "",
+                csv: pd.DataFrame | None = None, formats=("csv", "md", "tex")) -> None:
+    """``tables/<stem>.{csv,md,tex}``: ``csv`` (default: ``display``) as CSV, ``display`` as a
+    Markdown section (``title``, the table, ``note``) and as a LaTeX table captioned ``note``."""
+    tables = Path(tables)
+    if "csv" in formats:
+        atomic_write_text((csv if csv is not None else display).to_csv(index=False), tables / f"{stem}.csv")
+    if "md" in formats:
+        md = f"## {title}\n\n" + _markdown(display) + "\n" + (f"\n{note}\n" if note else "")
+        atomic_write_text(md, tables / f"{stem}.md")
+    if "tex" in formats:
+        caption = note.replace("\\", "/").replace("%", r"\%").replace("_", r"\_").replace("|", r"$|$").replace(
+            "&", r"\&").replace("#", r"\#")
+        latex = (display.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+                 .to_latex(caption=caption or None, label=f"tab:{stem}", hrules=True))
+        atomic_write_text(latex, tables / f"{stem}.tex")
+
+
+def _markdown(df: pd.DataFrame) -> str:
+    if df.empty and not len(df.columns):
+        return "(no rows)\n"
+    return df.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def fmt(v, digits=2) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return NA
+    return f"{v:.{digits}f}"
+
+
+def fmt_ci(r: pd.Series | None, scale: float = 1.0, digits: int = 1) -> str:
+    """'value [low, high]' of a frame row (``scale`` 100 for percent), or n/a."""
+    if r is None or pd.isna(r["value"]):
+        return NA
+    v = f"{scale * r['value']:.{digits}f}"
+    if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
+        return f"{v} [{scale * r['ci_low']:.{digits}f}, {scale * r['ci_high']:.{digits}f}]"
+    return v
+
+
+# --------------------------------------------------------------------------- the cells
+def cell_model(run: RunData, objective: str, decoder: str) -> str | None:
+    """The model at (objective row, decoder column) of the objectives table, or None."""
+    for name, info in run.models.items():
+        key = ("vae" if info.get("experiment") == "vae" else info.get("objective"), info.get("decoder"))
+        if key == (objective, decoder) and info.get("experiment") in ("vae", "class"):
+            return name
+    return None
+
+
+#: accuracy columns of the objectives table: key -> (set, CSV column, display column)
+ACC_COLUMNS = {
+    "lake_acc": ("lake_runs", "lake_20way_1shot_acc", "Lake runs 20-way 1-shot (%)"),
+    "within_acc": ("within_alphabet_runs", "within_alphabet_20way_1shot_acc", "within-alphabet 20-way 1-shot (%)"),
+    "way5_acc": ("episodes/5way_1shot", "episodes_5way_1shot_acc", "5-way 1-shot (%)"),
+}
+_PAPER_COLUMN = {"nll": "nll_nats_per_image", "kl_c": "kl_c_nats", **{k: v[1] for k, v in ACC_COLUMNS.items()}}
+
+
+def _r(x, d):
+    return None if x is None or pd.isna(x) else round(float(x), d)
+
+
+def objectives(run: RunData, df: pd.DataFrame, headline: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(CSV frame, display frame, note) of the objectives x decoders table."""
+    records, display = [], []
+    for dec, dec_label in DECODERS.items():
+        for obj, obj_label in OBJECTIVES.items():
+            m = cell_model(run, obj, dec)
+            nll, bound, kl = (value(df, m, "nll", "test"), value(df, m, "neg_bound", "test"),
+                              value(df, m, "kl_c", "test"))
+            accs = {k: value(df, m, "accuracy", s, headline) for k, (s, _, _) in ACC_COLUMNS.items()}
+            rec = {"objective": obj_label, "decoder": dec_label, "model": m if m in set(df["model"]) else m,
+                   "nll_nats_per_image": _r(nll["value"], 4) if nll is not None else None,
+                   "nll_K": int(nll["K"]) if nll is not None else None,
+                   "bound_nats_per_image": _r(bound["value"], 4) if bound is not None else None,
+                   "kl_c_nats": _r(kl["value"], 4) if kl is not None else None}
+            for key, (_, col, _) in ACC_COLUMNS.items():
+                a = accs[key]
+                rec[col] = _r(100 * a["value"], 2) if a is not None else None
+                rec[col + "_ci95_low"] = _r(100 * a["ci_low"], 2) if a is not None else None
+                rec[col + "_ci95_high"] = _r(100 * a["ci_high"], 2) if a is not None else None
+            for key, col in _PAPER_COLUMN.items():
+                pv = paper_value(obj, dec, key)
+                rec["paper_" + col] = pv
+                rec["diff_" + col] = None if pv is None or rec[col] is None else round(rec[col] - pv, 2)
+            records.append(rec)
+            row = {"objective": obj_label, "decoder": dec_label, "test NLL (nats/image)": fmt(rec["nll_nats_per_image"]),
+                   "test bound (nats/image)": fmt(rec["bound_nats_per_image"]), "KL(c) (nats)": fmt(rec["kl_c_nats"])}
+            for key, (_, _, label) in ACC_COLUMNS.items():
+                row[label] = fmt_ci(accs[key], 100)
+            display.append((obj, dec, row, rec))
+    table = pd.DataFrame(records)
+    paper_cols = [c for c in _PAPER_COLUMN.values() if table["paper_" + c].notna().any()]
+    table = table.drop(columns=[p + c for c in _PAPER_COLUMN.values() if c not in paper_cols
+                                for p in ("paper_", "diff_")])
+    rows = []
+    for obj, dec, row, rec in display:
+        for key, col in _PAPER_COLUMN.items():
+            if col not in paper_cols:
+                continue
+            label = {"nll": "NLL", "kl_c": "KL(c)"}.get(key) or ACC_COLUMNS[key][2].replace(" (%)", "")
+            pv, diff = rec["paper_" + col], rec["diff_" + col]
+            row[f"paper: {label}"] = fmt(pv, 1)
+            row[f"difference ({label})"] = NA if diff is None else f"{diff:+.1f}"
+        rows.append(row)
+    ks = sorted({int(k) for k in table["nll_K"].dropna()})
+    k_note = f"K = {', '.join(map(str, ks))} importance samples" if ks else "K: n/a"
+    note = (f"Test NLL: importance-sampled estimate of -log p(X)/|X| on evaluation classes ({k_note}); "
+            "bound: minus the training objective on the same classes (nats per image); KL(c): mean "
+            "KL(q(c|D) || p(c)) in nats; accuracies in % with 95% intervals in brackets, with the headline "
+            f"classification estimator ({headline}). Paper numbers: arXiv 1807.08919 (see "
+            "paper_figures/paper_numbers.py); n/a = not measured or not reported.")
+    return table.astype(object).where(table.notna(), None), pd.DataFrame(rows), note
+
+
+def classification_long(run: RunData, df: pd.DataFrame, headline: str) -> pd.DataFrame:
+    """The classification CSV: one row per (class model or baseline, set, estimator)."""
+    class_models = [n for n, i in run.models.items() if i.get("experiment") == "class"]
+    acc = df[(df["metric"] == "accuracy") & (df["model"].isin(class_models) | (df["experiment"] == "baseline"))]
+    out = acc.rename(columns={"value": "accuracy", "n": "n_trials"})[
+        ["model", "experiment", "objective", "decoder", "set", "estimator", "accuracy", "ci_low", "ci_high",
+         "n_trials", "K"]]
+    return out.assign(headline=out["estimator"] == headline)
+
+
+def classification(run: RunData, df: pd.DataFrame, headline: str, reason: str) -> tuple[pd.DataFrame, str]:
+    """(display frame, note): rows are class models and baselines; columns Lake's runs per estimator
+    (headline first), then the validation runs per estimator; cells 'acc [low, high]' in %."""
+    long = classification_long(run, df, headline)
+    models = long[long["experiment"] != "baseline"]
+    estimators = [headline] + [e for e in ESTIMATORS if e != headline and e in set(models["estimator"])]
+    rows = []
+    for name in models["model"].unique():
+        row = {"model": name}
+        for set_, label in (("lake_runs", "Lake runs"), ("validation_runs", "validation runs")):
+            for e in estimators:
+                col = f"{label}: {e}" + (" (headline)" if e == headline and set_ == "lake_runs" else "")
+                row[col] = fmt_ci(value(df, name, "accuracy", set_, e), 100)
+        rows.append(row)
+    disp = pd.DataFrame(rows)
+    for name in BASELINES:
+        r = value(df, name, "accuracy", "lake_runs", name)
+        if r is not None:
+            row = {c: "" for c in disp.columns}
+            row.update({"model": BASELINE_LABELS[name], (disp.columns[1] if len(disp.columns) > 1 else
+                                                         "Lake runs"): fmt_ci(r, 100)})
+            disp = pd.concat([disp, pd.DataFrame([row])], ignore_index=True)
+    lake = models[models["set"] == "lake_runs"]
+    trials = f" ({int(lake['n_trials'].iloc[0])} trials)" if not lake.empty else ""
+    ks = ", ".join(f"{d}: K = {int(k)}" for d, k in models.groupby("decoder")["K"].first().items())
+    note = (f"Accuracy in % [95% interval] on Lake's within-alphabet 20-way one-shot runs{trials} and on "
+            f"within-alphabet runs of the validation characters ({ks or 'K: n/a'} samples per score). Headline "
+            f"estimator: {headline} ({reason}). Baselines on the same runs: pixel nearest neighbour (cosine) and "
+            f"Lake's modified Hausdorff distance (his demo: 38.8% error = 61.2% accuracy on the 105x105 originals).")
+    return disp, note
+
+
+#: structured metrics in display order: metric -> (label, scale, digits)
+STRUCTURED = {
+    "bound": ("bound on evaluation alphabets (nats/image, higher is better)", 1, 2),
+    "class_bound": ("class-structured model's bound on the same targets", 1, 2),
+    "bound_difference": ("bound difference (hierarchical - class)", 1, 2),
+    "nll": ("-log p(X)/|X| (nats/image)", 1, 2),
+    "class_nll": ("class-structured model's -log p(X)/|X|", 1, 2),
+    "nll_improvement": ("-log p improvement (class - hierarchical)", 1, 2),
+    "kl_a": ("KL(a) (nats)", 1, 2), "kl_c": ("KL(c) (nats)", 1, 2), "kl_z": ("KL(z) (nats)", 1, 2),
+    "kl_t": ("KL(t) (nats)", 1, 2),
+    "alphabet_style": ("new characters classified as their alphabet (%)", 100, 1),
+    "alphabet_style_chance": ("chance (%)", 100, 1),
+    "alphabet_style_real": ("classifier on real images (%)", 100, 1),
+    "texture_accuracy": ("grid cells with the column's texture (%)", 100, 1),
+    "texture_chance": ("texture chance (%)", 100, 1),
+    "texture_real": ("texture classifier on real images (%)", 100, 1),
+    "character_accuracy": ("grid cells with the row's character (%)", 100, 1),
+    "character_chance": ("character chance (%)", 100, 1),
+    "character_real": ("character classifier on real images (%)", 100, 1),
+    "both_accuracy": ("both right (%)", 100, 1),
+}
+
+
+def structured(run: RunData, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(CSV frame, display frame, note) of the hierarchical and factorial models' numbers."""
+    names = [n for n, i in run.models.items() if i.get("experiment") in ("hierarchical", "factorial")]
+    sub = df[df["model"].isin(names)]
+    order = {m: i for i, m in enumerate(STRUCTURED)}
+    sub = sub.assign(_o=sub["metric"].map(lambda m: order.get(m, len(order)))).sort_values(
+        ["model", "_o"], key=lambda s: s.map({n: i for i, n in enumerate(names)}) if s.name == "model" else s)
+    sub = sub.drop(columns="_o")
+    disp = pd.DataFrame([{"model": r["model"], "steps": "" if pd.isna(r["steps"]) else int(r["steps"]),
+                          "metric": STRUCTURED.get(r["metric"], (r["metric"], 1, 3))[0],
+                          "value": fmt_ci(r, STRUCTURED.get(r["metric"], ("", 1, 3))[1],
+                                          STRUCTURED.get(r["metric"], ("", 1, 3))[2])}
+                         for _, r in sub.iterrows()], columns=["model", "steps", "metric", "value"])
+    note = ("Hierarchical: bounds and -log p on the evaluation alphabets, compared with the class-structured "
+            "model of the same objective and decoder on the same targets (95% intervals from paired standard "
+            "errors); alphabet style: an alphabet classifier trained on real images applied to new characters "
+            "c ~ p(c|a). Factorial: generated grid cells classified by texture (column) and character (row).")
+    return sub[["model", "experiment", "metric", "set", "value", "ci_low", "ci_high", "n", "K", "unit", "steps"]], \
+        disp, note
+
+
+def training(run: RunData) -> pd.DataFrame:
+    """Steps, best validation bound and wall time per model (from train_summary.json, exact keys)."""
+    rows = []
+    for name, info in run.models.items():
+        s = run.train_summaries.get(name)
+        if s is not None:
+            need(s, "steps", f"checkpoints/{name}/train_summary.json")
+        objective = "-" if info.get("experiment") == "vae" else (info.get("objective") or NA)  # no class latent
+        rows.append({"model": name, "experiment": info.get("experiment") or NA, "objective": objective,
+                     "decoder": info.get("decoder") or NA,
+                     "steps": str(s["steps"]) if s else NA,
+                     "best val bound": fmt(s["best_val_bound"]) if s and s.get("best_val_bound") is not None else NA,
+                     "wall time (s)": fmt(s["wall_time_s"], 0) if s and s.get("wall_time_s") is not None else NA})
+    return pd.DataFrame(rows, columns=["model", "experiment", "objective", "decoder", "steps", "best val bound",
+                                       "wall time (s)"])
+
+
+def learning_curves(run: RunData) -> pd.DataFrame:
+    """model, experiment, objective, decoder, step, time_s, val_acc, val_bound (rows with either)."""
+    cols = ["model", "experiment", "objective", "decoder", "step", "time_s", "val_acc", "val_bound"]
+    parts = []
+    for name, hist in run.histories.items():
+        if hist.empty or "step" not in hist:
+            continue
+        h = hist.reindex(columns=["step", "time_s", "val_acc", "val_bound"])
+        h = h[h["val_acc"].notna() | h["val_bound"].notna()]
+        info = run.models.get(name, {})
+        parts.append(h.assign(model=name, experiment=info.get("experiment"), objective=info.get("objective"),
+                              decoder=info.get("decoder")))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True)[cols]
