@@ -7,7 +7,7 @@
          --class-config results/<run>/configs/vhe_deconv.json]
 
 Dispatches on ``cfg["model"]["experiment"]``. Figure stems are ``<prefix>_<name>`` with prefix
-the experiment name (or the model name when it differs, as paper_figures.outputs does), each
+the experiment name (or the model name when it differs, as pipeline.outputs does), each
 written as PNG and PDF into ``--figures``:
 
 hierarchical (``hierarchical_samples``): for a few held-out (evaluation) alphabets, the first row

@@ -22,7 +22,7 @@ BUILDER_MODULES = {"hierarchical": "experiments.hierarchical", "factorial": "exp
 
 # ============================================================================ plumbing
 def figure_prefix(cfg) -> str:
-    """Figure names carry the experiment name, or the model name when it differs (paper_figures.outputs)."""
+    """Figure names carry the experiment name, or the model name when it differs (pipeline.outputs)."""
     m = cfg["model"]
     return m["experiment"] if m.get("name", m["experiment"]) == m["experiment"] else m["name"]
 

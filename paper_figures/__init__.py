@@ -2,7 +2,10 @@
 
     python -m paper_figures.make --run-dir results/<run>
 
-reads ``results/<run>/metrics/*.json`` and ``results/<run>/checkpoints/*/history.csv``.
-``paper_figures.outputs`` lists what the pipeline produces for a config (used by the
-Snakefile's ``all`` rule and by ``scripts/check_outputs.py``).
+reads ``results/<run>/metrics/*.json``, ``configs/*.json`` and
+``checkpoints/*/{final/history.csv,train_summary.json}`` into one long-form table
+(:mod:`paper_figures.metrics`, written as ``tables/metrics.csv``) from which every table
+(:mod:`~paper_figures.tables`, :mod:`~paper_figures.claims`), figure (:mod:`~paper_figures.figures`)
+and the summary page (:mod:`~paper_figures.summary`) are derived. What the pipeline produces
+for a config is listed in :mod:`pipeline.outputs`.
 """
