@@ -8,8 +8,9 @@
 # data (rules/data.smk) -> train every model (rules/train.smk) -> metrics (rules/evaluate.smk)
 # -> tables, figures, summary page (rules/figures.smk). Everything lands in results/<run>/
 # (prepared data in resources/<run>/). An interrupted run resumes: rerunning redoes only what
-# is missing, and the trainer continues from its last.pt (if Snakemake was stopped while jobs
-# ran, it asks for --rerun-incomplete: add it to rerun those jobs). On a GPU machine add
+# is missing, and the trainer continues from its last.pt (profiles/default sets
+# --rerun-incomplete, so jobs that were running are redone; if Snakemake itself was killed, its
+# lock remains: run `snakemake --unlock` once, then rerun). On a GPU machine add
 # `--resources gpu=<number of GPUs>` so that GPU jobs do not share a device. On a cluster:
 # `snakemake --profile profiles/slurm` (README, "Running on a cluster"); every rule declares its
 # resources (rules/common.smk, "cluster resources").

@@ -102,7 +102,7 @@ def page(run: RunData, t: Tables) -> str:
            "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}"
            "img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:0.85em}"
            ".holds{color:#070}.fails{color:#a00}.na{color:#777}")
-    claims = t.claims.style.hide(axis="index").map(
+    claims = t.claims.style.set_uuid("claims").hide(axis="index").map(
         lambda v: "color:#070" if v == HOLDS else ("color:#a00" if v == FAILS else "color:#777"),
         subset=["verdict"]).to_html() if not t.claims.empty else "<p class='na'>no claims</p>"
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>VHE reproduction: {html.escape(run.name)}"

@@ -64,9 +64,8 @@ def atomic_torch_save(obj, path) -> Path:
     ``obj`` only."""
     import torch
 
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
     return Path(path)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from ..files import write_json
 from .fetch import DataIntegrityError, DataUnavailableError
