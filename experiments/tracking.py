@@ -11,14 +11,18 @@ Logging never stops a job: a W&B error is a warning and the run is dropped.
 """
 from __future__ import annotations
 
+import glob
+import json
 import logging
+import struct
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger("experiments.tracking")
 
-__all__ = ["new_run_id", "open_run", "log_summary", "log_images", "log_tables", "finish"]
+__all__ = ["new_run_id", "open_run", "log_summary", "log_images", "log_tables", "finish", "log_evaluation",
+           "training_run_id", "offline_runs", "offline_records", "missing_tracking"]
 
 
 def new_run_id() -> str:
@@ -131,3 +135,82 @@ def log_evaluation(cfg: Mapping, name: str, checkpoint, rows, images: Mapping) -
     ok &= log_images(run, images)
     finish(run)
     return ok
+
+
+# ----------------------------------------------------------------------------- offline run files
+# run-<id>.wandb: a 7-byte header (":W&B", magic, version), then LevelDB log-format records
+# (32 KiB blocks; each chunk: crc32 (4 bytes), length (2, little endian), type (1): full, first,
+# middle, last) whose payloads are wandb_internal_pb2.Record protobufs.
+BLOCK = 32768
+#: fields of a logged table or image in the history (besides ``_type``)
+MEDIA_FIELDS = {"artifact_path", "log_mode", "ncols", "nrows", "path", "sha256", "size", "format", "height",
+                "width", "caption", "_latest_artifact_path"}
+HEADER = 7
+
+
+def offline_records(path) -> list:
+    """Every protobuf Record of one .wandb file, in order."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a W&B run file")
+    pos, out, parts = HEADER, [], []
+    while pos + 7 <= len(data):
+        room = BLOCK - pos % BLOCK
+        if room < 7:  # block trailer
+            pos += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        parts.append(chunk)
+        if kind in (1, 4):  # full or last
+            r = pb.Record()
+            r.ParseFromString(b"".join(parts))
+            out.append(r)
+            parts = []
+    return out
+
+
+def offline_runs(wandb_dir) -> list[dict]:
+    """One dict per offline run folder: id, job_type, group, name, summary {key: value}, the
+    history's scalar keys and its media {key: type} (``table-file``, ``image-file``)."""
+    out = []
+    for f in sorted(glob.glob(str(Path(wandb_dir) / "offline-run-*" / "run-*.wandb"))):
+        info = {"file": f, "summary": {}, "history_keys": set(), "media": {}}
+        for r in offline_records(f):
+            kind = r.WhichOneof("record_type")
+            if kind == "run":
+                info.update(id=r.run.run_id, job_type=r.run.job_type, group=r.run.run_group, name=r.run.display_name)
+            elif kind == "summary":
+                for u in r.summary.update:
+                    info["summary"][u.key or "/".join(u.nested_key)] = json.loads(u.value_json)
+            elif kind == "history":  # media (tables, images) arrive as <key>/_type, <key>/path, ...
+                for i in r.history.item:
+                    key = i.key or "/".join(i.nested_key)
+                    if key.endswith("/_type"):
+                        info["media"][key[:-len("/_type")]] = json.loads(i.value_json)
+                    elif "/_" not in key and not key.rsplit("/", 1)[-1] in MEDIA_FIELDS:
+                        info["history_keys"].add(key)
+        out.append(info)
+    return out
+
+
+def missing_tracking(wandb_dir, run: str, models) -> list[str]:
+    """What an offline run's W&B files lack: for every model ``<run>/<model>``, a training session
+    with history and an evaluation with ``eval/`` summary values; and the ``<run>/summary`` run.
+    Returns one line per gap ([] when complete)."""
+    found = offline_runs(wandb_dir)
+    gaps = []
+    for m in models:
+        mine = [r for r in found if r.get("name") == f"{run}/{m}"]
+        if not any(r.get("job_type") == "train" and r["history_keys"] for r in mine):
+            gaps.append(f"{run}/{m}: no training history")
+        if not any(any(k.startswith("eval/") for k in r["summary"]) for r in mine):
+            gaps.append(f"{run}/{m}: no evaluation (eval/* summary values)")
+    if not any(r.get("name") == f"{run}/summary" and r["media"] for r in found):
+        gaps.append(f"{run}/summary: no summary run with tables")
+    return gaps

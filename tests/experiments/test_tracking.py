@@ -46,6 +46,11 @@ def test_evaluation_lands_in_the_training_run(tmp_path):
     assert evaluation["summary"]["eval/accuracy/lake_runs/conditional"] == 0.25
     assert evaluation["media"] == {"eval/metrics": "table-file", "eval/classification": "table-file",
                                    "eval/samples": "image-file"}
+    # what scripts/check_outputs.py --wandb asks of a run: here only the summary run is missing
+    assert tracking.missing_tracking(tmp_path / "results" / "wandb", "test", ["vhe_deconv"]) == [
+        "test/summary: no summary run with tables"]
+    assert "test/other: no training history" in tracking.missing_tracking(
+        tmp_path / "results" / "wandb", "test", ["vhe_deconv", "other"])
 
 
 def test_an_untracked_training_gets_an_evaluate_run(tmp_path):
