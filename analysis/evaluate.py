@@ -57,6 +57,7 @@ from vhe.evaluate import EvaluationError, classify, eval_mode, kl_class, log_mar
 from vhe.files import json_ready, write_json
 from vhe.loader import encode_labels
 from experiments.artifacts import provenance, save_figure
+from experiments.checkpoints import load_weights
 from experiments.sections import Evaluation
 
 log = logging.getLogger("analysis.evaluate")
@@ -448,17 +449,6 @@ def placeholder_figure(path_png, text: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- main routine
-def _load_model(exp, checkpoint, device):
-    from experiments.checkpoints import load_weights
-
-    ckpt = load_weights(exp.model, checkpoint, device)
-    info = {"path": str(checkpoint)}
-    for key in ("step", "val_bound", "version"):
-        if key in ckpt:
-            info[key] = ckpt[key]
-    return info
-
-
 def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
              progress: bool | None = None) -> dict:
     """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
@@ -485,7 +475,8 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         _seed(seed)
         exp = build_experiment(cfg, device)
         model, objective = exp.model, exp.objective
-        ckpt_info = _load_model(exp, checkpoint, device)
+        ckpt = load_weights(exp.model, checkpoint, device)  # the one checkpoint loader (weights_only=True)
+        ckpt_info = {"path": str(checkpoint), **{k: ckpt[k] for k in ("step", "val_bound", "version") if k in ckpt}}
 
     K = int(ev.n_samples)
     res = {
