@@ -179,7 +179,13 @@ def offline_runs(wandb_dir) -> list[dict]:
     """One dict per offline run folder: id, job_type, group, name, summary {key: value}, the
     history's scalar keys and its media {key: type} (``table-file``, ``image-file``)."""
     out = []
-    for f in sorted(glob.glob(str(Path(wandb_dir) / "offline-run-*" / "run-*.wandb"))):
+    def session_order(f):  # offline-run-<date>_<time>-<id>[-<n>]: a resumed session gets -1, -2, ...
+        folder = Path(f).parent.name
+        stamp, rest = folder[len("offline-run-"):].split("-", 1)
+        resumed = rest.rsplit("-", 1)[1] if rest.count("-") else "0"
+        return stamp, int(resumed) if resumed.isdigit() else 0
+
+    for f in sorted(glob.glob(str(Path(wandb_dir) / "offline-run-*" / "run-*.wandb")), key=session_order):
         info = {"file": f, "summary": {}, "history_keys": set(), "media": {}}
         for r in offline_records(f):
             kind = r.WhichOneof("record_type")
