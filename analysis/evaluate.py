@@ -631,15 +631,14 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
 
 def _log_wandb(cfg, m, res: dict, checkpoint) -> None:
     """The evaluation into the model's W&B run (experiments.tracking; nothing when disabled)."""
-    if (cfg.get("wandb") or {}).get("mode", "disabled") == "disabled":
-        return
-    import pandas as pd
-
     from experiments import tracking
-    from paper_figures.metrics import COLUMNS, evaluate_rows
+
+    if not tracking.enabled(cfg):
+        return
+    from paper_figures.metrics import evaluate_rows
 
     info = {k: m.get(k) for k in ("experiment", "objective", "decoder")}
-    rows = pd.DataFrame(evaluate_rows(m.get("name"), info, res, "evaluation"), columns=COLUMNS)
+    rows = evaluate_rows(m.get("name"), info, res, "evaluation")
     images = {"eval/samples": p for p in (res.get("figures") or {}).get("samples") or [] if str(p).endswith(".png")}
     tracking.log_evaluation(cfg, m.get("name"), checkpoint, rows, images)
 

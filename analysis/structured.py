@@ -112,16 +112,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _log_wandb(cfg, m, out: dict, checkpoint) -> None:
     """The evaluation into the model's W&B run (experiments.tracking; nothing when disabled)."""
-    if (cfg.get("wandb") or {}).get("mode", "disabled") == "disabled":
-        return
-    import pandas as pd
-
     from experiments import tracking
-    from paper_figures.metrics import COLUMNS, structured_rows
+
+    if not tracking.enabled(cfg):
+        return
+    from paper_figures.metrics import structured_rows
     from vhe.files import json_ready
 
     info = {k: m.get(k) for k in ("experiment", "objective", "decoder")}
-    rows = pd.DataFrame(structured_rows(m.get("name"), info, json_ready(out), "evaluation"), columns=COLUMNS)
+    rows = structured_rows(m.get("name"), info, json_ready(out), "evaluation")
     images = {f"eval/{Path(p).stem}": p for p in out.get("figures") or [] if str(p).endswith(".png")}
     tracking.log_evaluation(cfg, m.get("name"), checkpoint, rows, images)
 

@@ -126,15 +126,23 @@ def load_weights(model: torch.nn.Module, path, device=None) -> dict:
 
 
 # ----------------------------------------------------------------------------- RNG states as data
+def _numpy_state(state: tuple) -> dict:
+    """``np.random.get_state()``'s tuple as tensors and numbers."""
+    name, keys, pos, has_gauss, gauss = state
+    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+            "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)}
+
+
+def _python_state(state: tuple) -> dict:
+    """``random.getstate()``'s tuple as a tensor and numbers."""
+    version, internal, gauss_next = state
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next}
+
+
 def rng_state(device: torch.device | None = None) -> dict:
     """torch, numpy and Python RNG states (and CUDA's on a CUDA device) as tensors and numbers."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, internal, gauss_next = random.getstate()
-    state = {"torch": torch.get_rng_state(),
-             "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                       "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
-             "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                        "gauss_next": gauss_next}}
+    state = {"torch": torch.get_rng_state(), "numpy": _numpy_state(np.random.get_state()),
+             "python": _python_state(random.getstate())}
     if device is not None and device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -168,13 +176,7 @@ def convert(path, out=None) -> Path:
     new = dict(old)
     rng = old.get("rng")
     if rng is not None and not isinstance(rng.get("numpy"), dict):
-        name, keys, pos, has_gauss, gauss = rng["numpy"]
-        version, internal, gauss_next = rng["python"]
-        new["rng"] = {**rng,
-                      "numpy": {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                                "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
-                      "python": {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
-                                 "gauss_next": gauss_next}}
+        new["rng"] = {**rng, "numpy": _numpy_state(rng["numpy"]), "python": _python_state(rng["python"])}
     return save_checkpoint(new, out if out is not None else path)
 
 

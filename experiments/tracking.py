@@ -21,8 +21,13 @@ from pathlib import Path
 
 log = logging.getLogger("experiments.tracking")
 
-__all__ = ["new_run_id", "open_run", "log_summary", "log_images", "log_tables", "finish", "log_evaluation",
+__all__ = ["enabled", "new_run_id", "open_run", "log_summary", "log_images", "log_tables", "finish", "log_evaluation",
            "training_run_id", "offline_runs", "offline_records", "missing_tracking"]
+
+
+def enabled(cfg: Mapping) -> bool:
+    """Whether ``cfg`` logs to W&B at all (``wandb.mode`` is not disabled)."""
+    return (cfg.get("wandb") or {}).get("mode", "disabled") != "disabled"
 
 
 def new_run_id() -> str:
@@ -36,10 +41,10 @@ def open_run(cfg: Mapping, name: str, *, job_type: str, run_id: str | None = Non
     ``cfg`` is a resolved config (its ``wandb`` section, ``run`` and ``paths.results``). Returns
     the run, or None when ``wandb.mode`` is disabled or W&B fails to start.
     """
-    settings = cfg.get("wandb") or {"mode": "disabled"}
-    mode = settings.get("mode", "disabled")
-    if mode == "disabled":
+    if not enabled(cfg):
         return None
+    settings = cfg["wandb"]
+    mode = settings["mode"]
     try:
         import wandb
 
@@ -114,10 +119,15 @@ def log_evaluation(cfg: Mapping, name: str, checkpoint, rows, images: Mapping) -
     """Log one model's evaluation into its training run (resumed by id; a new ``evaluate`` run when
     training was not tracked): every metric row as a summary value ``eval/<metric>[/<set>][/<estimator>]``,
     the rows as the table ``eval/metrics``, the accuracy rows as ``eval/classification`` and
-    ``images`` (key -> PNG path) as ``wandb.Image`` s. ``rows``: a DataFrame in the layout of
-    :func:`paper_figures.metrics.metrics_frame`."""
-    if (cfg.get("wandb") or {}).get("mode", "disabled") == "disabled":
+    ``images`` (key -> PNG path) as ``wandb.Image`` s. ``rows``: rows (dicts or a DataFrame) in the
+    layout of :func:`paper_figures.metrics.metrics_frame`."""
+    if not enabled(cfg):
         return False
+    import pandas as pd
+
+    from paper_figures.metrics import COLUMNS
+
+    rows = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=COLUMNS)
     run_id = training_run_id(checkpoint)
     run = open_run(cfg, name, job_type="train" if run_id else "evaluate", run_id=run_id)
     if run is None:

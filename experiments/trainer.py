@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from .artifacts import provenance
+from .tracking import enabled as tracking_enabled
 from .checkpoints import CheckpointFormatError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .common import Experiment, model_section, resolve_device
 from .sections import Train
@@ -406,7 +407,7 @@ class Trainer:
     def _init_wandb(self):
         from .tracking import new_run_id, open_run
 
-        if self.cfg["wandb"]["mode"] == "disabled":
+        if not tracking_enabled(self.cfg):
             return None
         if self.wandb_id is None:
             self.wandb_id = new_run_id()
@@ -649,7 +650,7 @@ class Trainer:
             "device": str(self.device),
             "num_threads": torch.get_num_threads(),
             "info": self.exp.info,
-            "wandb_id": self.wandb_id if self.cfg["wandb"]["mode"] != "disabled" else None,
+            "wandb_id": self.wandb_id if tracking_enabled(self.cfg) else None,
         }
         write_json(summary, self.paths["summary"])
         if self._wandb is not None:

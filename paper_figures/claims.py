@@ -54,6 +54,13 @@ def _verdict(better: bool, p: float) -> str:
     return DIRECTION if better else FAILS
 
 
+def _paired(mine: list[int], theirs: list[int], better: bool) -> tuple[dict, str]:
+    """McNemar's test of ``mine`` against ``theirs`` (same trials) and the verdict for ``better``
+    (the first classifier's point estimate above the second's)."""
+    t = mcnemar(mine, theirs)
+    return t, _verdict(better, t["p_value"])
+
+
 def _claim(claim, scope, rule, evidence, verdict) -> dict:
     return {"claim": claim, "scope": scope, "rule": rule, "evidence": evidence, "verdict": verdict}
 
@@ -83,9 +90,9 @@ def classification_claims(run: RunData, df: pd.DataFrame, headline: str) -> list
         if r_ns is None or r_vhe is None:
             out.append(_claim("VHE classifies better than NS (Lake's runs)", label, rule, "not measured", UNMEASURED))
             continue
-        t = mcnemar(per_trial(run, vhe, "lake_runs", headline), per_trial(run, ns, "lake_runs", headline))
         better = r_vhe["value"] > r_ns["value"]
-        verdict = _verdict(better, t["p_value"])
+        t, verdict = _paired(per_trial(run, vhe, "lake_runs", headline), per_trial(run, ns, "lake_runs", headline),
+                             better)
         ev = (f"NS {fmt_ci(r_ns, 100)} %, VHE {fmt_ci(r_vhe, 100)} % ({headline}); VHE right where NS wrong on "
               f"{t['n10']} trials, the reverse on {t['n01']}; McNemar p = {t['p_value']:.3g}")
         if verdict != HOLDS:
@@ -105,9 +112,8 @@ def classification_claims(run: RunData, df: pd.DataFrame, headline: str) -> list
     if len(mine) != len(theirs):
         return out + [_claim(claim, best, rule, f"different trials ({len(mine)} vs {len(theirs)}): "
                                                 "evaluation.max_runs differs", UNMEASURED)]
-    t = mcnemar(mine, theirs)
     better = r_best["value"] > mhd["value"]
-    verdict = _verdict(better, t["p_value"])
+    t, verdict = _paired(mine, theirs, better)
     ev = (f"{best} {fmt_ci(r_best, 100)} % vs MHD {fmt_ci(mhd, 100)} % (105x105 originals: "
           f"{fmt_ci(value(df, 'mhd_105', 'accuracy', 'lake_runs', 'mhd_105'), 100)} %); McNemar p = {t['p_value']:.3g}")
     if verdict != HOLDS:

@@ -30,7 +30,7 @@ from . import claims as CLAIMS
 from . import figures as FIG
 from . import summary as SUMMARY
 from . import tables as T
-from .metrics import MetricsError, RunData, metrics_frame, read_json, read_run
+from .metrics import MetricsError, RunData, metrics_frame, read_run
 
 
 def make(run_dir, wandb_mode: str | None = None) -> RunData:
@@ -68,21 +68,20 @@ def make(run_dir, wandb_mode: str | None = None) -> RunData:
 
 def tracking_config(run: RunData, mode: str | None = None) -> dict | None:
     """The W&B settings of the run's models (their per-model configs), ``mode`` overriding; None if none."""
-    for name in run.models:
-        cfg = read_json(run.run_dir / "configs" / f"{name}.json")
-        if "wandb" in cfg:
-            wb = {**cfg["wandb"], **({"mode": mode} if mode else {})}
-            return {"wandb": wb, "run": cfg.get("run", run.name), "paths": {"results": str(run.run_dir)}}
-    return None
+    if run.wandb is None:
+        return None
+    wb = {**run.wandb["settings"], **({"mode": mode} if mode else {})}
+    return {"wandb": wb, "run": run.wandb["run"], "paths": {"results": str(run.run_dir)}}
 
 
 def log_wandb(run: RunData, tables: dict, summary: dict, mode: str | None = None) -> None:
     """The profile's tables (``wandb.Table``), headline and figures in a W&B run ``<run>/summary``
     (``job_type="evaluate"``, grouped with the models' runs); nothing when W&B is disabled."""
     cfg = tracking_config(run, mode)
-    if cfg is None or cfg["wandb"].get("mode", "disabled") == "disabled":
-        return
     from experiments import tracking
+
+    if cfg is None or not tracking.enabled(cfg):
+        return
 
     wb = tracking.open_run(cfg, "summary", job_type="evaluate")
     if wb is None:

@@ -88,6 +88,7 @@ class RunData:
     raw: dict = field(default_factory=dict)  # metrics/<stem>.json -> dict (models, baselines, data_gap, ...)
     histories: dict = field(default_factory=dict)  # model -> DataFrame of history.csv
     train_summaries: dict = field(default_factory=dict)  # model -> dict
+    wandb: dict | None = None  # the models' W&B settings (their per-model configs), if any
 
     @property
     def name(self) -> str:
@@ -144,9 +145,12 @@ def read_run(run_dir) -> RunData:
     run = RunData(run_dir=run_dir)
     models = {}
     for path in _json_files(run_dir / "configs"):
-        model = read_json(path).get("model")
+        cfg = read_json(path)
+        model = cfg.get("model")
         if isinstance(model, dict):
             models[path.stem] = {k: model.get(k) for k in ("experiment", "objective", "decoder")}
+            if run.wandb is None and "wandb" in cfg:
+                run.wandb = {"settings": cfg["wandb"], "run": cfg.get("run", run.name)}
     run.models = {k: models[k] for k in _order(models)}
     run.raw = {p.stem: read_json(p) for p in _json_files(run_dir / "metrics")}
     for name in run.models:

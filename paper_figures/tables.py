@@ -106,7 +106,7 @@ def objectives(run: RunData, df: pd.DataFrame, headline: str) -> tuple[pd.DataFr
             nll, bound, kl = (value(df, m, "nll", "test"), value(df, m, "neg_bound", "test"),
                               value(df, m, "kl_c", "test"))
             accs = {k: value(df, m, "accuracy", s, headline) for k, (s, _, _) in ACC_COLUMNS.items()}
-            rec = {"objective": obj_label, "decoder": dec_label, "model": m if m in set(df["model"]) else m,
+            rec = {"objective": obj_label, "decoder": dec_label, "model": m,
                    "nll_nats_per_image": _r(nll["value"], 4) if nll is not None else None,
                    "nll_K": int(nll["K"]) if nll is not None else None,
                    "bound_nats_per_image": _r(bound["value"], 4) if bound is not None else None,
