@@ -28,7 +28,7 @@ OBJECTIVES = {"vae": "VAE", "ns": "NS", "resample": "resample only", "rescale": 
 #: decoder columns: key -> label
 DECODERS = {"deconv": "deconv", "pixelcnn": "PixelCNN"}
 #: estimators in order of preference when validation accuracies tie
-ESTIMATORS = ("conditional", "marginal_ratio", "ns_kl")
+ESTIMATORS = ("conditional", "symmetric", "marginal_ratio", "ns_kl")
 BASELINE_LABELS = {"pixel_nn_28": "pixel nearest neighbour (28x28)", "mhd_28": "Lake's MHD (28x28)",
                    "pixel_nn_105": "pixel nearest neighbour (105x105)", "mhd_105": "Lake's MHD (105x105)"}
 

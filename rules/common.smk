@@ -397,7 +397,7 @@ def eval_estimate_min(name):
     for way in eps.get("ways", []):
         trials += [(eps.get("n_episodes", 0) * way**2, shot) for shot in eps.get("shots", [])]
     for pairs, shot in trials:
-        per_pair = {"conditional": 1, "marginal_ratio": shot + 2, "ns_kl": 0}
+        per_pair = {"conditional": 1, "symmetric": 1 + shot, "marginal_ratio": shot + 2, "ns_kl": 0}
         decodes += pairs * ev["classification_samples"] * sum(per_pair[e] for e in ev["estimators"])
     return _decode_s(m, decodes) / 60
 

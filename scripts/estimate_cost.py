@@ -80,8 +80,8 @@ SMALL_CHUNK = 64
 T4_SPEEDUP = {"deconv": 2.23, "pixelcnn": 1.21}
 BF16_SPEEDUP = {"deconv": 1.3, "pixelcnn": 1.65}
 EXPERIMENT_FACTOR = {"class": 1.0, "vae": 0.63, "hierarchical": 5.0, "factorial": 1.5}
-# decodes per (query, class) pair per sample K, 1-shot: conditional K, marginal_ratio K (|D| + 2)
-ESTIMATOR_DECODES = {"conditional": 1, "marginal_ratio": 3, "ns_kl": 0}
+# decodes per (query, class) pair per sample K, 1-shot: conditional K, symmetric K (1 + |D|), marginal_ratio K (|D| + 2)
+ESTIMATOR_DECODES = {"conditional": 1, "symmetric": 2, "marginal_ratio": 3, "ns_kl": 0}
 OMNIGLOT_EVAL_CHARACTERS = 659
 DRAWINGS = 20
 LAKE_RUNS, LAKE_WAY = 20, 20

@@ -26,7 +26,7 @@ __all__ = ["log_marginal", "log_conditional", "log_predictive", "kl_class", "cla
            "CLASSIFY_METHODS", "eval_mode", "EvaluationError"]
 
 #: few-shot classification estimators of :func:`classify` (formulas and costs in its docstring)
-CLASSIFY_METHODS = ("marginal_ratio", "conditional", "ns_kl")
+CLASSIFY_METHODS = ("marginal_ratio", "conditional", "ns_kl", "symmetric")
 
 
 class EvaluationError(ValueError):
@@ -230,20 +230,54 @@ def class_scores(model: VHE, support: torch.Tensor, query: torch.Tensor, method:
                 kl = (log_qx - log_qD).view(n_samples, Q).mean(dim=0)
                 scores[:, j] = -kl
             return scores
-        # conditional: c_{j,s} ~ q(c | D_j) once per class and sample, shared by all queries
-        Dr = support.unsqueeze(0).expand(n_samples, *support.shape).reshape(n_samples * W, *support.shape[1:])
-        values = _encode_classes(model, Dr, cls)  # (n_samples * W, ...), sample-major
-        rows = n_samples * W
-        q_chunk = max(1, max_elements // rows)
-        scores = []
-        for q0 in range(0, Q, q_chunk):
-            qs = query[q0:q0 + q_chunk]
-            n = len(qs)
-            xr = qs.unsqueeze(1).expand(n, rows, *qs.shape[1:]).reshape(n * rows, *qs.shape[1:])
-            vr = {k: v.unsqueeze(0).expand(n, *v.shape).reshape(n * rows, *v.shape[1:]) for k, v in values.items()}
-            lw = _log_px_given_class(model, xr, vr, elem).view(n, n_samples, W)
-            scores.append(torch.logsumexp(lw, dim=1) - math.log(n_samples))
-        return torch.cat(scores)
+        if method == "symmetric":
+            forward = _conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
+            reverse = _reverse_conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
+            log_pD = log_marginal(model, support, n_samples, per_element, max_elements)  # (W,)
+            return 0.5 * (forward + reverse - log_pD[None, :])
+        return _conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
+
+
+def _conditional_scores(model: VHE, support, query, n_samples, cls, elem, max_elements) -> torch.Tensor:
+    """log p̂(x_q | D_j) for every query and class (Q, W) nats: c_{j,s} ~ q(c | D_j) once per class
+    and sample, shared by all queries; z importance-sampled once per (query, c_{j,s})."""
+    W = support.shape[0]
+    Q = query.shape[0]
+    Dr = support.unsqueeze(0).expand(n_samples, *support.shape).reshape(n_samples * W, *support.shape[1:])
+    values = _encode_classes(model, Dr, cls)  # (n_samples * W, ...), sample-major
+    rows = n_samples * W
+    q_chunk = max(1, max_elements // rows)
+    scores = []
+    for q0 in range(0, Q, q_chunk):
+        qs = query[q0:q0 + q_chunk]
+        n = len(qs)
+        xr = qs.unsqueeze(1).expand(n, rows, *qs.shape[1:]).reshape(n * rows, *qs.shape[1:])
+        vr = {k: v.unsqueeze(0).expand(n, *v.shape).reshape(n * rows, *v.shape[1:]) for k, v in values.items()}
+        lw = _log_px_given_class(model, xr, vr, elem).view(n, n_samples, W)
+        scores.append(torch.logsumexp(lw, dim=1) - math.log(n_samples))
+    return torch.cat(scores)
+
+
+def _reverse_conditional_scores(model: VHE, support, query, n_samples, cls, elem, max_elements) -> torch.Tensor:
+    """log p̂(D_j | x_q) = log (1/K) sum_s prod_i p̂(d_ji | c_s), c_s ~ q(c | {x_q}) once per query and
+    sample, shared by all classes; z importance-sampled once per (support element, c_s). (Q, W) nats."""
+    W, S = support.shape[:2]
+    Q = query.shape[0]
+    Xq = query.unsqueeze(1)  # (Q, 1, ...): each query as a one-element set
+    Xr = Xq.unsqueeze(0).expand(n_samples, *Xq.shape).reshape(n_samples * Q, *Xq.shape[1:])
+    values = _encode_classes(model, Xr, cls)  # (n_samples * Q, ...), sample-major
+    rows = n_samples * Q
+    elements = support.reshape(W * S, *support.shape[2:])
+    e_chunk = max(1, max_elements // rows)
+    parts = []
+    for e0 in range(0, W * S, e_chunk):
+        es = elements[e0:e0 + e_chunk]
+        n = len(es)
+        xr = es.unsqueeze(1).expand(n, rows, *es.shape[1:]).reshape(n * rows, *es.shape[1:])
+        vr = {k: v.unsqueeze(0).expand(n, *v.shape).reshape(n * rows, *v.shape[1:]) for k, v in values.items()}
+        parts.append(_log_px_given_class(model, xr, vr, elem).view(n, rows))
+    lw = torch.cat(parts).T.reshape(n_samples, Q, W, S).sum(dim=3)  # prod over the elements of D_j
+    return torch.logsumexp(lw, dim=0) - math.log(n_samples)
 
 
 def classify(model: VHE, support: torch.Tensor, query: torch.Tensor, n_samples: int = 10,
@@ -264,6 +298,13 @@ def classify(model: VHE, support: torch.Tensor, query: torch.Tensor, n_samples: 
     * ``"ns_kl"``: the Neural Statistician's rule, -KL(q(c | x) || q(c | D_j)), estimated as
       mean_s [log q(c_s | D_j) - log q(c_s | x)], c_s ~ q(c | x) (the same draws for every class).
       Cost: no decoder evaluation; K encoder scorings per pair.
+    * ``"symmetric"``: the mean of two estimators of log p(x | D_j) up to a constant that is the
+      same for every class: the conditional log p̂(x | D_j) above, and log p̂(D_j | x) - log p̂(D_j),
+      where log p(D_j | x) - log p(D_j) = log p(x | D_j) - log p(x) exactly. The second reads the
+      pair the other way round (c_s ~ q(c | {x}), log p̂(D_j | x) = log (1/K) sum_s prod_i
+      p̂(d_ji | c_s), z importance-sampled; log p̂(D_j) by :func:`log_marginal`), so the errors of
+      q(c | D_j) and of q(c | x) partly average out. Scores are ½ [log p̂(x | D_j) + log p̂(D_j | x)
+      - log p̂(D_j)]. Cost: K (1 + S) decoder evaluations per pair, plus K S per class.
 
     Returns (predictions (Q,) int64, scores (Q, W): nats, higher = more likely).
     """

@@ -185,7 +185,7 @@ def test_class_model_every_section(setup):
     # classification: every estimator on the same trials; an untrained-ish model on random runs is
     # at chance (1/20), well below 1
     cl = data["classification"]
-    assert cl["estimators"] == ["marginal_ratio", "conditional", "ns_kl"] and cl["n_samples"] == 2
+    assert cl["estimators"] == ["marginal_ratio", "conditional", "ns_kl", "symmetric"] and cl["n_samples"] == 2
     for method in cl["estimators"]:
         lake = cl["lake_runs"][method]
         check_accuracy(lake, "n_runs")

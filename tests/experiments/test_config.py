@@ -155,3 +155,15 @@ def test_dump_json_if_changed_keeps_mtime(tmp_path):
     assert dump_json_if_changed({"a": [1, 2], "b": 2}, p) is True
     assert p.stat().st_mtime != 1_000_000 and json.loads(p.read_text())["b"] == 2
     assert not [f for f in p.parent.iterdir() if f.name != "m.json"]  # no temporary files left
+
+
+def test_schema_offers_exactly_the_library_estimators():
+    """evaluation.estimators and the learning curve's method accept what vhe.evaluate.classify does."""
+    from vhe.evaluate import CLASSIFY_METHODS
+
+    ev = load_schema()["properties"]["evaluation"]["properties"]
+    assert set(ev["estimators"]["items"]["enum"]) == set(CLASSIFY_METHODS)
+    assert set(ev["estimators"]["default"]) == set(CLASSIFY_METHODS)
+    assert load_config({"evaluation": {"estimators": ["symmetric"]}})["evaluation"]["estimators"] == ["symmetric"]
+    with pytest.raises(ConfigError, match="estimators"):
+        load_config({"evaluation": {"estimators": ["nearest"]}})

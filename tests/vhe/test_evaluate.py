@@ -124,6 +124,47 @@ def test_conditional_estimator_is_exact_with_the_true_posterior_and_one_sample_i
     assert (many - exact).abs().mean() < 0.02
 
 
+def test_symmetric_estimator_converges_to_the_exact_conditional_up_to_a_per_query_constant():
+    """symmetric = ½ [log p̂(x | D) + log p̂(D | x) - log p̂(D)] -> log p(x | D) - ½ log p(x).
+
+    1-shot supports, q(c | one element) the exact posterior: both conditional terms are consistent
+    (their error shrinks as K grows) and log p̂(D) is exact for any K.
+    """
+    torch.manual_seed(0)
+    X = sample_classes(5, 2, seed=11)
+    support, query = X[:, :1], X[:, 1]
+    exact = torch.stack([_exact_log_conditional(q.expand(5, *q.shape), support) for q in query])  # (Q, W)
+    target = exact - 0.5 * exact_log_marginal(query[:, None])[:, None]
+    model = VHE(encoder=[exact_posterior_qc(1)], decoder=LinearPx())
+    errors = []
+    for k in (1, 10, 20000):
+        torch.manual_seed(1)
+        _, scores = classify(model, support, query, n_samples=k, per_element=(), method="symmetric",
+                             max_elements=1 << 20)
+        errors.append((scores - target).abs().mean().item())
+    assert errors[2] < errors[1] < errors[0] and errors[2] < 0.05, errors
+    # the per-query constant does not change the ranking: same predictions as the exact conditional
+    assert torch.equal(scores.argmax(1), exact.argmax(1))
+
+
+def test_symmetric_reverse_term_multiplies_over_the_support_set():
+    """With S-shot supports log p̂(D | x) draws one c per sample, shared by all S elements of D, from
+    q(c | {x}) (the exact posterior here), so it converges to log p(D | x) = log p(D ∪ {x}) - log p(x)."""
+    torch.manual_seed(0)
+    X = sample_classes(4, 4, seed=5)
+    support, query = X[:, :3], X[:, 3]
+    model = VHE(encoder=[exact_posterior_qc(1)], decoder=LinearPx())  # exact for q(c | x)
+    from vhe.evaluate import _reverse_conditional_scores
+    with torch.no_grad():
+        rev = _reverse_conditional_scores(model, support, query, 20000, ["c"], [], 1 << 20)
+    exact = torch.stack([exact_log_marginal(torch.cat([support, q.expand(4, 1, *q.shape)], dim=1))
+                         - exact_log_marginal(q.expand(1, 1, *q.shape)) for q in query])  # log p(D_j | x_q)
+    # the matching pairs (query and support from one class), where q(c | {x}) is a good proposal
+    # for D; far pairs converge too, but slowly (heavy-tailed weights)
+    assert rev.shape == (4, 4)
+    assert (rev.diagonal() - exact.diagonal()).abs().max() < 0.02, rev.diagonal() - exact.diagonal()
+
+
 def test_ns_kl_rule_prefers_the_matching_class_and_is_exact_for_identical_sets():
     torch.manual_seed(0)
     model = VHE(encoder=[ScaledQc(a=0.5, log_s=-1.0)], decoder=LinearPx())
