@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "json_ready", "write_json"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_torch_save", "json_ready", "remove_orphans", "write_json"]
 
 
 @contextmanager
@@ -27,12 +29,15 @@ def atomic_path(path) -> Iterator[Path]:
     (``fsync``) before the rename, so a write error the filesystem reports late (a full disk on
     NFS or btrfs) fails the block and leaves the previous ``path`` in place instead of replacing
     it with a truncated file. A process killed inside the block (SIGKILL) can leave the hidden
-    temporary file ``.<name>.<random><suffix>`` behind; it is never ``path`` and readers of
-    result folders skip hidden files.
+    temporary file ``.<name>.<host>-<pid>.<random><suffix>`` behind; it is never ``path``, readers
+    of result folders skip hidden files, and the next write of the same ``path`` removes it
+    (:func:`remove_orphans`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix or ".tmp", dir=path.parent)
+    suffix = path.suffix or ".tmp"
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -46,6 +51,49 @@ def atomic_path(path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+#: this machine's name as it appears in temporary file names (letters, digits and '_')
+_HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def remove_orphans(path) -> list[Path]:
+    """Remove the temporary files that killed writers of ``path`` left beside it; return them.
+
+    A temporary file ``.<name>.<host>-<pid>.<random><suffix>`` is an orphan when ``host`` is this
+    machine and process ``pid`` no longer exists. Files of live processes, of other machines
+    (a shared filesystem) and of unknown form are left alone, so a concurrent writer elsewhere
+    never loses its file.
+    """
+    path = Path(path)
+    suffix = path.suffix or ".tmp"
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+"
+                         rf"{re.escape(suffix)}$")
+    removed = []
+    try:
+        siblings = list(path.parent.iterdir())
+    except FileNotFoundError:
+        return removed
+    for p in siblings:
+        m = pattern.match(p.name)
+        if not m or m["host"] != _HOST or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def atomic_write_text(text: str, path) -> Path:

@@ -175,7 +175,7 @@ def snapshot(root: Path, files=None) -> dict[str, bytes]:
 
 
 def hidden_temporaries(root: Path) -> list[Path]:
-    """Files an interrupted atomic write left behind (``.<name>.<random><suffix>``)."""
+    """Files an interrupted atomic write left behind (``.<name>.<host>-<pid>.<random><suffix>``)."""
     return sorted(p for p in Path(root).rglob(".*") if p.is_file() and ".snakemake" not in p.parts
                   and re.match(r"^\..+\.[^.]+\..*$", p.name))
 
