@@ -71,26 +71,19 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
     result = common.header(dev, settings)
     rows, skipped = [], []
     X = classes_tensor(n_classes, per_class, dev)
-    for profile in profiles:
-        for decoder in decoders:
-            try:
-                exp, cfg, source = common.build(profile, decoder, dev)
-            except FileNotFoundError as e:
-                skipped.append({"profile": profile, "decoder": decoder, "reason": str(e)})
-                print(f"[bench] skipped {profile}/{decoder}: {e}")
-                continue
-            model = exp.model.eval()
-            for bf16 in variants:
-                k_used, t, est = pick_k(model, X, k_target, k_probe, budget, dev, bf16)
-                decodes = k_used * n_classes * per_class
-                classes_per_s = n_classes / t * (k_used / k_target)
-                rows.append({"profile": profile, "decoder": decoder, "device": dev.type,
-                             "variant": "bf16" if bf16 else "fp32", "k_used": k_used, "classes": n_classes,
-                             "seconds": t, "classes_per_s": classes_per_s,
-                             "s_per_class": 1.0 / classes_per_s, "decodes_per_s": decodes / t,
-                             "extrapolated": k_used < k_target,
-                             "log_p_per_image": float(est.mean()) / per_class, "arch": common.arch_summary(cfg)})
-            del exp, model
+    for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
+        model = exp.model.eval()
+        for bf16 in variants:
+            k_used, t, est = pick_k(model, X, k_target, k_probe, budget, dev, bf16)
+            decodes = k_used * n_classes * per_class
+            classes_per_s = n_classes / t * (k_used / k_target)
+            rows.append({"profile": profile, "decoder": decoder, "device": dev.type,
+                         "variant": "bf16" if bf16 else "fp32", "k_used": k_used, "classes": n_classes,
+                         "seconds": t, "classes_per_s": classes_per_s,
+                         "s_per_class": 1.0 / classes_per_s, "decodes_per_s": decodes / t,
+                         "extrapolated": k_used < k_target,
+                         "log_p_per_image": float(est.mean()) / per_class, "arch": common.arch_summary(cfg)})
+        del exp, model
     result["skipped"] = skipped
     cols = ["profile", "decoder", "device", "variant", "k_used", "classes_per_s", "s_per_class", "decodes_per_s",
             "extrapolated"]

@@ -53,40 +53,33 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
                                         "time(batch_used) + slope * (batch_target - batch_used)"}
     result = common.header(dev, settings)
     rows, skipped = [], []
-    for profile in profiles:
-        for decoder in decoders:
-            try:
-                exp, cfg, source = common.build(profile, decoder, dev)
-            except FileNotFoundError as e:
-                skipped.append({"profile": profile, "decoder": decoder, "reason": str(e)})
-                print(f"[bench] skipped {profile}/{decoder}: {e}")
-                continue
-            model = exp.model.eval()
-            for bf16 in variants:
-                time_sample(model, support_sets(1, 5, dev), dev, bf16)  # warm-up
-                # double the batch while the next one surely fits the budget (the cost is sub-linear
-                # in the batch: t(2b) <= 2 t(b)); past it, extrapolate with the last doubling's slope
-                b, t = 1, time_sample(model, support_sets(1, 5, dev), dev, bf16)
-                prev, measured = None, {1: t}
-                while b < batch and (2 * t <= budget or (b == 1 and t <= budget)):  # >= 2 points for a slope
-                    prev = (b, t)
-                    b = min(2 * b, batch)
-                    t = time_sample(model, support_sets(b, 5, dev), dev, bf16)
-                    measured[b] = t
-                times = [t] + [time_sample(model, support_sets(b, 5, dev), dev, bf16)
-                               for _ in range(repeats - 1) if (repeats - 1) * t <= budget]
-                t = min(times)
-                slope = (t - prev[1]) / (b - prev[0]) if prev else t
-                slope = max(slope, 0.0)
-                t_batch = t + slope * (batch - b)
-                rows.append({"profile": profile, "decoder": decoder, "device": dev.type,
-                             "variant": "bf16" if bf16 else "fp32", "batch_used": b, "seconds": t,
-                             "s_per_batch64" if batch == 64 else f"s_per_batch{batch}": t_batch,
-                             "images_per_s": batch / t_batch, "extrapolated": b < batch,
-                             "slope_s_per_image": slope, "all_s": times,
-                             "by_batch_s": measured,
-                             "arch": common.arch_summary(cfg)})
-            del exp, model
+    for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
+        model = exp.model.eval()
+        for bf16 in variants:
+            time_sample(model, support_sets(1, 5, dev), dev, bf16)  # warm-up
+            # double the batch while the next one surely fits the budget (the cost is sub-linear
+            # in the batch: t(2b) <= 2 t(b)); past it, extrapolate with the last doubling's slope
+            b, t = 1, time_sample(model, support_sets(1, 5, dev), dev, bf16)
+            prev, measured = None, {1: t}
+            while b < batch and (2 * t <= budget or (b == 1 and t <= budget)):  # >= 2 points for a slope
+                prev = (b, t)
+                b = min(2 * b, batch)
+                t = time_sample(model, support_sets(b, 5, dev), dev, bf16)
+                measured[b] = t
+            times = [t] + [time_sample(model, support_sets(b, 5, dev), dev, bf16)
+                           for _ in range(repeats - 1) if (repeats - 1) * t <= budget]
+            t = min(times)
+            slope = (t - prev[1]) / (b - prev[0]) if prev else t
+            slope = max(slope, 0.0)
+            t_batch = t + slope * (batch - b)
+            rows.append({"profile": profile, "decoder": decoder, "device": dev.type,
+                         "variant": "bf16" if bf16 else "fp32", "batch_used": b, "seconds": t,
+                         "s_per_batch64" if batch == 64 else f"s_per_batch{batch}": t_batch,
+                         "images_per_s": batch / t_batch, "extrapolated": b < batch,
+                         "slope_s_per_image": slope, "all_s": times,
+                         "by_batch_s": measured,
+                         "arch": common.arch_summary(cfg)})
+        del exp, model
     result["skipped"] = skipped
     key = "s_per_batch64" if batch == 64 else f"s_per_batch{batch}"
     cols = ["profile", "decoder", "device", "variant", "batch_used", key, "images_per_s", "extrapolated"]

@@ -116,37 +116,30 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
                 "step": "loader next() | score(return_kl) + float(loss) + backward + clip_grad_norm + Adam"}
     result = common.header(dev, settings)
     rows, skipped = [], []
-    for profile in profiles:
-        for decoder in decoders:
+    for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
+        tr = cfg["model"]["train"]
+        base_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
+        for bf16, comp in _variants(dev, compile_):
+            exp.model.load_state_dict(base_state)
+            if comp:
+                torch._dynamo.reset()
+            variant = ("bf16" if bf16 else "fp32") + ("+compile" if comp else "")
             try:
-                exp, cfg, source = common.build(profile, decoder, dev)
-            except FileNotFoundError as e:
-                skipped.append({"profile": profile, "decoder": decoder, "reason": str(e)})
-                print(f"[bench] skipped {profile}/{decoder}: {e}")
+                r = measure(exp, dev, bf16, comp, warmup, min_steps, min_time, max_steps, tr.get("grad_clip"),
+                            max_time)
+            except Exception as e:  # noqa: BLE001 - e.g. torch.compile unavailable: record and go on
+                print(f"[bench] {profile}/{decoder}/{variant} failed: {type(e).__name__}: {e}")
+                rows.append({"profile": profile, "decoder": decoder, "device": dev.type, "variant": variant,
+                             "error": f"{type(e).__name__}: {str(e)[:300]}"})
                 continue
-            tr = cfg["model"]["train"]
-            base_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
-            for bf16, comp in _variants(dev, compile_):
-                exp.model.load_state_dict(base_state)
-                if comp:
-                    torch._dynamo.reset()
-                variant = ("bf16" if bf16 else "fp32") + ("+compile" if comp else "")
-                try:
-                    r = measure(exp, dev, bf16, comp, warmup, min_steps, min_time, max_steps, tr.get("grad_clip"),
-                                max_time)
-                except Exception as e:  # noqa: BLE001 - e.g. torch.compile unavailable: record and go on
-                    print(f"[bench] {profile}/{decoder}/{variant} failed: {type(e).__name__}: {e}")
-                    rows.append({"profile": profile, "decoder": decoder, "device": dev.type, "variant": variant,
-                                 "error": f"{type(e).__name__}: {str(e)[:300]}"})
-                    continue
-                row = {"profile": profile, "decoder": decoder, "device": dev.type, "variant": variant,
-                       "batch": tr["batch_size"], "k_shot": tr["k_shot"],
-                       "dihedral": bool(cfg["data"].get("augment_dihedral")), **r,
-                       "params": common.n_params(exp.model), "arch": common.arch_summary(cfg), "data": source}
-                if decoder == "deconv" and dev.type == "cpu":
-                    row["target_met"] = r["data_share"] < TARGET_DATA_SHARE
-                rows.append(row)
-            del exp
+            row = {"profile": profile, "decoder": decoder, "device": dev.type, "variant": variant,
+                   "batch": tr["batch_size"], "k_shot": tr["k_shot"],
+                   "dihedral": bool(cfg["data"].get("augment_dihedral")), **r,
+                   "params": common.n_params(exp.model), "arch": common.arch_summary(cfg), "data": source}
+            if decoder == "deconv" and dev.type == "cpu":
+                row["target_met"] = r["data_share"] < TARGET_DATA_SHARE
+            rows.append(row)
+        del exp
     result["skipped"] = skipped
     cols = ["profile", "decoder", "device", "variant", "batch", "images_per_s", "step_ms", "data_ms", "data_share",
             "target_met", "warmup_s", "steps"]

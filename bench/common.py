@@ -244,6 +244,23 @@ def build(profile: str, decoder: str, device: torch.device, batch_size: int | No
     return exp, cfg, source
 
 
+def each_model(profiles, decoders, device: torch.device, skipped: list[dict]):
+    """Yield (profile, decoder, Experiment, cfg, data source) of ``build`` for every profile × decoder.
+
+    A profile whose files are missing (FileNotFoundError) is skipped: appended to ``skipped`` as
+    {"profile", "decoder", "reason"} and reported on stdout.
+    """
+    for profile in profiles:
+        for decoder in decoders:
+            try:
+                exp, cfg, source = build(profile, decoder, device)
+            except FileNotFoundError as e:
+                skipped.append({"profile": profile, "decoder": decoder, "reason": str(e)})
+                print(f"[bench] skipped {profile}/{decoder}: {e}")
+                continue
+            yield profile, decoder, exp, cfg, source
+
+
 def arch_summary(cfg: dict) -> dict:
     m = cfg["model"]
     nets = m["nets"]
