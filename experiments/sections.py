@@ -85,7 +85,7 @@ class Train(_Section):
     log_every: int
     sample_every: int
     amp: bool
-    amp_cpu: bool
+    amp_cpu: bool | str
     num_threads: int | None
     targets_per_class: int
     one_shot_curve: Mapping[str, Any]

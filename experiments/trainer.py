@@ -63,6 +63,7 @@ from .artifacts import provenance
 from .tracking import enabled as tracking_enabled
 from .checkpoints import CheckpointFormatError, read_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .common import Experiment, model_section, resolve_device
+from .precision import resolve_amp_cpu
 from .sections import Train
 from .config import dump_json_if_changed, load_config
 
@@ -178,7 +179,7 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.params, lr=float(self.tr.lr))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.tr))
         self.use_amp = bool(self.tr.amp) and self.device.type == "cuda"
-        self.use_amp_cpu = bool(self.tr.amp_cpu) and self.device.type == "cpu"
+        self.use_amp_cpu = self.device.type == "cpu" and resolve_amp_cpu(self.tr.amp_cpu)
 
         self.step = 0
         self.best_val = -math.inf
@@ -648,6 +649,7 @@ class Trainer:
             "data_share": self.data_time / self.step_time if self.step_time else None,
             "n_parameters": sum(p.numel() for p in self.model.parameters()),
             "device": str(self.device),
+            "bf16_autocast": self.use_amp or self.use_amp_cpu,
             "num_threads": torch.get_num_threads(),
             "info": self.exp.info,
             "wandb_id": self.wandb_id if tracking_enabled(self.cfg) else None,

@@ -25,8 +25,9 @@ one thread per job, under a background load of 3-4, so pessimistic for a quiet m
 2. T targets per support set (``train.targets_per_class``): the part of a T = 1 step that depends
    on the support set shrinks as 1/T, calibrated on the measured T = 4 speed-ups (2.23x deconv,
    1.21x PixelCNN; README, "Several targets per support set"); not applied to the VAE.
-3. bf16 autocast on the CPU (``train.amp_cpu``): 1.3x (deconv) and 1.65x (PixelCNN) the images/s
-   (config/cpu.yaml step times: 70 -> 54 ms, 330 -> 200 ms). ``train.amp`` (CUDA only) is ignored.
+3. bf16 autocast on the CPU (``train.amp_cpu``, resolved for *this* CPU: ``auto`` is fp32 without
+   native bf16): 1.3x (deconv) and 1.65x (PixelCNN) the images/s (70 -> 54 ms, 330 -> 200 ms per
+   step on a CPU with native bf16). ``train.amp`` (CUDA only) is ignored.
 4. Cost of a step relative to a class model with the same decoder, networks, T and precision
    (config/cpu.yaml step times): VAE 0.63 (vae_pixelcnn 250 ms vs 400 ms), hierarchical 5.0 (350 vs
    70 ms), factorial 1.5 (500 vs 330 ms).
@@ -180,6 +181,7 @@ def estimate(config, cores: int = 1) -> dict:
     one-thread job time), "job_s" (their sum), "wall_s" (wall-clock estimate)}.
     """
     from experiments.config import load_config, model_config
+    from experiments.precision import resolve_amp_cpu
 
     cfg = load_config(config)
     par = usable_cores(cores)
@@ -188,7 +190,7 @@ def estimate(config, cores: int = 1) -> dict:
         m = model_config(cfg, name)["model"]
         exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
         steps, batch = int(tr["max_steps"]), int(tr["batch_size"])
-        rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), bool(tr.get("amp_cpu")))
+        rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), resolve_amp_cpu(tr.get("amp_cpu")))
         curve = curve_decodes(tr, steps) if exp != "vae" else 0
         train_s = steps * batch / rate + curve / decode_rate(dec, nets)
         eval_rate = decode_rate(dec, nets, _eval_setting(cfg, dec, "max_elements"))
