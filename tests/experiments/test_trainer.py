@@ -245,6 +245,17 @@ def test_several_targets_per_support_set_train_and_resume(tmp_path):
         Trainer(mcfg(tmp_path, train={"targets_per_class": 3, "batch_size": 8}), tmp_path / "bad")
 
 
+@pytest.mark.parametrize("flags, bf16", [(frozenset({"avx2"}), False), (frozenset({"avx2", "avx512_bf16"}), True)])
+def test_amp_cpu_auto_follows_the_cpus_bf16_instructions(tmp_path, monkeypatch, flags, bf16):
+    """amp_cpu: auto trains in bf16 only where the CPU has native bf16 (fp32 on AVX2-only CPUs,
+    where bf16 autocast is several times slower), and train_summary.json says which it used."""
+    monkeypatch.setattr("experiments.precision.cpu_flags", lambda *a, **k: flags)
+    t = Trainer(mcfg(tmp_path, train={"amp_cpu": "auto", "max_steps": 2}), tmp_path / "auto")
+    with t._autocast(training=True):
+        assert torch.is_autocast_enabled("cpu") is bf16
+    assert t.fit()["bf16_autocast"] is bf16
+
+
 def test_bf16_autocast_on_the_cpu_trains_and_validates_in_fp32(tmp_path):
     """amp_cpu: training steps run under CPU bf16 autocast (the weights differ from an fp32 run's
     and stay fp32); the validation bound is computed in fp32 (it equals an fp32 scoring of the
