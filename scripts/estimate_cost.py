@@ -185,16 +185,18 @@ def estimate(config, cores: int = 1) -> dict:
     one-thread job time), "job_s" (their sum), "wall_s" (wall-clock estimate)}.
     """
     from experiments.config import load_config, model_config
-    from experiments.precision import resolve_amp_cpu
+    from experiments.precision import cpu_flags, resolve_amp_cpu
 
     cfg = load_config(config)
     par = usable_cores(cores)
+    flags = cpu_flags()  # this machine's, read once for every model's train.amp_cpu
     out = {"run": cfg["run"], "parallel": par, "models": {}}
     for name, entry in cfg["models"].items():
         m = model_config(cfg, name)["model"]
         exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
         steps, batch = int(tr["max_steps"]), int(tr["batch_size"])
-        rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), resolve_amp_cpu(tr.get("amp_cpu")))
+        rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1),
+                          resolve_amp_cpu(tr.get("amp_cpu"), flags))
         curve = curve_decodes(tr, steps) if exp != "vae" else 0
         train_s = steps * batch / rate + curve / decode_rate(dec, nets)
         eval_rate = decode_rate(dec, nets, _eval_setting(cfg, dec, "max_elements"))
