@@ -8,7 +8,7 @@ Reads ``<run-dir>/metrics/*.json`` (by the exact keys the evaluators define), ``
 
 - ``tables/metrics.csv``: every number of every model and baseline (one row each);
 - ``tables/objectives.{csv,md,tex}``, ``tables/classification.{csv,md,tex}``,
-  ``tables/structured.{csv,md,tex}``, ``tables/claims.{csv,md}``, ``tables/learning_curves.csv``
+  ``tables/structured.{csv,md,tex}``, ``tables/claims.{csv,md}``, ``tables/learning_curves.{csv,md}``
   (:mod:`paper_figures.tables`, :mod:`paper_figures.claims`);
 - ``figures/{training_curves,learning_curves,kl_c,samples_montage}.{png,pdf}``
   (:mod:`paper_figures.figures`);
@@ -56,11 +56,15 @@ def make(run_dir, wandb_mode: str | None = None) -> RunData:
                   formats=("csv", "md"))
     curves = T.learning_curves(run)
     atomic_write_text(curves.to_csv(index=False), tables / "learning_curves.csv")
+    lc_disp, lc_note = T.learning_curve_table(curves)
+    T.write_table(lc_disp, tables, "learning_curves", title=f"Learning curves (run {run.name})", note=lc_note,
+                  formats=("md",))
 
     FIG.save_all(run, df, curves, figures, OUT.FIGURE_FORMATS)
     SUMMARY.write(run, SUMMARY.Tables(objectives=obj_disp, objectives_note=obj_note, classification=cls_disp,
                                       classification_note=cls_note, headline=headline, headline_reason=reason,
-                                      claims=claims, structured=st_disp, training=T.training(run)))
+                                      claims=claims, structured=st_disp, training=T.training(run),
+                                      learning_curves=lc_disp, learning_curves_note=lc_note))
     log_wandb(run, {"objectives": obj_disp, "classification": cls_disp, "claims": claims, "structured": st_disp,
                     "metrics": df}, {"headline_estimator": headline, "headline_reason": reason}, wandb_mode)
     return run

@@ -30,6 +30,8 @@ class Tables:
     claims: pd.DataFrame
     structured: pd.DataFrame
     training: pd.DataFrame
+    learning_curves: pd.DataFrame | None = None
+    learning_curves_note: str = ""
 
 
 def structured_figures(run: RunData) -> list[Path]:
@@ -59,6 +61,18 @@ def _md(df: pd.DataFrame) -> str:
     return (df.to_markdown(index=False, disable_numparse=True) if len(df.columns) else "(none)") + "\n"
 
 
+def _has_curves(t: Tables) -> bool:
+    return t.learning_curves is not None and len(t.learning_curves) > 0
+
+
+def _curve_md(t: Tables) -> list[str]:
+    return ["\n" + _md(t.learning_curves), "\n" + t.learning_curves_note + "\n"] if _has_curves(t) else []
+
+
+def _curve_html(t: Tables) -> list[str]:
+    return [_html(t.learning_curves), f"<p>{html.escape(t.learning_curves_note)}</p>"] if _has_curves(t) else []
+
+
 def markdown(run: RunData, t: Tables) -> str:
     parts = [f"# VHE reproduction: run `{run.name}`\n\n",
              "Reproduction of Hewitt et al., *The Variational Homoencoder* (UAI 2018, arXiv 1807.08919). "
@@ -67,6 +81,7 @@ def markdown(run: RunData, t: Tables) -> str:
              "## One-shot classification\n\n", _md(t.classification), "\n" + t.classification_note + "\n",
              f"\nHeadline estimator: **{t.headline}** ({t.headline_reason}).\n",
              "\n![learning curves](figures/learning_curves.png)\n",
+             *_curve_md(t),
              "\n## Claims of the paper\n\n", _md(t.claims),
              "\n## Training\n\n", _md(t.training),
              "\n![training curves](figures/training_curves.png)\n",
@@ -115,6 +130,7 @@ def page(run: RunData, t: Tables) -> str:
              f"<p>{html.escape(t.classification_note)}</p>",
              f"<p>Headline estimator: <b>{html.escape(t.headline)}</b> ({html.escape(t.headline_reason)}).</p>",
              _img(figs / "learning_curves.png", "learning curves"),
+             *_curve_html(t),
              "<h2>Claims of the paper</h2>", claims,
              "<h2>Training</h2>", _html(t.training), _img(figs / "training_curves.png", "training curves"),
              "<h2>Information in c</h2>", _img(figs / "kl_c.png", "KL(c) per objective and decoder"),

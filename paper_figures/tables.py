@@ -268,3 +268,24 @@ def learning_curves(run: RunData) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=cols)
     return pd.concat(parts, ignore_index=True)[cols]
+
+
+def learning_curve_table(curves: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The learning curves side by side: one row per step at which any model measured its one-shot
+    accuracy, one column per such model (ordered by decoder, then objective), cells "acc % / bound"
+    (validation accuracy in %, validation bound in nats per image at the same step); "-" where a
+    model has no point. Returns (table, note)."""
+    pts = curves[curves["val_acc"].notna()] if len(curves) else curves
+    if pts.empty:
+        return pd.DataFrame(columns=["step"]), "No model measured a one-shot learning curve."
+    order = (pts.drop_duplicates("model").sort_values(["decoder", "objective", "model"], na_position="last")["model"])
+    cell = pts.assign(cell=[f"{100 * a:.0f}% / {fmt(b, 1)}" if pd.notna(b) else f"{100 * a:.0f}% / {NA}"
+                            for a, b in zip(pts["val_acc"], pts["val_bound"])])
+    wide = cell.pivot_table(index="step", columns="model", values="cell", aggfunc="last").reindex(columns=list(order))
+    wide = wide.fillna("-").reset_index()
+    wide["step"] = wide["step"].astype(int).astype(str)
+    wide.columns.name = None
+    note = ("One-shot accuracy on the trainer's within-alphabet runs of validation characters "
+            "(train.one_shot_curve) / validation bound in nats per image, at the same step.")
+    return wide, note
+

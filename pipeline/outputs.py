@@ -26,7 +26,7 @@ STRUCTURED_FIGURES = {
 }
 #: tables written by ``paper_figures.make`` under results/<run>/tables/
 TABLES = ("metrics.csv", "objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md", "classification.csv",
-          "classification.md", "classification.tex", "learning_curves.csv", "structured.csv", "structured.md", "structured.tex")
+          "classification.md", "classification.tex", "learning_curves.csv", "learning_curves.md", "structured.csv", "structured.md", "structured.tex")
 #: figure stems written by ``paper_figures.make`` under results/<run>/figures/, each in FIGURE_FORMATS
 FIGURES = ("training_curves", "learning_curves", "kl_c", "samples_montage")
 FIGURE_FORMATS = ("png", "pdf")

@@ -23,6 +23,7 @@ rule paper_figures:
         classification_md=f"{RESULTS}/tables/classification.md",
         classification_tex=f"{RESULTS}/tables/classification.tex",
         learning_curves_csv=table_output("learning_curves.csv", "learning curves (CSV)"),
+        learning_curves_md=f"{RESULTS}/tables/learning_curves.md",
         structured_csv=table_output("structured.csv", "hierarchical and factorial models (CSV)"),
         structured_md=f"{RESULTS}/tables/structured.md",
         structured_tex=f"{RESULTS}/tables/structured.tex",

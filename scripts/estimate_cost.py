@@ -29,19 +29,22 @@ one thread per job, under a background load of 3-4, so pessimistic for a quiet m
    native bf16): 1.3x (deconv) and 1.65x (PixelCNN) the images/s (70 -> 54 ms, 330 -> 200 ms per
    step on a CPU with native bf16). ``train.amp`` (CUDA only) is ignored.
 4. Cost of a step relative to a class model with the same decoder, networks, T and precision
-   (config/cpu.yaml step times): VAE 0.63 (vae_pixelcnn 250 ms vs 400 ms), hierarchical 5.0 (350 vs
-   70 ms), factorial 1.5 (500 vs 330 ms).
+   (config/cpu.yaml step times): hierarchical 5.0 (350 vs 70 ms), factorial 1.5 (500 vs 330 ms).
+   A VAE step (no support set, no T) relative to a class step at T = 1 (171 ms deconv, 376 ms
+   PixelCNN at batch 32, assumption 1): 0.33 for deconv and 0.82 for PixelCNN (measured alone on
+   the AVX2-only VM, 2026-12-04: vae_deconv ~57 ms, vae_pixelcnn ~308 ms per step).
 5. Every model trains ``max_steps`` steps (early stopping by ``patience`` is not predicted);
    validation batches, checkpoints and sample grids are not counted (< 1% at both profiles).
 6. Image decodes (evaluation and the one-shot learning curve), one thread, cpu-profile networks:
    697/s (deconv) and 93/s (PixelCNN) in the default chunks (README, ``log_marginal`` at K = 1000),
    2000/s and 200/s when ``evaluation.max_elements`` <= 64 (config/cpu.yaml, evaluation comment);
-   scaled to other networks like the training rate. Counted: the learning curve (n_runs * n_way^2 * n_samples per
-   point, x3 for marginal_ratio), log p(X) (test characters * 20 drawings * K) and classification
-   on Lake's runs, the within-alphabet runs and the validation runs (queries * classes per run, K
-   decodes per pair for conditional, 3K for marginal_ratio, none for ns_kl) for the class and VAE
-   models; the few-shot episodes, the structured models' evaluation, data preparation and figures
-   are not counted, so evaluation is a lower bound.
+   scaled to other networks like the training rate. Counted: the learning curve (n_runs * n_way^2
+   * n_samples per point, x2 for symmetric, x3 for marginal_ratio), log p(X) (test characters * 20
+   drawings * K) and, for the class models, classification on Lake's runs, the within-alphabet runs
+   and the validation runs (queries * classes per run, K decodes per pair for conditional, 2K for
+   symmetric, 3K for marginal_ratio, none for ns_kl). A VAE's evaluation is log p(X) alone (it has
+   no class latent; vae_pixelcnn's took 46 s). The few-shot episodes, the structured models'
+   evaluation, data preparation and figures are not counted, so evaluation is a lower bound.
 7. Jobs run one thread each, ``min(cores, CPUs of this machine)`` side by side (the Snakefile's
    rule on the CPU), each ``SIDE_BY_SIDE_SLOWDOWN`` (1.15x) slower than alone when more than one
    runs (measured 2026-12-04 on the 2-core VM: the deconv class model 8000 steps in 756-788 s beside
@@ -84,7 +87,8 @@ SMALL_CHUNK = 64
 T4_SPEEDUP = {"deconv": 2.23, "pixelcnn": 1.21}
 SIDE_BY_SIDE_SLOWDOWN = 1.15  # each one-thread job when two or more share the machine (assumption 7)
 BF16_SPEEDUP = {"deconv": 1.3, "pixelcnn": 1.65}
-EXPERIMENT_FACTOR = {"class": 1.0, "vae": 0.63, "hierarchical": 5.0, "factorial": 1.5}
+EXPERIMENT_FACTOR = {"class": 1.0, "hierarchical": 5.0, "factorial": 1.5}
+VAE_FACTOR = {"deconv": 0.33, "pixelcnn": 0.82}  # a VAE step / a class step at T = 1 (assumption 4)
 # decodes per (query, class) pair per sample K, 1-shot: conditional K, symmetric K (1 + |D|), marginal_ratio K (|D| + 2)
 ESTIMATOR_DECODES = {"conditional": 1, "symmetric": 2, "marginal_ratio": 3, "ns_kl": 0}
 OMNIGLOT_EVAL_CHARACTERS = 659
@@ -117,7 +121,7 @@ def train_rate(experiment: str, decoder: str, nets: dict, targets_per_class: int
         rate /= 1 - phi * (1 - 1 / targets_per_class)
     if bf16:
         rate *= BF16_SPEEDUP[decoder]
-    return rate / EXPERIMENT_FACTOR[experiment]
+    return rate / (VAE_FACTOR[decoder] if experiment == "vae" else EXPERIMENT_FACTOR[experiment])
 
 
 def decode_rate(decoder: str, nets: dict, max_elements: int | None = None) -> float:
@@ -137,8 +141,9 @@ def _pairs_decodes(n_pairs: int, estimators, k: int) -> int:
     return n_pairs * k * sum(ESTIMATOR_DECODES.get(e, 1) for e in estimators)
 
 
-def evaluation_decodes(cfg: dict, decoder: str) -> int:
-    """Image decodes of one class/VAE model's evaluation (assumption 6): log p(X) + classification."""
+def evaluation_decodes(cfg: dict, decoder: str, experiment: str = "class") -> int:
+    """Image decodes of one class/VAE model's evaluation (assumption 6): log p(X), and for a class
+    model the one-shot classification (a VAE has no class latent to classify with)."""
     ev = cfg["evaluation"]
     k = _eval_setting(cfg, decoder, "n_samples")
     kc = _eval_setting(cfg, decoder, "classification_samples")
@@ -146,6 +151,8 @@ def evaluation_decodes(cfg: dict, decoder: str) -> int:
     n_chars = min(OMNIGLOT_EVAL_CHARACTERS, maxc or OMNIGLOT_EVAL_CHARACTERS)
     n_classes = min(n_chars, ev.get("max_classes") or n_chars)
     total = n_classes * DRAWINGS * k
+    if experiment != "class":
+        return int(total)
     est = ev.get("estimators") or list(ESTIMATOR_DECODES)
     if ev.get("lake_runs", True):
         runs = min(LAKE_RUNS, ev.get("max_runs") or LAKE_RUNS)
@@ -200,7 +207,7 @@ def estimate(config, cores: int = 1) -> dict:
         curve = curve_decodes(tr, steps) if exp != "vae" else 0
         train_s = steps * batch / rate + curve / decode_rate(dec, nets)
         eval_rate = decode_rate(dec, nets, _eval_setting(cfg, dec, "max_elements"))
-        eval_s = evaluation_decodes(cfg, dec) / eval_rate if exp in ("class", "vae") else 0.0
+        eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
         out["models"][name] = {"experiment": exp, "decoder": dec, "steps": steps, "batch_size": batch,
                                "train_images_per_s": rate, "train_s": train_s, "eval_s": eval_s}
     ms = out["models"].values()

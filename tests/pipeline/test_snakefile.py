@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.synthetic import make_run
+from tests.pipeline.synthetic import make_run, model_entries
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
@@ -181,6 +181,12 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
         assert (rd / s).stat().st_size > 0
     html = (rd / "summary.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # curves, KL, montage, 2 structured grids
+    # the learning curves side by side (synthetic: accuracy at steps 0, 50, 100 of the class models)
+    curves = (rd / "tables" / "learning_curves.md").read_text()
+    i = list(model_entries()).index("vhe_pixelcnn")
+    cell = f"40% / {200 + i:.1f}"                     # step 100: val_acc 0.4, val_bound 200 + i
+    assert "vhe_pixelcnn" in curves and "vae_deconv" not in curves and cell in curves
+    assert cell in (rd / "summary.md").read_text() and cell in html
     # every table comes from metrics.csv: its numbers are the ones the tables show
     import pandas as pd
 

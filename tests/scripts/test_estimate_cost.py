@@ -75,12 +75,28 @@ def test_estimate_scales_with_max_steps():
     assert base["wall_s"] == pytest.approx(max(base["job_s"], longest))
 
 
+def test_a_vae_evaluation_is_its_likelihood_alone():
+    raw = yaml.safe_load(CPU.read_text())
+    base = ec.estimate(raw, cores=1)["models"]
+    fewer = copy.deepcopy(raw)
+    fewer["evaluation"]["estimators"] = ["ns_kl"]             # no decodes for classification
+    fewer["evaluation"]["validation_runs"] = {"n_runs": 0, "n_way": 5}
+    cut = ec.estimate(fewer, cores=1)["models"]
+    for name in ("vae_deconv", "vae_pixelcnn"):
+        assert cut[name]["eval_s"] == pytest.approx(base[name]["eval_s"])
+    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"] / 10
+    ev = raw["evaluation"]
+    assert ec.evaluation_decodes(raw, "deconv", "vae") == ev["max_classes"] * ec.DRAWINGS * ev["n_samples"]
+    assert ec.evaluation_decodes(raw, "deconv", "class") > 10 * ec.evaluation_decodes(raw, "deconv", "vae")
+
+
 def test_rates_follow_the_stated_assumptions():
     nets = ec._CPU_NETS
     assert ec.train_rate("class", "deconv", nets) == pytest.approx(187.0)
     assert ec.train_rate("class", "deconv", nets, targets_per_class=4) == pytest.approx(187.0 * 2.23)
     assert ec.train_rate("class", "pixelcnn", nets, targets_per_class=4, bf16=True) == pytest.approx(85 * 1.21 * 1.65)
-    assert ec.train_rate("vae", "deconv", nets, targets_per_class=4) == pytest.approx(187.0 / 0.63)
+    assert ec.train_rate("vae", "deconv", nets, targets_per_class=4) == pytest.approx(187.0 / 0.33)  # T: no effect
+    assert ec.train_rate("vae", "pixelcnn", nets) == pytest.approx(85.0 / 0.82)
     assert ec.train_rate("class", "pixelcnn", ec._PAPER_NETS) == pytest.approx(6.2)
     bigger = {**ec._PAPER_NETS, "pixelcnn": {"n_layers": 24, "channels": 64, "kernel_size": 5}}
     assert ec.train_rate("class", "pixelcnn", bigger) < 6.2   # extrapolated beyond the paper networks
