@@ -3,6 +3,7 @@
 
     python scripts/estimate_cost.py --config config/config.yaml --cores 2          # breakdown per model
     python scripts/estimate_cost.py --config config/config.yaml --cores 2 --gate   # what `make reproduce` runs
+    python scripts/estimate_cost.py --config config/cpu.yaml --cores 2 --measured results/cpu  # vs a finished run
 
 ``--gate`` prints one line when the run looks affordable (or a GPU will be used) and exits 0. When
 the CPU estimate exceeds ``--threshold-hours`` (default 6 h) it prints the estimate and the cheaper
@@ -231,6 +232,46 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds / 86400:.0f} days"
 
 
+def measured_times(run_dir) -> dict:
+    """Wall seconds each model's jobs took in a finished run, from Snakemake's benchmark files
+    ``<run_dir>/benchmarks/{train,evaluate}/<model>.tsv`` (column ``s``): {model: {"train_s",
+    "eval_s"}}, None where a file is missing (the job has not run)."""
+    import csv
+
+    def seconds(path: Path):
+        if not path.is_file():
+            return None
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if not rows or "s" not in rows[0]:
+            raise ValueError(f"{path}: not a Snakemake benchmark file (no column 's')")
+        return sum(float(r["s"]) for r in rows) / len(rows)
+
+    bench = Path(run_dir) / "benchmarks"
+    if not bench.is_dir():
+        raise FileNotFoundError(f"{bench}: no Snakemake benchmarks (is {run_dir} a results/<run> directory?)")
+    names = {p.stem for sub in ("train", "evaluate") for p in (bench / sub).glob("*.tsv")}
+    return {n: {"train_s": seconds(bench / "train" / f"{n}.tsv"), "eval_s": seconds(bench / "evaluate" / f"{n}.tsv")}
+            for n in sorted(names)}
+
+
+def compare(est: dict, measured: dict) -> list[dict]:
+    """Per model of ``est`` with a measurement: estimated job seconds (x SIDE_BY_SIDE_SLOWDOWN when
+    the estimate runs jobs side by side, as the measured run did) next to the measured ones, and
+    measured / estimated. Rows {"model", "job", "estimated_s", "measured_s", "ratio"}."""
+    slowdown = SIDE_BY_SIDE_SLOWDOWN if est["parallel"] > 1 else 1.0
+    rows = []
+    for name, v in est["models"].items():
+        for job in ("train", "eval"):
+            got = (measured.get(name) or {}).get(f"{job}_s")
+            if got is None:
+                continue
+            want = v[f"{job}_s"] * slowdown
+            rows.append({"model": name, "job": job, "estimated_s": want, "measured_s": got,
+                         "ratio": got / want if want > 0 else float("nan")})
+    return rows
+
+
 def gpu_will_be_used(config) -> str | None:
     """The CUDA device name when the config's ``device`` will pick a GPU here, else None."""
     from experiments.config import load_config
@@ -312,6 +353,8 @@ def main(argv=None) -> int:
                     help=f"--gate asks above this wall-clock estimate (default {DEFAULT_THRESHOLD_HOURS:g} h)")
     ap.add_argument("--yes", action="store_true", help="--gate: start without asking (like CONFIRM=1)")
     ap.add_argument("--cpu", action="store_true", help="estimate for the CPU even if a GPU is available")
+    ap.add_argument("--measured", metavar="RUN_DIR",
+                    help="compare with the job times of a finished run of this config (results/<run>)")
     a = ap.parse_args(argv)
     try:
         if a.gate:
@@ -327,6 +370,22 @@ def main(argv=None) -> int:
               f"{fmt_duration(v['train_s']):>9s} {fmt_duration(v['eval_s']):>9s}")
     print(f"one-thread job time: training {fmt_duration(est['train_s'])}, evaluation {fmt_duration(est['eval_s'])}; "
           f"wall-clock estimate {fmt_duration(est['wall_s'])} ({est['wall_s'] / 3600:.2f} h)")
+    if a.measured:
+        try:
+            rows = compare(est, measured_times(a.measured))
+        except (OSError, ValueError) as e:
+            print(f"cost: cannot compare with {a.measured}: {e}", file=sys.stderr)
+            return 2
+        print(f"\nmeasured in {a.measured} (Snakemake benchmarks; estimate x {SIDE_BY_SIDE_SLOWDOWN} when jobs "
+              f"run side by side):")
+        print(f"{'model':20s} {'job':5s} {'estimated':>10s} {'measured':>10s} {'ratio':>6s}")
+        for r in rows:
+            print(f"{r['model']:20s} {r['job']:5s} {fmt_duration(r['estimated_s']):>10s} "
+                  f"{fmt_duration(r['measured_s']):>10s} {r['ratio']:6.2f}")
+        want, got = sum(r["estimated_s"] for r in rows), sum(r["measured_s"] for r in rows)
+        if rows:
+            print(f"all measured jobs: estimated {fmt_duration(want)}, measured {fmt_duration(got)} "
+                  f"(ratio {got / want:.2f})")
     return 0
 
 

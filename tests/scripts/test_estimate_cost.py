@@ -156,3 +156,35 @@ def test_make_reproduce_runs_the_gate_first_and_ci_does_not_call_it():
     if ci.is_file():
         code = [ln.split("#", 1)[0] for ln in ci.read_text().splitlines()]
         assert not any("make reproduce" in ln for ln in code)   # CI runs make test and snakemake directly
+
+
+def _benchmark(path: Path, seconds: float):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("s\th:m:s\tmax_rss\tcpu_time\n" f"{seconds}\t0:00:00\t100.0\t{seconds * 0.9}\n")
+
+
+def test_measured_job_times_are_compared_with_the_estimate(tmp_path, capsys):
+    run = tmp_path / "results" / "cpu"
+    est = ec.estimate(CPU, cores=2)
+    want = est["models"]["vhe_deconv"]["train_s"] * ec.SIDE_BY_SIDE_SLOWDOWN
+    _benchmark(run / "benchmarks" / "train" / "vhe_deconv.tsv", 2 * want)       # twice the estimate
+    _benchmark(run / "benchmarks" / "evaluate" / "vhe_deconv.tsv", 60.0)
+    _benchmark(run / "benchmarks" / "train" / "factorial.tsv", 100.0)
+    measured = ec.measured_times(run)
+    assert measured["vhe_deconv"]["train_s"] == pytest.approx(2 * want) and measured["factorial"]["eval_s"] is None
+    rows = {(r["model"], r["job"]): r for r in ec.compare(est, measured)}
+    assert set(rows) == {("vhe_deconv", "train"), ("vhe_deconv", "eval"), ("factorial", "train")}  # not run: no row
+    assert rows[("vhe_deconv", "train")]["ratio"] == pytest.approx(2.0)
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--measured", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "measured in" in out and "2.00" in out and "all measured jobs" in out
+
+
+def test_comparing_with_a_directory_without_benchmarks_says_so(tmp_path, capsys):
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--measured", str(tmp_path)]) == 2
+    assert "no Snakemake benchmarks" in capsys.readouterr().err
+    bad = tmp_path / "benchmarks" / "train" / "vhe_deconv.tsv"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("seconds\n12\n")
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--measured", str(tmp_path)]) == 2
+    assert "not a Snakemake benchmark file" in capsys.readouterr().err
