@@ -100,6 +100,9 @@ if DATA_MIRROR:
     os.environ.update(VHE_DATA_MIRROR=str(Path(DATA_MIRROR).resolve()))
 _DATA_MAXC = _DATA_CFG.get("max_characters")
 DATA_MAXC_ARG = f"--max-characters {int(_DATA_MAXC)}" if _DATA_MAXC else ""
+# data.center_ink: every 28x28 image (training, evaluation, Lake's runs) with its ink centroid moved
+# to the centre; the 105x105 originals of the baselines stay as they are
+DATA_CENTER_ARG = "--center-ink" if _DATA_CFG.get("center_ink") else ""
 # Lake's protocol is 20-way; with --max-characters K the first alphabet keeps min(K, 20) characters
 DATA_N_WAY = int(_DATA_CFG.get("n_way") or min(20, int(_DATA_MAXC) if _DATA_MAXC else 20))
 _DATA_WITHIN = (CFG.get("evaluation") or {}).get("within_alphabet_runs")

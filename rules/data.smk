@@ -59,6 +59,7 @@ rule prepare_background:
     params:
         py=PY,
         maxc=DATA_MAXC_ARG,
+        center=DATA_CENTER_ARG,
     log:
         f"{RESULTS}/logs/data/prepare_background.log",
     benchmark:
@@ -68,7 +69,7 @@ rule prepare_background:
     conda:
         "../envs/vhe.yaml"
     shell:
-        "{params.py:q} -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} > {log} 2>&1"
+        "{params.py:q} -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} {params.center} > {log} 2>&1"
 
 
 rule prepare_evaluation:
@@ -79,6 +80,7 @@ rule prepare_evaluation:
     params:
         py=PY,
         maxc=DATA_MAXC_ARG,
+        center=DATA_CENTER_ARG,
     log:
         f"{RESULTS}/logs/data/prepare_evaluation.log",
     benchmark:
@@ -88,7 +90,7 @@ rule prepare_evaluation:
     conda:
         "../envs/vhe.yaml"
     shell:
-        "{params.py:q} -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} > {log} 2>&1"
+        "{params.py:q} -m vhe.data.cli prepare-omniglot --npz {input} --out {output} {params.maxc} {params.center} > {log} 2>&1"
 
 
 rule lake_runs:
@@ -98,6 +100,7 @@ rule lake_runs:
         PATHS["lake_runs"],
     params:
         py=PY,
+        center=DATA_CENTER_ARG,
     log:
         f"{RESULTS}/logs/data/lake_runs.log",
     benchmark:
@@ -107,7 +110,7 @@ rule lake_runs:
     conda:
         "../envs/vhe.yaml"
     shell:
-        "{params.py:q} -m vhe.data.cli prepare-runs --zip {input} --out {output} > {log} 2>&1"
+        "{params.py:q} -m vhe.data.cli prepare-runs --zip {input} --out {output} {params.center} > {log} 2>&1"
 
 
 rule within_alphabet_runs:

@@ -13,7 +13,7 @@ from .fetch import (DataIntegrityError, DataUnavailableError, DEFAULT_MANIFEST, 
 from .gap import (Preprocessing, choose_preprocessing, default_candidates, image_stats, ink_fraction,
                   matched_agreement, measure_domain_gap, stroke_thickness)
 from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, FILTERS, LakeOriginals, OmniglotSet,
-                       augment_dihedral, check_k_shot, concat_sets, dihedral, dihedral_inverse, load_lake_archive,
+                       augment_dihedral, center_ink, check_k_shot, concat_sets, dihedral, dihedral_inverse, load_lake_archive,
                        load_npz_arrays, preprocess_105, read_lake_originals, split_validation)
 from .runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
 from .textures import (TexturedSet, dilate_binary, dtd_archive_name, dtd_textures, fetch_dtd, load_texture_folder,
@@ -24,7 +24,7 @@ __all__ = [
     "Preprocessing", "choose_preprocessing", "default_candidates", "image_stats", "ink_fraction",
     "matched_agreement", "measure_domain_gap", "stroke_thickness",
     "DEFAULT_ALIGN", "DEFAULT_FILTER", "DEFAULT_THRESHOLD", "FILTERS", "LakeOriginals", "OmniglotSet",
-    "augment_dihedral", "check_k_shot", "concat_sets", "dihedral", "dihedral_inverse", "load_lake_archive",
+    "augment_dihedral", "center_ink", "check_k_shot", "concat_sets", "dihedral", "dihedral_inverse", "load_lake_archive",
     "load_npz_arrays", "preprocess_105", "read_lake_originals", "split_validation",
     "OneShotRun", "load_lake_runs", "load_runs", "save_runs", "within_alphabet_runs",
     "TexturedSet", "dilate_binary", "dtd_archive_name", "dtd_textures", "fetch_dtd", "load_texture_folder", "procedural_textures", "texture_catalogue",

@@ -1,8 +1,8 @@
 """Data preparation command lines (called by rules/data.smk).
 
-    python -m vhe.data.cli prepare-omniglot --npz train_small.npz --out background.pt [--max-characters K] [--dihedral]
+    python -m vhe.data.cli prepare-omniglot --npz train_small.npz --out background.pt [--max-characters K] [--dihedral] [--center-ink]
     python -m vhe.data.cli prepare-lake --zip images_background_small1.zip --out lake.pt [--max-characters K]
-    python -m vhe.data.cli prepare-runs --zip all_runs.zip --out lake_runs.pt
+    python -m vhe.data.cli prepare-runs --zip all_runs.zip --out lake_runs.pt [--center-ink]
     python -m vhe.data.cli within-alphabet-runs --set evaluation.pt --out runs.pt --n-runs 20 --n-way 20 --seed 0 [--max-characters K]
     python -m vhe.data.cli fetch-dtd --dest resources/raw [--mirror DIR] [--no-download]
     python -m vhe.data.cli textured --set background.pt --out textured.pt --n-textures 8 --n-per-character 4 --seed 0
@@ -10,31 +10,48 @@
     python -m vhe.data.cli gap --npz train_small.npz --lake-zip a.zip --lake-zip b.zip --out gap.json [--max-characters K] [--quick]
 
 ``--max-characters K`` keeps the first K characters in sorted (alphabet, character) order
-(smoke runs). Every command prints a one-line summary and exits 1 with a message on error.
+(smoke runs). ``--center-ink`` moves each 28x28 image's ink centroid to the image centre
+(``vhe.data.center_ink``; config key ``data.center_ink``). Every command prints a one-line
+summary and exits 1 with a message on error.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+
+import torch
 
 from ..files import write_json
 from .fetch import DataIntegrityError, DataUnavailableError
 from .gap import Preprocessing, choose_preprocessing, default_candidates, measure_domain_gap
 from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, OmniglotSet, augment_dihedral,
-                       concat_sets, load_lake_archive, load_npz_arrays)
+                       center_ink, concat_sets, load_lake_archive, load_npz_arrays)
 from .runs import load_lake_runs, save_runs, within_alphabet_runs
 from .textures import dtd_textures, fetch_dtd, load_texture_folder, procedural_textures, textured_omniglot
 
 log = logging.getLogger("vhe.data.cli")
 
 
+def _centred(images, what: str):
+    """(centred images, summary text): ``center_ink`` and the ink it pushed past the border."""
+    out = center_ink(images)
+    total = int(images.sum())
+    lost = total - int(out.sum())
+    return out, f"; {what} ink centred ({lost} of {total} ink pixels moved past the border)"
+
+
 def _prepare_omniglot(a) -> str:
     s = load_npz_arrays(a.npz, max_characters=a.max_characters)
+    note = ""
+    if a.center_ink:
+        images, note = _centred(s.images, "every image's")
+        s = dataclasses.replace(s, images=images, source=s.source + "+centred")
     if a.dihedral:
         s = augment_dihedral(s)
     s.save(a.out)
-    return f"{a.out}: {len(s)} images, {s.n_classes} characters, {s.n_alphabets} alphabets"
+    return f"{a.out}: {len(s)} images, {s.n_classes} characters, {s.n_alphabets} alphabets{note}"
 
 
 def _prepare_lake(a) -> str:
@@ -46,8 +63,13 @@ def _prepare_lake(a) -> str:
 
 def _prepare_runs(a) -> str:
     runs = load_lake_runs(a.zip)
+    note = ""
+    if a.center_ink:
+        images, note = _centred(torch.cat([t for r in runs for t in (r.support, r.query)]), "every 28x28 image's")
+        parts = iter(torch.split(images, [n for r in runs for n in (len(r.support), len(r.query))]))
+        runs = [dataclasses.replace(r, support=next(parts), query=next(parts)) for r in runs]
     save_runs(runs, a.out)
-    return f"{a.out}: {len(runs)} runs of {runs[0].n_way}-way one-shot"
+    return f"{a.out}: {len(runs)} runs of {runs[0].n_way}-way one-shot{note}"
 
 
 def _within(a) -> str:
@@ -115,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = common(sub.add_parser("prepare-omniglot", help="28x28 npz arrays -> OmniglotSet .pt"))
     sp.add_argument("--npz", required=True)
     sp.add_argument("--dihedral", action="store_true", help="add the 8 dihedral transforms as new classes")
+    sp.add_argument("--center-ink", action="store_true", help="move each image's ink centroid to the centre")
     sp.set_defaults(func=_prepare_omniglot)
 
     sp = common(sub.add_parser("prepare-lake", help="Lake's 105x105 archive -> OmniglotSet .pt"))
@@ -127,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prepare-runs", help="Lake's all_runs.zip -> one-shot runs .pt")
     sp.add_argument("--zip", required=True)
     sp.add_argument("--out", required=True)
+    sp.add_argument("--center-ink", action="store_true",
+                    help="move each 28x28 image's ink centroid to the centre (the 105x105 originals stay as they are)")
     sp.set_defaults(func=_prepare_runs)
 
     sp = common(sub.add_parser("within-alphabet-runs", help="in-distribution runs from an OmniglotSet .pt"))

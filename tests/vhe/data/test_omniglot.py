@@ -11,7 +11,7 @@ from PIL import Image
 
 from vhe.data import cli
 from vhe.data.fetch import DataIntegrityError
-from vhe.data.omniglot import (OmniglotSet, augment_dihedral, check_k_shot, concat_sets, dihedral, dihedral_inverse,
+from vhe.data.omniglot import (OmniglotSet, augment_dihedral, center_ink, check_k_shot, concat_sets, dihedral, dihedral_inverse,
                                load_lake_archive, load_npz_arrays, preprocess_105, read_lake_originals,
                                split_validation)
 
@@ -339,6 +339,58 @@ def test_lake_archive_truncated_or_missing(tmp_path):
         load_lake_archive(e)
 
 
+# --------------------------------------------------------------------------- centring
+def _centroid(img: torch.Tensor) -> tuple[float, float]:
+    ys, xs = torch.nonzero(img[0], as_tuple=True)
+    return ys.double().mean().item(), xs.double().mean().item()
+
+
+def test_center_ink_moves_centroid_to_centre():
+    imgs = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
+    imgs[0, 0, 2:6, 1:4] = 1            # top-left blob: centroid (3.5, 2) -> moved by (10, 12)
+    imgs[1, 0, 20:27, 22:26] = 1        # bottom-right blob
+    imgs[2, 0, 12:16, 12:16] = 1        # already centred: centroid (13.5, 13.5)
+    out = center_ink(imgs)
+    assert out.shape == imgs.shape and out.dtype == torch.uint8
+    assert torch.equal(out.sum(dim=(1, 2, 3)), imgs.sum(dim=(1, 2, 3)))  # nothing pushed off the border
+    for n in range(3):
+        r, c = _centroid(out[n])
+        assert abs(r - 13.5) <= 0.5 and abs(c - 13.5) <= 0.5
+    assert torch.equal(out[2], imgs[2])
+    assert torch.equal(out[0, 0, 12:16, 13:16], torch.ones(4, 3, dtype=torch.uint8))  # a pure translation
+    assert torch.equal(imgs[0, 0, 2:6, 1:4], torch.ones(4, 3, dtype=torch.uint8))  # input untouched
+
+
+def test_center_ink_drops_ink_past_the_border_and_keeps_blank_images():
+    imgs = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
+    imgs[0, 0, 0, :] = 1                # a row at the top plus one pixel at the bottom: centroid row 7/9
+    imgs[0, 0, 7, 0] = 1
+    out = center_ink(imgs)
+    assert torch.equal(out[1], imgs[1])  # no ink: unchanged
+    assert out[0].sum() <= imgs[0].sum()
+    r, _ = _centroid(out[0])
+    assert r > _centroid(imgs[0])[0]
+
+
+def test_center_ink_errors():
+    with pytest.raises(ValueError, match=r"\(N, 1, H, W\)"):
+        center_ink(torch.zeros(28, 28, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        center_ink(torch.zeros(1, 1, 28, 28))
+    with pytest.raises(ValueError, match="uint8"):
+        center_ink(np.zeros((1, 1, 28, 28), np.uint8))
+
+
+@needs_mirror
+def test_center_ink_on_the_arrays(background):
+    s = background.first_characters(10)
+    out = center_ink(s.images)
+    lost = int(s.images.sum()) - int(out.sum())
+    assert 0 <= lost < 1e-3 * int(s.images.sum())
+    cents = torch.tensor([_centroid(im) for im in out])
+    assert (cents - 13.5).abs().max() <= 0.5 + 0.1
+
+
 # --------------------------------------------------------------------------- CLI
 @needs_mirror
 def test_cli_prepare_omniglot(tmp_path):
@@ -347,6 +399,13 @@ def test_cli_prepare_omniglot(tmp_path):
                      "--max-characters", "7", "--dihedral"]) == 0
     s = OmniglotSet.load(out)
     assert s.n_classes == 56 and len(s) == 8 * 7 * 20
+    centred = tmp_path / "bg_centred.pt"
+    assert cli.main(["prepare-omniglot", "--npz", str(MIRROR / "train_small.npz"), "--out", str(centred),
+                     "--max-characters", "7", "--center-ink"]) == 0
+    c = OmniglotSet.load(centred)
+    plain = s.images[: len(c)]  # dihedral transform 0 comes first: the arrays as published
+    assert len(c) == 7 * 20 and torch.equal(c.images, center_ink(plain)) and not torch.equal(c.images, plain)
+    assert "centred" in c.source
 
 
 def test_cli_reports_errors(tmp_path, capsys):

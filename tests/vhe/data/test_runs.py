@@ -9,7 +9,7 @@ from PIL import Image
 
 from vhe.data import cli
 from vhe.data.fetch import DataIntegrityError
-from vhe.data.omniglot import load_npz_arrays
+from vhe.data.omniglot import center_ink, load_npz_arrays
 from vhe.data.runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
 
 from .mirror import MIRROR
@@ -170,4 +170,11 @@ def test_cli_runs(tmp_path, evaluation):
     runs = load_runs(out)
     assert len(runs) == 4 and runs[0].n_way == 5 and isinstance(runs[0], OneShotRun)
     assert cli.main(["prepare-runs", "--zip", str(MIRROR / "all_runs.zip"), "--out", str(tmp_path / "l.pt")]) == 0
-    assert len(load_runs(tmp_path / "l.pt")) == 20
+    plain = load_runs(tmp_path / "l.pt")
+    assert len(plain) == 20
+    assert cli.main(["prepare-runs", "--zip", str(MIRROR / "all_runs.zip"), "--out", str(tmp_path / "c.pt"),
+                     "--center-ink"]) == 0
+    centred = load_runs(tmp_path / "c.pt")
+    for p, c in zip(plain, centred):
+        assert torch.equal(c.support, center_ink(p.support)) and torch.equal(c.query, center_ink(p.query))
+        assert torch.equal(c.answer, p.answer) and c.support_files == p.support_files
