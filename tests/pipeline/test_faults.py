@@ -195,6 +195,7 @@ def test_data_preparation_killed(tmp_path):
     shutil.copyfile(MIRROR / raw.name, raw)
     prepare = ["prepare-omniglot", "--npz", "resources/raw/train_small.npz", "--out", target,
                "--max-characters", cfg["data"]["max_characters"]]  # the rule's command
+    prepare += ["--center-ink"] if cfg["data"].get("center_ink") else []
     _ok(_run("vhe.data.cli", prepare, faults.base_env(), work))
     reference = out.read_bytes()
 
