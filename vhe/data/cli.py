@@ -21,8 +21,6 @@ import dataclasses
 import logging
 import sys
 
-import torch
-
 from ..files import write_json
 from .fetch import DataIntegrityError, DataUnavailableError
 from .gap import Preprocessing, choose_preprocessing, default_candidates, measure_domain_gap
@@ -34,19 +32,22 @@ from .textures import dtd_textures, fetch_dtd, load_texture_folder, procedural_t
 log = logging.getLogger("vhe.data.cli")
 
 
-def _centred(images, what: str):
-    """(centred images, summary text): ``center_ink`` and the ink it pushed past the border."""
-    out = center_ink(images)
-    total = int(images.sum())
-    lost = total - int(out.sum())
-    return out, f"; {what} ink centred ({lost} of {total} ink pixels moved past the border)"
+def _ink(tensors) -> int:
+    """Ink pixels in uint8 {0, 1} images."""
+    return sum(int(t.sum()) for t in tensors)
+
+
+def _centring_note(before: int, after: int, what: str) -> str:
+    """Summary of ``center_ink``: the ink pixels it pushed past the border."""
+    return f"; {what} ink centred ({before - after} of {before} ink pixels moved past the border)"
 
 
 def _prepare_omniglot(a) -> str:
     s = load_npz_arrays(a.npz, max_characters=a.max_characters)
     note = ""
     if a.center_ink:
-        images, note = _centred(s.images, "every image's")
+        images = center_ink(s.images)
+        note = _centring_note(_ink([s.images]), _ink([images]), "every image's")
         s = dataclasses.replace(s, images=images, source=s.source + "+centred")
     if a.dihedral:
         s = augment_dihedral(s)
@@ -65,9 +66,9 @@ def _prepare_runs(a) -> str:
     runs = load_lake_runs(a.zip)
     note = ""
     if a.center_ink:
-        images, note = _centred(torch.cat([t for r in runs for t in (r.support, r.query)]), "every 28x28 image's")
-        parts = iter(torch.split(images, [n for r in runs for n in (len(r.support), len(r.query))]))
-        runs = [dataclasses.replace(r, support=next(parts), query=next(parts)) for r in runs]
+        before = _ink(t for r in runs for t in (r.support, r.query))
+        runs = [dataclasses.replace(r, support=center_ink(r.support), query=center_ink(r.query)) for r in runs]
+        note = _centring_note(before, _ink(t for r in runs for t in (r.support, r.query)), "every 28x28 image's")
     save_runs(runs, a.out)
     return f"{a.out}: {len(runs)} runs of {runs[0].n_way}-way one-shot{note}"
 
