@@ -1,8 +1,8 @@
 """The paper's claims checked on a run's numbers (the long-form metrics frame), and the choice of
 the headline classification estimator.
 
-The headline estimator is the one with the best mean accuracy over the class-structured models
-on the validation runs; Lake's runs never enter the choice. Classification claims compare two
+The headline estimator of each decoder is the one with the best mean accuracy over that decoder's
+class-structured models on the validation runs; Lake's runs never enter the choice. Classification claims compare two
 classifiers on the same trials with McNemar's exact test on their per-trial outcomes (read from
 the metrics JSON by exact key); every other value comes from the frame.
 """
@@ -13,25 +13,37 @@ import math
 import pandas as pd
 
 from .metrics import RunData, per_trial, value
-from .tables import DECODERS, ESTIMATORS, OBJECTIVES, cell_model, fmt, fmt_ci
+from .tables import DECODERS, ESTIMATORS, OBJECTIVES, cell_model, fmt, fmt_ci, headline_label, headline_of
 
 HOLDS, DIRECTION, FAILS, UNMEASURED = "holds", "direction only", "does not hold", "not measured"
 CLASS_OBJECTIVES = ("ns", "resample", "rescale", "vhe")
 COLUMNS = ["claim", "scope", "rule", "evidence", "verdict"]
 
 
-def choose_headline(df: pd.DataFrame) -> tuple[str, str]:
-    """(estimator, reason): best mean validation-run accuracy over the class-structured models."""
-    val = df[(df["metric"] == "accuracy") & (df["set"] == "validation_runs") & (df["experiment"] == "class")]
-    if val.empty:
-        return ESTIMATORS[0], "no validation runs were measured: the conditional estimator by default"
-    means = val.groupby("estimator")["value"].mean()
-    order = sorted(means.index, key=lambda m: (-round(float(means[m]), 6),
-                                               ESTIMATORS.index(m) if m in ESTIMATORS else 99))
-    detail = ", ".join(f"{m} {100 * means[m]:.1f}%" for m in order)
-    return order[0], (f"best mean accuracy over the {val['model'].nunique()} class models on the validation runs "
-                      f"({detail}); Lake's runs are not used for the choice")
-
+def choose_headline(df: pd.DataFrame) -> tuple[dict[str, str], str]:
+    """({decoder: estimator}, reason): per decoder, the estimator with the best mean accuracy on the
+    validation runs over that decoder's class-structured models (conditional where a decoder has no
+    validation runs). Per decoder because the estimators' errors depend on it: the decoder's cost
+    sets K (evaluation.per_decoder), and the rule that needs no decoder (ns_kl) competes with
+    decoder-based ones whose noise grows as K shrinks."""
+    cls = df[(df["metric"] == "accuracy") & (df["experiment"] == "class")]
+    val = cls[cls["set"] == "validation_runs"]
+    decoders = [d for d in DECODERS if d in set(cls["decoder"])] or list(DECODERS)
+    choice, parts = {}, []
+    for dec in decoders:
+        v = val[val["decoder"] == dec]
+        if v.empty:
+            choice[dec] = ESTIMATORS[0]
+            parts.append(f"{DECODERS[dec]}: no validation runs were measured, the conditional estimator by default")
+            continue
+        means = v.groupby("estimator")["value"].mean()
+        order = sorted(means.index, key=lambda m: (-round(float(means[m]), 6),
+                                                   ESTIMATORS.index(m) if m in ESTIMATORS else 99))
+        choice[dec] = order[0]
+        detail = ", ".join(f"{m} {100 * means[m]:.1f}%" for m in order)
+        parts.append(f"{DECODERS[dec]}: best mean over its {v['model'].nunique()} class models, {detail}")
+    return choice, ("chosen per decoder on the validation runs (" + "; ".join(parts)
+                    + "); Lake's runs are not used for the choice")
 
 def mcnemar(a: list[int], b: list[int]) -> dict:
     """McNemar's exact test of two classifiers on the same trials (1 = correct).
@@ -79,43 +91,46 @@ def kl_claim(run: RunData, df: pd.DataFrame) -> dict:
                   rule, f"KL(c): NS {fmt(kl_ns)}, VHE {fmt(kl_vhe)} nats", verdict)
 
 
-def classification_claims(run: RunData, df: pd.DataFrame, headline: str) -> list[dict]:
-    """(2) VHE classifies better than NS per decoder, and the best VHE beats Lake's MHD (28x28)."""
+def classification_claims(run: RunData, df: pd.DataFrame, headline) -> list[dict]:
+    """(2) VHE classifies better than NS per decoder, and the best VHE beats Lake's MHD (28x28).
+    ``headline``: {decoder: estimator} (or one estimator for every decoder)."""
     out = []
-    rule = (f"VHE's Lake-runs accuracy above NS's with the headline estimator ({headline}); "
-            f"holds if McNemar's exact test on the same trials gives p < 0.05")
     for dec, label in DECODERS.items():
+        est = headline_of(headline, dec)
+        rule = (f"VHE's Lake-runs accuracy above NS's with the decoder's headline estimator ({est}); "
+                f"holds if McNemar's exact test on the same trials gives p < 0.05")
         ns, vhe = cell_model(run, "ns", dec), cell_model(run, "vhe", dec)
-        r_ns, r_vhe = value(df, ns, "accuracy", "lake_runs", headline), value(df, vhe, "accuracy", "lake_runs", headline)
+        r_ns, r_vhe = value(df, ns, "accuracy", "lake_runs", est), value(df, vhe, "accuracy", "lake_runs", est)
         if r_ns is None or r_vhe is None:
             out.append(_claim("VHE classifies better than NS (Lake's runs)", label, rule, "not measured", UNMEASURED))
             continue
         better = r_vhe["value"] > r_ns["value"]
-        t, verdict = _paired(per_trial(run, vhe, "lake_runs", headline), per_trial(run, ns, "lake_runs", headline),
-                             better)
-        ev = (f"NS {fmt_ci(r_ns, 100)} %, VHE {fmt_ci(r_vhe, 100)} % ({headline}); VHE right where NS wrong on "
+        t, verdict = _paired(per_trial(run, vhe, "lake_runs", est), per_trial(run, ns, "lake_runs", est), better)
+        ev = (f"NS {fmt_ci(r_ns, 100)} %, VHE {fmt_ci(r_vhe, 100)} % ({est}); VHE right where NS wrong on "
               f"{t['n10']} trials, the reverse on {t['n01']}; McNemar p = {t['p_value']:.3g}")
         if verdict != HOLDS:
             ev += "; the difference is not significant at 5%" if better else "; NS is at least as accurate here"
         out.append(_claim("VHE classifies better than NS (Lake's runs)", label, rule, ev, verdict))
     claim = "VHE beats Lake's modified-Hausdorff baseline on the same images (Lake's runs, 28x28)"
-    rule = ("the best VHE model (headline estimator) more accurate than MHD on the same 28x28 trials; holds if "
-            "McNemar p < 0.05")
-    vhes = [n for n in (cell_model(run, "vhe", d) for d in DECODERS)
-            if value(df, n, "accuracy", "lake_runs", headline) is not None]
+    rule = (f"the best VHE model (its decoder's headline estimator: {headline_label(headline)}) more accurate "
+            "than MHD on the same 28x28 trials; holds if McNemar p < 0.05")
+    vhes = {n: headline_of(headline, d) for n, d in ((cell_model(run, "vhe", d), d) for d in DECODERS)
+            if value(df, n, "accuracy", "lake_runs", headline_of(headline, d)) is not None}
     mhd = value(df, "mhd_28", "accuracy", "lake_runs", "mhd_28")
     if not vhes or mhd is None:
         return out + [_claim(claim, "best VHE", rule, "not measured", UNMEASURED)]
-    best = max(vhes, key=lambda n: value(df, n, "accuracy", "lake_runs", headline)["value"])
-    r_best = value(df, best, "accuracy", "lake_runs", headline)
-    mine, theirs = per_trial(run, best, "lake_runs", headline), per_trial(run, "mhd_28", "lake_runs", "mhd_28")
+    best = max(vhes, key=lambda n: value(df, n, "accuracy", "lake_runs", vhes[n])["value"])
+    est = vhes[best]
+    r_best = value(df, best, "accuracy", "lake_runs", est)
+    mine, theirs = per_trial(run, best, "lake_runs", est), per_trial(run, "mhd_28", "lake_runs", "mhd_28")
     if len(mine) != len(theirs):
         return out + [_claim(claim, best, rule, f"different trials ({len(mine)} vs {len(theirs)}): "
                                                 "evaluation.max_runs differs", UNMEASURED)]
     better = r_best["value"] > mhd["value"]
     t, verdict = _paired(mine, theirs, better)
-    ev = (f"{best} {fmt_ci(r_best, 100)} % vs MHD {fmt_ci(mhd, 100)} % (105x105 originals: "
-          f"{fmt_ci(value(df, 'mhd_105', 'accuracy', 'lake_runs', 'mhd_105'), 100)} %); McNemar p = {t['p_value']:.3g}")
+    ev = (f"{best} {fmt_ci(r_best, 100)} % ({est}) vs MHD {fmt_ci(mhd, 100)} % (105x105 originals: "
+          f"{fmt_ci(value(df, 'mhd_105', 'accuracy', 'lake_runs', 'mhd_105'), 100)} %); {best} right where MHD "
+          f"wrong on {t['n10']} trials, the reverse on {t['n01']}; McNemar p = {t['p_value']:.3g}")
     if verdict != HOLDS:
         ev += "; not significant at 5%" if better else "; MHD is at least as accurate"
     return out + [_claim(claim, best, rule, ev, verdict)]
@@ -143,7 +158,8 @@ def likelihood_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
     return out
 
 
-def check_claims(run: RunData, df: pd.DataFrame, headline: str) -> pd.DataFrame:
-    """Every claim: one row each (claim, scope, rule, evidence, verdict)."""
+def check_claims(run: RunData, df: pd.DataFrame, headline) -> pd.DataFrame:
+    """Every claim: one row each (claim, scope, rule, evidence, verdict); ``headline`` as in
+    :func:`classification_claims`."""
     rows = [kl_claim(run, df)] + classification_claims(run, df, headline) + likelihood_claims(run, df)
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -62,11 +62,13 @@ def make(run_dir, wandb_mode: str | None = None) -> RunData:
 
     FIG.save_all(run, df, curves, figures, OUT.FIGURE_FORMATS)
     SUMMARY.write(run, SUMMARY.Tables(objectives=obj_disp, objectives_note=obj_note, classification=cls_disp,
-                                      classification_note=cls_note, headline=headline, headline_reason=reason,
+                                      classification_note=cls_note, headline=T.headline_label(headline),
+                                      headline_reason=reason,
                                       claims=claims, structured=st_disp, training=T.training(run),
                                       learning_curves=lc_disp, learning_curves_note=lc_note))
     log_wandb(run, {"objectives": obj_disp, "classification": cls_disp, "claims": claims, "structured": st_disp,
-                    "metrics": df}, {"headline_estimator": headline, "headline_reason": reason}, wandb_mode)
+                    "metrics": df}, {"headline_estimator": T.headline_label(headline), "headline_reason": reason,
+                     **{f"headline_estimator/{d}": e for d, e in headline.items()}}, wandb_mode)
     return run
 
 

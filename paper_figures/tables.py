@@ -33,6 +33,24 @@ BASELINE_LABELS = {"pixel_nn_28": "pixel nearest neighbour (28x28)", "mhd_28": "
                    "pixel_nn_105": "pixel nearest neighbour (105x105)", "mhd_105": "Lake's MHD (105x105)"}
 
 
+def headline_of(headline, decoder: str | None) -> str:
+    """The headline estimator of ``decoder``: ``headline`` is {decoder: estimator}
+    (:func:`paper_figures.claims.choose_headline`) or one estimator for every decoder."""
+    if isinstance(headline, str):
+        return headline
+    return headline.get(decoder) or ESTIMATORS[0]
+
+
+def headline_label(headline) -> str:
+    """'symmetric' when every decoder has the same headline estimator, else
+    'deconv: symmetric, PixelCNN: ns_kl'."""
+    if isinstance(headline, str):
+        return headline
+    if len(set(headline.values())) == 1:
+        return next(iter(headline.values()))
+    return ", ".join(f"{DECODERS.get(d, d)}: {e}" for d, e in headline.items())
+
+
 # --------------------------------------------------------------------------- writing
 def write_table(display: pd.DataFrame, tables: Path, stem: str, *, title: str, note: str = "",
                 csv: pd.DataFrame | None = None, formats=("csv", "md", "tex")) -> None:
@@ -97,15 +115,16 @@ def _r(x, d):
     return None if x is None or pd.isna(x) else round(float(x), d)
 
 
-def objectives(run: RunData, df: pd.DataFrame, headline: str) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(CSV frame, display frame, note) of the objectives x decoders table."""
+def objectives(run: RunData, df: pd.DataFrame, headline) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(CSV frame, display frame, note) of the objectives x decoders table; accuracies with each
+    decoder's headline estimator (``headline``: see :func:`headline_of`)."""
     records, display = [], []
     for dec, dec_label in DECODERS.items():
         for obj, obj_label in OBJECTIVES.items():
             m = cell_model(run, obj, dec)
             nll, bound, kl = (value(df, m, "nll", "test"), value(df, m, "neg_bound", "test"),
                               value(df, m, "kl_c", "test"))
-            accs = {k: value(df, m, "accuracy", s, headline) for k, (s, _, _) in ACC_COLUMNS.items()}
+            accs = {k: value(df, m, "accuracy", s, headline_of(headline, dec)) for k, (s, _, _) in ACC_COLUMNS.items()}
             rec = {"objective": obj_label, "decoder": dec_label, "model": m,
                    "nll_nats_per_image": _r(nll["value"], 4) if nll is not None else None,
                    "nll_K": int(nll["K"]) if nll is not None else None,
@@ -145,50 +164,58 @@ def objectives(run: RunData, df: pd.DataFrame, headline: str) -> tuple[pd.DataFr
     note = (f"Test NLL: importance-sampled estimate of -log p(X)/|X| on evaluation classes ({k_note}); "
             "bound: minus the training objective on the same classes (nats per image); KL(c): mean "
             "KL(q(c|D) || p(c)) in nats; accuracies in % with 95% intervals in brackets, with the headline "
-            f"classification estimator ({headline}). Paper numbers: arXiv 1807.08919 (see "
+            f"classification estimator of each decoder ({headline_label(headline)}). Paper numbers: arXiv 1807.08919 (see "
             "paper_figures/paper_numbers.py); n/a = not measured or not reported.")
     return table.astype(object).where(table.notna(), None), pd.DataFrame(rows), note
 
 
-def classification_long(run: RunData, df: pd.DataFrame, headline: str) -> pd.DataFrame:
-    """The classification CSV: one row per (class model or baseline, set, estimator)."""
+def classification_long(run: RunData, df: pd.DataFrame, headline) -> pd.DataFrame:
+    """The classification CSV: one row per (class model or baseline, set, estimator); ``headline``
+    True on the rows of each model's decoder's headline estimator."""
     class_models = [n for n, i in run.models.items() if i.get("experiment") == "class"]
     acc = df[(df["metric"] == "accuracy") & (df["model"].isin(class_models) | (df["experiment"] == "baseline"))]
     out = acc.rename(columns={"value": "accuracy", "n": "n_trials"})[
         ["model", "experiment", "objective", "decoder", "set", "estimator", "accuracy", "ci_low", "ci_high",
          "n_trials", "K"]]
-    return out.assign(headline=out["estimator"] == headline)
+    is_headline = [e == headline_of(headline, d) and x != "baseline"
+                   for e, d, x in zip(out["estimator"], out["decoder"], out["experiment"])]
+    return out.assign(headline=is_headline)
 
 
-def classification(run: RunData, df: pd.DataFrame, headline: str, reason: str) -> tuple[pd.DataFrame, str]:
-    """(display frame, note): rows are class models and baselines; columns Lake's runs per estimator
-    (headline first), then the validation runs per estimator; cells 'acc [low, high]' in %."""
+HEADLINE_COLUMN = "Lake runs: headline estimator"
+
+
+def classification(run: RunData, df: pd.DataFrame, headline, reason: str) -> tuple[pd.DataFrame, str]:
+    """(display frame, note): rows are class models and baselines; columns Lake's runs with the
+    model's decoder's headline estimator (named in the cell), Lake's runs per estimator, then the
+    validation runs per estimator; cells 'acc [low, high]' in %."""
     long = classification_long(run, df, headline)
     models = long[long["experiment"] != "baseline"]
-    estimators = [headline] + [e for e in ESTIMATORS if e != headline and e in set(models["estimator"])]
+    estimators = [e for e in ESTIMATORS if e in set(models["estimator"])]
     rows = []
     for name in models["model"].unique():
-        row = {"model": name}
+        est = headline_of(headline, run.models.get(name, {}).get("decoder"))
+        r = value(df, name, "accuracy", "lake_runs", est)
+        row = {"model": name, HEADLINE_COLUMN: f"{fmt_ci(r, 100)} ({est})" if r is not None else NA}
         for set_, label in (("lake_runs", "Lake runs"), ("validation_runs", "validation runs")):
             for e in estimators:
-                col = f"{label}: {e}" + (" (headline)" if e == headline and set_ == "lake_runs" else "")
-                row[col] = fmt_ci(value(df, name, "accuracy", set_, e), 100)
+                row[f"{label}: {e}"] = fmt_ci(value(df, name, "accuracy", set_, e), 100)
         rows.append(row)
-    disp = pd.DataFrame(rows)
+    disp = pd.DataFrame(rows, columns=["model", HEADLINE_COLUMN] if not rows else None)
     for name in BASELINES:
         r = value(df, name, "accuracy", "lake_runs", name)
         if r is not None:
             row = {c: "" for c in disp.columns}
-            row.update({"model": BASELINE_LABELS[name], (disp.columns[1] if len(disp.columns) > 1 else
-                                                         "Lake runs"): fmt_ci(r, 100)})
+            row.update({"model": BASELINE_LABELS[name], HEADLINE_COLUMN: fmt_ci(r, 100)})
             disp = pd.concat([disp, pd.DataFrame([row])], ignore_index=True)
     lake = models[models["set"] == "lake_runs"]
     trials = f" ({int(lake['n_trials'].iloc[0])} trials)" if not lake.empty else ""
     ks = ", ".join(f"{d}: K = {int(k)}" for d, k in models.groupby("decoder")["K"].first().items())
     note = (f"Accuracy in % [95% interval] on Lake's within-alphabet 20-way one-shot runs{trials} and on "
             f"within-alphabet runs of the validation characters ({ks or 'K: n/a'} samples per score). Headline "
-            f"estimator: {headline} ({reason}). Baselines on the same runs: pixel nearest neighbour (cosine) and "
-            f"Lake's modified Hausdorff distance (his demo: 38.8% error = 61.2% accuracy on the 105x105 originals).")
+            f"estimator ({headline_label(headline)}): {reason}. Baselines on the same runs: pixel nearest "
+            f"neighbour (cosine) and Lake's modified Hausdorff distance (his demo: 38.8% error = 61.2% accuracy on "
+            f"the 105x105 originals).")
     return disp, note
 
 

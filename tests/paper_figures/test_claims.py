@@ -2,7 +2,7 @@
 import pytest
 
 from paper_figures import claims as C
-from paper_figures.metrics import metrics_frame, read_run
+from paper_figures.metrics import metrics_frame, read_run, value
 from tests.pipeline.synthetic import acc, make_run
 
 
@@ -35,8 +35,42 @@ def test_headline_is_chosen_on_validation_runs_never_on_lake_runs(tmp_path):
         _set_accuracy(rd, model, "validation_runs", {"marginal_ratio": 0.7, "conditional": 0.5, "ns_kl": 0.1})
     df = metrics_frame(read_run(rd))
     best, reason = C.choose_headline(df)
-    assert best == "marginal_ratio" and "validation runs" in reason and "not used" in reason
-    assert C.choose_headline(df[df["set"] != "validation_runs"])[0] == "conditional"  # the default, said so
+    assert best == {"deconv": "marginal_ratio", "pixelcnn": "marginal_ratio"}
+    assert "validation runs" in reason and "not used" in reason
+    assert C.choose_headline(df[df["set"] != "validation_runs"])[0] == {"deconv": "conditional",
+                                                                        "pixelcnn": "conditional"}  # the default
+
+
+def test_headline_is_chosen_per_decoder(tmp_path):
+    rd = make_run(tmp_path)
+    for model in ("ns_deconv", "vhe_deconv", "resample_deconv", "rescale_deconv"):
+        _set_accuracy(rd, model, "validation_runs", {"marginal_ratio": 0.4, "conditional": 0.7, "ns_kl": 0.6})
+    for model in ("ns_pixelcnn", "vhe_pixelcnn", "resample_pixelcnn", "rescale_pixelcnn"):
+        _set_accuracy(rd, model, "validation_runs", {"marginal_ratio": 0.2, "conditional": 0.5, "ns_kl": 0.6})
+    # one PixelCNN model where conditional wins does not outweigh the decoder's mean
+    _set_accuracy(rd, "vhe_pixelcnn", "validation_runs", {"marginal_ratio": 0.2, "conditional": 0.65, "ns_kl": 0.6})
+    run = read_run(rd)
+    df = metrics_frame(run)
+    best, reason = C.choose_headline(df)
+    assert best == {"deconv": "conditional", "pixelcnn": "ns_kl"}
+    assert "deconv: best mean over its 4 class models, conditional 70.0%" in reason
+    assert "PixelCNN: best mean over its 4 class models, ns_kl 60.0%, conditional 53.8%" in reason
+    # every table and claim reads each model with its decoder's estimator
+    from paper_figures import tables as T
+
+    long = T.classification_long(run, df, best)
+    chosen = long[long["headline"]]
+    assert set(zip(chosen["decoder"], chosen["estimator"])) == {("deconv", "conditional"), ("pixelcnn", "ns_kl")}
+    disp, note = T.classification(run, df, best, reason)
+    row = disp[disp["model"] == "vhe_pixelcnn"].iloc[0]
+    lake_ns_kl = value(df, "vhe_pixelcnn", "accuracy", "lake_runs", "ns_kl")
+    assert row[T.HEADLINE_COLUMN] == f"{T.fmt_ci(lake_ns_kl, 100)} (ns_kl)"
+    assert "deconv: conditional, PixelCNN: ns_kl" in note
+    claims = C.check_claims(run, df, best)
+    px = claims[(claims["claim"].str.startswith("VHE classifies")) & (claims["scope"] == "PixelCNN")].iloc[0]
+    assert "(ns_kl)" in px["rule"] and "(ns_kl)" in px["evidence"]
+    dc = claims[(claims["claim"].str.startswith("VHE classifies")) & (claims["scope"] == "deconv")].iloc[0]
+    assert "(conditional)" in dc["rule"]
 
 
 def _claims(rd, headline="conditional"):
