@@ -187,7 +187,9 @@ def offline_records(path) -> list:
 
 def offline_runs(wandb_dir) -> list[dict]:
     """One dict per offline run folder: id, job_type, group, name, summary {key: value}, the
-    history's scalar keys and its media {key: type} (``table-file``, ``image-file``)."""
+    history's scalar keys, its media {key: type} (``table-file``, ``image-file``) and ``exited``
+    (whether the session's exit record has been written: False for a session still running, or
+    one whose file W&B's service has not finished writing)."""
     out = []
     def session_order(f):  # offline-run-<date>_<time>-<id>[-<n>]: a resumed session gets -1, -2, ...
         folder = Path(f).parent.name
@@ -196,10 +198,12 @@ def offline_runs(wandb_dir) -> list[dict]:
         return stamp, int(resumed) if resumed.isdigit() else 0
 
     for f in sorted(glob.glob(str(Path(wandb_dir) / "offline-run-*" / "run-*.wandb")), key=session_order):
-        info = {"file": f, "summary": {}, "history_keys": set(), "media": {}}
+        info = {"file": f, "summary": {}, "history_keys": set(), "media": {}, "exited": False}
         for r in offline_records(f):
             kind = r.WhichOneof("record_type")
-            if kind == "run":
+            if kind == "exit":
+                info["exited"] = True
+            elif kind == "run":
                 info.update(id=r.run.run_id, job_type=r.run.job_type, group=r.run.run_group, name=r.run.display_name)
             elif kind == "summary":
                 for u in r.summary.update:

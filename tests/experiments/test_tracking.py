@@ -3,6 +3,8 @@ by record); the summary page is its own run; mode disabled writes nothing."""
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -65,6 +67,26 @@ def test_an_untracked_training_gets_an_evaluate_run(tmp_path):
     assert tracking.log_evaluation(cfg, "vhe_deconv", out / "best.pt", rows, {})
     (only,) = runs(tmp_path / "results" / "wandb")
     assert only["job_type"] == "evaluate" and only["summary"]["eval/nll/test"] == 1.0
+    assert only["exited"]
+
+
+def test_a_session_without_its_exit_record_is_waited_for_then_reported_unfinished(tmp_path):
+    """A file W&B's service has not finished (here: its header alone) reads as not exited; the
+    tests' reader waits for the exit record up to its timeout, then returns what it found."""
+    cfg = _cfg(tmp_path, "offline")
+    rows = pd.DataFrame([{"metric": "nll", "set": "test", "estimator": None, "value": 1.0, "ci_low": None,
+                          "ci_high": None, "n": 1, "K": 1}])
+    assert tracking.log_evaluation(cfg, "vhe_deconv", tmp_path / "best.pt", rows, {})
+    wdir = tmp_path / "results" / "wandb"
+    (done,) = tracking.offline_runs(wdir)
+    assert done["exited"] and done["job_type"] == "evaluate"
+    path = Path(done["file"])
+    path.write_bytes(path.read_bytes()[:tracking.HEADER])  # as if nothing after the header were written yet
+    (cut,) = tracking.offline_runs(wdir)
+    assert not cut["exited"] and "job_type" not in cut
+    t0 = time.monotonic()
+    (waited,) = runs(wdir, timeout=1.0)
+    assert not waited["exited"] and time.monotonic() - t0 >= 1.0
 
 
 def test_the_summary_page_is_a_run_of_its_own(tmp_path):
