@@ -45,6 +45,7 @@ def choose_headline(df: pd.DataFrame) -> tuple[dict[str, str], str]:
     return choice, ("chosen per decoder on the validation runs (" + "; ".join(parts)
                     + "); Lake's runs are not used for the choice")
 
+
 def mcnemar(a: list[int], b: list[int]) -> dict:
     """McNemar's exact test of two classifiers on the same trials (1 = correct).
 
@@ -114,14 +115,17 @@ def classification_claims(run: RunData, df: pd.DataFrame, headline) -> list[dict
     claim = "VHE beats Lake's modified-Hausdorff baseline on the same images (Lake's runs, 28x28)"
     rule = (f"the best VHE model (its decoder's headline estimator: {headline_label(headline)}) more accurate "
             "than MHD on the same 28x28 trials; holds if McNemar p < 0.05")
-    vhes = {n: headline_of(headline, d) for n, d in ((cell_model(run, "vhe", d), d) for d in DECODERS)
-            if value(df, n, "accuracy", "lake_runs", headline_of(headline, d)) is not None}
+    vhes = {}  # VHE model -> (its decoder's headline estimator, its Lake-runs accuracy row)
+    for dec in DECODERS:
+        name, est = cell_model(run, "vhe", dec), headline_of(headline, dec)
+        r = value(df, name, "accuracy", "lake_runs", est)
+        if r is not None:
+            vhes[name] = (est, r)
     mhd = value(df, "mhd_28", "accuracy", "lake_runs", "mhd_28")
     if not vhes or mhd is None:
         return out + [_claim(claim, "best VHE", rule, "not measured", UNMEASURED)]
-    best = max(vhes, key=lambda n: value(df, n, "accuracy", "lake_runs", vhes[n])["value"])
-    est = vhes[best]
-    r_best = value(df, best, "accuracy", "lake_runs", est)
+    best = max(vhes, key=lambda n: vhes[n][1]["value"])
+    est, r_best = vhes[best]
     mine, theirs = per_trial(run, best, "lake_runs", est), per_trial(run, "mhd_28", "lake_runs", "mhd_28")
     if len(mine) != len(theirs):
         return out + [_claim(claim, best, rule, f"different trials ({len(mine)} vs {len(theirs)}): "
