@@ -1,7 +1,7 @@
 # The VHE reproduction pipeline (Hewitt et al., UAI 2018, arXiv 1807.08919).
 #
 #   snakemake --cores 8                                    # paper scale (config/config.yaml)
-#   snakemake --cores 2 --configfile config/cpu.yaml       # about an hour on 2 CPU cores
+#   snakemake --cores 2 --configfile config/cpu.yaml       # reduced scale, 2 CPU cores (README)
 #   snakemake --cores 2 --configfile config/smoke.yaml     # minutes (CI)
 #   snakemake --configfile config/smoke.yaml --report results/smoke/report.html
 #
@@ -13,7 +13,7 @@
 # lock remains: run `snakemake --unlock` once, then rerun). On a GPU machine add
 # `--resources gpu=<number of GPUs>` so that GPU jobs do not share a device. On a cluster:
 # `snakemake --profile profiles/slurm` (README, "Running on a cluster"); every rule declares its
-# resources (rules/common.smk, "cluster resources").
+# resources (pipeline/resources.py).
 import os
 
 
@@ -34,6 +34,7 @@ wildcard_constraints:
 
 
 # --------------------------------------------------------------------------- rules
+include: "rules/configs.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
@@ -41,6 +42,7 @@ include: "rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         OUT.data_files(CFG),
         [OUT.checkpoint_outputs(CFG, m)["summary"] for m in MODELS],
@@ -49,4 +51,3 @@ rule all:
         [OUT.sample_figure(CFG, m) for m in CLASS_MODELS],
         [f for m in STRUCTURED_MODELS for f in OUT.structured_figures(CFG, m)],
         OUT.paper_figure_outputs(CFG),
-    default_target: True

@@ -10,6 +10,13 @@ Options given on the command line override ``cfg["evaluation"]``. The model is r
 checkpoint (``{"model": state_dict, "step", ...}``). Every estimator is the library's
 (:mod:`vhe.evaluate`); this module only chooses the data, aggregates and records.
 
+How: :func:`evaluate` sets up a :class:`Context` (model, config, settings for the model's decoder,
+device, seed, timer, test classes) and runs the :data:`SECTIONS` in order -- likelihood, bounds,
+kl_c, classification, samples_figure -- in one loop (:func:`run_section`) that seeds each
+(``evaluation.seed`` + its offset), times it (``eval_seconds``) and records under ``not_defined``
+what it raises :class:`~vhe.evaluate.EvaluationError` for. Each section is a small function
+``run_<name>(ctx) -> dict`` of its entries of the metrics dict.
+
 Metrics (docs/design.md "Metrics"; every likelihood number is *negative*, in nats per image, lower
 is better):
 
@@ -36,16 +43,21 @@ is better):
 
 A quantity that the model's graph does not define (no class latent: VAE; a latent that a test
 class does not determine, e.g. the factorial model's texture t) is null and its reason is in
-``not_defined[<key>]``. Output keys are listed in :data:`OUTPUT_KEYS`.
+``not_defined[<key>]``. So is an interval from fewer than 2 units (:mod:`analysis.stats`): with one
+test class ``nll_stderr`` (and ``kl_c.std``) is null, with fewer than 2 trials ``ci95`` is null and
+``ci95_reason`` says why. Output keys are listed in :data:`OUTPUT_KEYS`.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import sys
 import time
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,17 +65,20 @@ import torch
 from tqdm.auto import tqdm
 
 import vhe
-from vhe.evaluate import EvaluationError, classify, eval_mode, kl_class, log_marginal
+from vhe.evaluate import EvaluationError, class_scores_many, eval_mode, kl_class, log_marginal
 from vhe.files import json_ready, write_json
 from vhe.loader import encode_labels
 from experiments.artifacts import provenance, save_figure
 from experiments.checkpoints import load_weights
 from experiments.sections import Evaluation
 
+from .stats import Z95, mean_se, too_few_units, wilson_interval  # noqa: F401 (re-exported)
+
 log = logging.getLogger("analysis.evaluate")
 
 __all__ = ["evaluate", "main", "parse_args", "class_structure", "wilson_interval", "accuracy_summary",
-           "samples_figure", "OUTPUT_KEYS", "EvaluationError"]
+           "samples_figure", "OUTPUT_KEYS", "EvaluationError", "SECTIONS", "Section", "Context", "run_section",
+           "evaluation_settings"]
 
 #: per-element latents (one value per image); every other latent must be class-level
 ELEMENT_LATENTS = ("z",)
@@ -82,7 +97,6 @@ NON_FINITE_REASONS = {
 CLASS_LATENT = "c"
 #: how each latent's groups are labelled in an OmniglotSet
 LABEL_OF = {"a": "alphabet", "c": "character"}
-Z95 = 1.959963984540054
 FRAME_RGB = (0.55, 0.70, 0.90)
 #: runs (episodes) needed before ``ci95`` uses the normal approximation over them instead of Wilson
 MIN_UNITS_NORMAL = 10
@@ -156,17 +170,6 @@ def _labels(dataset, latent: str) -> torch.Tensor:
     raise EvaluationError(f"not defined for this graph: no label for latent {latent!r} in an Omniglot set")
 
 
-def wilson_interval(successes: int, n: int, z: float = Z95) -> list[float] | None:
-    """Wilson score interval [low, high] for a binomial proportion (None when n == 0)."""
-    if n <= 0:
-        return None
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
 def accuracy_summary(units: list[dict], unit: str) -> dict:
     """Pool per-run (per-episode) results ``{"correct", "n_queries", ...}`` into accuracy and 95% intervals."""
     correct = sum(u["correct"] for u in units)
@@ -183,6 +186,8 @@ def accuracy_summary(units: list[dict], unit: str) -> dict:
                    ci_method=f"normal approximation over {unit}s: mean ± 1.96 sd/sqrt({len(units)})")
     else:
         out.update(ci95=wilson, ci_method=f"Wilson score interval over all {n} trials")
+    if wilson is None:  # analysis.stats: no interval from fewer than 2 trials
+        out.update(ci95_reason=too_few_units(n, "trial"))
     return out
 
 
@@ -204,24 +209,47 @@ def _seed(seed: int, offset: int = 0) -> None:
 
 
 # --------------------------------------------------------------------------- data
+def stratified_classes(eval_set, max_classes: int | None) -> list[int]:
+    """Class ids of the test classes: all of them, or ``max_classes`` drawn from every alphabet in
+    turn (the first character of each alphabet, then the second, ...), so that a subset spreads
+    over the whole evaluation set. Depends only on the set: the same classes for every model."""
+    n_all = eval_set.n_classes
+    if max_classes is None or int(max_classes) >= n_all:
+        return list(range(n_all))
+    first = torch.full((n_all,), -1, dtype=torch.long)
+    for i in range(len(eval_set.character) - 1, -1, -1):  # each class's alphabet, from its images
+        first[int(eval_set.character[i])] = int(eval_set.alphabet[i])
+    by_alphabet: dict[int, list[int]] = {}
+    for c in range(n_all):
+        by_alphabet.setdefault(int(first[c]), []).append(c)
+    queues = [by_alphabet[a] for a in sorted(by_alphabet)]
+    picked, rank = [], 0
+    while len(picked) < int(max_classes):
+        for q in queues:
+            if rank < len(q) and len(picked) < int(max_classes):
+                picked.append(q[rank])
+        rank += 1
+    return sorted(picked)
+
+
 def test_classes(eval_set, max_classes: int | None):
-    """(X uint8 (B, N, 1, H, W), image indices (B, N), class names): the first ``max_classes``
-    characters with their first N drawings, N = the smallest class size among them."""
-    n = eval_set.n_classes if max_classes is None else min(int(max_classes), eval_set.n_classes)
-    counts = eval_set.class_counts()[:n]
-    if n == 0 or int(counts.min()) == 0:
+    """(X uint8 (B, N, 1, H, W), image indices (B, N), class names) of the test classes
+    (:func:`stratified_classes`), each with its first N drawings, N = the smallest class size among them."""
+    classes = stratified_classes(eval_set, max_classes)
+    counts = eval_set.class_counts()[classes] if classes else torch.zeros(0)
+    if not classes or int(counts.min()) == 0:
         raise ValueError(f"the evaluation set has no usable test classes (counts {counts.tolist()})")
     N = int(counts.min())
     idx = []
-    for c in range(n):
+    for c in classes:
         members = (eval_set.character == c).nonzero().flatten()
         members = members[torch.argsort(eval_set.drawer[members], stable=True)]
         idx.append(members[:N])
     idx = torch.stack(idx)
-    return eval_set.images[idx], idx, list(eval_set.character_names[:n])
+    return eval_set.images[idx], idx, [eval_set.character_names[c] for c in classes]
 
 
-# --------------------------------------------------------------------------- sections
+# --------------------------------------------------------------------------- measurements (the sections' work)
 def likelihood(model, X, K, elem, max_elements, class_chunk=16):
     """-log p̂(X)/N and -ELBO/N per class (nats per image)."""
     N = X.shape[1]
@@ -272,28 +300,34 @@ def kl_c_section(model, X, k, n_samples, elem, seed, class_chunk=32):
         kls.append(kl_class(model, D[b0:b0 + class_chunk], latent=CLASS_LATENT, n_samples=n_samples,
                             per_element=elem).double().cpu())
     kls = torch.cat(kls)
-    return {"mean": float(kls.mean()), "std": float(kls.std()) if B > 1 else 0.0, "k_shot": k, "n_classes": B,
+    return {"mean": float(kls.mean()), "std": float(kls.std()) if B > 1 else None, "k_shot": k, "n_classes": B,
             "n_samples": n_samples, "per_class": kls.tolist()}
 
 
-def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, method="conditional"):
-    """Accuracy of one estimator on one-shot runs (accuracy_summary + per-run results + per_trial)."""
-    units, per_trial, non_finite = [], [], 0
-    for r in tqdm(runs, desc=f"{desc} ({method})", disable=None):
+def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, methods=("conditional",)):
+    """Accuracy of every estimator in ``methods`` on one-shot runs, from shared draws
+    (vhe.evaluate.class_scores_many): {method: accuracy_summary + per-run results + per_trial}."""
+    acc = {m: {"units": [], "per_trial": [], "non_finite": 0} for m in methods}
+    for r in tqdm(runs, desc=f"{desc} ({', '.join(methods)})", disable=None):
         support = r.support.to(device=device, dtype=torch.float32).unsqueeze(1)  # (W, 1, C, H, W)
         query = r.query.to(device=device, dtype=torch.float32)
-        pred, scores = classify(model, support, query, n_samples=n_samples, per_element=elem,
-                                max_elements=max_elements, method=method)
-        non_finite += _non_finite_trials(scores)
-        hits = (pred.cpu() == torch.as_tensor(r.answer).cpu()).long()
-        correct = int(hits.sum())
-        per_trial += hits.tolist()
-        units.append({"name": r.name, "n_way": r.n_way, "n_queries": int(len(query)), "correct": correct,
-                      "accuracy": correct / len(query)})
-    out = accuracy_summary(units, "run")
-    out.update(n_way=sorted({u["n_way"] for u in units}), shot=1, method=method, n_samples=n_samples, runs=units,
-               per_trial=per_trial)
-    return _mark_non_finite(out, non_finite)
+        scores = class_scores_many(model, support, query, methods, n_samples=n_samples, per_element=elem,
+                                   max_elements=max_elements)
+        for method, sc in scores.items():
+            a = acc[method]
+            a["non_finite"] += _non_finite_trials(sc)
+            hits = (sc.argmax(dim=1).cpu() == torch.as_tensor(r.answer).cpu()).long()
+            correct = int(hits.sum())
+            a["per_trial"] += hits.tolist()
+            a["units"].append({"name": r.name, "n_way": r.n_way, "n_queries": int(len(query)), "correct": correct,
+                               "accuracy": correct / len(query)})
+    out = {}
+    for method, a in acc.items():
+        o = accuracy_summary(a["units"], "run")
+        o.update(n_way=sorted({u["n_way"] for u in a["units"]}), shot=1, method=method, n_samples=n_samples,
+                 runs=a["units"], per_trial=a["per_trial"])
+        out[method] = _mark_non_finite(o, a["non_finite"])
+    return out
 
 
 def _non_finite_trials(scores: torch.Tensor) -> int:
@@ -311,19 +345,21 @@ def _mark_non_finite(out: dict, n: int) -> dict:
 
 
 def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, seed, device, max_elements,
-                      method="conditional"):
+                      methods=("conditional",)):
     """N-way K-shot episodes: ``way`` distinct characters, ``shot`` support + 1 query drawings each
-    (the same episodes for every estimator: they depend only on ``seed``)."""
+    (they depend only on ``seed``), every estimator of ``methods`` scored from shared draws:
+    {method: accuracy_summary + per_trial}."""
     counts = dataset.class_counts()
     eligible = (counts >= shot + 1).nonzero().flatten()
     if len(eligible) < way:
-        return {"accuracy": None, "way": way, "shot": shot,
-                "skipped": f"{way}-way {shot}-shot needs {way} characters with >= {shot + 1} drawings; the "
-                           f"evaluation set has {len(eligible)}"}
+        skipped = {"accuracy": None, "way": way, "shot": shot,
+                   "skipped": f"{way}-way {shot}-shot needs {way} characters with >= {shot + 1} drawings; the "
+                              f"evaluation set has {len(eligible)}"}
+        return {m: dict(skipped) for m in methods}
     members = {int(c): (dataset.character == c).nonzero().flatten() for c in eligible.tolist()}
     g = torch.Generator().manual_seed(int(seed))
-    units, per_trial, non_finite = [], [], 0
-    for _ in tqdm(range(n_episodes), desc=f"{way}-way {shot}-shot ({method})", disable=None):
+    acc = {m: {"units": [], "per_trial": [], "non_finite": 0} for m in methods}
+    for _ in tqdm(range(n_episodes), desc=f"{way}-way {shot}-shot ({', '.join(methods)})", disable=None):
         chars = eligible[torch.randperm(len(eligible), generator=g)[:way]]
         sup, qry = [], []
         for c in chars.tolist():
@@ -333,15 +369,21 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
             qry.append(dataset.images[pick[shot]])
         support = torch.stack(sup).to(device=device, dtype=torch.float32)
         query = torch.stack(qry).to(device=device, dtype=torch.float32)
-        pred, scores = classify(model, support, query, n_samples=n_samples, per_element=elem,
-                                max_elements=max_elements, method=method)
-        non_finite += _non_finite_trials(scores)
-        hits = (pred.cpu() == torch.arange(way)).long()
-        per_trial += hits.tolist()
-        units.append({"n_queries": way, "correct": int(hits.sum())})
-    out = accuracy_summary(units, "episode")
-    out.update(way=way, shot=shot, queries_per_episode=way, method=method, n_samples=n_samples, per_trial=per_trial)
-    return _mark_non_finite(out, non_finite)
+        scores = class_scores_many(model, support, query, methods, n_samples=n_samples, per_element=elem,
+                                   max_elements=max_elements)
+        for method, sc in scores.items():
+            a = acc[method]
+            a["non_finite"] += _non_finite_trials(sc)
+            hits = (sc.argmax(dim=1).cpu() == torch.arange(way)).long()
+            a["per_trial"] += hits.tolist()
+            a["units"].append({"n_queries": way, "correct": int(hits.sum())})
+    out = {}
+    for method, a in acc.items():
+        o = accuracy_summary(a["units"], "episode")
+        o.update(way=way, shot=shot, queries_per_episode=way, method=method, n_samples=n_samples,
+                 per_trial=a["per_trial"])
+        out[method] = _mark_non_finite(o, a["non_finite"])
+    return out
 
 
 def validation_runs(cfg, n_runs: int, n_way: int, seed: int):
@@ -448,176 +490,305 @@ def placeholder_figure(path_png, text: str) -> list[str]:
     return save_figure(fig, path_png)
 
 
-# --------------------------------------------------------------------------- main routine
-def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
-             progress: bool | None = None) -> dict:
-    """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
+# --------------------------------------------------------------------------- the sections of evaluate()
+@dataclass
+class Context:
+    """What every section of :func:`evaluate` reads: the model (``exp``: model, objective and
+    training loader), the config and its evaluation settings for the model's decoder, the device,
+    seed and timer, and, once loaded, the test classes. ``not_defined`` is the result's dict of the
+    same name: a section records there a part it could not compute (the loop records the rest)."""
 
-    ``cfg["evaluation"]`` holds the options (override them before calling). Returns the metrics dict.
-    """
+    cfg: dict
+    exp: object  # experiments.common.Experiment
+    ev: Evaluation
+    device: torch.device
+    seed: int
+    timer: _Timer
+    checkpoint: dict  # path, step, val_bound, version
+    max_elements: int
+    batch_size: int
+    figures: str | Path | None
+    not_defined: dict = field(default_factory=dict)
+    cls: list = field(default_factory=list)  # class-level latents (class_structure)
+    elem: list = field(default_factory=lambda: list(ELEMENT_LATENTS))  # per-image latents
+    structure_error: str | None = None  # why per-character metrics are not defined for this graph
+    diverged: str | None = None  # why the checkpoint cannot be evaluated (non-finite weights)
+    eval_set: object = None  # the evaluation split (an OmniglotSet)
+    X: torch.Tensor | None = None  # its test classes' images, (B, N, C, H, W) float on the device
+    idx: torch.Tensor | None = None  # their indices into eval_set, (B, N)
+
+    @property
+    def model(self) -> vhe.VHE:
+        return self.exp.model
+
+    @property
+    def name(self) -> str | None:
+        return self.cfg["model"].get("name")
+
+    @property
+    def unusable(self) -> str | None:
+        """Why no metric can be computed (a diverged checkpoint, or a graph without test classes)."""
+        return self.diverged or self.structure_error
+
+
+def run_likelihood(ctx: Context) -> dict:
+    """-log p̂(X)/|X| and -ELBO/|X| per test class (K = evaluation.n_samples), their mean and SE."""
+    nll, nelbo = likelihood(ctx.model, ctx.X, int(ctx.ev.n_samples), ctx.elem, ctx.max_elements)
+    n_classes = ctx.X.shape[0]
+    if too_few_units(n_classes, "test class"):  # analysis.stats: no standard error from one class
+        ctx.not_defined["nll_stderr"] = too_few_units(n_classes, "test class")
+    return {"nll_estimate": float(nll.mean()), "elbo": float(nelbo.mean()), "nll_stderr": mean_se(nll)[1],
+            "per_class": {"nll": nll.tolist(), "elbo": nelbo.tolist()}}
+
+
+def run_bounds(ctx: Context) -> dict:
+    """The training objective's bound on the test classes and on as many training classes."""
     from experiments import datasets
+
+    tl = ctx.exp.train_loader
+    k_shot, resample = dict(tl.k_shot), dict(tl.resample)
+    bs = max(1, int(ctx.batch_size))
+    objective, seed = ctx.exp.objective, ctx.seed
+    test_b = bound(ctx.model, objective, ctx.eval_set, ctx.idx.flatten(), k_shot, resample, bs, seed + 2, ctx.device,
+                   "test bound")
+    train_set = datasets.train_val_sets(ctx.cfg)[0]
+    n_train = min(ctx.X.shape[0], train_set.n_classes)
+    train_targets = (train_set.character < n_train).nonzero().flatten()
+    train_b = bound(ctx.model, objective, train_set, train_targets, k_shot, resample, bs, seed + 3, ctx.device,
+                    "train bound")
+    return {"bounds": {"test": test_b, "train": train_b,
+                       "definition": "minus model.score (the training objective, kl_factor 1, the objective's "
+                                     "rescale, sizes = class sizes) per target image; support sets drawn like "
+                                     "training episodes"}}
+
+
+def run_kl_c(ctx: Context) -> dict:
+    """KL(q(c | D) || p(c)) over the test classes, |D| = the training k_shot."""
+    k = ctx.exp.train_loader.k_shot.get(CLASS_LATENT, ctx.cfg["model"]["train"]["k_shot"])
+    return {"kl_c": kl_c_section(ctx.model, ctx.X, k, n_samples=100, elem=ctx.elem, seed=ctx.seed + 3)}
+
+
+def run_classification(ctx: Context) -> dict:
+    """Every estimator of evaluation.estimators on the same trials: each run set, then the episodes
+    (each times itself: eval_seconds has one key per run set and ``episodes``)."""
+    methods, ns = list(ctx.ev.estimators), int(ctx.ev.classification_samples)
+    out = {"estimators": methods, "n_samples": ns}
+    for key, runs in run_sets(ctx).items():
+        with ctx.timer(key):
+            _seed(ctx.seed, 4)
+            out[key] = classify_runs(ctx.model, runs, ns, ctx.elem, ctx.device, ctx.max_elements,
+                                     key.replace("_", " "), methods=methods)
+    with ctx.timer("episodes"):
+        out["episodes"] = episodes(ctx, methods, ns)
+    return {"classification": out}
+
+
+def run_sets(ctx: Context) -> dict:
+    """The one-shot run sets asked for, by key: validation_runs, lake_runs, within_alphabet_runs.
+    Validation runs that cannot be drawn are left out, the reason under not_defined."""
+    from experiments import datasets
+
+    ev, sets = ctx.ev, {}
+    vr = ev.validation_runs
+    if vr["n_runs"] > 0:
+        try:
+            sets["validation_runs"] = validation_runs(ctx.cfg, vr["n_runs"], vr["n_way"], ctx.seed + 6)
+        except ValueError as e:  # e.g. no validation alphabet has n_way characters
+            ctx.not_defined["classification.validation_runs"] = str(e)
+    if ev.lake_runs:
+        sets["lake_runs"] = datasets.load_split(ctx.cfg, "lake_runs")[:ev.max_runs or None]
+    n_within = int(ev.within_alphabet_runs)
+    if n_within > 0:
+        sets["within_alphabet_runs"] = datasets.load_split(ctx.cfg, "within_alphabet_runs")[:n_within]
+    return sets
+
+
+def episodes(ctx: Context, methods: list, n_samples: int) -> dict:
+    """N-way K-shot episodes of the evaluation set for every (way, shot), each seeded by itself."""
+    eps, out = ctx.ev.episodes, {}
+    for way, shot in itertools.product(eps["ways"], eps["shots"]):
+        ep_seed = ctx.seed + 1000 * int(way) + int(shot)
+        _seed(ep_seed)
+        out[f"{way}way_{shot}shot"] = classify_episodes(ctx.model, ctx.eval_set, int(way), int(shot),
+                                                        int(eps["n_episodes"]), n_samples, ctx.elem, ep_seed,
+                                                        ctx.device, ctx.max_elements, methods=methods)
+    return out
+
+
+def run_samples_figure(ctx: Context) -> dict:
+    """samples_<model>.png/.pdf (:func:`samples_figure`); for a diverged model, a figure saying why."""
+    png = Path(ctx.figures) / f"samples_{ctx.name}.png"
+    if ctx.diverged:
+        return {"figures": {"samples": placeholder_figure(png, f"{ctx.name}: no samples: {ctx.diverged}")}}
+    note = ("(class-conditional sampling from a test character is not defined for this graph)"
+            if ctx.structure_error else None)
+    return {"figures": {"samples": samples_figure(ctx.model, ctx.name, png, eval_set=ctx.eval_set,
+                                                  cls_latents=ctx.cls, seed=ctx.seed, note=note)}}
+
+
+def _no_class_latent(ctx: Context) -> str | None:
+    if CLASS_LATENT not in ctx.model.order:
+        return f"the model has no class latent {CLASS_LATENT!r} (latents {ctx.model.order})"
+    return None
+
+
+def _no_class_level_latent(ctx: Context) -> str | None:
+    if not ctx.cls:
+        return (f"classification needs a class-level latent shared by the support set and the query; this "
+                f"model's latents {ctx.model.order} are all per-image")
+    return None
+
+
+def _no_figures_folder(ctx: Context) -> str | None:
+    return "no figures folder" if ctx.figures is None else None
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of :func:`evaluate`: ``run(ctx)`` returns its entries of the metrics dict, or raises
+    :class:`EvaluationError` when the model's graph does not define them.
+
+    ``keys``: the metrics it fills; on EvaluationError (or when the model is unusable, or
+    ``undefined(ctx)`` gives a reason) they stay null and the reason goes under ``not_defined``
+    (a section without keys lets the error through). ``seed_offset``: ``_seed(seed, offset)``
+    before it runs (None: it seeds itself). ``timed``: its time is eval_seconds[name] (False: it
+    times its parts itself). ``needs_data``: skipped when the model is unusable."""
+
+    name: str
+    run: Callable[[Context], dict]
+    keys: tuple[str, ...] = ()
+    seed_offset: int | None = None
+    timed: bool = True
+    needs_data: bool = True
+    undefined: Callable[[Context], str | None] = lambda ctx: None
+
+
+#: the sections of :func:`evaluate`, in the order they run (the seeds make each independent of the others)
+SECTIONS = (
+    Section("likelihood", run_likelihood, keys=("nll_estimate", "elbo"), seed_offset=1),
+    Section("bounds", run_bounds, keys=("bounds",), seed_offset=2),
+    Section("kl_c", run_kl_c, keys=("kl_c",), seed_offset=3, undefined=_no_class_latent),
+    Section("classification", run_classification, keys=("classification",), timed=False,
+            undefined=_no_class_level_latent),
+    Section("samples_figure", run_samples_figure, needs_data=False, undefined=_no_figures_folder),
+)
+
+
+def run_section(section: Section, ctx: Context, res: dict) -> None:
+    """Run one section into ``res``: its seed, its timer, and its gaps recorded under not_defined."""
+    why = ctx.unusable if section.needs_data else None
+    if why is None and section.seed_offset is not None:
+        _seed(ctx.seed, section.seed_offset)
+    why = why or section.undefined(ctx)
+    if why:
+        ctx.not_defined.update(dict.fromkeys(section.keys, why))
+        return
+    catch = EvaluationError if section.keys else ()  # a section without keys has nowhere to record it
+    with ctx.timer(section.name) if section.timed else nullcontext():
+        try:
+            res.update(section.run(ctx))
+        except catch as e:
+            ctx.not_defined.update(dict.fromkeys(section.keys, str(e)))
+
+
+# --------------------------------------------------------------------------- main routine
+def evaluation_settings(evaluation: dict, decoder: str | None) -> Evaluation:
+    """The typed settings of a model with ``decoder``: ``evaluation`` with its per-decoder overrides
+    applied (:func:`experiments.config.evaluation_for`); ``per_decoder`` is kept as given, so the
+    metrics JSON records the section."""
+    from experiments.config import evaluation_for
+
+    resolved = evaluation_for(evaluation, decoder)
+    if "per_decoder" in evaluation:
+        resolved["per_decoder"] = evaluation["per_decoder"]
+    return Evaluation.of(resolved)
+
+
+def setup(cfg, checkpoint, device, max_elements, batch_size, figures, timer: _Timer) -> Context:
+    """Load the config, build the model, read its weights (seeded with evaluation.seed)."""
     from experiments.common import resolve_device
     from experiments.config import load_config
     from experiments.registry import build_experiment
 
+    cfg = load_config(cfg)
+    m = cfg["model"]
+    ev = evaluation_settings(cfg["evaluation"], m.get("decoder"))
+    device = resolve_device(device if device is not None else cfg.get("device", "auto"))
+    seed = int(ev.seed)
+    threads = (m.get("train") or {}).get("num_threads")
+    if threads and device.type == "cpu":
+        torch.set_num_threads(int(threads))
+    _seed(seed)
+    exp = build_experiment(cfg, device)
+    ckpt = load_weights(exp.model, checkpoint, device)  # the one checkpoint loader (weights_only=True)
+    ckpt_info = {"path": str(checkpoint), **{k: ckpt[k] for k in ("step", "val_bound", "version") if k in ckpt}}
+    return Context(cfg=cfg, exp=exp, ev=ev, device=device, seed=seed, timer=timer, checkpoint=ckpt_info,
+                   max_elements=int(max_elements if max_elements is not None else ev.max_elements),
+                   batch_size=batch_size, figures=figures)
+
+
+def header(ctx: Context) -> dict:
+    """The metrics dict before any section ran: what was evaluated, how; every metric null."""
+    m = ctx.cfg["model"]
+    return {
+        "model": m.get("name"), "experiment": m.get("experiment"), "objective": m.get("objective"),
+        "decoder": m.get("decoder"), "run": ctx.cfg.get("run"), "seed": ctx.cfg.get("seed"),
+        "provenance": provenance(ctx.cfg, ctx.device, ctx.seed), "checkpoint": ctx.checkpoint,
+        "evaluation": {**ctx.ev.to_dict(), "device": str(ctx.device), "max_elements": ctx.max_elements,
+                       "batch_size": ctx.batch_size},
+        "graph": {"latents": list(ctx.model.order)},
+        "K": int(ctx.ev.n_samples), "n_classes": None, "images_per_class": None, "test_classes": None,
+        "nll_estimate": None, "nll_stderr": None, "elbo": None,
+        "per_class": None, "bounds": None, "kl_c": None,
+        "classification": None, "not_defined": ctx.not_defined, "figures": {},
+    }
+
+
+def check_model(ctx: Context, res: dict) -> None:
+    """The model's class structure (ctx.cls, ctx.elem) and whether its weights are finite: a graph
+    without test classes (ctx.structure_error) or a diverged checkpoint (ctx.diverged) is unusable."""
+    try:
+        ctx.cls, ctx.elem = class_structure(ctx.model)
+    except EvaluationError as e:
+        ctx.structure_error = str(e)
+    res["graph"].update(class_latents=ctx.cls, element_latents=ctx.elem)
+    if all(bool(torch.isfinite(p).all()) for p in ctx.model.parameters()):
+        return
+    ctx.diverged = (f"the checkpoint's weights are not finite (a diverged model, step {ctx.checkpoint.get('step')}): "
+                    f"nothing to evaluate; retrain with a lower train.lr or a tighter train.grad_clip")
+    log.error("%s: %s", ctx.name, ctx.diverged)
+    res["diverged"] = ctx.diverged
+
+
+def load_test_classes(ctx: Context) -> dict:
+    """The evaluation split and its test classes (ctx.eval_set, ctx.X, ctx.idx); their counts and names."""
+    from experiments import datasets
+
+    ctx.eval_set = datasets.load_split(ctx.cfg, "evaluation")
+    Xu, ctx.idx, names = test_classes(ctx.eval_set, ctx.ev.max_classes)
+    ctx.X = Xu.to(device=ctx.device, dtype=torch.float32)
+    B, N = ctx.X.shape[:2]
+    return {"n_classes": B, "images_per_class": N, "test_classes": names}
+
+
+def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
+             progress: bool | None = None) -> dict:
+    """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
+
+    ``cfg["evaluation"]`` holds the options (override them before calling). Runs :data:`SECTIONS`
+    in order (:func:`run_section`); returns the metrics dict.
+    """
     timer = _Timer()
     t_start = time.perf_counter()
     with timer("setup"):
-        cfg = load_config(cfg)
-        m = cfg["model"]
-        ev = Evaluation.of(cfg["evaluation"]).for_decoder(m.get("decoder"))
-        max_elements = int(max_elements if max_elements is not None else ev.max_elements)
-        device = resolve_device(device if device is not None else cfg.get("device", "auto"))
-        seed = int(ev.seed)
-        threads = (m.get("train") or {}).get("num_threads")
-        if threads and device.type == "cpu":
-            torch.set_num_threads(int(threads))
-        _seed(seed)
-        exp = build_experiment(cfg, device)
-        model, objective = exp.model, exp.objective
-        ckpt = load_weights(exp.model, checkpoint, device)  # the one checkpoint loader (weights_only=True)
-        ckpt_info = {"path": str(checkpoint), **{k: ckpt[k] for k in ("step", "val_bound", "version") if k in ckpt}}
-
-    K = int(ev.n_samples)
-    res = {
-        "model": m.get("name"), "experiment": m.get("experiment"), "objective": m.get("objective"),
-        "decoder": m.get("decoder"), "run": cfg.get("run"), "seed": cfg.get("seed"),
-        "provenance": provenance(cfg, device, seed), "checkpoint": ckpt_info,
-        "evaluation": {**ev.to_dict(), "device": str(device), "max_elements": max_elements, "batch_size": batch_size},
-        "graph": {"latents": list(model.order)},
-        "K": K, "n_classes": None, "images_per_class": None, "test_classes": None,
-        "nll_estimate": None, "nll_stderr": None, "elbo": None,
-        "per_class": None, "bounds": None, "kl_c": None,
-        "classification": None, "not_defined": {}, "figures": {},
-    }
-    nd = res["not_defined"]
-    try:
-        cls, elem = class_structure(model)
-        structure_error = None
-    except EvaluationError as e:
-        cls, elem, structure_error = [], list(ELEMENT_LATENTS), str(e)
-    res["graph"].update(class_latents=cls, element_latents=elem)
-
-    diverged = None
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        diverged = (f"the checkpoint's weights are not finite (a diverged model, step {ckpt_info.get('step')}): "
-                    f"nothing to evaluate; retrain with a lower train.lr or a tighter train.grad_clip")
-        log.error("%s: %s", m.get("name"), diverged)
-        res["diverged"] = diverged
-    eval_set = None
-    if structure_error or diverged:
-        for key in ("nll_estimate", "elbo", "bounds", "kl_c", "classification"):
-            nd[key] = diverged or structure_error
-    else:
+        ctx = setup(cfg, checkpoint, device, max_elements, batch_size, figures, timer)
+    res = header(ctx)
+    check_model(ctx, res)
+    if not ctx.unusable:
         with timer("data"):
-            eval_set = datasets.load_split(cfg, "evaluation")
-            Xu, idx, names = test_classes(eval_set, ev.max_classes)
-            X = Xu.to(device=device, dtype=torch.float32)
-        B, N = X.shape[:2]
-        res.update(n_classes=B, images_per_class=N, test_classes=names)
-
-        # ---- test likelihood
-        _seed(seed, 1)
-        with timer("likelihood"):
-            try:
-                nll, nelbo = likelihood(model, X, K, elem, max_elements)
-                res.update(nll_estimate=float(nll.mean()), elbo=float(nelbo.mean()),
-                           nll_stderr=float(nll.std() / math.sqrt(B)) if B > 1 else 0.0,
-                           per_class={"nll": nll.tolist(), "elbo": nelbo.tolist()})
-            except EvaluationError as e:
-                nd["nll_estimate"] = nd["elbo"] = str(e)
-
-        # ---- bounds (the training objective) on the test classes and as many training classes
-        _seed(seed, 2)
-        with timer("bounds"):
-            tl = exp.train_loader
-            k_shot, resample = dict(tl.k_shot), dict(tl.resample)
-            bs = max(1, int(batch_size))
-            try:
-                test_b = bound(model, objective, eval_set, idx.flatten(), k_shot, resample, bs, seed + 2, device,
-                               "test bound")
-                train_set = datasets.train_val_sets(cfg)[0]
-                n_train = min(B, train_set.n_classes)
-                train_targets = (train_set.character < n_train).nonzero().flatten()
-                train_b = bound(model, objective, train_set, train_targets, k_shot, resample, bs, seed + 3,
-                                device, "train bound")
-                res.update(bounds={"test": test_b, "train": train_b,
-                                   "definition": "minus model.score (the training objective, kl_factor 1, the "
-                                                 "objective's rescale, sizes = class sizes) per target image; "
-                                                 "support sets drawn like training episodes"})
-            except EvaluationError as e:
-                nd["bounds"] = str(e)
-
-        # ---- KL(c)
-        _seed(seed, 3)
-        if CLASS_LATENT in model.order:
-            with timer("kl_c"):
-                k = exp.train_loader.k_shot.get(CLASS_LATENT, m["train"]["k_shot"])
-                try:
-                    res["kl_c"] = kl_c_section(model, X, k, n_samples=100, elem=elem, seed=seed + 3)
-                except EvaluationError as e:
-                    nd["kl_c"] = str(e)
-        else:
-            nd["kl_c"] = f"the model has no class latent {CLASS_LATENT!r} (latents {model.order})"
-
-        # ---- classification: every estimator on the same trials
-        if not cls:
-            nd["classification"] = (f"classification needs a class-level latent shared by the support set and the "
-                                    f"query; this model's latents {model.order} are all per-image")
-        else:
-            ns = int(ev.classification_samples)
-            methods = list(ev.estimators)
-            out_cls = {"estimators": methods, "n_samples": ns}
-            try:
-                sets = {}
-                vr = ev.validation_runs
-                if vr["n_runs"] > 0:
-                    try:
-                        sets["validation_runs"] = validation_runs(cfg, vr["n_runs"], vr["n_way"], seed + 6)
-                    except ValueError as e:  # e.g. no validation alphabet has n_way characters
-                        nd["classification.validation_runs"] = str(e)
-                if ev.lake_runs:
-                    sets["lake_runs"] = datasets.load_split(cfg, "lake_runs")[:ev.max_runs or None]
-                n_within = int(ev.within_alphabet_runs)
-                if n_within > 0:
-                    sets["within_alphabet_runs"] = datasets.load_split(cfg, "within_alphabet_runs")[:n_within]
-                for key, runs in sets.items():
-                    with timer(key):
-                        out_cls[key] = {}
-                        for i, method in enumerate(methods):
-                            _seed(seed, 4 + i)
-                            out_cls[key][method] = classify_runs(model, runs, ns, elem, device, max_elements,
-                                                                 key.replace("_", " "), method=method)
-                eps = ev.episodes
-                with timer("episodes"):
-                    out_eps = {}
-                    for way in eps["ways"]:
-                        for shot in eps["shots"]:
-                            ep_seed = seed + 1000 * int(way) + int(shot)
-                            entry = out_eps[f"{way}way_{shot}shot"] = {}
-                            for method in methods:
-                                _seed(ep_seed)
-                                entry[method] = classify_episodes(
-                                    model, eval_set, int(way), int(shot), int(eps["n_episodes"]), ns,
-                                    elem, ep_seed, device, max_elements, method=method)
-                    out_cls["episodes"] = out_eps
-                res["classification"] = out_cls
-            except EvaluationError as e:
-                nd["classification"] = str(e)
-
-    # ---- samples figure
-    if figures is not None:
-        with timer("samples_figure"):
-            png = Path(figures) / f"samples_{m.get('name')}.png"
-            note = None
-            if structure_error:
-                note = "(class-conditional sampling from a test character is not defined for this graph)"
-            if diverged:
-                res["figures"]["samples"] = placeholder_figure(png, f"{m.get('name')}: no samples: {diverged}")
-            else:
-                res["figures"]["samples"] = samples_figure(model, m.get("name"), png, eval_set=eval_set,
-                                                           cls_latents=cls, seed=seed, note=note)
-
+            res.update(load_test_classes(ctx))
+    for section in SECTIONS:
+        run_section(section, ctx, res)
     timer.seconds["total"] = round(time.perf_counter() - t_start, 3)
     res["eval_seconds"] = dict(timer.seconds)
     if out is not None:
@@ -625,17 +796,18 @@ def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int 
         if bad:
             log.warning("non-finite values written as null (listed under non_finite): %s", ", ".join(bad))
     clean = json_ready(res)
-    _log_wandb(cfg, m, clean, checkpoint)
+    _log_wandb(ctx.cfg, ctx.cfg["model"], clean, checkpoint)
     return clean
 
 
 def _log_wandb(cfg, m, res: dict, checkpoint) -> None:
-    """The evaluation into the model's W&B run (experiments.tracking; nothing when disabled)."""
+    """The evaluation as the model's W&B eval run, in its training run's group
+    (experiments.tracking.log_evaluation; nothing when disabled)."""
     from experiments import tracking
 
     if not tracking.enabled(cfg):
         return
-    from paper_figures.metrics import evaluate_rows
+    from .metric_rows import evaluate_rows
 
     info = {k: m.get(k) for k in ("experiment", "objective", "decoder")}
     rows = evaluate_rows(m.get("name"), info, res, "evaluation")
@@ -653,6 +825,9 @@ def parse_args(argv=None):
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--figures", default=None, help="folder for samples_<model>.png/.pdf (omit: no figure)")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the config's device)")
+    p.add_argument("--runtime", default=None, metavar="JSON",
+                   help="run settings {\"device\": ..., \"wandb\": {...}} applied over the config (the pipeline passes "
+                        "them here, not in the config file)")
     g = p.add_argument_group("overrides of cfg['evaluation']")
     g.add_argument("--n-samples", type=_positive_int, help="K, importance samples for log p(X)")
     g.add_argument("--max-classes", type=_positive_int, help="test classes for likelihoods, bounds and KL(c)")
@@ -695,9 +870,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
-    from experiments.config import load_config
+    from experiments.config import ConfigError, load_config, with_runtime
 
-    cfg = apply_overrides(load_config(args.config, evaluation=args.evaluation), args)
+    try:
+        cfg = with_runtime(load_config(args.config, evaluation=args.evaluation), args.runtime)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg = apply_overrides(cfg, args)
     res = evaluate(cfg, args.checkpoint, args.out, figures=args.figures, device=args.device,
                    max_elements=args.max_elements, batch_size=args.batch_size)
 

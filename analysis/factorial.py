@@ -202,7 +202,9 @@ def run_factorial(cfg, model, args, device) -> dict:
         "cells": int(R * T), "grid_rows": int(R), "grid_columns": int(T),
         "texture": {"accuracy": float(tex_ok.double().mean()), "chance": 1.0 / n_tex,
                     "classifier": "logistic regression on log |FFT| features, trained on the training split",
-                    "classifier_accuracy_real": real_tex_acc, "copy_row_baseline": copy_tex},
+                    "classifier_accuracy_real": real_tex_acc, "copy_row_baseline": copy_tex,
+                    **({} if real_tex_acc is not None else
+                       {"classifier_accuracy_real_reason": "the textured set has no validation images"})},
         "character": {"accuracy": float(char_ok.double().mean()), "chance": 1.0 / R,
                       "classifier": "nearest neighbour (cosine, blurred pixels) among all real images of the grid's "
                                     "row characters (R-way)",

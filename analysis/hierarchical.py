@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .structured_common import (ancestral, episode_bounds, figure_prefix, fit_logistic, shape_features, _centres,
-                                _mean_se, _nearest, _short, _tile)
+                                _mean_se, _nearest, _short, _tile, se_reasons)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,8 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) ->
             "classifier": "logistic regression on blurred silhouettes (shape_features), trained on real images "
                           "of half of each alphabet's non-given characters",
             "classifier_accuracy_real": ceiling,
+            **({} if ceiling is not None else
+               {"classifier_accuracy_real_reason": "no held-out characters to test the classifier on"}),
             "nearest_is_given": float(torch.cat(near_given).mean()),
             "given_share_of_images": float(np.mean(given_share))}
 
@@ -233,7 +235,7 @@ def run_hierarchical(cfg, model, args, device) -> dict:
                                      n_new=args.n_new, n_draws=args.n_draws)
     out["figure_facts"] = facts
     out["figures"] = save_figure(fig, Path(args.figures) / f"{figure_prefix(cfg)}_samples.png")
-    return out
+    return se_reasons(out)
 
 
 

@@ -57,7 +57,6 @@ import sys
 from pathlib import Path
 
 from experiments.artifacts import provenance
-from experiments.sections import Evaluation
 from vhe.files import write_json
 
 import torch
@@ -87,6 +86,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--class-checkpoint", default=None, help="hierarchical: class-structured model to compare with")
     p.add_argument("--class-config", default=None, help="its per-model config (default: the one in the checkpoint)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:i] (default: the config's)")
+    p.add_argument("--runtime", default=None, metavar="JSON",
+                   help="run settings {\"device\": ..., \"wandb\": {...}} applied over the config (the pipeline passes "
+                        "them here, not in the config file)")
     p.add_argument("--seed", type=int, default=None, help="default: evaluation.seed")
     p.add_argument("--batch-size", type=int, default=64, help="episodes per batch when scoring")
     p.add_argument("--max-classes", type=int, default=None,
@@ -111,13 +113,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _log_wandb(cfg, m, out: dict, checkpoint) -> None:
-    """The evaluation into the model's W&B run (experiments.tracking; nothing when disabled)."""
+    """The evaluation as the model's W&B eval run, in its training run's group
+    (experiments.tracking.log_evaluation; nothing when disabled)."""
     from experiments import tracking
 
     if not tracking.enabled(cfg):
         return
-    from paper_figures.metrics import structured_rows
     from vhe.files import json_ready
+
+    from .metric_rows import structured_rows
 
     info = {k: m.get(k) for k in ("experiment", "objective", "decoder")}
     rows = structured_rows(m.get("name"), info, json_ready(out), "evaluation")
@@ -130,10 +134,10 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     from experiments.common import model_section, resolve_device
-    from experiments.config import ConfigError, load_config
+    from experiments.config import ConfigError, evaluation_for, load_config, with_runtime
 
     try:
-        cfg = load_config(args.config, evaluation=args.evaluation)
+        cfg = with_runtime(load_config(args.config, evaluation=args.evaluation), args.runtime)
         m = model_section(cfg)
     except (ConfigError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -143,11 +147,11 @@ def main(argv=None) -> int:
         print(f"error: analysis.structured handles hierarchical and factorial models; {m.get('name')!r} is "
               f"{exp_name!r} (use analysis.evaluate)", file=sys.stderr)
         return 2
-    ev = Evaluation.of(cfg["evaluation"]).for_decoder(m["decoder"])
+    ev = evaluation_for(cfg, m["decoder"])
     if args.seed is None:
-        args.seed = int(ev.seed)
+        args.seed = int(ev["seed"])
     if args.n_samples is None:
-        args.n_samples = int(ev.n_samples)
+        args.n_samples = int(ev["n_samples"])
     args.figures = Path(args.figures)
     device = resolve_device(args.device if args.device is not None else cfg.get("device", "auto"))
     torch.manual_seed(args.seed)

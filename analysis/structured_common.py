@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 
 
+from .stats import mean_se, too_few_units
+
 log = logging.getLogger(__name__)
 
 
@@ -82,10 +84,25 @@ def episode_bounds(model, loader, targets: torch.Tensor, rescale: bool, batch_si
     return bounds, {k: v / len(targets) for k, v in kls.items()}
 
 
-def _mean_se(a) -> tuple[float, float]:
-    a = np.asarray(a, dtype=np.float64)
-    se = float(a.std(ddof=1) / math.sqrt(len(a))) if len(a) > 1 else float("nan")
-    return float(a.mean()), se
+def _mean_se(a) -> tuple[float | None, float | None]:
+    """Mean and standard error over units (:func:`analysis.stats.mean_se`: the SE is None from fewer
+    than 2 units; :func:`se_reasons` then records why)."""
+    return mean_se(a)
+
+
+def se_reasons(d: dict) -> dict:
+    """Add ``<key>_reason`` next to every null standard error ``<name>_se`` of ``d`` (nested dicts
+    too) whose value (``<name>`` or ``<name>_per_image``) was measured: the analysis.stats rule, an
+    interval from fewer than 2 units is undefined (an SE is None only then). Returns ``d``."""
+    for key, v in list(d.items()):
+        if isinstance(v, dict):
+            se_reasons(v)
+        elif key.endswith("_se") and v is None:
+            name = key[:-3]
+            measured = d.get(name, d.get(f"{name}_per_image"))
+            if measured is not None:
+                d[f"{key}_reason"] = too_few_units(1)
+    return d
 
 
 # ============================================================================ drawing helpers

@@ -34,24 +34,26 @@ def classes_tensor(n_classes: int, per_class: int, device) -> torch.Tensor:
     return torch.stack(rows).to(device=device, dtype=torch.float32)
 
 
-def time_log_marginal(model, X, k: int, device, bf16: bool) -> tuple[float, torch.Tensor]:
+def time_log_marginal(model, X, k: int, device, bf16: bool, max_elements: int = 8192) -> tuple[float, torch.Tensor]:
     t0 = common.now(device)
     with common.autocast(device, bf16):
-        est = log_marginal(model, X, n_samples=k)
+        est = log_marginal(model, X, n_samples=k, max_elements=max_elements)
     return common.now(device) - t0, est
 
 
-def pick_k(model, X, k_target: int, k_probe: int, budget: float, device, bf16: bool) -> tuple[int, float, torch.Tensor]:
-    """Measure K = k_target if it fits the budget (from a probe at k_probe), else the largest K that does."""
-    t_probe, est = time_log_marginal(model, X, k_probe, device, bf16)  # also the warm-up
+def pick_k(model, X, k_target: int, k_probe: int, budget: float, device, bf16: bool,
+           max_elements: int = 8192) -> tuple[int, float, torch.Tensor]:
+    """Measure K = k_target if it fits the budget (from a probe at k_probe), else the largest K that
+    does; log_marginal decodes at most ``max_elements`` images at once."""
+    t_probe, est = time_log_marginal(model, X, k_probe, device, bf16, max_elements)  # also the warm-up
     if k_probe >= k_target:
-        t_probe, est = time_log_marginal(model, X, k_target, device, bf16)
+        t_probe, est = time_log_marginal(model, X, k_target, device, bf16, max_elements)
         return k_target, t_probe, est
     per_k = t_probe / k_probe
     k = int(min(k_target, max(k_probe, budget / max(per_k, 1e-9))))
     if k == k_probe:
         return k, t_probe, est
-    t, est = time_log_marginal(model, X, k, device, bf16)
+    t, est = time_log_marginal(model, X, k, device, bf16, max_elements)
     return k, t, est
 
 

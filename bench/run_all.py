@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench_eval, bench_loader, bench_sample, bench_targets, bench_train, common
+from . import bench_classify, bench_eval, bench_loader, bench_sample, bench_targets, bench_train, common
 
 BENCHES = {
     "loader": (bench_loader, "Episode sampling: vhe.DataLoader vs per-element baseline (episodes/s)",
@@ -33,6 +33,9 @@ BENCHES = {
     "eval": (bench_eval, "log_marginal, K=1000, 20 images per class",
              ["profile", "decoder", "device", "variant", "k_used", "classes_per_s", "s_per_class", "decodes_per_s",
               "extrapolated"]),
+    "classify": (bench_classify, "One Lake-style run, four estimators: separate vs shared draws",
+                 ["profile", "decoder", "device", "k", "images_separate", "images_shared", "images_ratio", "s_separate",
+                  "s_shared", "time_ratio"]),
     "targets": (bench_targets, "Several targets per support set: targets/s and training time to a fixed validation bound",
                 ["decoder", "variant", "steps", "targets_per_s", "speedup_targets_per_s", "final_val_bound",
                  "target_bound", "time_to_target_s", "time_ratio_to_target"]),

@@ -15,8 +15,12 @@ states) is refused with an error that names the one-time conversion command:
 
     python -m experiments.checkpoints convert results/<run>/checkpoints/<model>/*.pt
 
-which is the only place in the project that unpickles (``weights_only=False``): run it only on
-checkpoints you trust.
+The conversion never unpickles arbitrary objects either: it loads with ``weights_only=True`` and
+admits, besides tensors and plain values, exactly the globals a format-1 checkpoint holds
+(:data:`FORMAT_1_GLOBALS`: numpy arrays, dtypes and scalars, for numpy's RNG state). A file
+holding any other global (a class, a function) is refused, by ``read_checkpoint`` too, with an
+error naming the globals and without the conversion hint: it is not a checkpoint of this project.
+``convert`` writes nothing for a refused or unreadable file (exit status 1, the error on stderr).
 """
 from __future__ import annotations
 
@@ -33,19 +37,84 @@ import torch
 
 from vhe.files import atomic_torch_save
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointFormatError", "save_checkpoint", "read_checkpoint", "load_weights",
-           "rng_state", "set_rng_state", "convert"]
+__all__ = ["CHECKPOINT_VERSION", "CheckpointFormatError", "FORMAT_1_GLOBALS", "save_checkpoint", "read_checkpoint",
+           "load_weights", "rng_state", "set_rng_state", "convert"]
 
 CHECKPOINT_VERSION = 2
+#: numpy's dtype classes whose instances a format-1 checkpoint may hold (RNG keys, numbers)
+_DTYPE_CLASSES = ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64DType", "UInt8DType", "UInt16DType",
+                  "UInt32DType", "UInt64DType", "Float16DType", "Float32DType", "Float64DType")
 
 
 class CheckpointFormatError(ValueError):
-    """The file is not a safe (version-2) checkpoint of this project; the message says how to convert it."""
+    """The file is not a safe (version-2) checkpoint of this project; the message says whether and how
+    to convert it."""
+
+
+def _format_1_globals() -> list:
+    """What ``torch.load(weights_only=True)`` must admit, beyond its defaults, to read a format-1
+    checkpoint: numpy arrays, dtypes and scalars (under numpy 1's and numpy 2's module names)."""
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray  # type: ignore[no-redef]
+    out: list = [np.ndarray, np.dtype]
+    for fn in (multiarray._reconstruct, multiarray.scalar):
+        out += [(fn, f"numpy.core.multiarray.{fn.__name__}"), (fn, f"numpy._core.multiarray.{fn.__name__}")]
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25
+    out += [getattr(dtypes, n) for n in _DTYPE_CLASSES if dtypes is not None and hasattr(dtypes, n)]
+    return out
+
+
+def _global_name(g) -> str:
+    return g[1] if isinstance(g, tuple) else f"{g.__module__}.{g.__qualname__}"
+
+
+#: the allowlist of :func:`convert`, by the names a pickle refers to them
+FORMAT_1_GLOBALS: frozenset[str] = frozenset(_global_name(g) for g in _format_1_globals())
 
 
 def _convert_hint(path) -> str:
-    return (f"convert it once with `python -m experiments.checkpoints convert {path}` (this unpickles the "
-            f"file: only for checkpoints you trust), or retrain")
+    return (f"convert it once with `python -m experiments.checkpoints convert {path}` (it reads only tensors, "
+            f"numbers and numpy arrays and refuses anything else), or retrain")
+
+
+def _pickled_globals(path) -> list[str] | None:
+    """The globals (classes, functions) a checkpoint's pickle names beyond torch's safe defaults,
+    found without unpickling; ``None`` when the file cannot be scanned (not a zip checkpoint)."""
+    scan = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)  # torch >= 2.5
+    if scan is None:
+        return None
+    try:
+        return sorted(set(scan(str(path))))
+    except Exception:  # noqa: BLE001 - unscannable: the caller refuses the file anyway
+        return None
+
+
+def _torch_reason(e: Exception) -> str:
+    """The gist of torch's weights-only refusal (its text also suggests weights_only=False: left out)."""
+    text = str(e)
+    i = text.find("WeightsUnpickler error:")
+    rest = text[i + len("WeightsUnpickler error:"):] if i >= 0 else text
+    first = next((line.strip() for line in rest.splitlines() if line.strip()), type(e).__name__)
+    return first.split(". ")[0]
+
+
+def _refusal(path, e: Exception, convertible_hint: bool) -> CheckpointFormatError:
+    """The error for a file whose pickle ``torch.load(weights_only=True)`` refused: the conversion
+    hint only for a format-1 checkpoint (every global in :data:`FORMAT_1_GLOBALS`)."""
+    names = _pickled_globals(path)
+    unknown = None if names is None else [n for n in names if n not in FORMAT_1_GLOBALS]
+    if unknown == [] and convertible_hint:
+        return CheckpointFormatError(f"{path} holds pickled numpy objects: it is a checkpoint of an earlier version "
+                                     f"of this project; {_convert_hint(path)}.")
+    if unknown:
+        what = (f"{path} holds pickled Python objects ({', '.join(unknown)}), which this project never loads "
+                f"(loading them can run arbitrary code)")
+    else:
+        what = f"{path} cannot be read with torch.load(weights_only=True) ({_torch_reason(e)})"
+    return CheckpointFormatError(f"{what}. No checkpoint of this project is like this, so the file is refused and "
+                                 f"will not be converted; retrain, or get the checkpoint again from where it was made")
 
 
 def save_checkpoint(state: Mapping, path) -> Path:
@@ -97,10 +166,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointFormatError(
-            f"{path} holds pickled Python objects, which this project no longer loads (loading them can run "
-            f"arbitrary code). If it is a checkpoint of an earlier version of this project, "
-            f"{_convert_hint(path)}. ({str(e).splitlines()[0]})") from None
+        raise _refusal(path, e, convertible_hint=True) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt:
         raise CheckpointFormatError(f"{path} is not a checkpoint of this project (no 'model' weights)")
     version = ckpt.get("version")
@@ -161,14 +227,33 @@ def set_rng_state(state: Mapping, device: torch.device | None = None) -> None:
 
 
 # ----------------------------------------------------------------------------- one-time conversion
-def convert(path, out=None) -> Path:
-    """Rewrite a format-1 checkpoint (pickled numpy RNG state and config) in format 2.
+def _load_format_1(path: Path) -> dict:
+    """``torch.load(weights_only=True)`` admitting :data:`FORMAT_1_GLOBALS` and nothing else."""
+    safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+    if safe_globals is None:
+        raise CheckpointFormatError(f"cannot convert {path}: reading a format-1 checkpoint safely needs "
+                                    f"torch >= 2.5 (torch.serialization.safe_globals); this is {torch.__version__}")
+    try:
+        with safe_globals(_format_1_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise _refusal(path, e, convertible_hint=False) from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointFormatError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0] if str(e) else ''}); nothing was converted") from None
 
-    The one place in the project that loads with ``weights_only=False``: use it only on files you
-    trust. ``out`` defaults to ``path`` (replaced atomically). Returns the written path.
+
+def convert(path, out=None) -> Path:
+    """Rewrite a format-1 checkpoint (numpy RNG state as arrays, numpy numbers) in format 2.
+
+    Reads with ``torch.load(weights_only=True)`` plus :data:`FORMAT_1_GLOBALS`: a file holding any
+    other global raises :class:`CheckpointFormatError` naming it, before anything is unpickled or
+    written. ``out`` defaults to ``path`` (replaced atomically). Returns the written path.
     """
     path = Path(path)
-    old = torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - documented one-time conversion
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    old = _load_format_1(path)
     if not isinstance(old, dict) or "model" not in old:
         raise CheckpointFormatError(f"{path} is not a checkpoint of this project (no 'model' weights)")
     if old.get("version") == CHECKPOINT_VERSION:
@@ -181,17 +266,26 @@ def convert(path, out=None) -> Path:
 
 
 def main(argv=None) -> int:
+    """CLI: ``convert PATH...``; exit status 0 when every file converted (or was already format 2),
+    1 when any was refused or unreadable (each named on stderr; those files are left as they were)."""
     ap = argparse.ArgumentParser(prog="python -m experiments.checkpoints",
                                  description="Convert checkpoints of earlier versions to the safe format 2.")
     sub = ap.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", help="rewrite format-1 checkpoints in place (unpickles them: trusted files only)")
+    c = sub.add_parser("convert", help="rewrite format-1 checkpoints in place (reads only tensors, numbers and "
+                                       "numpy arrays; refuses any other pickled object)")
     c.add_argument("paths", nargs="+", type=Path)
     args = ap.parse_args(argv)
+    status = 0
     for p in args.paths:
-        convert(p)
-        read_checkpoint(p)  # what was written loads safely
+        try:
+            convert(p)
+            read_checkpoint(p)  # what was written loads safely
+        except (CheckpointFormatError, FileNotFoundError, TypeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 1
+            continue
         print(f"converted {p}", file=sys.stderr)
-    return 0
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

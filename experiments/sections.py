@@ -1,7 +1,7 @@
 """Typed, read-only views of the validated config sections: ``nets``, ``train``, ``evaluation``.
 
 Built from a schema-filled section (:func:`experiments.config.load_config` fills every default),
-so every field is present. The dataclasses hold **no defaults**: ``config/schema.json`` is the
+so every field is present. The dataclasses hold **no defaults**: ``experiments/schema.json`` is the
 only place a default lives. A section with a key the dataclass lacks, or without one it has, is a
 :class:`~experiments.config.ConfigError` naming the keys, and a typo in code (``train.lr_schedul``)
 is an ``AttributeError``, not a silent fallback. ``tests/experiments/test_sections.py`` checks
@@ -111,6 +111,9 @@ class Evaluation(_Section):
     per_decoder: Mapping[str, Mapping[str, int | None]]
 
     def for_decoder(self, decoder: str | None) -> Evaluation:
-        """These settings with ``per_decoder[decoder]``'s non-null overrides applied."""
-        over = {k: v for k, v in (self.per_decoder.get(decoder) or {}).items() if v is not None}
-        return dataclasses.replace(self, **over)
+        """These settings with ``per_decoder[decoder]``'s non-null overrides applied
+        (``experiments.config.evaluation_for``, the one place that rule lives)."""
+        from .config import evaluation_for
+
+        resolved = evaluation_for({"per_decoder": self.per_decoder}, decoder)
+        return dataclasses.replace(self, **resolved)

@@ -1,43 +1,23 @@
-"""The single trainer used by every model of the suite.
+"""The one trainer of the suite: ``Trainer(cfg, out_dir).fit()`` trains one model.
 
-    Trainer(cfg, out_dir).fit()   # cfg: a per-model config (experiments.config.model_config)
+``cfg`` is a per-model config (experiments.config.model_config). Each step: a batch of episodes,
+Adam on minus the objective's bound (KL annealed over ``kl_anneal_steps``), gradient clipping,
+the learning-rate schedule. Every ``val_every`` steps the bound on fixed validation batches (the
+best weights are kept; ``patience`` stops early) and every ``one_shot_curve.every`` steps the
+one-shot accuracy on fixed validation runs, both under a forked RNG, so they never change
+training. A non-finite loss or gradient raises :class:`TrainingDiverged`.
 
-Per step: one batch of episodes from the experiment's training loader, the objective's bound
-``model.score(inputs, sizes, x=target, kl_factor=<annealing>, rescale=objective.rescale)``,
-Adam on ``-bound``, global gradient clipping, then the learning-rate schedule. Every
-``val_every`` steps (and at the last step) the bound (kl_factor 1) on ``val_batches`` fixed
-validation batches, built once from the validation loader (fixed seed) and scored under a
-fixed RNG that never touches the training RNG; the best one is kept as ``best.pt``; after
-``patience`` validations without improvement training stops early.
-
-Learning curve (``train.one_shot_curve``): every ``every`` steps (and at the last step) the
-one-shot accuracy on fixed within-alphabet runs built from the *validation* characters
-(``vhe.data.runs.within_alphabet_runs``, seeded), scored with ``vhe.evaluate.classify`` (its
-``method`` and ``n_samples``) under a forked RNG, so the curve never changes training. It goes to
-history.csv (``val_acc``) and W&B; best.pt is still chosen by the validation bound.
-
-Output folder:
-    last.pt            resume point (model, optimiser, scheduler, train loader state, torch/
-                       cuda/numpy/python RNG states, step, best-so-far, history), written
-                       atomically every ``checkpoint_every`` steps and at the end; training
-                       resumes from it automatically (bit-identical to an uninterrupted run;
-                       a longer max_steps under the cosine schedule starts afresh, see _fingerprint).
-    best.pt            {"model": state_dict, "step", "val_bound", "val_kl", "config"}
-    config.json        the resolved config used
-    provenance.json    git commit, torch/python versions, device, hostname, date, seed, command
-    history.csv        step, loss, bound, kl_<latent>, lr, kl_factor, grad_norm, images_per_s,
-                       data_share, time_s (cumulative training-step time, all sessions), val_bound,
-                       val_kl_<latent>, val_acc (means over ``log_every`` steps)
-    train_summary.json final/best validation bound (nats per image), validation KL per latent,
-                       steps, wall time, images/s, data-loading share of step time, status
-    samples.png        latest sample grid (every ``sample_every`` steps; also logged to W&B)
-
-W&B (``wandb.mode``; offline by default, never needs an account): one run per model named
-``<run>/<model>`` in ``<paths.results>/wandb/`` (``wandb sync`` uploads later) with the history
-rows, KL per latent and the sample grids; resumed sessions continue the same W&B run.
-
-A non-finite loss or gradient stops training with :class:`TrainingDiverged` naming the step
-and the last good checkpoint, which is never overwritten by a non-finite state.
+It writes to ``out_dir``:
+    last.pt            resume point: model, optimiser, scheduler, loader and RNG states and the
+                       :class:`TrainState` (:meth:`Trainer.state_dict`); every ``checkpoint_every``
+                       steps and at the end, never with non-finite weights. A rerun resumes from it
+                       bit for bit; a changed config starts afresh (see _fingerprint).
+    best.pt            {"model", "step", "val_bound", "val_kl", "config"} of the best validation bound
+    history.csv        a row per log/validation/curve step (columns: Trainer._history_fields)
+    train_summary.json best and final validation bound and KL, steps, wall time, throughput, status
+    config.json, provenance.json, samples.png (every ``sample_every`` steps)
+and, when W&B is on (experiments.tracking), a training run with the history rows and sample grids,
+continued on resume, and best.pt as its model artifact when training finishes.
 """
 from __future__ import annotations
 
@@ -52,6 +32,8 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from vhe.files import atomic_path, atomic_write_text, write_json
@@ -67,9 +49,11 @@ from .precision import resolve_amp_cpu
 from .sections import Train
 from .config import dump_json_if_changed, load_config
 
-__all__ = ["Trainer", "TrainingDiverged", "train", "lr_lambda"]
+__all__ = ["Trainer", "TrainState", "TrainingDiverged", "train", "lr_lambda"]
 
 log = logging.getLogger("experiments.trainer")
+
+
 class TrainingDiverged(RuntimeError):
     """The loss or the gradients became NaN/inf; the message names the step and the last good checkpoint."""
 
@@ -112,6 +96,7 @@ def _fingerprint(cfg: dict) -> str:
 
 
 def _finite_params(model: torch.nn.Module) -> bool:
+    """Whether every parameter of ``model`` is finite."""
     return all(torch.isfinite(p).all() for p in model.parameters())
 
 
@@ -129,6 +114,46 @@ def image_grid(rows: list[torch.Tensor], pad: int = 1) -> np.ndarray:
     return (grid * 255).round().to(torch.uint8).numpy()
 
 
+# ------------------------------------------------------------------------ training state
+def _empty_window() -> dict:
+    """Training statistics since the last history row."""
+    return {"stats": [], "images": 0, "time": 0.0, "data_time": 0.0}
+
+
+@dataclass
+class TrainState:
+    """Everything about a run that changes as it trains, besides the weights, optimiser, scheduler,
+    loader and RNG states. Each field is the last.pt entry of the same name."""
+
+    step: int = 0                        # optimiser steps taken
+    status: str = "running"              # running | completed | early_stopped
+    best_val: float = -math.inf          # best validation bound so far (nats per image)...
+    best_step: int | None = None         # ...reached at this step
+    best_val_kl: dict | None = None      # ...with this KL per latent
+    last_val: dict | None = None         # the latest validation: {"step", "bound", "kl"}
+    bad_validations: int = 0             # validations since the best one (early stopping)
+    history: list[dict] = field(default_factory=list)    # the rows of history.csv
+    window: dict = field(default_factory=_empty_window)  # training stats since the last row
+    images_seen: int = 0
+    step_time: float = 0.0               # seconds spent in training steps, all sessions
+    data_time: float = 0.0               # of which waiting for batches
+    elapsed: float = 0.0                 # wall time of the earlier sessions
+    wandb_id: str | None = None          # the W&B training run, continued on resume
+
+    def to_checkpoint(self, session_time: float = 0.0) -> dict:
+        """last.pt's entries for this state; ``elapsed`` includes the current session's ``session_time``."""
+        entries = {f.name: getattr(self, f.name) for f in fields(self)}
+        entries["elapsed"] = self.elapsed + session_time
+        return entries
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping) -> TrainState:
+        """The state that :meth:`to_checkpoint` saved (a last.pt without a ``window`` starts an empty one)."""
+        state = cls(**{f.name: ckpt[f.name] for f in fields(cls) if f.name != "window"})
+        state.window = ckpt.get("window") or _empty_window()
+        return state
+
+
 # ------------------------------------------------------------------------ trainer
 class Trainer:
     """Train one model of the suite (see the module docstring).
@@ -141,6 +166,8 @@ class Trainer:
         max_steps: overrides ``model.train.max_steps``.
         num_threads: overrides ``model.train.num_threads``.
         wandb_mode: overrides ``wandb.mode``.
+
+    The run's progress is :attr:`state` (a :class:`TrainState`), restored from last.pt when there is one.
     """
 
     def __init__(self, cfg, out_dir, experiment: Experiment | None = None, device=None, max_steps: int | None = None,
@@ -157,6 +184,7 @@ class Trainer:
             cfg["device"] = str(device)
         cfg = load_config(cfg)  # re-validate the overrides
         self.cfg, self.m, self.tr = cfg, cfg["model"], Train.of(cfg["model"]["train"])
+        self.max_steps = int(self.tr.max_steps)
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(cfg["device"])
@@ -180,58 +208,50 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(self.tr))
         self.use_amp = bool(self.tr.amp) and self.device.type == "cuda"
         self.use_amp_cpu = self.device.type == "cpu" and resolve_amp_cpu(self.tr.amp_cpu)
-
-        self.step = 0
-        self.best_val = -math.inf
-        self.best_step = None
-        self.bad_validations = 0
-        self.status = "running"
-        self.history: list[dict] = []
-        self.elapsed = 0.0  # training wall time of earlier sessions
-        self.wandb_id = None
-        self.last_val: dict | None = None
-        self.best_val_kl: dict | None = None
-        self.images_seen = 0
-        self.step_time = 0.0  # sum over steps (all sessions)
-        self.data_time = 0.0
-        self.interrupt_requested = False
-        self._window = self._empty_window()  # training stats since the last history row
         self.fingerprint = _fingerprint(cfg)
         self.paths = {k: self.out / f for k, f in [("last", "last.pt"), ("best", "best.pt"), ("config", "config.json"),
                                                    ("provenance", "provenance.json"), ("history", "history.csv"),
                                                    ("summary", "train_summary.json"), ("samples", "samples.png")]}
-        self.resumed_from = self._maybe_resume()
-        self._val_batches = None
-        self._curve_runs = None
-        self._wandb = None
 
-    # ------------------------------------------------------------------ state
-    def _checkpoint_state(self) -> dict:
-        return {
-            "fingerprint": self.fingerprint,
-            "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "train_loader": self.exp.train_loader.state_dict(),
-            "rng": rng_state(self.device),
-            "best_val": self.best_val,
-            "best_step": self.best_step,
-            "best_val_kl": self.best_val_kl,
-            "last_val": self.last_val,
-            "bad_validations": self.bad_validations,
-            "status": self.status,
-            "history": self.history,
-            "elapsed": self.elapsed + (time.perf_counter() - self._session_start if hasattr(self, "_session_start") else 0.0),
-            "images_seen": self.images_seen,
-            "step_time": self.step_time,
-            "data_time": self.data_time,
-            "wandb_id": self.wandb_id,
-            "window": self._window,
-            "config": self.cfg,
-        }
+        self.state = TrainState()
+        self.interrupt_requested = False  # set by a signal handler (experiments.train): save and stop after this step
+        self._val_batches: list | None = None  # built on first use, then fixed
+        self._curve_runs: list | None = None   # built on first use, then fixed
+        self._session_start: float | None = None  # time.perf_counter() when fit() started
+        self._last_saved_step: int | None = None  # the step of the last.pt this session wrote
+        self._wandb = None  # the open W&B run, during fit()
+        self._it = None     # the training loader's iterator, during fit()
+        self._bar = None    # the progress bar, during fit()
+        self.resumed_from = self._maybe_resume()
+
+    @property
+    def step(self) -> int:
+        """Optimiser steps taken so far (``state.step``)."""
+        return self.state.step
+
+    # ------------------------------------------------------------------ checkpoint (last.pt, best.pt)
+    def _components(self) -> dict:
+        """The objects whose ``state_dict()`` last.pt holds, by entry name."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "train_loader": self.exp.train_loader}
+
+    def state_dict(self) -> dict:
+        """last.pt's contents: the components' states, the RNG states, the :class:`TrainState`, the config."""
+        return {"fingerprint": self.fingerprint,
+                **{key: c.state_dict() for key, c in self._components().items()},
+                "rng": rng_state(self.device),
+                **self.state.to_checkpoint(session_time=self._session_time()),
+                "config": self.cfg}
+
+    def load_state_dict(self, ckpt: Mapping) -> None:
+        """Restore everything :meth:`state_dict` saved (but the config, which the fingerprint checked)."""
+        for key, c in self._components().items():
+            c.load_state_dict(ckpt[key])
+        set_rng_state(ckpt["rng"], self.device)
+        self.state = TrainState.from_checkpoint(ckpt)
 
     def _maybe_resume(self) -> int | None:
+        """Load last.pt when it exists and fits this config -> its step; otherwise None (start afresh)."""
         path = self.paths["last"]
         if not path.is_file():
             return None
@@ -251,33 +271,28 @@ class Trainer:
             log.warning("%s was written for a different configuration; moved it to %s and starting from scratch",
                         path, stale)
             return None
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.exp.train_loader.load_state_dict(ckpt["train_loader"])
-        set_rng_state(ckpt["rng"], self.device)
-        for key in ("step", "best_val", "best_step", "best_val_kl", "last_val", "bad_validations", "status", "history",
-                    "elapsed", "images_seen", "step_time", "data_time", "wandb_id"):
-            setattr(self, key, ckpt[key])
-        self._window = ckpt.get("window") or self._empty_window()
-        if self.status in ("completed",) and self.step < self.tr.max_steps:
-            self.status = "running"  # max_steps was raised: continue
-        log.info("resumed from %s at step %d", path, self.step)
-        return self.step
+        self.load_state_dict(ckpt)
+        if self.state.status == "completed" and self.state.step < self.max_steps:
+            self.state.status = "running"  # max_steps was raised: continue
+        log.info("resumed from %s at step %d", path, self.state.step)
+        return self.state.step
 
     def save_last(self) -> None:
+        """Write last.pt (refused, with :class:`TrainingDiverged`, when the weights are not finite)."""
         if not _finite_params(self.model):
-            raise TrainingDiverged(f"parameters are not finite at step {self.step}; not overwriting "
+            raise TrainingDiverged(f"parameters are not finite at step {self.state.step}; not overwriting "
                                    f"{self.paths['last']}")
-        save_checkpoint(self._checkpoint_state(), self.paths["last"])
-        self._last_saved_step = self.step
+        save_checkpoint(self.state_dict(), self.paths["last"])
+        self._last_saved_step = self.state.step
 
     def _save_best(self, val: dict) -> None:
-        save_checkpoint({"model": self.model.state_dict(), "step": self.step, "val_bound": val["bound"],
+        """Write best.pt: the current weights with their validation bound and KL."""
+        save_checkpoint({"model": self.model.state_dict(), "step": self.state.step, "val_bound": val["bound"],
                          "val_kl": val["kl"], "config": self.cfg}, self.paths["best"])
 
     # ------------------------------------------------------------------ validation
     def _rng_fork(self):
+        """A forked RNG (CPU, and CUDA on a CUDA device): what runs inside never moves the training RNG."""
         devices = [self.device] if self.device.type == "cuda" else []
         return torch.random.fork_rng(devices=devices)
 
@@ -387,46 +402,59 @@ class Trainer:
 
     # ------------------------------------------------------------------ logging
     def _history_fields(self) -> list[str]:
+        """history.csv's columns (training means over ``log_every`` steps, validation, learning curve)."""
         kl = [f"kl_{k}" for k in self.kl_latents]
         vkl = [f"val_kl_{k}" for k in self.kl_latents]
         return ["step", "loss", "bound", *kl, "lr", "kl_factor", "grad_norm", "images_per_s", "data_share",
                 "time_s", "val_bound", *vkl, "val_acc"]
 
     def _rewrite_history(self) -> None:
+        """Write history.csv afresh from the state's rows (drops rows of steps after a resumed last.pt)."""
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=self._history_fields(), extrasaction="ignore")
         w.writeheader()
-        for row in self.history:
+        for row in self.state.history:
             w.writerow(row)
         atomic_write_text(buf.getvalue(), self.paths["history"])
 
     def _append_history(self, row: dict) -> None:
-        self.history.append(row)
+        """Add a row to the state's history and to history.csv."""
+        self.state.history.append(row)
         with open(self.paths["history"], "a", newline="") as f:
             csv.DictWriter(f, fieldnames=self._history_fields(), extrasaction="ignore").writerow(row)
 
+    def _report(self, msg: str) -> None:
+        """A message under the progress bar, or to the log when there is none."""
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(msg)
+        else:
+            log.info(msg)
+
     def _init_wandb(self):
+        """Open (or, resumed, continue) the W&B training run; None when W&B is off."""
         from .tracking import new_run_id, open_run
 
         if not tracking_enabled(self.cfg):
             return None
-        if self.wandb_id is None:
-            self.wandb_id = new_run_id()
-        return open_run(self.cfg, self.m["name"], job_type="train", run_id=self.wandb_id, config=self.cfg)
+        if self.state.wandb_id is None:
+            self.state.wandb_id = new_run_id()
+        return open_run(self.cfg, self.m["name"], job_type="train", run_id=self.state.wandb_id, config=self.cfg)
 
     def _wandb_log(self, data: dict) -> None:
+        """Log to W&B at the current step; a failure warns and turns W&B off for this session."""
         if self._wandb is not None:
             try:
-                self._wandb.log(data, step=self.step)
+                self._wandb.log(data, step=self.state.step)
             except Exception as e:  # noqa: BLE001
                 log.warning("W&B log failed (%s); disabling W&B", e)
                 self._wandb = None
 
     def _samples(self) -> None:
+        """Write samples.png (and log it to W&B); a failure only warns."""
         try:
             grid = self.sample_grid()
         except Exception as e:  # noqa: BLE001 - a failing sampler must not stop training
-            log.warning("sampling failed at step %d: %s: %s", self.step, type(e).__name__, e)
+            log.warning("sampling failed at step %d: %s: %s", self.state.step, type(e).__name__, e)
             return
         try:
             from PIL import Image
@@ -441,29 +469,153 @@ class Trainer:
             self._wandb_log({"samples": wandb.Image(grid, caption="left: support set | right: samples")})
 
     # ------------------------------------------------------------------ training
+    def fit(self, stop_after: int | None = None) -> dict | None:
+        """Train until ``max_steps`` or early stopping; returns the summary.
+
+        ``stop_after`` (tests): return right after that step as if the process were killed
+        (only the regular checkpoints are on disk; returns None).
+        """
+        self._start_session()
+        if self._already_done():
+            return self._finish()
+        self._open_session()
+        try:
+            while self.state.step < self.max_steps:
+                self._train_step()
+                row = {"step": self.state.step}
+                self._maybe_log(row)
+                self._maybe_validate(row)
+                self._maybe_curve(row)
+                self._maybe_write_row(row)
+                self._maybe_sample()
+                self._maybe_checkpoint()
+                if self.state.status != "running":
+                    break
+                if stop_after is not None and self.state.step >= stop_after:
+                    return None
+                self._maybe_interrupt()
+        finally:
+            self._close_bar()
+        return self._finish()
+
+    def _start_session(self) -> None:
+        """Start the session clock; write config.json, provenance.json and history.csv (the resumed rows)."""
+        self._session_start = time.perf_counter()
+        dump_json_if_changed(self.cfg, self.paths["config"])
+        prov = provenance(self.cfg, self.device)
+        prov["resumed_from_step"] = self.resumed_from
+        dump_json_if_changed(prov, self.paths["provenance"])
+        self._rewrite_history()
+        self.model.train()
+
+    def _session_time(self) -> float:
+        """Seconds since fit() started (0 before)."""
+        return 0.0 if self._session_start is None else time.perf_counter() - self._session_start
+
+    def _already_done(self) -> bool:
+        """Whether an earlier session finished the run (fit() then only rewrites the summary)."""
+        s = self.state
+        if s.status not in ("completed", "early_stopped") and s.step < self.max_steps:
+            return False
+        if s.status == "running":
+            s.status = "completed"
+        log.info("%s: already %s at step %d", self.m["name"], s.status, s.step)
+        return True
+
+    def _open_session(self) -> None:
+        """Open the W&B run, the training loader's iterator and the progress bar."""
+        from tqdm.auto import tqdm
+
+        self._wandb = self._init_wandb()
+        self._it = iter(self.exp.train_loader)
+        self._bar = tqdm(total=self.max_steps, initial=self.state.step, desc=self.m["name"], unit="step",
+                         dynamic_ncols=True, disable=None, mininterval=1.0)
+
+    def _close_bar(self) -> None:
+        """Close the progress bar (messages go to the log again)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def _due(self, every: int) -> bool:
+        """Whether a task run every ``every`` steps (0: never) and at the last step is due now."""
+        step = self.state.step
+        return bool(every) and (step % every == 0 or step == self.max_steps)
+
+    def _train_step(self) -> None:
+        """One optimiser step on the next batch, counted into the state, its window and the progress bar."""
+        t0 = time.perf_counter()
+        batch = self._next_batch()
+        t1 = time.perf_counter()
+        stats = self._optimise(batch)
+        dt, dd, n = time.perf_counter() - t0, t1 - t0, len(batch.target)
+        s, win = self.state, self.state.window
+        s.step += 1
+        s.images_seen += n
+        s.step_time += dt
+        s.data_time += dd
+        win["stats"].append(stats)
+        win["images"] += n
+        win["time"] += dt
+        win["data_time"] += dd
+        self._show_progress(stats)
+
+    def _maybe_log(self, row: dict) -> None:
+        """Every ``log_every`` steps: the window's training means into ``row``; a new window starts."""
+        if self._due(self.tr.log_every):
+            row.update(self._window_row(self.state.window))
+            self.state.window = _empty_window()
+
+    def _maybe_validate(self, row: dict) -> None:
+        """Every ``val_every`` steps: validate, into ``row``; keep best.pt, count towards early stopping."""
+        if self._due(self.tr.val_every):
+            self._after_validation(self.validate(), row)
+
+    def _maybe_curve(self, row: dict) -> None:
+        """Every ``one_shot_curve.every`` steps: the one-shot accuracy on the validation runs into ``row``."""
+        if not self._due(int(self.tr.one_shot_curve["every"])):
+            return
+        acc = self.one_shot_accuracy()
+        if acc is not None:
+            row["val_acc"] = acc
+            self._report(f"{self.m['name']} step {self.state.step}: one-shot accuracy on validation runs "
+                         f"{100 * acc:.1f}%")
+
+    def _maybe_write_row(self, row: dict) -> None:
+        """A row that holds more than its step goes to history.csv and W&B."""
+        if len(row) > 1:
+            row.setdefault("time_s", self.state.step_time)
+            self._append_history(row)
+            self._wandb_log({k: v for k, v in row.items() if v not in (None, "") and k != "step"})
+
+    def _maybe_sample(self) -> None:
+        """Every ``sample_every`` steps (0: never): samples.png and W&B."""
+        every = int(self.tr.sample_every or 0)
+        if every and self.state.step % every == 0:
+            self._samples()
+
+    def _maybe_checkpoint(self) -> None:
+        """Mark the run completed at ``max_steps``; write last.pt every ``checkpoint_every`` steps and when it stops."""
+        s = self.state
+        if s.status == "running" and s.step >= self.max_steps:
+            s.status = "completed"
+        if s.step % int(self.tr.checkpoint_every) == 0 or s.status != "running":
+            self.save_last()
+
+    def _maybe_interrupt(self) -> None:
+        """On a requested interrupt (SIGINT/SIGTERM): write last.pt and raise KeyboardInterrupt."""
+        if self.interrupt_requested:
+            self.save_last()
+            raise KeyboardInterrupt(f"interrupted at step {self.state.step}; state saved to {self.paths['last']}")
+
     def kl_factor(self, step: int) -> float:
+        """The KL weight after ``step`` steps: 0 -> 1 linearly over ``kl_anneal_steps`` (1 without annealing)."""
         n = int(self.tr.kl_anneal_steps or 0)
         return 1.0 if n <= 0 else min(1.0, step / n)
 
-    def _diverged(self, what: str) -> TrainingDiverged:
-        last = self.paths["last"]
-        if last.is_file():
-            good = f"the last good checkpoint is {last} (step {getattr(self, '_last_saved_step', None) or self._last_step_on_disk()})"
-        else:
-            good = "no checkpoint was written yet"
-        return TrainingDiverged(
-            f"{what} at step {self.step + 1} of model {self.m['name']!r}; training stopped and nothing was saved "
-            f"for this step: {good}. Lower train.lr, tighten train.grad_clip or add train.kl_anneal_steps, then "
-            f"rerun (it resumes from last.pt).")
-
-    def _last_step_on_disk(self):
-        try:
-            return read_checkpoint(self.paths["last"])["step"]
-        except Exception:  # noqa: BLE001
-            return "unknown"
-
-    def _train_step(self, batch) -> dict:
-        kl_factor = self.kl_factor(self.step)
+    def _optimise(self, batch) -> dict:
+        """Forward, backward, clip, Adam and schedule steps on ``batch`` -> the step's statistics."""
+        kl_factor = self.kl_factor(self.state.step)
         with self._autocast(training=True):
             bound, kl = self.model.score(batch.inputs, batch.sizes, x=batch.target, kl_factor=kl_factor,
                                          rescale=self.objective.rescale, return_kl=True)
@@ -485,6 +637,7 @@ class Trainer:
                 "lr": lr, "kl_factor": kl_factor, "grad_norm": grad_norm}
 
     def _next_batch(self):
+        """The next training batch (the loader starts its next epoch when one ends)."""
         try:
             return next(self._it)
         except StopIteration:
@@ -494,168 +647,84 @@ class Trainer:
             except StopIteration:
                 raise ValueError("the training loader yields no batches (fewer targets than batch_size?)") from None
 
-    def fit(self, stop_after: int | None = None) -> dict | None:
-        """Train until ``max_steps`` or early stopping; returns the summary.
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The error for a non-finite ``what`` in the coming step, naming the last good checkpoint."""
+        last = self.paths["last"]
+        if last.is_file():
+            good = f"the last good checkpoint is {last} (step {self._last_saved_step or self._last_step_on_disk()})"
+        else:
+            good = "no checkpoint was written yet"
+        return TrainingDiverged(
+            f"{what} at step {self.state.step + 1} of model {self.m['name']!r}; training stopped and nothing was "
+            f"saved for this step: {good}. Lower train.lr, tighten train.grad_clip or add train.kl_anneal_steps, "
+            f"then rerun (it resumes from last.pt).")
 
-        ``stop_after`` (tests): return right after that step as if the process were killed
-        (only the regular checkpoints are on disk; returns None).
-        """
-        from tqdm.auto import tqdm
-
-        max_steps = int(self.tr.max_steps)
-        self._session_start = time.perf_counter()
-        dump_json_if_changed(self.cfg, self.paths["config"])
-        prov = provenance(self.cfg, self.device)
-        prov["resumed_from_step"] = self.resumed_from
-        dump_json_if_changed(prov, self.paths["provenance"])
-        self._rewrite_history()
-        self.model.train()
-        if self.status in ("completed", "early_stopped") or self.step >= max_steps:
-            if self.status == "running":
-                self.status = "completed"
-            log.info("%s: already %s at step %d", self.m["name"], self.status, self.step)
-            return self._finish()
-        self._wandb = self._init_wandb()
-        self._it = iter(self.exp.train_loader)
-        val_every, ckpt_every = int(self.tr.val_every), int(self.tr.checkpoint_every)
-        log_every, sample_every = int(self.tr.log_every), int(self.tr.sample_every or 0)
-        win = self._window
-        bar = tqdm(total=max_steps, initial=self.step, desc=self.m["name"], unit="step", dynamic_ncols=True,
-                   disable=None, mininterval=1.0)
+    def _last_step_on_disk(self):
+        """last.pt's step ("unknown" when it cannot be read)."""
         try:
-            while self.step < max_steps:
-                t0 = time.perf_counter()
-                batch = self._next_batch()
-                t1 = time.perf_counter()
-                stats = self._train_step(batch)
-                self.step += 1
-                dt, dd = time.perf_counter() - t0, t1 - t0
-                n = len(batch.target)
-                self.images_seen += n
-                self.step_time += dt
-                self.data_time += dd
-                win["stats"].append(stats)
-                win["images"] += n
-                win["time"] += dt
-                win["data_time"] += dd
-                bar.update(1)
-                if self.step % 10 == 0 or self.step == 1:
-                    post = {"loss": f"{stats['loss']:.1f}"}
-                    post.update({f"KL_{k}": f"{stats['kl'][k]:.1f}" for k in self.kl_latents if k in stats["kl"]})
-                    post["img/s"] = f"{win['images'] / max(win['time'], 1e-9):.0f}"
-                    bar.set_postfix(post, refresh=False)
+            return read_checkpoint(self.paths["last"])["step"]
+        except Exception:  # noqa: BLE001
+            return "unknown"
 
-                row = None
-                if self.step % log_every == 0 or self.step == max_steps:
-                    row = self._window_row(win)
-                    win = self._window = self._empty_window()
-                if self.step % val_every == 0 or self.step == max_steps:
-                    row = row or {"step": self.step}
-                    self._after_validation(self.validate(), row, bar)
-                curve_every = int(self.tr.one_shot_curve["every"])
-                if curve_every and (self.step % curve_every == 0 or self.step == max_steps):
-                    acc = self.one_shot_accuracy()
-                    if acc is not None:
-                        row = row or {"step": self.step}
-                        row["val_acc"] = acc
-                        msg = f"{self.m['name']} step {self.step}: one-shot accuracy on validation runs {100 * acc:.1f}%"
-                        bar.write(msg) if not bar.disable else log.info(msg)
-                if row is not None:
-                    row.setdefault("time_s", self.step_time)
-                    self._append_history(row)
-                    self._wandb_log({k: v for k, v in row.items() if v not in (None, "") and k != "step"})
-                if sample_every and self.step % sample_every == 0:
-                    self._samples()
-                if self.status == "running" and self.step >= max_steps:
-                    self.status = "completed"
-                if self.step % ckpt_every == 0 or self.status != "running":
-                    self.save_last()
-                if self.status != "running":
-                    break
-                if stop_after is not None and self.step >= stop_after:
-                    return None
-                if self.interrupt_requested:
-                    self.save_last()
-                    raise KeyboardInterrupt(f"interrupted at step {self.step}; state saved to {self.paths['last']}")
-        finally:
-            bar.close()
-        return self._finish()
-
-    @staticmethod
-    def _empty_window() -> dict:
-        return {"stats": [], "images": 0, "time": 0.0, "data_time": 0.0}
+    def _show_progress(self, stats: dict) -> None:
+        """Advance the progress bar; every 10 steps show the loss, KL per latent and images/s."""
+        self._bar.update(1)
+        step, win = self.state.step, self.state.window
+        if step % 10 == 0 or step == 1:
+            post = {"loss": f"{stats['loss']:.1f}"}
+            post.update({f"KL_{k}": f"{stats['kl'][k]:.1f}" for k in self.kl_latents if k in stats["kl"]})
+            post["img/s"] = f"{win['images'] / max(win['time'], 1e-9):.0f}"
+            self._bar.set_postfix(post, refresh=False)
 
     def _window_row(self, win: dict) -> dict:
+        """A history row of the window's training statistics (means; the last lr and KL factor)."""
         window, n_images, t, t_data = win["stats"], win["images"], win["time"], win["data_time"]
         mean = lambda key: sum(s[key] for s in window) / len(window)  # noqa: E731
-        row = {"step": self.step, "loss": mean("loss"), "bound": mean("bound"), "lr": window[-1]["lr"],
+        row = {"step": self.state.step, "loss": mean("loss"), "bound": mean("bound"), "lr": window[-1]["lr"],
                "kl_factor": window[-1]["kl_factor"], "grad_norm": mean("grad_norm"),
                "images_per_s": n_images / max(t, 1e-9), "data_share": t_data / max(t, 1e-9)}
         for k in self.kl_latents:
             row[f"kl_{k}"] = sum(s["kl"].get(k, float("nan")) for s in window) / len(window)
         return row
 
-    def _after_validation(self, val: dict, row: dict, bar) -> None:
-        self.last_val = {"step": self.step, **val}
+    def _after_validation(self, val: dict, row: dict) -> None:
+        """Record a validation: into ``row``, best.pt when it improved, early stopping after ``patience`` without."""
+        s = self.state
+        s.last_val = {"step": s.step, **val}
         row["val_bound"] = val["bound"]
         for k in self.kl_latents:
             row[f"val_kl_{k}"] = val["kl"].get(k)
-        improved = val["bound"] > self.best_val
+        improved = val["bound"] > s.best_val
         if improved:
-            self.best_val, self.best_step, self.best_val_kl = val["bound"], self.step, val["kl"]
-            self.bad_validations = 0
+            s.best_val, s.best_step, s.best_val_kl = val["bound"], s.step, val["kl"]
+            s.bad_validations = 0
             self._save_best(val)
         else:
-            self.bad_validations += 1
+            s.bad_validations += 1
         kl = ", ".join(f"KL_{k} {v:.2f}" for k, v in val["kl"].items())
-        msg = (f"{self.m['name']} step {self.step}: val bound {val['bound']:.3f} nats/image ({kl})"
-               f"{' *best*' if improved else f' (best {self.best_val:.3f} at step {self.best_step})'}")
-        bar.write(msg) if bar is not None and not bar.disable else log.info(msg)
+        self._report(f"{self.m['name']} step {s.step}: val bound {val['bound']:.3f} nats/image ({kl})"
+                     f"{' *best*' if improved else f' (best {s.best_val:.3f} at step {s.best_step})'}")
         patience = self.tr.patience
-        if patience and self.bad_validations >= patience:
-            self.status = "early_stopped"
-            msg = (f"{self.m['name']}: early stopping at step {self.step} ({self.bad_validations} validations "
-                   f"without improvement; best {self.best_val:.3f} at step {self.best_step})")
-            bar.write(msg) if bar is not None and not bar.disable else log.info(msg)
+        if patience and s.bad_validations >= patience:
+            s.status = "early_stopped"
+            self._report(f"{self.m['name']}: early stopping at step {s.step} ({s.bad_validations} validations "
+                         f"without improvement; best {s.best_val:.3f} at step {s.best_step})")
 
+    # ------------------------------------------------------------------ the end
     def _finish(self) -> dict:
+        """Write train_summary.json, log best.pt as the W&B model artifact, close W&B -> the summary."""
+        s = self.state
         if not self.paths["best"].is_file():  # e.g. resumed a finished run whose best.pt was deleted
             val = self.validate()
-            self.last_val = {"step": self.step, **val}
-            self.best_val, self.best_step, self.best_val_kl = val["bound"], self.step, val["kl"]
+            s.last_val = {"step": s.step, **val}
+            s.best_val, s.best_step, s.best_val_kl = val["bound"], s.step, val["kl"]
             self._save_best(val)
-        elapsed = self.elapsed + (time.perf_counter() - self._session_start)
-        last = self.last_val or {}
-        summary = {
-            "model": self.m["name"],
-            "run": self.cfg["run"],
-            "experiment": self.m["experiment"],
-            "objective": self.m.get("objective"),
-            "decoder": self.m.get("decoder"),
-            "status": self.status,
-            "steps": self.step,
-            "max_steps": int(self.tr.max_steps),
-            "best_step": self.best_step,
-            "best_val_bound": self.best_val,
-            "best_val_kl": self.best_val_kl,
-            "final_val_bound": last.get("bound"),
-            "final_val_kl": last.get("kl"),
-            "units": "val bounds: lower bound on log p(x) in nats per image (higher is better); KL in nats",
-            "wall_time_s": elapsed,
-            "train_time_s": self.step_time,
-            "images_seen": self.images_seen,
-            "images_per_s": self.images_seen / self.step_time if self.step_time else None,
-            "ms_per_step": 1000 * self.step_time / self.step if self.step else None,
-            "data_share": self.data_time / self.step_time if self.step_time else None,
-            "n_parameters": sum(p.numel() for p in self.model.parameters()),
-            "device": str(self.device),
-            "bf16_autocast": self.use_amp or self.use_amp_cpu,
-            "num_threads": torch.get_num_threads(),
-            "info": self.exp.info,
-            "wandb_id": self.wandb_id if tracking_enabled(self.cfg) else None,
-        }
+        summary = self._summary()
         write_json(summary, self.paths["summary"])
         if self._wandb is not None:
+            from .tracking import log_model
+
+            log_model(self._wandb, self.paths["best"], self.cfg, self.m["name"], summary)  # warns on failure
             try:
                 for k, v in summary.items():
                     if isinstance(v, (int, float, str)) or v is None:
@@ -666,7 +735,41 @@ class Trainer:
             self._wandb = None
         return summary
 
+    def _summary(self) -> dict:
+        """train_summary.json: the model, its best and final validation, steps, times, throughput, status."""
+        s = self.state
+        last = s.last_val or {}
+        return {
+            "model": self.m["name"],
+            "run": self.cfg["run"],
+            "experiment": self.m["experiment"],
+            "objective": self.m.get("objective"),
+            "decoder": self.m.get("decoder"),
+            "status": s.status,
+            "steps": s.step,
+            "max_steps": self.max_steps,
+            "best_step": s.best_step,
+            "best_val_bound": s.best_val,
+            "best_val_kl": s.best_val_kl,
+            "final_val_bound": last.get("bound"),
+            "final_val_kl": last.get("kl"),
+            "units": "val bounds: lower bound on log p(x) in nats per image (higher is better); KL in nats",
+            "wall_time_s": s.elapsed + self._session_time(),
+            "train_time_s": s.step_time,
+            "images_seen": s.images_seen,
+            "images_per_s": s.images_seen / s.step_time if s.step_time else None,
+            "ms_per_step": 1000 * s.step_time / s.step if s.step else None,
+            "data_share": s.data_time / s.step_time if s.step_time else None,
+            "n_parameters": sum(p.numel() for p in self.model.parameters()),
+            "device": str(self.device),
+            "bf16_autocast": self.use_amp or self.use_amp_cpu,
+            "num_threads": torch.get_num_threads(),
+            "info": self.exp.info,
+            "wandb_id": s.wandb_id if tracking_enabled(self.cfg) else None,
+        }
+
     def close_wandb(self) -> None:
+        """Close an open W&B run as failed (after an error; :meth:`fit` closes it itself when training ends)."""
         if self._wandb is not None:
             try:
                 self._wandb.finish(exit_code=1)

@@ -8,7 +8,8 @@ Reads ``<run-dir>/metrics/*.json`` (by the exact keys the evaluators define), ``
 
 - ``tables/metrics.csv``: every number of every model and baseline (one row each);
 - ``tables/objectives.{csv,md,tex}``, ``tables/classification.{csv,md,tex}``,
-  ``tables/structured.{csv,md,tex}``, ``tables/claims.{csv,md}``, ``tables/learning_curves.{csv,md}``
+  ``tables/structured.{csv,md,tex}``, ``tables/claims.{csv,md}``, ``tables/learning_curves.{csv,md}``,
+  ``tables/seeds.{csv,md}`` (models trained with several seeds)
   (:mod:`paper_figures.tables`, :mod:`paper_figures.claims`);
 - ``figures/{training_curves,learning_curves,kl_c,samples_montage}.{png,pdf}``
   (:mod:`paper_figures.figures`);
@@ -20,6 +21,7 @@ evaluator defines or holds a non-number where a number belongs is an error namin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,14 +35,17 @@ from . import tables as T
 from .metrics import MetricsError, RunData, metrics_frame, read_run
 
 
-def make(run_dir, wandb_mode: str | None = None) -> RunData:
+def make(run_dir, wandb_mode: str | None = None, runtime: dict | None = None) -> RunData:
     """Write every table, figure and the summary page of ``run_dir`` and log them to W&B (the
-    models' ``wandb`` settings, ``wandb_mode`` overriding); returns what was read."""
+    ``wandb`` settings of ``runtime`` — the pipeline's run settings — else of the models' configs,
+    ``wandb_mode`` overriding); returns what was read."""
     run = read_run(run_dir)
+    if runtime and runtime.get("wandb") is not None:
+        run.wandb = {"settings": runtime["wandb"], "run": run.name}
     tables, figures = run.run_dir / "tables", run.run_dir / "figures"
     df = metrics_frame(run)
     atomic_write_text(df.to_csv(index=False), tables / "metrics.csv")
-    headline, reason = CLAIMS.choose_headline(df)
+    headline, reason = CLAIMS.choose_headline(df, exclude=run.replicate_of)  # on the models' own seeds
 
     obj_csv, obj_disp, obj_note = T.objectives(run, df, headline)
     T.write_table(obj_disp, tables, "objectives", title=f"Objectives x decoders (run {run.name})", note=obj_note,
@@ -54,6 +59,9 @@ def make(run_dir, wandb_mode: str | None = None) -> RunData:
     claims = CLAIMS.check_claims(run, df, headline)
     T.write_table(claims, tables, "claims", title=f"Claims of the paper checked on run {run.name}",
                   formats=("csv", "md"))
+    seeds_csv, seeds_disp, seeds_note = T.seeds_table(run, df, headline)
+    T.write_table(seeds_disp, tables, "seeds", title=f"Models trained with several seeds (run {run.name})",
+                  note=seeds_note, csv=seeds_csv, formats=("csv", "md"))
     curves = T.learning_curves(run)
     atomic_write_text(curves.to_csv(index=False), tables / "learning_curves.csv")
     lc_disp, lc_note = T.learning_curve_table(curves)
@@ -65,9 +73,10 @@ def make(run_dir, wandb_mode: str | None = None) -> RunData:
                                       classification_note=cls_note, headline=T.headline_label(headline),
                                       headline_reason=reason,
                                       claims=claims, structured=st_disp, training=T.training(run),
-                                      learning_curves=lc_disp, learning_curves_note=lc_note))
+                                      learning_curves=lc_disp, learning_curves_note=lc_note,
+                                      seeds=seeds_disp, seeds_note=seeds_note))
     log_wandb(run, {"objectives": obj_disp, "classification": cls_disp, "claims": claims, "structured": st_disp,
-                    "metrics": df}, {"headline_estimator": T.headline_label(headline), "headline_reason": reason,
+                    "seeds": seeds_disp, "metrics": df}, {"headline_estimator": T.headline_label(headline), "headline_reason": reason,
                      **{f"headline_estimator/{d}": e for d, e in headline.items()}}, wandb_mode)
     return run
 
@@ -81,15 +90,16 @@ def tracking_config(run: RunData, mode: str | None = None) -> dict | None:
 
 
 def log_wandb(run: RunData, tables: dict, summary: dict, mode: str | None = None) -> None:
-    """The profile's tables (``wandb.Table``), headline and figures in a W&B run ``<run>/summary``
-    (``job_type="evaluate"``, grouped with the models' runs); nothing when W&B is disabled."""
+    """The profile's tables (``wandb.Table``), headline and figures in the W&B run ``<run>/summary``
+    (``job_type="summary"``; its id derived from the results folder and run name, resumed: a rerun
+    updates the same run, ``experiments.tracking.summary_run_id``); nothing when W&B is disabled."""
     cfg = tracking_config(run, mode)
     from experiments import tracking
 
     if cfg is None or not tracking.enabled(cfg):
         return
 
-    wb = tracking.open_run(cfg, "summary", job_type="evaluate")
+    wb = tracking.open_run(cfg, "summary", job_type="summary", run_id=tracking.summary_run_id(cfg))
     if wb is None:
         return
     tracking.log_tables(wb, tables)
@@ -104,9 +114,18 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", required=True, help="results/<run>")
     ap.add_argument("--wandb-mode", choices=["offline", "online", "disabled"], default=None,
                     help="override the models' wandb.mode for the summary run")
+    ap.add_argument("--runtime", default=None, metavar="JSON",
+                    help="run settings {\"device\": ..., \"wandb\": {...}} (the pipeline passes them here)")
     args = ap.parse_args(argv)
     try:
-        run = make(args.run_dir, args.wandb_mode)
+        runtime = json.loads(args.runtime) if args.runtime else None
+        if runtime is not None and not isinstance(runtime, dict):
+            raise ValueError("--runtime must be a JSON object")
+    except ValueError as e:
+        print(f"error: --runtime: {e}", file=sys.stderr)
+        return 2
+    try:
+        run = make(args.run_dir, args.wandb_mode, runtime)
     except (MetricsError, FileNotFoundError) as e:
         print(f"paper_figures.make: error: {e}", file=sys.stderr)
         return 1

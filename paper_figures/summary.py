@@ -1,5 +1,9 @@
 """The run's summary page: ``summary.md`` and a self-contained ``summary.html`` (PNGs embedded),
-assembled from the tables of :mod:`paper_figures.tables` (pandas ``to_markdown`` / ``to_html``)."""
+assembled from the tables of :mod:`paper_figures.tables` (pandas ``to_markdown`` / ``to_html``).
+
+Every text that reaches ``summary.html`` (table cells and headers, notes, captions, names) is
+HTML-escaped: model names, notes and metrics come from configs and files a run was given, and
+a ``<script>`` in one of them must show as text, not run in the reader's browser."""
 from __future__ import annotations
 
 import base64
@@ -32,6 +36,8 @@ class Tables:
     training: pd.DataFrame
     learning_curves: pd.DataFrame | None = None
     learning_curves_note: str = ""
+    seeds: pd.DataFrame | None = None  # models trained with several seeds (tables.seeds_table); shown when not empty
+    seeds_note: str = ""
 
 
 def structured_figures(run: RunData) -> list[Path]:
@@ -73,6 +79,19 @@ def _curve_html(t: Tables) -> list[str]:
     return [_html(t.learning_curves), f"<p>{html.escape(t.learning_curves_note)}</p>"] if _has_curves(t) else []
 
 
+def _has_seeds(t: Tables) -> bool:
+    return t.seeds is not None and len(t.seeds) > 0
+
+
+def _seeds_md(t: Tables) -> list[str]:
+    return ["\n### Across training seeds\n\n", _md(t.seeds), "\n" + t.seeds_note + "\n"] if _has_seeds(t) else []
+
+
+def _seeds_html(t: Tables) -> list[str]:
+    return (["<h3>Across training seeds</h3>", _html(t.seeds), f"<p>{html.escape(t.seeds_note)}</p>"]
+            if _has_seeds(t) else [])
+
+
 def markdown(run: RunData, t: Tables) -> str:
     parts = [f"# VHE reproduction: run `{run.name}`\n\n",
              "Reproduction of Hewitt et al., *The Variational Homoencoder* (UAI 2018, arXiv 1807.08919). "
@@ -83,6 +102,7 @@ def markdown(run: RunData, t: Tables) -> str:
              "\n![learning curves](figures/learning_curves.png)\n",
              *_curve_md(t),
              "\n## Claims of the paper\n\n", _md(t.claims),
+             *_seeds_md(t),
              "\n## Training\n\n", _md(t.training),
              "\n![training curves](figures/training_curves.png)\n",
              "\n## Information in c\n", "\n![KL(c)](figures/kl_c.png)\n",
@@ -107,7 +127,18 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _html(df: pd.DataFrame) -> str:
-    return df.to_html(index=False, border=0, na_rep=NA)
+    """A table as HTML, every cell and header escaped."""
+    return df.to_html(index=False, border=0, na_rep=NA, escape=True)
+
+
+def _claims_html(claims: pd.DataFrame) -> str:
+    """The claims table with its verdicts coloured; cells and headers escaped (a Styler does not by default)."""
+    if claims.empty:
+        return "<p class='na'>no claims</p>"
+    return (claims.style.set_uuid("claims").hide(axis="index")
+            .format(escape="html").format_index(escape="html", axis=1)
+            .map(lambda v: "color:#070" if v == HOLDS else ("color:#a00" if v == FAILS else "color:#777"),
+                 subset=["verdict"]).to_html())
 
 
 def page(run: RunData, t: Tables) -> str:
@@ -117,9 +148,7 @@ def page(run: RunData, t: Tables) -> str:
            "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#eee}"
            "img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:0.85em}"
            ".holds{color:#070}.fails{color:#a00}.na{color:#777}")
-    claims = t.claims.style.set_uuid("claims").hide(axis="index").map(
-        lambda v: "color:#070" if v == HOLDS else ("color:#a00" if v == FAILS else "color:#777"),
-        subset=["verdict"]).to_html() if not t.claims.empty else "<p class='na'>no claims</p>"
+    claims = _claims_html(t.claims)
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>VHE reproduction: {html.escape(run.name)}"
              f"</title><style>{css}</style></head><body>",
              f"<h1>VHE reproduction: run <code>{html.escape(run.name)}</code></h1>",
@@ -132,6 +161,7 @@ def page(run: RunData, t: Tables) -> str:
              _img(figs / "learning_curves.png", "learning curves"),
              *_curve_html(t),
              "<h2>Claims of the paper</h2>", claims,
+             *_seeds_html(t),
              "<h2>Training</h2>", _html(t.training), _img(figs / "training_curves.png", "training curves"),
              "<h2>Information in c</h2>", _img(figs / "kl_c.png", "KL(c) per objective and decoder"),
              "<h2>1-shot samples</h2>", _img(figs / "samples_montage.png", "1-shot samples per model"),

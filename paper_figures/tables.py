@@ -5,6 +5,8 @@
   with the headline estimator) beside the paper's numbers;
 - ``classification``: every estimator on Lake's runs and the validation runs, and the baselines;
 - ``structured``: the hierarchical and factorial models' numbers;
+- ``seeds``: models trained with several seeds (config ``replicates``): each seed's number, the
+  mean, standard deviation and range across seeds;
 - ``training``: steps, best validation bound and wall time per model (summary page);
 - ``learning_curves``: the trainer's validation accuracy and bound against steps.
 
@@ -19,10 +21,12 @@ import pandas as pd
 
 from vhe.files import atomic_write_text
 
-from .metrics import BASELINES, RunData, need, value
+from .metrics import BASELINES, INTERVAL_METRICS, RunData, need, value
 from .paper_numbers import paper_value
 
 NA = "n/a"
+#: in place of an interval that is not defined (fewer than 2 units)
+NO_INTERVAL = "[–]"
 #: objective rows of the tables, in the paper's order: key -> label
 OBJECTIVES = {"vae": "VAE", "ns": "NS", "resample": "resample only", "rescale": "rescale only", "vhe": "VHE"}
 #: decoder columns: key -> label
@@ -83,19 +87,23 @@ def fmt(v, digits=2) -> str:
 
 
 def fmt_ci(r: pd.Series | None, scale: float = 1.0, digits: int = 1) -> str:
-    """'value [low, high]' of a frame row (``scale`` 100 for percent), or n/a."""
+    """'value [low, high]' of a frame row (``scale`` 100 for percent), or n/a; 'value [–]' where a
+    metric that carries an interval has none (fewer than 2 units: analysis.stats)."""
     if r is None or pd.isna(r["value"]):
         return NA
     v = f"{scale * r['value']:.{digits}f}"
     if pd.notna(r["ci_low"]) and pd.notna(r["ci_high"]):
         return f"{v} [{scale * r['ci_low']:.{digits}f}, {scale * r['ci_high']:.{digits}f}]"
-    return v
+    return f"{v} {NO_INTERVAL}" if r.get("metric") in INTERVAL_METRICS else v
 
 
 # --------------------------------------------------------------------------- the cells
 def cell_model(run: RunData, objective: str, decoder: str) -> str | None:
-    """The model at (objective row, decoder column) of the objectives table, or None."""
+    """The model at (objective row, decoder column) of the objectives table, or None; never a
+    replicate (the same model trained with another seed: :func:`seeds_table`)."""
     for name, info in run.models.items():
+        if run.is_replicate(name):
+            continue
         key = ("vae" if info.get("experiment") == "vae" else info.get("objective"), info.get("decoder"))
         if key == (objective, decoder) and info.get("experiment") in ("vae", "class"):
             return name
@@ -171,8 +179,9 @@ def objectives(run: RunData, df: pd.DataFrame, headline) -> tuple[pd.DataFrame, 
 
 def classification_long(run: RunData, df: pd.DataFrame, headline) -> pd.DataFrame:
     """The classification CSV: one row per (class model or baseline, set, estimator); ``headline``
-    True on the rows of each model's decoder's headline estimator."""
-    class_models = [n for n, i in run.models.items() if i.get("experiment") == "class"]
+    True on the rows of each model's decoder's headline estimator. Replicates (other seeds) are
+    left out: :func:`seeds_table`."""
+    class_models = [n for n, i in run.models.items() if i.get("experiment") == "class" and not run.is_replicate(n)]
     acc = df[(df["metric"] == "accuracy") & (df["model"].isin(class_models) | (df["experiment"] == "baseline"))]
     out = acc.rename(columns={"value": "accuracy", "n": "n_trials"})[
         ["model", "experiment", "objective", "decoder", "set", "estimator", "accuracy", "ci_low", "ci_high",
@@ -243,8 +252,10 @@ STRUCTURED = {
 
 
 def structured(run: RunData, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(CSV frame, display frame, note) of the hierarchical and factorial models' numbers."""
-    names = [n for n, i in run.models.items() if i.get("experiment") in ("hierarchical", "factorial")]
+    """(CSV frame, display frame, note) of the hierarchical and factorial models' numbers (not their
+    replicates: :func:`seeds_table`)."""
+    names = [n for n, i in run.models.items()
+             if i.get("experiment") in ("hierarchical", "factorial") and not run.is_replicate(n)]
     sub = df[df["model"].isin(names)]
     order = {m: i for i, m in enumerate(STRUCTURED)}
     sub = sub.assign(_o=sub["metric"].map(lambda m: order.get(m, len(order)))).sort_values(
@@ -261,6 +272,90 @@ def structured(run: RunData, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
             "c ~ p(c|a). Factorial: generated grid cells classified by texture (column) and character (row).")
     return sub[["model", "experiment", "metric", "set", "value", "ci_low", "ci_high", "n", "K", "unit", "steps"]], \
         disp, note
+
+
+#: the numbers of a model compared across its seeds, per experiment: (metric, set, estimator; None: the
+#: decoder's headline estimator for accuracies, none otherwise)
+SEED_METRICS = {
+    "class": (("accuracy", "lake_runs", None), ("nll", "test", None), ("kl_c", "test", None)),
+    "vae": (("nll", "test", None),),
+    "hierarchical": (("bound", "evaluation", None), ("nll_improvement", "evaluation", None),
+                     ("alphabet_style", "evaluation", None)),
+    "factorial": (("texture_accuracy", "grid", None), ("character_accuracy", "grid", None),
+                  ("both_accuracy", "grid", None)),
+}
+SEED_OWN_COLUMN = "the model's own seed"
+SEED_COLUMNS = ["model", "experiment", "objective", "decoder", "metric", "set", "estimator", "unit", "n_seeds",
+                "seeds", "base_seed", "base_value", "mean", "sd", "min", "max", "values"]
+
+
+def seed_summary(values: dict) -> dict:
+    """{mean, sd, min, max, n} of {seed: value} (``sd``: the sample standard deviation, ddof 1;
+    None with fewer than 2 seeds)."""
+    v = pd.Series(list(values.values()), dtype=float)
+    return {"n": len(v), "mean": float(v.mean()) if len(v) else None,
+            "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+            "min": float(v.min()) if len(v) else None, "max": float(v.max()) if len(v) else None}
+
+
+def seed_values(run: RunData, df: pd.DataFrame, name: str, metric: str, set_: str | None,
+                estimator: str | None) -> dict[int, float]:
+    """{seed: value} of ``metric`` for ``name`` and its replicates (seeds without the number left out)."""
+    out = {}
+    for seed, model in run.seed_models(name).items():
+        r = value(df, model, metric, set_, estimator)
+        if r is not None and pd.notna(r["value"]):
+            out[seed] = float(r["value"])
+    return out
+
+
+def seeds_table(run: RunData, df: pd.DataFrame, headline) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(CSV frame, display frame, note): for every model trained with more than one seed (config
+    ``replicates``: the model and its replicates ``<model>_seed<k>``), each of its headline numbers
+    (:data:`SEED_METRICS`) per seed, and their mean, sample standard deviation and range across seeds.
+    Fractions are shown in % (the CSV keeps the units of ``metrics.csv``)."""
+    records, display = [], []
+    for name, info in run.models.items():
+        seeds = run.seed_models(name)
+        if run.is_replicate(name) or len(seeds) < 2:
+            continue
+        for metric, set_, est in SEED_METRICS.get(info.get("experiment"), ()):
+            if metric == "accuracy" and est is None:
+                est = headline_of(headline, info.get("decoder"))
+            vals = seed_values(run, df, name, metric, set_, est)
+            if not vals:
+                continue
+            s = seed_summary(vals)
+            base = run.seeds.get(name, 0)
+            unit = next((r["unit"] for r in [value(df, name, metric, set_, est)] if r is not None), None)
+            records.append({"model": name, **{k: info.get(k) for k in ("experiment", "objective", "decoder")},
+                            "metric": metric, "set": set_, "estimator": est, "unit": unit, "n_seeds": s["n"],
+                            "seeds": " ".join(map(str, vals)), "base_seed": base, "base_value": vals.get(base),
+                            "mean": s["mean"], "sd": s["sd"], "min": s["min"], "max": s["max"],
+                            "values": "; ".join(f"{k}: {v:.6g}" for k, v in vals.items())})
+            scale = 100 if metric.endswith("accuracy") or metric == "alphabet_style" else 1
+            digits = 1 if scale == 100 else 2
+            f = lambda x: fmt(None if x is None else scale * x, digits)  # noqa: E731
+            label = STRUCTURED.get(metric, (metric, 1, 2))[0] if info.get("experiment") in (
+                "hierarchical", "factorial") else {"accuracy": f"Lake runs accuracy (%, {est})",
+                                                   "nll": "test NLL (nats/image)", "kl_c": "KL(c) (nats)"}[metric]
+            display.append({"model": name, "metric": label, "seeds": f"{s['n']} ({', '.join(map(str, vals))})",
+                            SEED_OWN_COLUMN: f"{f(vals.get(base))} (seed {base})",
+                            "mean ± sd": f"{f(s['mean'])} ± {f(s['sd'])}",
+                            "min–max": f"{f(s['min'])}–{f(s['max'])}",
+                            "per seed": ", ".join(f"{k}: {f(v)}" for k, v in vals.items())})
+    csv_frame = pd.DataFrame(records, columns=SEED_COLUMNS)
+    disp = pd.DataFrame(display, columns=["model", "metric", "seeds", SEED_OWN_COLUMN, "mean ± sd", "min–max",
+                                          "per seed"])
+    if not records:
+        note = ("No model was trained with more than one seed (config `replicates`: models trained again "
+                "with other seeds); every number of this run comes from one training seed.")
+    else:
+        note = ("Models trained with several seeds (config `replicates`: <model>_seed<k> is <model> trained "
+                "again with seed k): each seed's number, the mean ± sample standard deviation and the range "
+                "across the seeds measured; accuracies in % with each decoder's headline estimator "
+                f"({headline_label(headline)}). The other tables show the model's own seed.")
+    return csv_frame.astype(object).where(csv_frame.notna(), None), disp, note
 
 
 def training(run: RunData) -> pd.DataFrame:

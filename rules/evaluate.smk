@@ -12,7 +12,7 @@
 
 rule evaluate:
     input:
-        config=f"{RESULTS}/configs/{{class_model}}.json",
+        config=OUT.config_file(CFG, "{class_model}"),
         evaluation=EVALUATION_CONFIG,
         trained=lambda wc: trained(wc.class_model),
         model=lambda wc: final_model(wc.class_model),
@@ -25,26 +25,27 @@ rule evaluate:
             category="1-shot samples",
             labels={"model": "{class_model}", "figure": "1-shot samples"},
         ),
-    params:
-        py=PY,
-        figures=lambda wc, output: os.path.dirname(output.samples),
     log:
         f"{RESULTS}/logs/evaluate/{{class_model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{class_model}}.tsv"
+    conda:
+        "../envs/vhe.yaml"
     threads: lambda wc: model_threads(wc.class_model)
     resources:
         gpu=gpu_resource,
         mem_mb=model_mem_mb,
         runtime=eval_runtime,
         cpus_per_task=lambda wc, threads: threads,
-    conda:
-        "../envs/vhe.yaml"
+    params:
+        py=PY,
+        runtime=run_settings,
+        figures=lambda wc, output: os.path.dirname(output.samples),
     shell:
         r"""
         OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
             {params.py:q} -m analysis.evaluate --config {input.config:q} --evaluation {input.evaluation:q} --checkpoint {input.model:q} \
-            --out {output.metrics:q} --figures {params.figures:q} > {log:q} 2>&1
+            --out {output.metrics:q} --figures {params.figures:q} --runtime {params.runtime:q} > {log:q} 2>&1
         """
 
 
@@ -59,27 +60,28 @@ rule evaluate_structured:
             category="Structured models",
             labels={"model": "{structured_model}", "figure": "samples"},
         ),
-    params:
-        py=PY,
-        figures=lambda wc, output: os.path.dirname(output.figures),
-        extra=structured_extra_args,
     log:
         f"{RESULTS}/logs/evaluate/{{structured_model}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/evaluate/{{structured_model}}.tsv"
+    conda:
+        "../envs/vhe.yaml"
     threads: lambda wc: model_threads(wc.structured_model)
     resources:
         gpu=gpu_resource,
         mem_mb=model_mem_mb,
         runtime=eval_runtime,
         cpus_per_task=lambda wc, threads: threads,
-    conda:
-        "../envs/vhe.yaml"
+    params:
+        py=PY,
+        runtime=run_settings,
+        figures=lambda wc, output: os.path.dirname(output.figures),
+        extra=structured_extra_args,
     shell:
         r"""
         OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
             {params.py:q} -m analysis.structured --config {input.config:q} --evaluation {input.evaluation:q} --checkpoint {input.model:q} \
-            --out {output.metrics:q} --figures {params.figures:q} {params.extra} > {log:q} 2>&1
+            --out {output.metrics:q} --figures {params.figures:q} {params.extra:q} --runtime {params.runtime:q} > {log:q} 2>&1
         """
 
 
@@ -91,24 +93,24 @@ if CFG["evaluation"]["lake_runs"]:
     rule baselines:
         input:
             runs=rules.lake_runs.output,
-            zip=raw_file("all_runs.zip"),
+            zip=OUT.raw_file("all_runs.zip"),
         output:
             f"{RESULTS}/metrics/baselines.json",
-        params:
-            py=PY,
-            max_runs=f"--max-runs {int(CFG['evaluation']['max_runs'])}" if CFG["evaluation"].get("max_runs") else "",
         log:
             f"{RESULTS}/logs/evaluate/baselines.log",
         benchmark:
             f"{RESULTS}/benchmarks/evaluate/baselines.tsv"
+        conda:
+            "../envs/vhe.yaml"
         threads: 1
         resources:
             **DATA_RESOURCES,
-        conda:
-            "../envs/vhe.yaml"
+        params:
+            py=PY,
+            max_runs=["--max-runs", str(CFG["evaluation"]["max_runs"])] if CFG["evaluation"].get("max_runs") else [],
         shell:
             r"""
             OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} \
                 {params.py:q} -m analysis.baselines --runs-28 {input.runs:q} --zip {input.zip:q} --out {output:q} \
-                {params.max_runs} > {log:q} 2>&1
+                {params.max_runs:q} > {log:q} 2>&1
             """

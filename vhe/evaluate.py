@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .model import VHE
 
 __all__ = ["log_marginal", "log_conditional", "log_predictive", "kl_class", "classify", "class_scores",
+           "class_scores_many",
            "CLASSIFY_METHODS", "eval_mode", "EvaluationError"]
 
 #: few-shot classification estimators of :func:`classify` (formulas and costs in its docstring)
@@ -188,11 +189,10 @@ def log_predictive(model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int 
     return torch.logsumexp(lw, dim=0) - math.log(n_samples)
 
 
-def class_scores(model: VHE, support: torch.Tensor, query: torch.Tensor, method: str = "conditional",
-                 n_samples: int = 10, per_element=("z",), max_elements: int = 8192) -> torch.Tensor:
-    """Scores (Q, W) of every query against every class (higher = more likely); see :func:`classify`."""
-    if method not in CLASSIFY_METHODS:
-        raise ValueError(f"unknown classification method {method!r}; choose one of {CLASSIFY_METHODS}")
+def _check_classify_inputs(support: torch.Tensor, query: torch.Tensor, n_samples: int, methods) -> None:
+    for method in methods:
+        if method not in CLASSIFY_METHODS:
+            raise ValueError(f"unknown classification method {method!r}; choose one of {CLASSIFY_METHODS}")
     if support.dim() < 3:
         raise ValueError(f"support must be (classes, shots, ...), got shape {tuple(support.shape)}")
     if query.shape[1:] != support.shape[2:]:
@@ -200,42 +200,76 @@ def class_scores(model: VHE, support: torch.Tensor, query: torch.Tensor, method:
                          f"{tuple(support.shape[2:])} differ in shape")
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+
+
+def class_scores(model: VHE, support: torch.Tensor, query: torch.Tensor, method: str = "conditional",
+                 n_samples: int = 10, per_element=("z",), max_elements: int = 8192) -> torch.Tensor:
+    """Scores (Q, W) of every query against every class (higher = more likely); see :func:`classify`."""
+    return class_scores_many(model, support, query, (method,), n_samples, per_element, max_elements)[method]
+
+
+def class_scores_many(model: VHE, support: torch.Tensor, query: torch.Tensor, methods=CLASSIFY_METHODS,
+                      n_samples: int = 10, per_element=("z",), max_elements: int = 8192) -> dict[str, torch.Tensor]:
+    """Scores (Q, W) in nats of every estimator in ``methods`` (see :func:`classify`) from shared draws.
+
+    Each estimator is computed as :func:`class_scores` computes it alone, but what two of them
+    need is drawn once: the conditional scores log p̂(x | D_j) serve both ``conditional`` and
+    the forward half of ``symmetric``, and log p̂(D_j) (one importance-sampled marginal per
+    support set) serves both ``marginal_ratio`` and ``symmetric``. Every estimator therefore has
+    the distribution it has alone (only the correlation between estimators changes); with the
+    four estimators on 1-shot runs a pair costs K (2S + 2) decoder evaluations instead of
+    K (2S + 3). Returns {method: scores} for the requested methods.
+    """
+    methods = tuple(dict.fromkeys(methods))
+    _check_classify_inputs(support, query, n_samples, methods)
     cls, elem = _class_latents(model, per_element)
     W, S = support.shape[:2]
     Q = query.shape[0]
-    if method == "marginal_ratio":
-        log_pD = log_marginal(model, support, n_samples, per_element, max_elements)  # (W,)
+    out = {}
+    with eval_mode(model):
+        if "ns_kl" in methods:
+            out["ns_kl"] = _ns_kl_scores(model, support, query, n_samples, cls)
+        if "conditional" in methods or "symmetric" in methods:
+            forward = _conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
+            if "conditional" in methods:
+                out["conditional"] = forward
+    log_pD = None
+    if "marginal_ratio" in methods or "symmetric" in methods:
+        log_pD = log_marginal(model, support, n_samples, per_element, max_elements)  # (W,), once per support set
+    if "symmetric" in methods:
+        with eval_mode(model):
+            reverse = _reverse_conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
+        out["symmetric"] = 0.5 * (forward + reverse - log_pD[None, :])
+    if "marginal_ratio" in methods:
         pairs = torch.cat([support.unsqueeze(0).expand(Q, *support.shape),
                            query.unsqueeze(1).unsqueeze(1).expand(Q, W, 1, *query.shape[1:])], dim=2)
         log_joint = log_marginal(model, pairs.reshape(Q * W, S + 1, *support.shape[2:]), n_samples,
                                  per_element, max_elements).view(Q, W)
-        return log_joint - log_pD[None, :]
-    with eval_mode(model):
-        if method == "ns_kl":
-            # c_s ~ q(c | x), shared by all classes (common random numbers), scored under each q(c | D_j)
-            xq = query.unsqueeze(1).unsqueeze(0).expand(n_samples, Q, 1, *query.shape[1:])
-            xq = xq.reshape(n_samples * Q, 1, *query.shape[1:])
-            values, log_qx = {}, torch.zeros(n_samples * Q, device=query.device)
-            for k in cls:
-                v, lq = model._enc[k](xq, parents=values)
-                values[k] = v
-                log_qx = log_qx + lq.float()
-            scores = torch.empty(Q, W, device=query.device)
-            for j in range(W):
-                Dj = support[j].unsqueeze(0).expand(n_samples * Q, *support.shape[1:])
-                log_qD = torch.zeros(n_samples * Q, device=query.device)
-                for k in cls:
-                    _, lq = model._enc[k](Dj, parents=values, value=values[k])
-                    log_qD = log_qD + lq.float()
-                kl = (log_qx - log_qD).view(n_samples, Q).mean(dim=0)
-                scores[:, j] = -kl
-            return scores
-        if method == "symmetric":
-            forward = _conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
-            reverse = _reverse_conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
-            log_pD = log_marginal(model, support, n_samples, per_element, max_elements)  # (W,)
-            return 0.5 * (forward + reverse - log_pD[None, :])
-        return _conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
+        out["marginal_ratio"] = log_joint - log_pD[None, :]
+    return {m: out[m] for m in methods}
+
+
+def _ns_kl_scores(model: VHE, support, query, n_samples, cls) -> torch.Tensor:
+    """-KL(q(c | x) || q(c | D_j)) for every query and class (Q, W) nats: c_s ~ q(c | x) shared by
+    all classes (common random numbers), scored under each q(c | D_j)."""
+    W = support.shape[0]
+    Q = query.shape[0]
+    xq = query.unsqueeze(1).unsqueeze(0).expand(n_samples, Q, 1, *query.shape[1:])
+    xq = xq.reshape(n_samples * Q, 1, *query.shape[1:])
+    values, log_qx = {}, torch.zeros(n_samples * Q, device=query.device)
+    for k in cls:
+        v, lq = model._enc[k](xq, parents=values)
+        values[k] = v
+        log_qx = log_qx + lq.float()
+    scores = torch.empty(Q, W, device=query.device)
+    for j in range(W):
+        Dj = support[j].unsqueeze(0).expand(n_samples * Q, *support.shape[1:])
+        log_qD = torch.zeros(n_samples * Q, device=query.device)
+        for k in cls:
+            _, lq = model._enc[k](Dj, parents=values, value=values[k])
+            log_qD = log_qD + lq.float()
+        scores[:, j] = -(log_qx - log_qD).view(n_samples, Q).mean(dim=0)
+    return scores
 
 
 def _conditional_scores(model: VHE, support, query, n_samples, cls, elem, max_elements) -> torch.Tensor:

@@ -5,19 +5,19 @@ import pytest
 import torch
 
 from analysis import baselines as bl
-from tests.vhe.data.test_runs import _png, _runs_zip
+from tests.vhe.data.helpers import bar_png, runs_zip
 from vhe.data.runs import load_lake_runs, load_runs, save_runs
 
 KEYS = ("pixel_nn_28", "mhd_28", "pixel_nn_105", "mhd_105")
 
 
 def _two_runs_zip(path):
-    """run01 (3-way, from tests/vhe/data/test_runs.py) + run02 (2-way) in Lake's layout."""
-    extra = {"run02/training/class01.png": _png(5), "run02/training/class02.png": _png(9),
-             "run02/test/item01.png": _png(2), "run02/test/item02.png": _png(7),
+    """run01 (3-way, tests/vhe/data/helpers.runs_zip) + run02 (2-way) in Lake's layout."""
+    extra = {"run02/training/class01.png": bar_png(5), "run02/training/class02.png": bar_png(9),
+             "run02/test/item01.png": bar_png(2), "run02/test/item02.png": bar_png(7),
              "run02/class_labels.txt": "run02/test/item01.png run02/training/class02.png\n"
                                        "run02/test/item02.png run02/training/class01.png\n"}
-    return _runs_zip(path, extra=extra)
+    return runs_zip(path, extra=extra)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from analysis import evaluate as ev
 from experiments.checkpoints import save_checkpoint
 from experiments.config import load_config, model_config
+from tests.experiments import below_cwd
 from experiments.registry import build_experiment
 from vhe.data.runs import OneShotRun, save_runs
 
@@ -72,6 +73,12 @@ def random_runs(n_runs, way, seed):
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # config paths are relative to the working directory
+        yield _setup(root)
+
+
+def _setup(root):
     res = root / "resources"
     res.mkdir()
     save_set(res / "background.pt", 8, 1, seed=0)  # one alphabet: 2-way validation runs exist
@@ -83,9 +90,9 @@ def setup(tmp_path_factory):
 
     textured = textured_omniglot(OmniglotSet.load(res / "background.pt"), procedural_textures(3), n_per_character=3)
     textured.save(res / "textured.pt")
-    paths = {k: str(res / f"{k}.pt") for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs",
+    paths = {k: below_cwd(res / f"{k}.pt") for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs",
                                                "textured")}
-    paths["results"] = str(root / "results")
+    paths["results"] = below_cwd(root / "results")
     raw = {"run": "test", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"}, "data": {"val_fraction": 0.25},
            "paths": paths, "nets": NETS, "train": TRAIN, "models": MODELS,
            "evaluation": {"n_samples": 3, "max_classes": 4, "classification_samples": 2, "lake_runs": True,
@@ -237,7 +244,9 @@ def test_episodes_with_too_few_characters_are_skipped(setup):
                       "0", "--ways", "20", "--shots", "1", "--n-episodes", "1")
     e = data["classification"]["episodes"]["20way_1shot"]["conditional"]
     assert e["accuracy"] is None and "characters" in e["skipped"]
-    assert data["kl_c"]["std"] == 0.0 and data["nll_stderr"] == 0.0
+    # one test class: no spread and no standard error (analysis.stats: null with a reason, not 0)
+    assert data["kl_c"]["std"] is None and data["nll_stderr"] is None
+    assert data["not_defined"]["nll_stderr"].startswith("n < 2")
 
 
 def test_vae_has_likelihood_but_no_class_metrics(setup):
@@ -347,6 +356,23 @@ def test_per_decoder_settings_override_the_evaluation_section(setup):
     assert Evaluation.of(over).for_decoder("deconv").classification_samples == 5  # the command line wins
 
 
+def test_evaluation_settings_resolve_per_decoder_with_experiments_config():
+    cfg = load_config({"evaluation": {"n_samples": 50, "per_decoder": {"pixelcnn": {"n_samples": 5}}}})
+    from experiments.config import evaluation_for
+
+    pix = ev.evaluation_settings(cfg["evaluation"], "pixelcnn")
+    assert pix.n_samples == evaluation_for(cfg, "pixelcnn")["n_samples"] == 5
+    assert ev.evaluation_settings(cfg["evaluation"], "deconv").n_samples == 50
+    assert pix.per_decoder == cfg["evaluation"]["per_decoder"]  # recorded as given in the metrics JSON
+
+
+def test_evaluate_runs_its_sections_in_order():
+    assert [s.name for s in ev.SECTIONS] == ["likelihood", "bounds", "kl_c", "classification", "samples_figure"]
+    assert [s.seed_offset for s in ev.SECTIONS] == [1, 2, 3, None, None]
+    keys = [k for s in ev.SECTIONS for k in s.keys]
+    assert keys == ["nll_estimate", "elbo", "bounds", "kl_c", "classification"] and set(keys) <= set(ev.OUTPUT_KEYS)
+
+
 def test_a_diverged_model_gets_null_metrics_with_their_reason(setup):
     """NaN weights: nothing is computed; every metric is null with the reason (strict JSON, no
     number written for a NaN), and the sample sheet says why it is empty."""
@@ -390,8 +416,26 @@ def test_evaluation_is_logged_to_wandb_offline_and_nothing_when_disabled(setup):
     ev.evaluate(cfg, ckpt, root / "metrics" / "wb_offline.json", progress=False)
     (found,) = runs(wdir)
     data = json.loads((root / "metrics" / "wb_offline.json").read_text())
-    assert found["job_type"] == "evaluate" and found["name"] == "test/vhe_deconv"  # training was not tracked
+    assert found["job_type"] == "eval" and found["group"] == "test/vhe_deconv"  # its own run (training: untracked)
     assert found["summary"]["eval/nll/test"] == pytest.approx(data["nll_estimate"])
     assert found["summary"]["eval/accuracy/lake_runs/conditional"] == data["classification"]["lake_runs"][
         "conditional"]["accuracy"]
     assert found["media"]["eval/classification"] == "table-file"
+
+
+def test_test_classes_are_drawn_from_every_alphabet():
+    from vhe.data.omniglot import OmniglotSet
+
+    # 3 alphabets of 4, 2 and 6 characters, 3 drawings each
+    sizes = [4, 2, 6]
+    character = torch.arange(12).repeat_interleave(3)
+    alphabet = torch.tensor([a for a, n in enumerate(sizes) for _ in range(n)]).repeat_interleave(3)
+    s = OmniglotSet(images=torch.zeros(36, 1, 28, 28, dtype=torch.uint8), character=character, alphabet=alphabet,
+                    drawer=torch.arange(3).repeat(12), character_names=[f"c{i}" for i in range(12)],
+                    alphabet_names=["A", "B", "C"])
+    assert ev.stratified_classes(s, 5) == [0, 1, 4, 5, 6]      # A0 B0 C0, then A1 B1
+    assert ev.stratified_classes(s, 8) == [0, 1, 2, 4, 5, 6, 7, 8]
+    assert ev.stratified_classes(s, None) == list(range(12)) == ev.stratified_classes(s, 50)
+    X, idx, names = ev.test_classes(s, 3)
+    assert names == ["c0", "c4", "c6"] and X.shape == (3, 3, 1, 28, 28)
+    assert {int(alphabet[i[0]]) for i in idx} == {0, 1, 2}

@@ -12,7 +12,7 @@ from analysis import structured as st
 from experiments.checkpoints import save_checkpoint
 from experiments.config import load_config, model_config
 from experiments.registry import build_experiment
-from tests.experiments import make_set, tiny_config
+from tests.experiments import below_cwd, make_set, tiny_config
 from vhe.data import OmniglotSet, procedural_textures, textured_omniglot
 
 MODELS = {"hierarchical": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
@@ -24,12 +24,18 @@ N_TEX = 4
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("structured")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # config paths are relative to the working directory
+        yield _setup(root)
+
+
+def _setup(root):
     res = root / "resources"
     bg = make_set(res / "background.pt", n_chars=12, n_per=6, n_alphabets=3, seed=0)
     make_set(res / "evaluation.pt", n_chars=12, n_per=6, n_alphabets=3, seed=1)
     textured_omniglot(OmniglotSet.load(bg), procedural_textures(N_TEX), 4, seed=0).save(res / "textured.pt")
-    cfg = load_config(tiny_config(root, models=MODELS, paths={"evaluation": str(res / "evaluation.pt"),
-                                                               "textured": str(res / "textured.pt")},
+    cfg = load_config(tiny_config(root, models=MODELS, paths={"evaluation": below_cwd(res / "evaluation.pt"),
+                                                               "textured": below_cwd(res / "textured.pt")},
                                   evaluation={"n_samples": 2, "max_classes": 4, "seed": 0}))
     configs, ckpts = {}, {}
     for name in MODELS:

@@ -8,6 +8,7 @@ second per step on one CPU core.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import torch
@@ -51,6 +52,16 @@ TINY_TRAIN = {"batch_size": 8, "k_shot": 3, "lr": 1e-3, "max_steps": 6, "val_eve
               "checkpoint_every": 3, "log_every": 2, "sample_every": 0, "patience": None, "num_threads": 1}
 
 
+def below_cwd(path) -> str:
+    """``path`` relative to the working directory, as config paths must be (experiments.config
+    refuses absolute and '..' paths): tests chdir to their tmp_path first (tests/conftest.py)."""
+    rel = os.path.relpath(path)
+    if rel == ".." or rel.startswith(".." + os.sep):
+        raise RuntimeError(f"{path} is not below the working directory {os.getcwd()}: chdir to it first "
+                           f"(config paths are relative)")
+    return rel
+
+
 def tiny_config(tmp_path, models=None, **overrides) -> dict:
     """A raw config dict (load it with experiments.config.load_config) on a synthetic set."""
     bg = Path(tmp_path) / "resources" / "background.pt"
@@ -58,7 +69,7 @@ def tiny_config(tmp_path, models=None, **overrides) -> dict:
         make_set(bg)
     cfg = {"run": "test", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"},
            "data": {"val_fraction": 0.25},
-           "paths": {"background": str(bg), "results": str(Path(tmp_path) / "results")},
+           "paths": {"background": below_cwd(bg), "results": below_cwd(Path(tmp_path) / "results")},
            "nets": copy.deepcopy(TINY_NETS), "train": copy.deepcopy(TINY_TRAIN),
            "models": models or {"vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"}}}
     for key, value in overrides.items():

@@ -23,14 +23,17 @@ class Payload:
 
 
 def _cfg(tmp_path, **train):
-    return model_config(load_config(tiny_config(tmp_path, train=train)), "vhe_deconv")
+    """The tiny model config; its paths are relative to the working directory, so callers chdir to tmp_path."""
+    return model_config(load_config(tiny_config(".", train=train)), "vhe_deconv")
 
 
-def test_a_pickled_object_is_refused_with_the_fix(tmp_path, capsys):
+def test_a_pickled_object_is_refused_without_the_conversion_hint(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"version": ck.CHECKPOINT_VERSION, "model": {}, "extra": Payload()}, path)
-    with pytest.raises(ck.CheckpointFormatError, match="experiments.checkpoints convert"):
+    with pytest.raises(ck.CheckpointFormatError, match=r"evil\.pt holds pickled Python objects \(builtins\.print\).*"
+                                                       r"refused and will not be converted") as e:
         ck.read_checkpoint(path)
+    assert "experiments.checkpoints convert" not in str(e.value)
     assert "this ran" not in capsys.readouterr().out
 
 
@@ -72,7 +75,8 @@ def _as_format_1(path):
     torch.save(old, path)
 
 
-def test_format_1_is_refused_then_converted_and_resumes_exactly(tmp_path):
+def test_format_1_is_refused_then_converted_and_resumes_exactly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     train = {"max_steps": 8, "checkpoint_every": 4, "val_every": 4, "log_every": 2}
     straight = Trainer(_cfg(tmp_path, **train), tmp_path / "a")
     straight.fit()
@@ -90,3 +94,90 @@ def test_format_1_is_refused_then_converted_and_resumes_exactly(tmp_path):
     for k, v in straight.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
     assert math.isfinite(ck.read_checkpoint(tmp_path / "b" / "best.pt")["val_bound"])
+
+
+# ----------------------------------------------------------------------------- hostile files
+class Marker:
+    """Unpickling it would create the file ``path`` (what an attacker's payload would do)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _files(root) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _evil(tmp_path, name="last.pt", version=1):
+    """``<tmp>/run/<name>``: a checkpoint-shaped pickle with a Marker for ``<tmp>/outside/MARKER``."""
+    (tmp_path / "outside").mkdir(exist_ok=True)
+    path = tmp_path / "run" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"version": version, "model": {"w": torch.ones(2)}, "extra": Marker(tmp_path / "outside" / "MARKER")},
+               path)
+    return path
+
+
+def test_convert_refuses_an_arbitrary_pickle_without_running_it(tmp_path, capsys):
+    path = _evil(tmp_path)
+    before = _files(tmp_path)
+    assert ck.main(["convert", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path} holds pickled Python objects" in err and "open" in err and "will not be converted" in err
+    assert not (tmp_path / "outside" / "MARKER").exists()
+    assert _files(tmp_path) == before                         # nothing written, the file left as it was
+    with pytest.raises(ck.CheckpointFormatError, match="will not be converted"):
+        ck.convert(path, out=tmp_path / "run" / "converted.pt")
+    assert not (tmp_path / "run" / "converted.pt").exists() and not (tmp_path / "outside" / "MARKER").exists()
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint at all", "truncated"])
+def test_convert_refuses_unreadable_files(tmp_path, capsys, content):
+    path = tmp_path / "x.pt"
+    if content == "truncated":
+        torch.save({"version": 1, "model": {"w": torch.ones(1000)}}, path)
+        content = path.read_bytes()[:300]
+    path.write_bytes(content)
+    assert ck.main(["convert", str(path), str(tmp_path / "none.pt")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}" in err and "none.pt does not exist" in err
+    assert path.read_bytes() == content and sorted(p.name for p in tmp_path.iterdir()) == ["x.pt"]
+
+
+def test_format_1_globals_are_exactly_numpys_arrays_dtypes_and_scalars(tmp_path):
+    assert ck.FORMAT_1_GLOBALS >= {"numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
+                                   "numpy.core.multiarray.scalar", "numpy.dtypes.UInt32DType"}
+    assert all(g.startswith("numpy.") for g in ck.FORMAT_1_GLOBALS)
+    path = tmp_path / "old.pt"
+    state = np.random.get_state()
+    torch.save({"version": 1, "model": {"w": torch.ones(2)}, "val_bound": np.float64(-1.5), "step": np.int64(7),
+                "rng": {"torch": torch.get_rng_state(), "numpy": state, "python": random.getstate()}}, path)
+    with pytest.raises(ck.CheckpointFormatError, match=r"earlier version of this project.*experiments\.checkpoints "
+                                                       r"convert"):
+        ck.read_checkpoint(path)
+    assert ck.main(["convert", str(path)]) == 0
+    new = ck.read_checkpoint(path)
+    assert new["val_bound"] == -1.5 and type(new["val_bound"]) is float and new["step"] == 7
+    assert np.array_equal(new["rng"]["numpy"]["keys"].numpy(), state[1].astype(np.int64))
+
+
+def test_train_exits_3_on_a_refused_last_pt_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from experiments import train
+    from experiments.config import dump_json_if_changed
+
+    assert len({train.EXIT_OK, train.EXIT_DIVERGED, train.EXIT_CONFIG, train.EXIT_CHECKPOINT,
+                train.EXIT_INTERRUPTED}) == 5
+    monkeypatch.chdir(tmp_path)
+    cfg_file = tmp_path / "configs" / "vhe_deconv.json"
+    dump_json_if_changed(_cfg(tmp_path), cfg_file)
+    last = _evil(tmp_path, version=ck.CHECKPOINT_VERSION)
+    before = _files(tmp_path)
+    status = train.main(["--config", str(cfg_file), "--out", str(last.parent), "--device", "cpu"])
+    assert status == train.EXIT_CHECKPOINT == 3
+    err = capsys.readouterr().err
+    assert "checkpoint refused" in err and str(last) in err
+    assert not (tmp_path / "outside" / "MARKER").exists()
+    assert _files(tmp_path) == before                          # last.pt untouched, no best.pt / summary / config

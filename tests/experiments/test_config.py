@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.config import (ConfigError, dump_json_if_changed, load_config, load_schema, model_config,
-                                training_config)
+from experiments.config import (ConfigError, config_json, dump_json_if_changed, load_config, load_schema,
+                                model_config, read_config_file, training_config)
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILES = ["config/config.yaml", "config/cpu.yaml", "config/smoke.yaml"]
+PROFILES = ["config/config.yaml", "config/cpu.yaml", "config/smoke.yaml", "config/cpu-seeds.yaml"]
 ALL_MODELS = {"vae_deconv", "vae_pixelcnn", "hierarchical", "factorial"} | {
     f"{o}_{d}" for o in ("ns", "resample", "rescale", "vhe") for d in ("deconv", "pixelcnn")}
 
@@ -49,11 +49,11 @@ def test_every_schema_key_has_a_default():
 
 
 def test_paths_filled_from_run_and_explicit_paths_kept():
-    cfg = load_config({"run": "smoke", "paths": {"background": "/data/bg.pt"}})
+    cfg = load_config({"run": "smoke", "paths": {"background": "data/bg.pt"}})
     assert cfg["paths"]["results"] == "results/smoke"
     assert cfg["paths"]["evaluation"] == "resources/smoke/evaluation.pt"
     assert cfg["paths"]["lake_runs"] == "resources/smoke/lake_runs.pt"
-    assert cfg["paths"]["background"] == "/data/bg.pt"
+    assert cfg["paths"]["background"] == "data/bg.pt"
 
 
 def test_typo_at_top_level_suggests_the_key():
@@ -95,12 +95,13 @@ def test_model_overrides_stay_partial():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_validate_and_list_all_models(profile):
     cfg = load_config(ROOT / profile)
-    assert set(cfg["models"]) == ALL_MODELS
-    assert cfg["run"] == {"config/config.yaml": "paper", "config/cpu.yaml": "cpu", "config/smoke.yaml": "smoke"}[profile]
+    assert {n for n, e in cfg["models"].items() if "replicate_of" not in e} == ALL_MODELS
+    assert cfg["run"] == {"config/config.yaml": "paper", "config/cpu.yaml": "cpu", "config/smoke.yaml": "smoke",
+                          "config/cpu-seeds.yaml": "cpu"}[profile]
     for name in cfg["models"]:
         m = model_config(cfg, name)["model"]
         assert m["nets"]["pixelcnn"]["n_layers"] >= 1 and m["train"]["max_steps"] >= 1
-    raw = yaml.safe_load((ROOT / profile).read_text())
+    raw = read_config_file(ROOT / profile)  # cpu-seeds.yaml: cpu.yaml's (extends)
     assert set(raw["models"]) == ALL_MODELS
 
 
@@ -167,3 +168,265 @@ def test_schema_offers_exactly_the_library_estimators():
     assert load_config({"evaluation": {"estimators": ["symmetric"]}})["evaluation"]["estimators"] == ["symmetric"]
     with pytest.raises(ConfigError, match="estimators"):
         load_config({"evaluation": {"estimators": ["nearest"]}})
+
+
+# --------------------------------------------------------------------------- bounded, confined inputs
+@pytest.mark.parametrize("run", ["../escape", "a/b", "x y", "$(touch pwned)", ".hidden", "", "a" * 65])
+def test_run_name_must_be_a_plain_identifier(run):
+    with pytest.raises(ConfigError, match=r"^invalid configuration:\n  run: "):
+        load_config({"run": run})
+
+
+@pytest.mark.parametrize("name", ["../m", "m;rm -rf x", "a.b"])
+def test_model_names_must_be_plain_identifiers(name):
+    with pytest.raises(ConfigError, match="models"):
+        load_config({"models": {name: {"experiment": "vae"}}})
+
+
+@pytest.mark.parametrize("path", ["/etc/x.pt", "../x.pt", "resources/../../x.pt", "a/`id`.pt", "a b.pt", "x;y"])
+def test_paths_stay_below_the_working_directory(path):
+    with pytest.raises(ConfigError, match="paths.background"):
+        load_config({"paths": {"background": path}})
+
+
+def test_absolute_paths_only_where_documented():
+    cfg = load_config({"data": {"mirror": "/srv/mirror"}, "paths": {"resume_store": "/shared/vhe/{run}"}})
+    assert cfg["paths"]["resume_store"] == "/shared/vhe/paper"
+    for bad in ({"data": {"mirror": "/srv/../etc"}}, {"paths": {"resume_store": "x;rm"}},
+                {"textures": {"source": "$(id)"}}):
+        with pytest.raises(ConfigError):
+            load_config(bad)
+
+
+@pytest.mark.parametrize("key, value", [(("train", "lr"), float("nan")), (("train", "lr"), float("inf")),
+                                        (("data", "val_fraction"), float("nan")), (("nets", "hidden"), 2**40),
+                                        (("evaluation", "n_samples"), 10**12), (("seed",), 2**40),
+                                        (("seed",), -1)])
+def test_numbers_are_finite_and_bounded(key, value):
+    cfg = {}
+    node = cfg
+    for k in key[:-1]:
+        node = node.setdefault(k, {})
+    node[key[-1]] = value
+    with pytest.raises(ConfigError, match=".".join(key)):
+        load_config(cfg)
+
+
+def test_yaml_nan_in_a_file_names_the_file_and_key(tmp_path):
+    p = tmp_path / "nan.yaml"
+    p.write_text("train:\n  lr: .nan\n")
+    with pytest.raises(ConfigError, match=r"nan.yaml.*train\.lr"):
+        load_config(p)
+
+
+def test_every_number_in_the_schema_has_a_maximum():
+    missing = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            types = node.get("type") if isinstance(node.get("type"), list) else [node.get("type")]
+            if ({"integer", "number"} & set(types)) and "maximum" not in node and "exclusiveMaximum" not in node:
+                missing.append(path)
+            for k, v in node.items():
+                if k != "default":
+                    walk(v, f"{path}/{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(load_schema(), "")
+    assert not missing, missing
+
+
+def test_yaml_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path):
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    p = tmp_path / "bomb.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    assert p.stat().st_size < 1000
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "bomb.yaml" in str(e.value) and "aliases" in str(e.value)
+    assert len(str(e.value)) < 500
+
+
+def test_profile_aliases_are_still_accepted():
+    assert load_config(ROOT / "config" / "cpu.yaml")["models"]["resample_deconv"]["nets"]["hidden"] == 256
+
+
+def test_long_values_are_cut_in_messages():
+    with pytest.raises(ConfigError) as e:
+        load_config({"run": "x" * 5000})
+    assert len(str(e.value)) < 600
+
+
+# --------------------------------------------------------------------------- run settings
+def test_training_config_leaves_out_run_settings():
+    cfg = load_config({"device": "cpu", "wandb": {"mode": "disabled"}})
+    tc = training_config(cfg, "vhe_deconv")
+    assert "device" not in tc and "wandb" not in tc
+    other = load_config({"device": "cuda", "wandb": {"mode": "online", "project": "p"}})
+    assert training_config(other, "vhe_deconv") == tc  # changing them retrains nothing
+
+
+def test_with_runtime_applies_only_run_settings():
+    from experiments.config import runtime_settings, with_runtime
+
+    base = training_config(load_config({}), "vhe_deconv")
+    cfg = with_runtime(base, '{"device": "cpu", "wandb": {"mode": "disabled"}}')
+    assert cfg["device"] == "cpu" and cfg["wandb"]["mode"] == "disabled" and cfg["model"]["name"] == "vhe_deconv"
+    assert runtime_settings(cfg) == {"device": "cpu", "wandb": {"mode": "disabled", "project": "vhe-reproduction",
+                                                                "entity": None}}
+    with pytest.raises(ConfigError, match="--runtime: only device, wandb"):
+        with_runtime(base, '{"train": {"lr": 1}}')
+    with pytest.raises(ConfigError, match="--runtime"):
+        with_runtime(base, '{"device": "tpu"}')
+    with pytest.raises(ConfigError, match="--runtime: not a JSON object"):
+        with_runtime(base, "{")
+
+
+# --------------------------------------------------------------------------- replicates (other seeds)
+def _replicated(models, seeds, base=None):
+    return load_config({**(base or {}), "replicates": {"models": models, "seeds": seeds}})
+
+
+def test_replicates_expand_into_models_with_their_seed_and_origin():
+    cfg = _replicated(["vhe_deconv", "factorial"], [1, 2], {"seed": 7})
+    assert "replicates" not in cfg  # consumed: the resolved config only lists models
+    names = list(cfg["models"])
+    assert names[:len(ALL_MODELS)] == list(load_config({})["models"])  # the models first, unchanged
+    assert names[len(ALL_MODELS):] == ["vhe_deconv_seed1", "vhe_deconv_seed2", "factorial_seed1", "factorial_seed2"]
+    rep = cfg["models"]["vhe_deconv_seed2"]
+    assert rep == {**cfg["models"]["vhe_deconv"], "seed": 2, "replicate_of": "vhe_deconv"}
+    assert cfg["models"]["factorial_seed1"]["replicate_of"] == "factorial"
+    assert load_config(cfg) == cfg  # idempotent
+
+
+def test_a_replicate_trains_and_evaluates_with_its_seed():
+    cfg = _replicated(["vhe_deconv"], [3], {"seed": 7})
+    mc = model_config(cfg, "vhe_deconv_seed3")
+    assert mc["seed"] == 3 and mc["model"]["replicate_of"] == "vhe_deconv" and mc["model"]["name"] == "vhe_deconv_seed3"
+    assert mc["model"]["nets"] == model_config(cfg, "vhe_deconv")["model"]["nets"]
+    assert load_config(mc) == mc  # the per-model file is self-contained (the trainer and evaluators read it)
+    base = model_config(cfg, "vhe_deconv")
+    assert base["seed"] == 7 and "replicate_of" not in base["model"]
+    tc = training_config(cfg, "vhe_deconv_seed3")
+    assert {k for k in tc if k not in ("seed", "model", "models")} == {k for k in training_config(cfg, "vhe_deconv")
+                                                                       if k not in ("seed", "model", "models")}
+
+
+@pytest.mark.parametrize("profile", ["config/smoke.yaml", "config/cpu.yaml"])
+def test_adding_replicates_leaves_every_other_model_config_unchanged(profile):
+    raw = yaml.safe_load((ROOT / profile).read_text())
+    raw.pop("replicates", None)
+    plain = load_config(raw)
+    seeded = load_config({**raw, "replicates": {"models": ["vhe_deconv", "ns_pixelcnn", "factorial"],
+                                                "seeds": [1, 2]}})
+    assert len(seeded["models"]) == len(plain["models"]) + 6
+    for name in plain["models"]:  # the same text: adding seeds to a finished run retrains nothing trained
+        assert config_json(training_config(seeded, name)) == config_json(training_config(plain, name)), name
+
+
+def test_cpu_seeds_profile_is_the_cpu_profile_plus_replicates():
+    seeds, cpu = load_config(ROOT / "config/cpu-seeds.yaml"), load_config(ROOT / "config/cpu.yaml")
+    reps = {n: e["replicate_of"] for n, e in seeds["models"].items() if "replicate_of" in e}
+    assert set(reps.values()) == {"vhe_deconv", "ns_deconv", "vhe_pixelcnn", "ns_pixelcnn", "factorial"}
+    assert {e["seed"] for n, e in seeds["models"].items() if n in reps} == {1, 2} and len(reps) == 10
+    assert {k: v for k, v in seeds.items() if k != "models"} == {k: v for k, v in cpu.items() if k != "models"}
+    assert {n: e for n, e in seeds["models"].items() if n not in reps} == cpu["models"]
+    for name in cpu["models"]:  # same run, same models: it trains only the replicates
+        assert training_config(seeds, name) == training_config(cpu, name), name
+    assert "estimated by vhe-estimate" in (ROOT / "config/cpu-seeds.yaml").read_text()
+
+
+def test_smoke_profile_trains_one_replicate_of_the_deconv_pair():
+    models = load_config(ROOT / "config/smoke.yaml")["models"]
+    reps = {n: (e["replicate_of"], e["seed"]) for n, e in models.items() if "replicate_of" in e}
+    assert reps == {"vhe_deconv_seed1": ("vhe_deconv", 1), "ns_deconv_seed1": ("ns_deconv", 1)}
+
+
+@pytest.mark.parametrize("replicates, match", [
+    ({"models": ["vhe_dcnv"], "seeds": [1]},
+     r"replicates\.models\.0: 'vhe_dcnv' is not a model; did you mean 'vhe_deconv'"),
+    ({"models": ["vhe_deconv", "nope"], "seeds": [1]}, r"replicates\.models\.1: 'nope' is not a model"),
+    ({"models": ["../x"], "seeds": [1]}, r"replicates\.models\.0"),
+    ({"models": ["vhe_deconv"], "seeds": [1, 0]}, r"replicates\.seeds\.1: 0 is the seed 'vhe_deconv' trains with"),
+    ({"models": ["vhe_deconv"], "seeds": [-1]}, r"replicates\.seeds\.0"),
+    ({"models": ["vhe_deconv"], "seeds": [2**40]}, r"replicates\.seeds\.0"),
+    ({"models": ["vhe_deconv"], "seeds": [1, 1]}, r"replicates\.seeds"),
+    ({"models": ["vhe_deconv"], "seeds": "1"}, r"replicates\.seeds"),
+    ({"model": ["vhe_deconv"], "seeds": [1]}, r"unknown key 'model' in replicates; did you mean 'models'"),
+])
+def test_bad_replicates_name_the_key(replicates, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config({"replicates": replicates})
+
+
+def test_replicate_names_must_be_free_plain_and_not_replicates_themselves():
+    taken = {"models": {"m": {"experiment": "class"}, "m_seed1": {"experiment": "vae"}},
+             "replicates": {"models": ["m"], "seeds": [1]}}
+    with pytest.raises(ConfigError, match=r"replicates: 'm_seed1' .* is already the name of another entry"):
+        load_config(taken)
+    long = "m" * 62
+    with pytest.raises(ConfigError, match=r"replicates\.models\.0: the replicate name 'm+_seed1' is not allowed"):
+        load_config({"models": {long: {"experiment": "class"}}, "replicates": {"models": [long], "seeds": [1]}})
+    cfg = _replicated(["vhe_deconv"], [1])
+    with pytest.raises(ConfigError, match=r"'vhe_deconv_seed1' is itself a replicate \(of 'vhe_deconv'\)"):
+        load_config({**cfg, "replicates": {"models": ["vhe_deconv_seed1"], "seeds": [2]}})
+
+
+def test_replicate_seeds_from_snakemake_config_text_are_integers():
+    # `snakemake --config 'replicates={models: [vhe_deconv], seeds: [1]}'` passes nested values as text
+    cfg = load_config({"replicates": {"models": ["vhe_deconv"], "seeds": ["1"]}})
+    assert cfg["models"]["vhe_deconv_seed1"]["seed"] == 1
+    with pytest.raises(ConfigError, match=r"replicates\.seeds\.0"):
+        load_config({"replicates": {"models": ["vhe_deconv"], "seeds": ["one"]}})
+
+
+def test_no_replicates_by_default():
+    assert all("replicate_of" not in e and "seed" not in e for e in load_config({})["models"].values())
+    assert load_config({"replicates": {"models": ["vhe_deconv"], "seeds": []}})["models"] == load_config({})["models"]
+
+
+def test_evaluation_for_applies_the_decoders_non_null_overrides():
+    from experiments.config import evaluation_for
+
+    cfg = load_config({"evaluation": {"n_samples": 50, "classification_samples": 10, "max_elements": 256,
+                                      "per_decoder": {"pixelcnn": {"n_samples": 5, "classification_samples": None},
+                                                      "deconv": {"max_elements": 64}}}})
+    pix = evaluation_for(cfg, "pixelcnn")
+    assert pix["n_samples"] == 5 and pix["classification_samples"] == 10  # null: the section's value
+    assert pix["max_elements"] == 256 and "per_decoder" not in pix
+    assert evaluation_for(cfg["evaluation"], "deconv")["max_elements"] == 64  # the section itself works too
+    plain = {k: v for k, v in cfg["evaluation"].items() if k != "per_decoder"}
+    assert evaluation_for(cfg, None) == plain == evaluation_for(cfg, "no_such_decoder")
+    pix["episodes"]["ways"].append(99)  # a copy: the config is untouched
+    assert 99 not in cfg["evaluation"]["episodes"]["ways"]
+    assert evaluation_for({"n_samples": 3}, "deconv") == {"n_samples": 3}  # no per_decoder at all
+
+
+def test_a_profile_extends_another_in_its_folder(tmp_path):
+    (tmp_path / "base.yaml").write_text("run: base1\ntrain: {lr: 0.01, max_steps: 5}\n"
+                                        "models:\n  m: {experiment: vae}\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain: {max_steps: 9}\n")
+    cfg = load_config(tmp_path / "child.yaml")
+    assert cfg["run"] == "base1" and cfg["train"]["lr"] == 0.01 and cfg["train"]["max_steps"] == 9
+    assert set(cfg["models"]) == {"m"} and "extends" not in cfg
+    for bad, match in (("../base.yaml", "expected the file name"), ("/etc/x.yaml", "expected the file name"),
+                       ("child.yaml", "loop"), ("missing.yaml", "does not exist"), ("[1]", "expected the file name")):
+        (tmp_path / "child.yaml").write_text(f"extends: {bad}\n")
+        with pytest.raises(ConfigError, match=match):
+            load_config(tmp_path / "child.yaml")
+    with pytest.raises(ConfigError, match="unknown key 'extends'"):  # only a file may extend one
+        load_config({"extends": "base.yaml"})
+
+
+def test_command_line_values_become_numbers_booleans_and_null():
+    from experiments.config import command_line_values
+
+    got = command_line_values({"train": {"max_steps": "100", "lr": "1e-3", "grad_clip": "null", "amp": "false",
+                                         "name": "abc", "seeds": ["1", "2"]}, "run": "x1"})
+    assert got == {"train": {"max_steps": 100, "lr": 1e-3, "grad_clip": None, "amp": False, "name": "abc",
+                             "seeds": [1, 2]}, "run": "x1"}
+    assert load_config({"train": command_line_values({"max_steps": "100"})})["train"]["max_steps"] == 100

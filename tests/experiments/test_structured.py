@@ -13,7 +13,7 @@ from experiments.common import Experiment
 from experiments.config import load_config, model_config
 from experiments.factorial import load_textured, split_textured, train_val_textured
 from experiments.registry import build_experiment
-from tests.experiments import make_set, tiny_config
+from tests.experiments import below_cwd, make_set, tiny_config
 from vhe.data import OmniglotSet, procedural_textures, textured_omniglot
 from vhe.nets import GaussianConditionalPrior
 from vhe.priors import NormalPrior
@@ -38,7 +38,7 @@ def build(tmp_path, experiment, objective="vhe", decoder="deconv", **overrides):
     tex = write_textured(tmp_path)
     cfg = load_config(tiny_config(tmp_path, models={"m": {"experiment": experiment, "objective": objective,
                                                           "decoder": decoder}},
-                                  paths={"textured": str(tex)}, **overrides))
+                                  paths={"textured": below_cwd(tex)}, **overrides))
     cfg = model_config(cfg, "m")
     return build_experiment(cfg, "cpu"), cfg
 

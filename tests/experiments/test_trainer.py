@@ -71,10 +71,60 @@ def test_a_few_steps_write_every_file(tmp_path):
     assert again["steps"] == 5 and again["best_val_bound"] == summary["best_val_bound"]
 
 
-def test_exact_resume(tmp_path):
-    """Killed after step 11 (last checkpoint at 8) and resumed == 16 straight steps, bit for bit."""
-    cfg = mcfg(tmp_path, train={"max_steps": 16, "checkpoint_every": 8, "val_every": 4, "log_every": 3,
-                                "lr_schedule": "cosine", "kl_anneal_steps": 5, "batch_size": 8},
+#: configurations the profiles train with, each resumed bit for bit (see test_exact_resume)
+RESUME_CASES = {
+    "deconv": {},
+    "targets_per_class_2": {"train": {"targets_per_class": 2}},
+    "one_shot_curve": {"train": {"one_shot_curve": {"every": 3, "n_runs": 2, "n_way": 2, "method": "conditional",
+                                                    "n_samples": 2}}},
+    "pixelcnn": {"model": ("vhe_pixelcnn", {"experiment": "class", "objective": "vhe", "decoder": "pixelcnn"})},
+    "bf16_cpu": {"train": {"amp_cpu": True}},
+}
+
+
+def _assert_same_training_state(straight, resumed, dir_a, dir_b):
+    """Weights, optimiser (every moment and step count), scheduler, history (timing columns aside)
+    and summary of two trainers are identical."""
+    sa, sb = straight.model.state_dict(), resumed.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    oa, ob = straight.optimizer.state_dict(), resumed.optimizer.state_dict()
+    assert oa["state"].keys() == ob["state"].keys() and oa["param_groups"] == ob["param_groups"]
+    for i in oa["state"]:
+        for key, v in oa["state"][i].items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(ob["state"][i][key])), (i, key)
+    assert straight.scheduler.state_dict() == resumed.scheduler.state_dict()
+    ha, hb = read_history(dir_a / "history.csv"), read_history(dir_b / "history.csv")
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == \
+           [{k: v for k, v in r.items() if k not in TIMING} for r in hb]
+    sum_a = json.loads((dir_a / "train_summary.json").read_text())
+    sum_b = json.loads((dir_b / "train_summary.json").read_text())
+    assert sum_a["best_val_bound"] == sum_b["best_val_bound"] and sum_b["steps"] == sum_a["steps"]
+    return hb
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_exact_resume(tmp_path, case):
+    """Killed after step 11 (last checkpoint at 8) and resumed == 16 straight steps, bit for bit, for
+    each configuration the profiles run: T = 2 targets per support set, the one-shot learning
+    curve, a PixelCNN decoder, and CPU bf16 autocast (where the CPU has native bf16)."""
+    from experiments.precision import cpu_has_fast_bf16
+    from tests.experiments import make_set
+
+    over = RESUME_CASES[case]
+    if over.get("train", {}).get("amp_cpu") and not cpu_has_fast_bf16():
+        pytest.skip("this CPU has no native bf16 (avx512_bf16 / amx_bf16): bf16 autocast is emulated, slow and "
+                    "not what any profile runs here (amp_cpu: auto)")
+    if "one_shot_curve" in over.get("train", {}):
+        make_set(tmp_path / "resources" / "background.pt", n_alphabets=1)  # 3 validation characters, one alphabet
+    name, models = "vhe_deconv", None
+    if "model" in over:
+        name, entry = over["model"]
+        models = {name: entry}
+    cfg = mcfg(tmp_path, name=name, models=models,
+               train={"max_steps": 16, "checkpoint_every": 8, "val_every": 4, "log_every": 3,
+                      "lr_schedule": "cosine", "kl_anneal_steps": 5, "batch_size": 8, **over.get("train", {})},
                data={"augment_dihedral": True})
     straight = Trainer(cfg, tmp_path / "a")
     straight.fit()
@@ -84,20 +134,49 @@ def test_exact_resume(tmp_path):
     t2 = Trainer(cfg, tmp_path / "b")
     assert t2.resumed_from == 8
     t2.fit()
-    sa, sb = straight.model.state_dict(), t2.model.state_dict()
-    assert sa.keys() == sb.keys()
-    for k in sa:
-        assert torch.equal(sa[k], sb[k]), k
-    oa, ob = straight.optimizer.state_dict()["state"], t2.optimizer.state_dict()["state"]
-    for i in oa:
-        assert torch.equal(oa[i]["exp_avg_sq"], ob[i]["exp_avg_sq"])
-    ha, hb = read_history(tmp_path / "a" / "history.csv"), read_history(tmp_path / "b" / "history.csv")
-    assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == \
-           [{k: v for k, v in r.items() if k not in TIMING} for r in hb]
-    assert [int(r["step"]) for r in hb] == [3, 4, 6, 8, 9, 12, 15, 16]
-    sum_a = json.loads((tmp_path / "a" / "train_summary.json").read_text())
-    sum_b = json.loads((tmp_path / "b" / "train_summary.json").read_text())
-    assert sum_a["best_val_bound"] == sum_b["best_val_bound"] and sum_b["steps"] == 16
+    hb = _assert_same_training_state(straight, t2, tmp_path / "a", tmp_path / "b")
+    if case == "deconv":
+        assert [int(r["step"]) for r in hb] == [3, 4, 6, 8, 9, 12, 15, 16]
+    if case == "targets_per_class_2":
+        assert t2.exp.train_loader.targets_per_class == 2
+    if case == "one_shot_curve":
+        assert {int(r["step"]) for r in hb if r["val_acc"]} == {3, 6, 9, 12, 15, 16}
+    if case == "pixelcnn":
+        assert type(t2.model.decoder).__name__ == "PixelCNNDecoder"
+    if case == "bf16_cpu":
+        assert t2.use_amp_cpu and json.loads((tmp_path / "b" / "train_summary.json").read_text())["bf16_autocast"]
+
+
+#: last.pt's entries (format 2), as read back by read_checkpoint; runs written by earlier versions resume
+LAST_PT_ENTRIES = {"version", "fingerprint", "config", "model", "optimizer", "scheduler", "train_loader", "rng",
+                   "step", "status", "best_val", "best_step", "best_val_kl", "last_val", "bad_validations", "history",
+                   "window", "images_seen", "step_time", "data_time", "elapsed", "wandb_id"}
+
+
+def test_last_pt_holds_the_train_state_and_an_older_one_without_window_resumes(tmp_path):
+    """The on-disk layout of last.pt stays the same (every TrainState field is an entry of that
+    name); a last.pt without the ``window`` entry resumes with an empty window."""
+    from dataclasses import fields
+
+    from experiments.checkpoints import save_checkpoint
+    from experiments.trainer import TrainState
+
+    cfg = mcfg(tmp_path, train={"max_steps": 4, "checkpoint_every": 2, "val_every": 2, "log_every": 3})
+    out = tmp_path / "ckpt"
+    assert Trainer(cfg, out).fit(stop_after=3) is None
+    last = read_checkpoint(out / "last.pt")
+    assert set(last) == LAST_PT_ENTRIES and {f.name for f in fields(TrainState)} <= LAST_PT_ENTRIES
+    assert last["step"] == 2 and last["window"]["stats"]  # log_every 3: step 1 and 2 are in the window
+    state = TrainState.from_checkpoint(last)
+    assert state.step == 2 and state.to_checkpoint() == {k: last[k] for k in state.to_checkpoint()}
+    del last["window"]
+    save_checkpoint({k: v for k, v in last.items() if k != "version"}, out / "last.pt")
+    resumed = Trainer(cfg, out)
+    assert resumed.resumed_from == 2 and resumed.state.window == {"stats": [], "images": 0, "time": 0.0,
+                                                                   "data_time": 0.0}
+    summary = resumed.fit()
+    assert summary["status"] == "completed" and summary["steps"] == 4
+    assert [int(r["step"]) for r in read_history(out / "history.csv")] == [2, 3, 4]
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -186,7 +265,7 @@ def test_cli_end_to_end(tmp_path, model):
     out = tmp_path / "ckpt" / model
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(cfg_file), "--out", str(out),
-                           "--max-steps", "4", "--device", "cpu"], cwd=ROOT, env=env, capture_output=True,
+                           "--max-steps", "4", "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
@@ -202,7 +281,7 @@ def test_cli_end_to_end(tmp_path, model):
     raw["train"]["lrr"] = 1
     yml.write_text(yaml.safe_dump(raw))
     proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(yml), "--model", "ns_pixelcnn",
-                           "--out", str(tmp_path / "x")], cwd=ROOT, env=env, capture_output=True, text=True,
+                           "--out", str(tmp_path / "x")], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 2 and "unknown key 'lrr' in train; did you mean 'lr'?" in proc.stderr
 
@@ -234,7 +313,8 @@ def test_one_shot_curve_is_logged_and_leaves_training_unchanged(tmp_path):
     assert all(set(r.characters) <= val_chars for r in runs)
 
 
-def test_several_targets_per_support_set_train_and_resume(tmp_path):
+def test_several_targets_per_support_set_train(tmp_path):
+    """T = 2 targets share a support set (resuming it: test_exact_resume[targets_per_class_2])."""
     cfg = mcfg(tmp_path, train={"targets_per_class": 2, "max_steps": 6, "batch_size": 8})
     t = Trainer(cfg, tmp_path / "t2")
     assert t.exp.train_loader.targets_per_class == 2 and t.exp.val_loader.targets_per_class == 1

@@ -3,7 +3,7 @@ import pytest
 
 from paper_figures import claims as C
 from paper_figures.metrics import metrics_frame, read_run, value
-from tests.pipeline.synthetic import acc, make_run
+from tests.pipeline.synthetic import acc, make_run, replicate
 
 
 def test_mcnemar_exact_values():
@@ -114,3 +114,156 @@ def test_kl_and_likelihood_claims_flip_with_the_numbers(tmp_path):
     assert by[("With a PixelCNN deco", "PixelCNN")]["verdict"] == C.FAILS
     assert by[("VHE classifies bette", "deconv")]["verdict"] == C.UNMEASURED
     assert by[("VHE's test likelihoo", "deconv")]["verdict"] == C.UNMEASURED
+
+
+# --------------------------------------------------------------------------- across training seeds
+def test_seeds_verdict_needs_every_seed():
+    assert C.seeds_verdict([(True, 0.01)] * 3) == C.HOLDS
+    assert C.seeds_verdict([(True, 0.01), (True, 0.01), (True, 0.2)]) == C.DIRECTION
+    assert C.seeds_verdict([(True, 0.01), (True, 0.01), (False, 0.01)]) == C.FAILS
+    assert C.seeds_verdict([(True, 0.01), (False, 0.9)]) == C.FAILS
+    assert C.seeds_verdict([]) == C.UNMEASURED
+    for better, p in ((True, 0.01), (True, 0.3), (False, 0.01)):  # one seed: the one-run verdict
+        assert C.seeds_verdict([(better, p)]) == C._verdict(better, p)
+
+
+def _seeded_run(tmp_path, vhe, ns):
+    """The synthetic run with vhe_pixelcnn and ns_pixelcnn trained again with seeds 1 and 2: ``vhe``,
+    ``ns``: their Lake-runs accuracies in seeds 1 and 2 (seed 0: the synthetic 80% and 30%)."""
+    reps = {}
+    for seed in (1, 2):
+        reps[f"vhe_pixelcnn_seed{seed}"] = replicate("vhe_pixelcnn", seed, lake=vhe[seed - 1])
+        reps[f"ns_pixelcnn_seed{seed}"] = replicate("ns_pixelcnn", seed, lake=ns[seed - 1])
+    return make_run(tmp_path, replicates=reps)
+
+
+def _pixelcnn_claim(rd):
+    return _claims(rd)[("VHE classifies bette", "PixelCNN")]
+
+
+def test_a_comparison_significant_in_every_seed_holds_with_mean_and_spread(tmp_path):
+    rd = _seeded_run(tmp_path, vhe=(0.78, 0.70), ns=(0.35, 0.40))
+    row = _pixelcnn_claim(rd)
+    assert row["verdict"] == C.HOLDS
+    assert "judged on 3 seeds (0, 1, 2)" in row["rule"] and "in every seed" in row["rule"]
+    ev = row["evidence"]
+    assert "seed 0: NS 30.0" in ev and "seed 1: NS 35.0" in ev and "seed 2: NS 40.0" in ev
+    assert "VHE 70.0 [65.0, 75.0] %, VHE right where NS wrong on 120 trials, the reverse on 0" in ev
+    # VHE 80, 78, 70 %: mean 76.0, sd sqrt((4^2 + 2^2 + 6^2) / 2) = 5.3; NS 30, 35, 40 %: mean 35.0, sd 5.0
+    assert "NS mean 35.0% (sd 5.0, 30.0–40.0)" in ev and "VHE mean 76.0% (sd 5.3, 70.0–80.0)" in ev
+    assert "VHE above NS in 3 of 3 seeds, significantly (p < 0.05) in 3" in ev
+
+
+def test_a_comparison_significant_in_two_of_three_seeds_is_direction_only(tmp_path):
+    # seed 2: 41% vs 40% of 400 trials: 4 discordant trials, all for VHE: p = 2/16 = 0.125
+    rd = _seeded_run(tmp_path, vhe=(0.78, 0.41), ns=(0.35, 0.40))
+    row = _pixelcnn_claim(rd)
+    assert row["verdict"] == C.DIRECTION
+    assert "McNemar p = 0.125" in row["evidence"] and "significantly (p < 0.05) in 2" in row["evidence"]
+
+
+def test_a_comparison_that_flips_in_one_seed_does_not_hold(tmp_path):
+    rd = _seeded_run(tmp_path, vhe=(0.78, 0.38), ns=(0.35, 0.40))
+    row = _pixelcnn_claim(rd)
+    assert row["verdict"] == C.FAILS and "VHE above NS in 2 of 3 seeds" in row["evidence"]
+    # the best VHE (PixelCNN, mean 65.3%) against MHD (55%): below it in seed 2
+    mhd = next(r for k, r in _claims(rd).items() if k[0].startswith("VHE beats Lake's"))
+    assert mhd["scope"] == "vhe_pixelcnn" and mhd["verdict"] == C.FAILS
+    assert "judged on 3 seeds (0, 1, 2)" in mhd["rule"] and "vhe_pixelcnn above MHD in 2 of 3 seeds" in mhd["evidence"]
+
+
+def test_without_replicates_every_claim_is_judged_on_one_seed(tmp_path):
+    rows = _claims(make_run(tmp_path))
+    assert all("1 seed" in r["rule"] for r in rows.values())
+    assert "McNemar p = " in rows[("VHE classifies bette", "PixelCNN")]["evidence"]
+    assert "seed 0:" not in rows[("VHE classifies bette", "PixelCNN")]["evidence"]  # as with one run
+
+
+def test_seeds_are_paired_by_training_seed(tmp_path):
+    # only VHE has a seed 1: no pair, the comparison stays on seed 0; the KL claim needs every seed
+    rd = make_run(tmp_path, replicates={"vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, lake=0.1)})
+    rows = _claims(rd)
+    assert rows[("VHE classifies bette", "PixelCNN")]["verdict"] == C.HOLDS
+    assert "1 seed (seed 0)" in rows[("VHE classifies bette", "PixelCNN")]["rule"]
+    assert "1 seed (seed 0)" in rows[("With a PixelCNN deco", "PixelCNN")]["rule"]
+    rd = make_run(tmp_path / "kl", replicates={"vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, kl_c=0.5),
+                                               "ns_pixelcnn_seed1": replicate("ns_pixelcnn", 1)})
+    kl = _claims(rd)[("With a PixelCNN deco", "PixelCNN")]
+    assert kl["verdict"] == C.FAILS and "holds in 1 of 2 seeds" in kl["evidence"]
+
+
+def test_replicates_stay_out_of_the_headline_choice_and_the_per_model_tables(tmp_path):
+    from paper_figures import tables as T
+
+    rd = _seeded_run(tmp_path, vhe=(0.78, 0.70), ns=(0.35, 0.40))
+    for seed in (1, 2):  # validation runs where ns_kl would win if the replicates counted
+        for m in ("vhe_pixelcnn", "ns_pixelcnn"):
+            _set_accuracy(rd, f"{m}_seed{seed}", "validation_runs",
+                          {"marginal_ratio": 0.1, "conditional": 0.1, "ns_kl": 0.99})
+    run = read_run(rd)
+    df = metrics_frame(run)
+    assert run.replicate_of == {f"{m}_seed{s}": m for m in ("vhe_pixelcnn", "ns_pixelcnn") for s in (1, 2)}
+    assert run.seed_models("vhe_pixelcnn") == {0: "vhe_pixelcnn", 1: "vhe_pixelcnn_seed1", 2: "vhe_pixelcnn_seed2"}
+    assert C.choose_headline(df, exclude=run.replicate_of)[0]["pixelcnn"] == "conditional"
+    assert C.choose_headline(df)[0]["pixelcnn"] == "ns_kl"  # what counting them would do
+    assert T.cell_model(run, "vhe", "pixelcnn") == "vhe_pixelcnn"
+    disp, _ = T.classification(run, df, "conditional", "")
+    assert not disp["model"].str.contains("_seed").any()
+    assert not T.classification_long(run, df, "conditional")["model"].str.contains("_seed").any()
+
+
+def test_seeds_table_mean_and_spread(tmp_path):
+    from paper_figures import tables as T
+
+    reps = {"vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, lake=0.78, nll=86.0),
+            "vhe_pixelcnn_seed2": replicate("vhe_pixelcnn", 2, lake=0.70, nll=88.0),
+            "factorial_seed1": replicate("factorial", 1, texture={"accuracy": 0.3})}
+    run = read_run(make_run(tmp_path, replicates=reps))
+    table, disp, note = T.seeds_table(run, metrics_frame(run), "conditional")
+    acc = table[(table["model"] == "vhe_pixelcnn") & (table["metric"] == "accuracy")].iloc[0]
+    assert acc["n_seeds"] == 3 and acc["seeds"] == "0 1 2" and acc["base_seed"] == 0
+    assert acc["estimator"] == "conditional"
+    assert acc["base_value"] == pytest.approx(0.80) and acc["mean"] == pytest.approx(0.76)
+    assert acc["sd"] == pytest.approx(0.0529150, abs=1e-6) and (acc["min"], acc["max"]) == pytest.approx((0.70, 0.80))
+    nll = table[(table["model"] == "vhe_pixelcnn") & (table["metric"] == "nll")].iloc[0]
+    assert nll["mean"] == pytest.approx(86.333333) and nll["sd"] == pytest.approx(1.527525, abs=1e-6)
+    tex = table[(table["model"] == "factorial") & (table["metric"] == "texture_accuracy")].iloc[0]
+    assert tex["n_seeds"] == 2 and tex["mean"] == pytest.approx(0.35)
+    assert tex["sd"] == pytest.approx(0.0707107, abs=1e-6)
+    assert set(table["model"]) == {"vhe_pixelcnn", "factorial"}  # only models with replicates
+    row = disp[(disp["model"] == "vhe_pixelcnn") & disp["metric"].str.startswith("Lake runs")].iloc[0]
+    assert row["mean ± sd"] == "76.0 ± 5.3" and row["min–max"] == "70.0–80.0" and row["seeds"] == "3 (0, 1, 2)"
+    assert row[T.SEED_OWN_COLUMN] == "80.0 (seed 0)" and row["per seed"] == "0: 80.0, 1: 78.0, 2: 70.0"
+    assert "replicates" in note
+    run = read_run(make_run(tmp_path / "plain"))
+    table, disp, note = T.seeds_table(run, metrics_frame(run), "conditional")
+    assert table.empty and disp.empty and "No model was trained with more than one seed" in note
+
+
+# --------------------------------------------------------------------------- factorial transfer
+def test_binomial_above_chance_exact_values():
+    from analysis.stats import binomial_above
+
+    assert binomial_above(3, 3, 0.5) == pytest.approx(0.125)
+    assert binomial_above(2, 3, 0.5) == pytest.approx(0.5)
+    assert binomial_above(0, 10, 0.3) == pytest.approx(1.0)
+    # 44 of 320 cells at chance 1/8 (13.8%, the 2026-12-06 cpu run): not above chance
+    assert binomial_above(44, 320, 0.125) > 0.05
+    with pytest.raises(ValueError):
+        binomial_above(5, 4, 0.5)
+
+
+def test_factorial_claim_needs_both_parts_above_chance_in_every_seed(tmp_path):
+    reps = {"factorial_seed1": replicate("factorial", 1, texture={"accuracy": 0.45}),
+            "factorial_seed2": replicate("factorial", 2, texture={"accuracy": 0.138})}
+    rd = make_run(tmp_path, replicates=reps)
+    row = _claims(rd)[("Factorial VHE: gener", "factorial")]
+    assert row["verdict"] == C.DIRECTION  # seed 2's texture (13.8% of 320 at chance 12.5%) is not significant
+    assert "3 seeds (0, 1, 2)" in row["rule"] and "seed 2: texture 13.8%" in row["evidence"]
+    reps["factorial_seed2"] = replicate("factorial", 2, texture={"accuracy": 0.1})
+    rd = make_run(tmp_path / "flip", replicates=reps)
+    row = next(r for k, r in _claims(rd).items() if k[0].startswith("Factorial"))
+    assert row["verdict"] == C.FAILS
+    rd = make_run(tmp_path / "one")
+    row = next(r for k, r in _claims(rd).items() if k[0].startswith("Factorial"))
+    assert row["verdict"] == C.HOLDS and "1 seed" in row["rule"]

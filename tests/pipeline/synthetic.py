@@ -44,7 +44,9 @@ def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
     m = {"model": name, **entry, "K": k, "n_classes": 20, "nll_estimate": nll, "nll_stderr": 0.5, "elbo": nll + 1.0,
          "bounds": {"test": {"value": nll + 3.0, "n_images": 400}, "train": {"value": nll + 2.0, "n_images": 400}},
          "kl_c": {"mean": kl_c, "n_classes": 20} if kl_c is not None else None,
-         "checkpoint": {"step": 100}, "provenance": {"git_commit": "0" * 40}}
+         "checkpoint": {"step": 100}, "provenance": {"git_commit": "0" * 40}, "not_defined": {}}
+    if kl_c is None:  # as analysis.evaluate: an undefined quantity is null with its reason
+        m["not_defined"]["kl_c"] = "the model has no class latent 'c' (synthetic)"
     if entry.get("experiment") == "class":
         cl = {"estimators": list(ESTIMATOR_OFFSET), "n_samples": 5,
               "validation_runs": by_estimator(lake + 0.1), "lake_runs": by_estimator(lake)}
@@ -54,6 +56,7 @@ def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
         m["classification"] = cl
     else:
         m["classification"] = None
+        m["not_defined"]["classification"] = "classification needs a class-level latent (synthetic)"
     return m
 
 
@@ -104,8 +107,19 @@ def write_png(path: Path, seed: int = 0):
     plt.imsave(path, rng.random((28, 56)) > 0.5, cmap="gray")
 
 
-def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, structured=True) -> Path:
-    """results/<run>/ with configs for every model and metrics for those in NUMBERS (not ``skip``)."""
+def replicate(of: str, seed: int, **numbers) -> dict:
+    """A replicate for :func:`make_run`: model ``of`` trained again with ``seed``; ``numbers``
+    override ``of``'s NUMBERS (class models: nll, kl_c, lake, ...) or, for the structured models,
+    update its metrics JSON section by section (e.g. ``texture={"accuracy": 0.3}``)."""
+    return {"of": of, "seed": seed, **numbers}
+
+
+def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, structured=True,
+             replicates=None) -> Path:
+    """results/<run>/ with configs for every model and metrics for those in NUMBERS (not ``skip``).
+
+    ``replicates``: {name: :func:`replicate`} adds models trained again with another seed (their
+    configs carry ``seed`` and ``model.replicate_of``, as experiments.config.model_config writes them)."""
     rd = Path(root) / "results" / run
     for sub in ("configs", "metrics", "figures", "checkpoints"):
         (rd / sub).mkdir(parents=True, exist_ok=True)
@@ -132,6 +146,27 @@ def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, 
         (rd / "metrics" / "factorial.json").write_text(json.dumps(FACTORIAL))
         write_png(rd / "figures" / "hierarchical_samples.png", 100)
         write_png(rd / "figures" / "factorial_samples.png", 101)
+    for j, (name, r) in enumerate((replicates or {}).items()):
+        entry, numbers = models[r["of"]], {k: v for k, v in r.items() if k not in ("of", "seed")}
+        (rd / "configs" / f"{name}.json").write_text(json.dumps(
+            {"run": run, "seed": r["seed"], "model": {"name": name, **entry, "replicate_of": r["of"]}}))
+        ck = rd / "checkpoints" / name
+        (ck / "final").mkdir(parents=True, exist_ok=True)
+        (ck / "final" / "history.csv").write_text("step,bound,val_bound,val_acc\n0,200,210,\n100,190,200,\n")
+        (ck / "train_summary.json").write_text(json.dumps({"steps": 100, "best_val_bound": 200.0 + j}))
+        if samples:
+            if entry["experiment"] in ("vae", "class"):
+                write_png(rd / "figures" / f"samples_{name}.png", 200 + j)
+            else:
+                write_png(rd / "figures" / f"{name}_samples.png", 200 + j)
+        if entry["experiment"] in ("vae", "class"):
+            m = metrics_for(name, entry, **{**NUMBERS[r["of"]], **numbers})
+        else:
+            m = json.loads(json.dumps(HIERARCHICAL if entry["experiment"] == "hierarchical" else FACTORIAL))
+            m["model"] = name
+            for key, sub in numbers.items():
+                m[key] = {**m[key], **sub} if isinstance(sub, dict) else sub
+        (rd / "metrics" / f"{name}.json").write_text(json.dumps(m))
     (rd / "metrics" / "data_gap.json").write_text(json.dumps({"pixel_agreement": 0.95, "n_images": 100}))
     (rd / "metrics" / "baselines.json").write_text(json.dumps(baselines()))
     return rd

@@ -255,8 +255,8 @@ def _eval_setup(root: Path):
                        query=(torch.rand(4, 1, 28, 28, generator=g) < 0.2).to(torch.uint8),
                        answer=torch.randperm(4, generator=g), name="run00")]
     save_runs(runs, res / "lake_runs.pt")
-    paths = {k: str(res / f"{k}.pt") for k in ("background", "evaluation", "lake_runs")}
-    paths["results"] = str(root / "results")
+    paths = {k: f"resources/{k}.pt" for k in ("background", "evaluation", "lake_runs")}  # relative to root
+    paths["results"] = "results"
     nets = {"c_dim": 4, "z_dim": 2, "a_dim": 4, "t_dim": 4, "hidden": 8, "conv_channels": 4, "conv_layers": 2,
             "deconv_channels": 4, "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2}}
     raw = {"run": "faults", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"}, "data": {"val_fraction": 0.34},
@@ -272,7 +272,9 @@ def _eval_setup(root: Path):
     config.parent.mkdir()
     config.write_text(json.dumps(cfg))
     torch.manual_seed(0)
-    exp = build_experiment(load_config(str(config)), "cpu")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)  # the jobs run there (_run's cwd)
+        exp = build_experiment(load_config(str(config)), "cpu")
     ckpt = root / "checkpoints" / "vhe_deconv" / "best.pt"
     save_checkpoint({"model": exp.model.state_dict(), "step": 0, "config": cfg}, ckpt)
     return ["--config", config, "--checkpoint", ckpt, "--out", root / "metrics" / "vhe_deconv.json",
@@ -315,7 +317,9 @@ def _synthetic_smoke_run(work: Path, cfg) -> list[str]:
     from pipeline import outputs as OUT
     from tests.pipeline import synthetic
 
-    synthetic.make_run(work, run=cfg["run"], skip=())
+    replicates = {n: synthetic.replicate(e["replicate_of"], e["seed"]) for n, e in cfg["models"].items()
+                  if "replicate_of" in e}  # the profile's models trained with other seeds
+    synthetic.make_run(work, run=cfg["run"], skip=(), replicates=replicates)
     models = synthetic.model_entries()
     for name, entry in models.items():
         metrics = work / OUT.metrics_file(cfg, name)
@@ -335,7 +339,7 @@ def _synthetic_smoke_run(work: Path, cfg) -> list[str]:
 
 @pytest.mark.slow  # subprocesses and Snakemake: 10-40 s
 def test_tables_and_figures_killed_part_way(tmp_path):
-    """paper_figures (13 tables, 8 figures, the summary page) with Snakemake and the job killed
+    """paper_figures (16 tables, 8 figures, the summary page) with Snakemake and the job killed
     together after half its outputs were written: those complete-looking outputs are marked
     incomplete (Snakemake without the repository's default profile, which sets rerun-incomplete,
     refuses them); the lock of the killed Snakemake is reported until --unlock; the rerun redoes

@@ -187,3 +187,52 @@ def test_every_method_runs_with_per_element_z_and_bad_input_is_an_error():
         classify(model, torch.randn(4, 2, 2), torch.randn(3, 2), method="nearest")
     with pytest.raises(ValueError, match="differ in shape"):
         classify(model, torch.randn(4, 2, 2), torch.randn(3, 5))
+
+
+# --------------------------------------------------------------------------- shared draws
+def _counting_decoder(model):
+    """Wrap the decoder so that every image it scores is counted."""
+    seen = {"images": 0}
+    px = model.decoder if hasattr(model, "decoder") else None
+    assert px is not None
+    original = px.forward
+
+    def forward(*args, **kwargs):
+        x = kwargs.get("x", args[-1] if args else None)
+        if x is not None:
+            seen["images"] += int(x.shape[0])
+        return original(*args, **kwargs)
+
+    px.forward = forward
+    return seen
+
+
+def test_shared_draws_score_fewer_images_and_reuse_the_conditional_scores():
+    from tests.vhe.linear_gaussian import LinearGaussian
+    from vhe.evaluate import CLASSIFY_METHODS, class_scores, class_scores_many
+
+    lg = LinearGaussian(dc=2, dz=2, dx=3, s=0.6, seed=0)
+    X = lg.sample_classes(4, 3, seed=2)
+    support, query = X[:, :1], X[:, 2]  # 4 classes, 1 shot, one query per class
+    W, S, Q, K = 4, 1, 4, 5
+    model = lg.vhe(mean_scale=0.9, cov_scale=1.5)
+
+    seen = _counting_decoder(model)
+    torch.manual_seed(0)
+    {m: class_scores(model, support, query, method=m, n_samples=K) for m in CLASSIFY_METHODS}
+    separate = seen["images"]
+    seen["images"] = 0
+    torch.manual_seed(0)
+    shared = class_scores_many(model, support, query, CLASSIFY_METHODS, n_samples=K)
+    # the conditional scores are drawn once for `conditional` and `symmetric`, log p(D) once for
+    # `marginal_ratio` and `symmetric`: K Q W + K W S images fewer
+    assert separate - seen["images"] == K * Q * W + K * W * S
+    # `symmetric` reuses the conditional scores: with the same seed, the same draws and numbers
+    torch.manual_seed(0)
+    conditional = class_scores(model, support, query, method="conditional", n_samples=K)
+    torch.manual_seed(0)
+    pair = class_scores_many(model, support, query, ("conditional", "symmetric"), n_samples=K)
+    assert torch.equal(pair["conditional"], conditional)
+    assert set(shared) == set(CLASSIFY_METHODS) and all(v.shape == (Q, W) for v in shared.values())
+    with pytest.raises(ValueError, match="unknown classification method"):
+        class_scores_many(model, support, query, ("conditional", "nope"))

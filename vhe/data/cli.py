@@ -24,10 +24,11 @@ import sys
 from ..files import write_json
 from .fetch import DataIntegrityError, DataUnavailableError
 from .gap import Preprocessing, choose_preprocessing, default_candidates, measure_domain_gap
-from .omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, OmniglotSet, augment_dihedral,
-                       center_ink, concat_sets, load_lake_archive, load_npz_arrays)
+from .readers import load_lake_archive, load_npz_arrays
+from .sets import OmniglotSet, concat_sets
 from .runs import load_lake_runs, save_runs, within_alphabet_runs
 from .textures import dtd_textures, fetch_dtd, load_texture_folder, procedural_textures, textured_omniglot
+from .transforms import DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, augment_dihedral, center_ink
 
 log = logging.getLogger("vhe.data.cli")
 

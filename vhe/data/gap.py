@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .omniglot import FILTERS, OmniglotSet, concat_sets, read_lake_originals
+from .readers import read_lake_originals
+from .sets import OmniglotSet, concat_sets
+from .transforms import FILTERS
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ all_runs.zip equals an image of test_small.npz bit for bit, docs/data_gap.md).
 """
 from __future__ import annotations
 
-import io
 import os
 import re
 import zipfile
@@ -16,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..files import atomic_torch_save
+from .archives import MemberReader, decode_image, open_zip
 from .fetch import DataIntegrityError
-from .omniglot import (open_zip, DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, IMAGE_SIZE, OmniglotSet,
-                       preprocess_105)
+from .sets import IMAGE_SIZE, OmniglotSet
+from .transforms import DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, preprocess_105
 
 _FORMAT = "vhe.OneShotRuns"
 
@@ -88,16 +87,14 @@ def load_runs(path: str | os.PathLike) -> list[OneShotRun]:
 _LABEL_LINE = re.compile(r"^\s*(\S+)\s+(\S+)\s*$")
 
 
-def _decode(zf: zipfile.ZipFile, zip_path: Path, member: str, size, filter, threshold, align) -> np.ndarray:
+def _decode(zf: zipfile.ZipFile, reader: MemberReader, member: str, size, filter, threshold, align) -> np.ndarray:
+    """Read and decode one PNG member (size-limited, vhe.data.archives) and ``preprocess_105`` it."""
     try:
-        with Image.open(io.BytesIO(zf.read(member))) as im:
-            im.load()
-            return preprocess_105(im, size, filter, threshold, align)
+        data = reader.read_zip(zf, member)
     except KeyError as e:
-        raise ValueError(f"{zip_path}: member {member!r} (named in class_labels.txt) is missing") from e
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zipfile.BadZipFile) as e:
-        raise DataIntegrityError(f"{zip_path}: member {member!r} is not a decodable PNG ({type(e).__name__}: {e}); "
-                                 f"the archive is corrupt: delete it and fetch it again") from e
+        raise ValueError(f"{reader.archive}: member {member!r} (named in class_labels.txt) is missing") from e
+    im = decode_image(data, f"{reader.archive}: member {member!r}", "PNG")
+    return preprocess_105(im, size, filter, threshold, align)
 
 
 def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: str = DEFAULT_FILTER,
@@ -111,6 +108,7 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
     """
     zip_path = Path(zip_path)
     zf = open_zip(zip_path)
+    reader = MemberReader(zip_path)
     runs = []
     with zf:
         names = [n for n in zf.namelist() if not n.endswith("/") and "__MACOSX" not in n]
@@ -127,8 +125,8 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
             # names inside class_labels.txt are relative to the archive root's parent
             prefix = run_dir[: -len(run_name) - 1] if run_dir.endswith(run_name + "/") else ""
             try:
-                text = zf.read(lf).decode("utf-8")
-            except (zipfile.BadZipFile, UnicodeDecodeError) as e:
+                text = reader.read_zip(zf, lf).decode("utf-8")
+            except UnicodeDecodeError as e:
                 raise DataIntegrityError(f"{zip_path}: cannot read {lf} ({e}); delete the archive and fetch it again") from e
             pairs = {}
             for i, line in enumerate(text.splitlines(), start=1):
@@ -146,7 +144,7 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
                 if pairs[q] not in s_pos:
                     raise ValueError(f"{zip_path}: {lf} maps {q} to {pairs[q]}, which is not a training image of {run_name}")
                 answer.append(s_pos[pairs[q]])
-            dec = lambda m: _decode(zf, zip_path, m, size, filter, threshold, align)  # noqa: E731
+            dec = lambda m: _decode(zf, reader, m, size, filter, threshold, align)  # noqa: E731
             runs.append(OneShotRun(
                 support=torch.from_numpy(np.stack([dec(f) for f in support_files]))[:, None],
                 query=torch.from_numpy(np.stack([dec(f) for f in query_files]))[:, None],

@@ -18,13 +18,10 @@ median):
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
-import shutil
 import tarfile
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from ..files import atomic_torch_save
-from .fetch import MIRROR_ENV, DataIntegrityError, DataUnavailableError, _atomic_copy, _resolve_mirror
-from .omniglot import OmniglotSet
+from .archives import CORRUPT_ARCHIVE, MemberReader, check_member_name, decode_image
+from .fetch import DataIntegrityError, fetch_file, verify_checksum
+from .sets import OmniglotSet
 
 log = logging.getLogger(__name__)
 
@@ -171,26 +169,58 @@ def _binarise(im: Image.Image, size: int, threshold: float | None, crop: int | N
     return ink.astype(np.uint8)
 
 
+#: how a bad file of a texture folder is fixed (an archive's: CORRUPT_ARCHIVE)
+_FOLDER_ADVICE = "replace or remove it"
+
+
+def _folder_files(root: Path) -> list[tuple[str, Path]]:
+    """(name relative to ``root``, path) of every regular file under ``root``, sorted by name.
+
+    Symbolic links are never followed: one that points inside ``root`` is skipped with a warning
+    (its target is read under its own name), one that points outside raises ``DataIntegrityError``
+    naming the link and its target.
+    """
+    base = root.resolve()
+    found = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for n in sorted(dirs + files):
+            p = Path(folder) / n
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                target = p.resolve()
+                if not target.is_relative_to(base):
+                    raise DataIntegrityError(f"{root}: {rel!r} is a symbolic link to {target}, outside the texture "
+                                             f"folder; links are not followed: copy the file into the folder or "
+                                             f"remove the link")
+                log.warning("%s: skipping symbolic link %s (links are not followed)", root, rel)
+            elif n in files and p.is_file():
+                found.append((rel, p))
+    return sorted(found)
+
+
 def _iter_members(path: Path):
-    """Yield (name, bytes-or-Path) for every file of a folder, zip or tar archive, sorted by name, read lazily."""
+    """Yield (name, callable returning the bytes) for every file of a folder, zip or tar archive,
+    sorted by name, read lazily within the size limits of ``vhe.data.archives``."""
     if path.is_dir():
-        for p in sorted(path.rglob("*")):
-            if p.is_file():
-                yield str(p.relative_to(path)), p
+        reader = MemberReader(path, advice=_FOLDER_ADVICE)
+        for rel, p in _folder_files(path):
+            yield rel, (lambda rel=rel, p=p: reader.read_file(p, rel))
     elif path.is_file() and zipfile.is_zipfile(path):
+        reader = MemberReader(path)
         try:
             with zipfile.ZipFile(path) as zf:
                 for n in sorted(zf.namelist()):
                     if not n.endswith("/"):
-                        yield n, (lambda n=n: zf.read(n))
+                        yield check_member_name(path, n), (lambda n=n: reader.read_zip(zf, n))
         except zipfile.BadZipFile as e:
             raise DataIntegrityError(f"{path} is not a readable zip archive ({e}); delete it and fetch it again") from e
     elif path.is_file() and tarfile.is_tarfile(path):
+        reader = MemberReader(path)
         try:
             with tarfile.open(path) as tf:
-                for m in tf:  # streaming order (sorted order would need two passes over a .tar.gz)
+                for m in reader.scan_tar(tf):  # streaming order (sorted order would need two passes over a .tar.gz)
                     if m.isfile():
-                        yield m.name, (lambda m=m: tf.extractfile(m).read())
+                        yield check_member_name(path, m.name), (lambda m=m: reader.read_tar(tf, m))
         except (tarfile.TarError, OSError, EOFError) as e:
             raise DataIntegrityError(f"{path} is not a readable tar archive ({e}); delete it and fetch it again") from e
     elif path.is_file():
@@ -202,17 +232,14 @@ def _iter_members(path: Path):
 
 def _image_to_tile(src, name: str, source: Path, size: int, threshold: float | None,
                    crop: int | None) -> np.ndarray:
-    """Decode one image (a Path, or a callable returning its bytes) and ``_binarise`` it.
+    """Decode one image (a callable returning its bytes) and ``_binarise`` it.
 
-    Returns uint8 (size, size) {0, 1}; an image that fails to decode raises
-    ``DataIntegrityError`` naming ``source`` and the member ``name``.
+    Returns uint8 (size, size) {0, 1}; an image that fails to decode, or is over the size limits
+    of ``vhe.data.archives``, raises ``DataIntegrityError`` naming ``source`` and the member ``name``.
     """
-    try:
-        with Image.open(src if isinstance(src, Path) else io.BytesIO(src())) as im:
-            im = ImageOps.exif_transpose(im)
-            return _binarise(im, size, threshold, crop)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, zipfile.BadZipFile, tarfile.TarError) as e:
-        raise DataIntegrityError(f"{source}: {name!r} is not a decodable image ({type(e).__name__}: {e})") from e
+    advice = _FOLDER_ADVICE if source.is_dir() else CORRUPT_ARCHIVE
+    im = decode_image(src(), f"{source}: {name!r}", advice=advice, exif_transpose=True)
+    return _binarise(im, size, threshold, crop)
 
 
 def load_texture_folder(path_or_zip: str | os.PathLike, size: int = 28, threshold: float | None = None,
@@ -225,6 +252,11 @@ def load_texture_folder(path_or_zip: str | os.PathLike, size: int = 28, threshol
     (T, size, size) {0, 1} and the member names, sorted by name. Non-image files are skipped
     with a warning; an image that fails to decode raises ``DataIntegrityError`` naming it.
     Tiles from photographs are not periodic: crops wrap around with a seam.
+
+    Untrusted input is bounded: files and members are read within the size limits of
+    ``vhe.data.archives`` (images within its pixel limit), an archive member named to leave the
+    archive is refused, and a folder's symbolic links are never followed -- one that points
+    outside the folder raises ``DataIntegrityError`` naming the link; all as corrupt input.
     """
     path = Path(path_or_zip)
     found: list[tuple[str, np.ndarray]] = []
@@ -254,82 +286,51 @@ def dtd_archive_name() -> str:
     return dtd_reference()[2]
 
 
-def _md5(path: Path) -> str:
-    from torchvision.datasets.utils import calculate_md5
+#: how the fetch messages describe the archive, where its URL and md5 come from, and the last remedy
+_DTD_LABEL = "Describable Textures Dataset, textures.source: dtd"
+_DTD_ORIGIN = "torchvision.datasets.DTD"
+_DTD_FALLBACK = "Or use textures.source: procedural (no download)."
 
-    return calculate_md5(path)
 
+def _torchvision_downloader(md5: str):
+    """A ``vhe.data.fetch`` downloader that calls torchvision's ``download_url`` (``md5`` passed on).
 
-def _check_dtd_md5(path: Path, where: str, advice: str) -> None:
-    """Raise ``DataIntegrityError`` unless ``path`` has torchvision's DTD md5."""
-    url, md5, name = dtd_reference()
-    actual = _md5(path)
-    if actual != md5:
-        raise DataIntegrityError(f"checksum mismatch for {name}: expected md5 {md5} (torchvision.datasets.DTD), "
-                                 f"got {actual} ({where} {path}). {advice}")
+    A failed download that left a non-empty file (torchvision raises ``RuntimeError`` after
+    downloading a file with another md5) returns normally, so ``fetch_file`` verifies that file
+    and reports both checksums.
+    """
+    def download(url: str, part: Path, timeout: float) -> None:
+        from torchvision.datasets import utils as tv_utils
+
+        try:
+            tv_utils.download_url(url, str(part.parent), filename=part.name, md5=md5)
+        except (OSError, RuntimeError, ValueError):  # URLError is an OSError; a bad md5 a RuntimeError
+            if part.is_file() and part.stat().st_size > 0:
+                return
+            raise
+
+    return download
 
 
 def fetch_dtd(dest_dir: str | os.PathLike = "resources/raw", mirror: str | os.PathLike | None = None,
               download: bool = True) -> Path:
     """Make ``dest_dir/dtd-r1.0.1.tar.gz`` exist with torchvision's md5 and return its path.
 
-    Mirror first, as ``vhe.data.fetch`` does for Omniglot: an existing destination file is
-    verified and kept; else ``mirror/dtd-r1.0.1.tar.gz`` (``mirror`` argument, else
-    ``$VHE_DATA_MIRROR``) is verified and copied (atomically); else, with ``download``,
-    torchvision's ``download_url`` fetches ``DTD._URL`` (about 600 MB) into a temporary folder
-    in ``dest_dir`` and checks ``DTD._MD5`` before the file is moved into place.
+    ``vhe.data.fetch.fetch_file`` with ``DTD._URL`` and ``DTD._MD5`` (``dtd_reference``), so in
+    the order of every fetch: an existing destination file is verified and kept; else
+    ``mirror/dtd-r1.0.1.tar.gz`` (``mirror`` argument, else ``$VHE_DATA_MIRROR``) is verified and
+    copied (atomically); else, with ``download``, torchvision's ``download_url`` fetches the URL
+    (about 600 MB) into a temporary folder in ``dest_dir`` and the md5 is checked before the file
+    is moved into place.
 
     Raises ``DataIntegrityError`` when a copy has the wrong md5 (the file is named, with both
     checksums and what to do) and ``DataUnavailableError`` when there is no local copy and the
     download is impossible (the message names the file, where it looked and the fix).
     """
     url, md5, name = dtd_reference()
-    dest_dir = Path(dest_dir)
-    dest = dest_dir / name
-    if dest.is_file():
-        _check_dtd_md5(dest, "existing file", f"Delete {dest} and run again, or replace it with a good copy of {url}.")
-        log.info("%s already present and verified (md5)", dest)
-        return dest
-    mirror_dir = _resolve_mirror(mirror)
-    mirror_file = mirror_dir / name if mirror_dir is not None else None
-    if mirror_file is not None and mirror_file.is_file():
-        _check_dtd_md5(mirror_file, "mirror file",
-                       f"Replace {mirror_file} with a good copy of {url} (or unset ${MIRROR_ENV} / data.mirror "
-                       f"to download it).")
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_copy(mirror_file, dest)
-        log.info("copied %s from mirror %s", name, mirror_dir)
-        return dest
-
-    looked = f"{dest} does not exist, " + (f"nor does the mirror file {mirror_file}" if mirror_file is not None
-                                            else f"and no mirror is set (${MIRROR_ENV} or config data.mirror)")
-    remedy = (f"put the archive at {dest} (or in the mirror folder, ${MIRROR_ENV} or config data.mirror) -- "
-              f"download {url} by hand, its md5 must be {md5} -- or use textures.source: procedural.")
-    fix = f"Fix: {remedy}"
-    if not download:
-        raise DataUnavailableError(f"cannot get {name} (Describable Textures Dataset, textures.source: dtd): "
-                                   f"{looked}, and downloading is off. {fix}")
-    from torchvision.datasets import utils as tv_utils
-
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{name}."))
-    try:
-        try:
-            tv_utils.download_url(url, str(tmp), filename=name, md5=md5)
-        except (OSError, RuntimeError, ValueError) as e:  # URLError is an OSError; a bad md5 a RuntimeError
-            part = tmp / name
-            if part.is_file() and part.stat().st_size > 0:
-                _check_dtd_md5(part, "download of", f"The download from {url} is corrupt or the file changed "
-                                                    f"upstream: retry, or {remedy}")
-            raise DataUnavailableError(f"cannot get {name} (Describable Textures Dataset, textures.source: dtd): "
-                                       f"{looked}, and downloading {url} through torchvision failed "
-                                       f"({type(e).__name__}: {e}). {fix}") from e
-        _check_dtd_md5(tmp / name, "download of", f"Retry, or {remedy}")
-        os.replace(tmp / name, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    log.info("downloaded %s from %s (md5 verified)", name, url)
-    return dest
+    return fetch_file(name, url, dest_dir, md5, "md5", mirror=mirror, download=download,
+                      downloader=_torchvision_downloader(md5), label=_DTD_LABEL, origin=_DTD_ORIGIN,
+                      fallback=_DTD_FALLBACK)
 
 
 def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, threshold: float | None = None,
@@ -353,14 +354,17 @@ def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, th
         raise FileNotFoundError(f"DTD archive {archive} does not exist; fetch it with "
                                 f"`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`")
     if verify:
-        _check_dtd_md5(archive, "archive", f"Delete {archive} and fetch it again "
-                                           f"(`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`).")
+        _, md5, _ = dtd_reference()
+        verify_checksum(archive, md5, "md5", origin=_DTD_ORIGIN, source=f"archive {archive}",
+                        advice=f"Delete {archive} and fetch it again "
+                               f"(`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`).")
     if n_textures < 1:
         raise ValueError(f"dtd_textures: n_textures must be >= 1, got {n_textures}")
+    reader = MemberReader(archive)
     try:
         with tarfile.open(archive, "r:*") as tf:
             by_cat: dict[str, list[tarfile.TarInfo]] = {}
-            for m in tf.getmembers():
+            for m in reader.scan_tar(tf):
                 parts = m.name.lstrip("./").split("/")
                 if (m.isfile() and len(parts) == 4 and parts[:2] == ["dtd", "images"]
                         and parts[3].lower().endswith(IMAGE_EXTENSIONS) and not parts[3].startswith("._")):
@@ -380,7 +384,7 @@ def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, th
             chosen = chosen[:n_textures]
             tiles: dict[str, np.ndarray] = {}
             for m in sorted(chosen, key=lambda m: m.offset_data):  # archive order: forward reads of the .tar.gz
-                tiles[m.name] = _image_to_tile(lambda m=m: tf.extractfile(m).read(), m.name, archive, size,
+                tiles[m.name] = _image_to_tile(lambda m=m: reader.read_tar(tf, m), m.name, archive, size,
                                                threshold, crop)
     except (tarfile.TarError, EOFError, OSError) as e:
         raise DataIntegrityError(f"{archive} is not a readable tar archive ({type(e).__name__}: {e}); "

@@ -24,9 +24,8 @@ from vhe.data.fetch import DataIntegrityError, DataUnavailableError
 from vhe.data.textures import (TexturedSet, dtd_archive_name, dtd_reference, dtd_textures, fetch_dtd,
                                load_texture_folder)
 
+from .helpers import data_dry_run, needs_snakemake, synthetic_chars
 from .mirror import REPO
-from .test_fetch import data_dry_run, needs_snakemake
-from .test_textures import _synthetic_chars
 
 CATEGORIES = {"banded": 3, "dotted": 2, "zigzagged": 2}     # 7 images in 3 categories
 
@@ -122,7 +121,7 @@ def test_dtd_textures_one_image_per_category(fake_dtd):
 
 def test_cli_textured_from_dtd(fake_dtd, tmp_path, no_download):
     archive, _, _ = fake_dtd
-    s = _synthetic_chars().save(tmp_path / "s.pt")
+    s = synthetic_chars().save(tmp_path / "s.pt")
     out = tmp_path / "t.pt"
     assert cli.main(["textured", "--set", str(s), "--out", str(out), "--n-textures", "3",
                      "--n-per-character", "4", "--seed", "0", "--dtd", str(archive)]) == 0

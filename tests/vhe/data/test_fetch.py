@@ -2,9 +2,6 @@
 import hashlib
 import importlib
 import io
-import shutil
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -12,10 +9,11 @@ from pathlib import Path
 import pytest
 
 fetch_mod = importlib.import_module("vhe.data.fetch")  # the package re-exports the function `fetch`
-from vhe.data.fetch import (DEFAULT_MANIFEST, DataIntegrityError, DataUnavailableError, Entry, fetch, read_manifest,
-                            sha256sum)
+from vhe.data.fetch import (DEFAULT_MANIFEST, DataIntegrityError, DataUnavailableError, Entry, fetch, fetch_file,
+                            file_checksum, read_manifest, sha256sum)
 
-from .mirror import MIRROR, REPO
+from .helpers import data_dry_run, needs_snakemake
+from .mirror import MIRROR
 needs_mirror = pytest.mark.skipif(not (MIRROR / "MANIFEST.tsv").is_file(),
                                   reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)")
 
@@ -161,6 +159,42 @@ def test_unknown_name(tmp_path, manifest):
         fetch("other.bin", tmp_path, manifest)
 
 
+# --------------------------------------------------------------------------- fetch_file: any URL, sha256 or md5
+def test_fetch_file_with_md5(tmp_path, no_network):
+    """The path of every fetch (existing file, mirror, download) with an md5 instead of the manifest's sha256."""
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "file.bin").write_bytes(PAYLOAD)
+    assert file_checksum(mirror / "file.bin", "md5") == md5
+    out = fetch_file("file.bin", URL, tmp_path / "dest", md5.upper(), "md5", mirror=mirror)
+    assert out.read_bytes() == PAYLOAD and _leftovers(out.parent) == []
+    assert fetch_file("file.bin", URL, tmp_path / "dest", md5, "md5") == out          # existing file, verified
+    (mirror / "other.bin").write_bytes(b"tampered")
+    with pytest.raises(DataIntegrityError, match=f"expected md5 {md5} \\(the test\\), got "
+                                                 f"{hashlib.md5(b'tampered').hexdigest()}"):
+        fetch_file("other.bin", URL, tmp_path / "dest", md5, "md5", mirror=mirror, origin="the test")
+    with pytest.raises(DataUnavailableError, match="downloading is off.*its md5 must be") as e:
+        fetch_file("third.bin", URL, tmp_path / "dest", md5, "md5", download=False, fallback="Or else.")
+    assert str(e.value).endswith("Or else.") and no_network == []
+
+
+def test_fetch_file_downloader_and_bad_checksums(tmp_path):
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    seen = []
+
+    def downloader(url, part, timeout):
+        seen.append((url, part.name, part.parent.parent, timeout))
+        part.write_bytes(PAYLOAD)
+
+    out = fetch_file("file.bin", URL, tmp_path, md5, "md5", downloader=downloader, timeout=3)
+    assert out.read_bytes() == PAYLOAD and seen == [(URL, "file.bin", tmp_path, 3)] and _leftovers(tmp_path) == []
+    with pytest.raises(ValueError, match="not 32 hex digits"):
+        fetch_file("x.bin", URL, tmp_path, SHA, "md5")
+    with pytest.raises(ValueError, match="unknown checksum algorithm"):
+        fetch_file("x.bin", URL, tmp_path, md5, "crc32")
+
+
 # --------------------------------------------------------------------------- network
 def test_missing_mirror_file_without_network(tmp_path, manifest, no_network):
     mirror = tmp_path / "mirror"
@@ -245,24 +279,6 @@ def test_cli_ok_and_error(tmp_path, manifest, capsys, no_network):
 
 
 # --------------------------------------------------------------------------- Snakemake rules (dry run)
-needs_snakemake = pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None,
-                                     reason="snakemake is not installed in this environment")
-
-
-def data_dry_run(tmp_path, textures: str, run: str = "smoke") -> str:
-    """`snakemake -n -p` of the real Snakefile for the data products only (rules/data.smk); its output."""
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"run: {run}\nseed: 0\ndata: {{mirror: null, max_characters: 10}}\ntextures: {textures}\n")
-    targets = [f"resources/{run}/{k}.pt" for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs",
-                                                   "textured")] + [f"results/{run}/metrics/data_gap.json"]
-    exe = Path(sys.executable).parent / "snakemake"
-    r = subprocess.run([str(exe), *targets, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "-n", "-p",
-                        "--cores", "1", "--configfile", str(cfg)], capture_output=True, text=True, timeout=120)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    return out
-
-
 @needs_snakemake
 def test_data_rules_dry_run(tmp_path):
     out = data_dry_run(tmp_path, "{source: procedural, n_textures: 4, n_per_character: 2}")

@@ -1,6 +1,6 @@
 """vhe.data.gap: definitions, and the measured domain gap pinned on the mirror (see docs/data_gap.md).
 
-If a change to the preprocessing (vhe.data.omniglot.preprocess_105 defaults) or to the metric
+If a change to the preprocessing (vhe.data.transforms.preprocess_105 defaults) or to the metric
 definitions moves these numbers, update docs/data_gap.md together with the pins.
 """
 import json
@@ -11,8 +11,9 @@ import torch
 from vhe.data import cli
 from vhe.data.gap import (Preprocessing, choose_preprocessing, default_candidates, image_stats, ink_fraction,
                           matched_agreement, measure_domain_gap, stroke_thickness)
-from vhe.data.omniglot import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, concat_sets, load_npz_arrays,
-                               read_lake_originals)
+from vhe.data.readers import load_npz_arrays, read_lake_originals
+from vhe.data.sets import concat_sets
+from vhe.data.transforms import DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD
 
 from .mirror import MIRROR
 ZIPS = ["images_background_small1.zip", "images_background_small2.zip"]
@@ -56,7 +57,7 @@ def test_definitions_on_synthetic_images():
 
 
 def test_matched_agreement_synthetic():
-    from vhe.data.omniglot import OmniglotSet
+    from vhe.data.sets import OmniglotSet
     g = torch.Generator().manual_seed(0)
     imgs = (torch.rand(6, 1, 4, 4, generator=g) > 0.5).to(torch.uint8)
     a = OmniglotSet(imgs, torch.tensor([0, 0, 0, 1, 1, 1]), torch.zeros(6, dtype=torch.int64), torch.arange(6) % 3,

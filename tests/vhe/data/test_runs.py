@@ -1,17 +1,17 @@
 """vhe.data.runs: Lake's official one-shot runs and in-distribution within-alphabet runs."""
-import io
 import zipfile
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from vhe.data import cli
 from vhe.data.fetch import DataIntegrityError
-from vhe.data.omniglot import center_ink, load_npz_arrays
+from vhe.data.readers import load_npz_arrays
 from vhe.data.runs import OneShotRun, load_lake_runs, load_runs, save_runs, within_alphabet_runs
+from vhe.data.transforms import center_ink
 
+from .helpers import bar_png, files_under, png_declaring, runs_zip
 from .mirror import MIRROR
 _SKIP = f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)"
 
@@ -77,29 +77,8 @@ def test_save_load_runs(tmp_path, lake_runs):
         load_runs(tmp_path / "bad.pt")
 
 
-def _png(seed: int) -> bytes:
-    a = np.full((105, 105), 255, np.uint8)
-    a[10 + seed:40 + seed, 20:30] = 0
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _runs_zip(path, labels=None, extra=None, n=3):
-    lines = labels if labels is not None else [f"run01/test/item{i + 1:02d}.png run01/training/class{(i + 1) % n + 1:02d}.png"
-                                               for i in range(n)]
-    with zipfile.ZipFile(path, "w") as z:
-        for i in range(n):
-            z.writestr(f"run01/training/class{i + 1:02d}.png", _png(i))
-            z.writestr(f"run01/test/item{i + 1:02d}.png", _png(i + 3))
-        z.writestr("run01/class_labels.txt", "\n".join(lines) + "\n")
-        for k, v in (extra or {}).items():
-            z.writestr(k, v)
-    return path
-
-
 def test_lake_runs_synthetic(tmp_path):
-    runs = load_lake_runs(_runs_zip(tmp_path / "r.zip"))
+    runs = load_lake_runs(runs_zip(tmp_path / "r.zip"))
     assert len(runs) == 1 and runs[0].answer.tolist() == [1, 2, 0] and runs[0].n_way == 3
 
 
@@ -108,25 +87,25 @@ def test_lake_runs_errors(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(DataIntegrityError, match="bad.zip"):
         load_lake_runs(bad)
-    good = _runs_zip(tmp_path / "g.zip")
+    good = runs_zip(tmp_path / "g.zip")
     trunc = tmp_path / "trunc.zip"
     trunc.write_bytes(good.read_bytes()[:-200])
     with pytest.raises(DataIntegrityError, match="trunc.zip"):
         load_lake_runs(trunc)
     with zipfile.ZipFile(tmp_path / "nolabels.zip", "w") as z:
-        z.writestr("run01/training/class01.png", _png(0))
+        z.writestr("run01/training/class01.png", bar_png(0))
     with pytest.raises(ValueError, match="class_labels.txt"):
         load_lake_runs(tmp_path / "nolabels.zip")
-    p = _runs_zip(tmp_path / "missing.zip", labels=["run01/test/item01.png run01/training/class09.png",
-                                                    "run01/test/item02.png run01/training/class01.png",
-                                                    "run01/test/item03.png run01/training/class02.png"])
+    p = runs_zip(tmp_path / "missing.zip", labels=["run01/test/item01.png run01/training/class09.png",
+                                                   "run01/test/item02.png run01/training/class01.png",
+                                                   "run01/test/item03.png run01/training/class02.png"])
     with pytest.raises(ValueError, match="class09.png"):
         load_lake_runs(p)
-    p = _runs_zip(tmp_path / "malformed.zip", labels=["run01/test/item01.png"])
+    p = runs_zip(tmp_path / "malformed.zip", labels=["run01/test/item01.png"])
     with pytest.raises(ValueError, match="line 1"):
         load_lake_runs(p)
-    p = _runs_zip(tmp_path / "corrupt.zip", extra={"run01/training/class04.png": b"garbage"},
-                  labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)])
+    p = runs_zip(tmp_path / "corrupt.zip", extra={"run01/training/class04.png": b"garbage"},
+                 labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)])
     with pytest.raises(DataIntegrityError, match="class04.png"):
         load_lake_runs(p)
 
@@ -178,3 +157,35 @@ def test_cli_runs(tmp_path, evaluation):
     for p, c in zip(plain, centred):
         assert torch.equal(c.support, center_ink(p.support)) and torch.equal(c.query, center_ink(p.query))
         assert torch.equal(c.answer, p.answer) and c.support_files == p.support_files
+
+
+# --------------------------------------------------------------------------- hostile archives (size limits)
+def test_lake_runs_png_declaring_a_huge_size_is_refused_and_nothing_written(tmp_path, monkeypatch, capsys):
+    p = runs_zip(tmp_path / "huge.zip", extra={"run01/training/class04.png": png_declaring(30000, 30000)},
+                 labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)])
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    assert cli.main(["prepare-runs", "--zip", str(p), "--out", str(tmp_path / "out" / "runs.pt")]) == 1
+    err = capsys.readouterr().err
+    assert "huge.zip: member 'run01/training/class04.png' is not a decodable PNG (DecompressionBombError" in err
+    assert files_under(tmp_path) == before
+
+
+def test_lake_runs_truncated_zip_writes_nothing(tmp_path, monkeypatch, capsys):
+    good = runs_zip(tmp_path / "g.zip")
+    trunc = tmp_path / "cut.zip"
+    trunc.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    assert cli.main(["prepare-runs", "--zip", str(trunc), "--out", str(tmp_path / "runs.pt")]) == 1
+    assert "cut.zip" in capsys.readouterr().err
+    assert files_under(tmp_path) == before
+
+
+def test_lake_runs_label_file_over_the_limit_is_refused(tmp_path, monkeypatch):
+    from vhe.data import archives
+
+    p = runs_zip(tmp_path / "r.zip")
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 50)
+    with pytest.raises(DataIntegrityError, match=r"r\.zip: member 'run01/class_labels\.txt' declares \d+ bytes"):
+        load_lake_runs(p)

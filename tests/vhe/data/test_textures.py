@@ -1,4 +1,5 @@
 """vhe.data.textures: procedural textures, textured Omniglot, texture folders."""
+import io
 import logging
 import tarfile
 import zipfile
@@ -10,10 +11,11 @@ from PIL import Image
 
 from vhe.data import cli
 from vhe.data.fetch import DataIntegrityError
-from vhe.data.omniglot import OmniglotSet, load_npz_arrays
+from vhe.data.readers import load_npz_arrays
 from vhe.data.textures import (TexturedSet, crop_texture, dilate_binary, load_texture_folder, procedural_textures,
                                texture_catalogue, texture_family, textured_omniglot)
 
+from .helpers import files_under, png_declaring, synthetic_chars
 from .mirror import MIRROR
 
 
@@ -23,17 +25,6 @@ def chars():
     if not (MIRROR / "train_small.npz").is_file():
         pytest.skip(f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)")
     return load_npz_arrays(MIRROR / "train_small.npz", max_characters=100)
-
-
-def _synthetic_chars(n_chars=6, n=4, seed=0) -> OmniglotSet:
-    g = torch.Generator().manual_seed(seed)
-    imgs = torch.zeros(n_chars * n, 1, 28, 28, dtype=torch.uint8)
-    for i in range(len(imgs)):
-        y, x = torch.randint(4, 18, (2,), generator=g).tolist()
-        imgs[i, 0, y:y + 8, x:x + 3] = 1
-    char = torch.arange(n_chars).repeat_interleave(n)
-    return OmniglotSet(images=imgs, character=char, alphabet=torch.zeros_like(char), drawer=torch.arange(n).repeat(n_chars),
-                       character_names=[f"A/character{c:02d}" for c in range(n_chars)], alphabet_names=["A"])
 
 
 # --------------------------------------------------------------------------- procedural textures
@@ -85,7 +76,7 @@ def test_nearest_neighbour_recovers_texture_from_random_crops():
 
 # --------------------------------------------------------------------------- textured Omniglot
 def test_textured_omniglot_structure(tmp_path):
-    s = _synthetic_chars()
+    s = synthetic_chars()
     tex, names = procedural_textures(4, seed=0, return_names=True)
     t = textured_omniglot(s, tex, n_per_character=6, seed=0, dilate=1, texture_names=names)
     assert len(t) == 36 and t.images.shape == (36, 1, 28, 28) and t.images.dtype == torch.uint8
@@ -153,7 +144,7 @@ def test_texture_and_character_both_recognisable(chars):
 
 
 def test_cli_textured(tmp_path):
-    p = _synthetic_chars().save(tmp_path / "s.pt")
+    p = synthetic_chars().save(tmp_path / "s.pt")
     out = tmp_path / "t.pt"
     assert cli.main(["textured", "--set", str(p), "--out", str(out), "--n-textures", "3", "--n-per-character", "2",
                      "--seed", "5", "--max-characters", "4"]) == 0
@@ -208,3 +199,82 @@ def test_load_texture_folder_errors(tmp_path):
     (tmp_path / "c.zip").write_bytes(b"garbage")
     with pytest.raises(DataIntegrityError, match="c.zip"):
         load_texture_folder(tmp_path / "c.zip")
+
+
+# --------------------------------------------------------------------------- hostile texture sources
+def _folder_with_outside(tmp_path):
+    """tmp_path/tex with two images, and tmp_path/outside/secret.png (a valid image) beside it."""
+    (tmp_path / "tex").mkdir()
+    for i in range(2):
+        _photo(i).save(tmp_path / "tex" / f"img{i}.png")
+    (tmp_path / "outside").mkdir()
+    _photo(9).save(tmp_path / "outside" / "secret.png")
+    return tmp_path / "tex"
+
+
+@pytest.mark.parametrize("link, target", [("evil.png", "outside/secret.png"),   # a file
+                                          ("sub", "outside"),                   # a folder
+                                          ("gone.png", "outside/missing.png")])  # a dangling link
+def test_symlink_leaving_the_texture_folder_is_refused(tmp_path, link, target):
+    folder = _folder_with_outside(tmp_path)
+    (folder / link).symlink_to(tmp_path / target)
+    with pytest.raises(DataIntegrityError, match=rf"tex: '{link}' is a symbolic link to .*{target}, outside the "
+                                                 rf"texture folder"):
+        load_texture_folder(folder)
+
+
+def test_symlink_refusal_via_cli_writes_nothing(tmp_path, monkeypatch, capsys):
+    folder = _folder_with_outside(tmp_path)
+    (folder / "evil.png").symlink_to(tmp_path / "outside" / "secret.png")
+    s = synthetic_chars().save(tmp_path / "s.pt")
+    monkeypatch.chdir(tmp_path)
+    before = files_under(tmp_path)
+    secret = (tmp_path / "outside" / "secret.png").read_bytes()
+    assert cli.main(["textured", "--set", str(s), "--out", str(tmp_path / "t.pt"), "--n-textures", "2",
+                     "--n-per-character", "2", "--texture-folder", str(folder)]) == 1
+    assert "'evil.png' is a symbolic link" in capsys.readouterr().err
+    assert files_under(tmp_path) == before and (tmp_path / "outside" / "secret.png").read_bytes() == secret
+
+
+def test_symlink_inside_the_folder_is_skipped_not_followed(tmp_path, caplog):
+    folder = _folder_with_outside(tmp_path)
+    (folder / "alias.png").symlink_to(folder / "img0.png")
+    (folder / "again").symlink_to(folder, target_is_directory=True)
+    with caplog.at_level(logging.WARNING, logger="vhe.data.textures"):
+        tex, names = load_texture_folder(folder, size=8)
+    assert names == ["img0.png", "img1.png"] and tex.shape == (2, 8, 8)
+    assert "skipping symbolic link alias.png" in caplog.text and "skipping symbolic link again" in caplog.text
+
+
+def test_texture_image_declaring_a_huge_size_is_refused(tmp_path):
+    folder = _folder_with_outside(tmp_path)
+    (folder / "huge.png").write_bytes(png_declaring(30000, 30000))
+    with pytest.raises(DataIntegrityError, match=r"tex: 'huge\.png' is not a decodable image "
+                                                 r"\(DecompressionBombError.*replace or remove it"):
+        load_texture_folder(folder)
+    zp = tmp_path / "t.zip"
+    with zipfile.ZipFile(zp, "w") as z:
+        z.writestr("a/huge.png", png_declaring(30000, 30000))
+    with pytest.raises(DataIntegrityError, match=r"t\.zip: 'a/huge\.png' is not a decodable image.*archive is corrupt"):
+        load_texture_folder(zp)
+
+
+def test_texture_archive_members_over_the_limit_or_leaving_it_are_refused(tmp_path, monkeypatch):
+    from vhe.data import archives
+
+    tp = tmp_path / "t.tar"
+    with tarfile.open(tp, "w") as tf:
+        for name in ("ok.png", "../evil.png"):
+            buf = io.BytesIO()
+            _photo(0).save(buf, format="PNG")
+            info = tarfile.TarInfo(name)
+            info.size = len(buf.getvalue())
+            tf.addfile(info, io.BytesIO(buf.getvalue()))
+    with pytest.raises(DataIntegrityError, match=r"t\.tar: member '\.\./evil\.png' has a name that leaves"):
+        load_texture_folder(tp)
+    zp = tmp_path / "big.zip"
+    with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", bytes(50 * 2 ** 20))
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 2 ** 20)
+    with pytest.raises(DataIntegrityError, match=r"big\.zip: member 'big\.png' declares 52428800 bytes"):
+        load_texture_folder(zp)

@@ -1,8 +1,7 @@
-"""scripts/estimate_cost.py: the CPU cost estimate `make reproduce` prints, and its gate."""
+"""pipeline/estimate.py (vhe-estimate, scripts/estimate_cost.py): the CPU cost estimate `make reproduce` prints, and its gate."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import io
 import shutil
 import subprocess
@@ -12,9 +11,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("estimate_cost", REPO / "scripts" / "estimate_cost.py")
-ec = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ec)
+from pipeline import estimate as ec  # noqa: E402  (the CLI behind scripts/estimate_cost.py and vhe-estimate)
 
 PAPER, CPU, SMOKE = (REPO / "config" / f"{p}.yaml" for p in ("config", "cpu", "smoke"))
 HOUR = 3600.0
@@ -24,6 +21,7 @@ HOUR = 3600.0
 def _machine_independent(monkeypatch):
     """Jobs side by side = the cores asked for, whatever this machine has; no CONFIRM from outside."""
     monkeypatch.setattr(ec, "usable_cores", lambda cores: max(1, int(cores)))
+    monkeypatch.setattr(ec.cost, "usable_cores", lambda cores: max(1, int(cores)))
     monkeypatch.delenv("CONFIRM", raising=False)
 
 
@@ -84,10 +82,23 @@ def test_a_vae_evaluation_is_its_likelihood_alone():
     cut = ec.estimate(fewer, cores=1)["models"]
     for name in ("vae_deconv", "vae_pixelcnn"):
         assert cut[name]["eval_s"] == pytest.approx(base[name]["eval_s"])
-    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"] / 10
+    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"] / 3
+    # without decoding classifiers, a class model's evaluation decodes exactly what a VAE's does: log p(X)
+    assert ec.evaluation_decodes(fewer, "pixelcnn", "class") == ec.evaluation_decodes(fewer, "pixelcnn", "vae")
     ev = raw["evaluation"]
     assert ec.evaluation_decodes(raw, "deconv", "vae") == ev["max_classes"] * ec.DRAWINGS * ev["n_samples"]
     assert ec.evaluation_decodes(raw, "deconv", "class") > 10 * ec.evaluation_decodes(raw, "deconv", "vae")
+
+
+def test_per_decoder_evaluation_settings_reach_the_cost_model():
+    """The decoder's overrides (experiments.config.evaluation_for), as the evaluators use them."""
+    raw = yaml.safe_load(CPU.read_text())
+    raw["evaluation"]["per_decoder"] = {"pixelcnn": {"n_samples": 7, "max_elements": None}}
+    assert ec.cost.eval_setting(raw, "pixelcnn", "n_samples") == 7
+    assert ec.cost.eval_setting(raw, "deconv", "n_samples") == raw["evaluation"]["n_samples"]
+    assert ec.cost.eval_setting(raw, "pixelcnn", "max_elements") == raw["evaluation"].get("max_elements")
+    ev = raw["evaluation"]
+    assert ec.evaluation_decodes(raw, "pixelcnn", "vae") == ev["max_classes"] * ec.DRAWINGS * 7
 
 
 def test_rates_follow_the_stated_assumptions():
@@ -149,7 +160,7 @@ def test_cli_breakdown(capsys):
 def test_make_reproduce_runs_the_gate_first_and_ci_does_not_call_it():
     r = subprocess.run(["make", "-n", "reproduce", "CONFIG=config/cpu.yaml"], cwd=REPO, capture_output=True,
                        text=True, timeout=60)
-    lines = [ln for ln in r.stdout.splitlines() if "estimate_cost.py" in ln or "snakemake --cores" in ln]
+    lines = [ln for ln in r.stdout.splitlines() if "vhe-estimate" in ln or "snakemake --cores" in ln]
     assert r.returncode == 0 and len(lines) == 2, r.stdout + r.stderr
     assert "--gate" in lines[0] and "--config config/cpu.yaml" in lines[0] and "snakemake" in lines[1]
     ci = REPO / ".ci" / "run"

@@ -1,0 +1,355 @@
+"""The cost model: seconds of training and evaluation per model, from the config and the measured
+rates in ``pipeline/rates.json``. One model, read by ``pipeline/estimate.py`` (``vhe-estimate``, what
+``make reproduce`` prints) and by the rules' runtime resources (``pipeline/resources.py``).
+
+Assumptions (the numbers are in rates.json, with when and where they were measured):
+
+1. Training a class model on one CPU thread, fp32, one target per support set (T = 1) runs at
+   ``train_images_per_s`` with the cpu-profile and the paper-profile networks; between and beyond
+   these sizes the rate follows a power law in a network-size proxy (:func:`network_work`) through
+   the two points; networks smaller than the cpu profile's run no faster than it (per-operation
+   overhead dominates them).
+2. T targets per support set (``train.targets_per_class``): the part of a T = 1 step that depends
+   on the support set shrinks as 1/T, calibrated on the measured T = 4 speed-ups (``t4_speedup``);
+   not applied to the VAE.
+3. bf16 autocast on the CPU (``train.amp_cpu``, resolved for *this* CPU) multiplies the rate by
+   ``bf16_speedup``; ``train.amp`` (CUDA only) is ignored.
+4. A step of another experiment costs ``experiment_factor`` times a class step with the same
+   decoder, networks, T and precision; a VAE step ``vae_factor`` times a class step at T = 1.
+5. Every model trains ``max_steps`` steps (early stopping is not predicted); validation,
+   checkpoints and sample grids are not counted.
+6. Image decodes (evaluation, the one-shot learning curve) run at ``decodes_per_s`` (or
+   ``decodes_per_s_small_chunks`` when ``evaluation.max_elements`` <= ``small_chunk``), scaled to
+   other networks like the training rate. Counted: the learning curve, log p(X) (test characters
+   x 20 drawings x K) and, for class models, classification on Lake's, the within-alphabet and the
+   validation runs (:func:`pair_decodes` per pair and sample: the estimators share their draws). The structured models' evaluation,
+   data preparation and figures are not counted, so evaluation is a lower bound.
+7. Jobs run one thread each, ``min(cores, CPUs)`` side by side, each ``side_by_side_slowdown``
+   slower than alone when more than one runs; wall time = max(total job time x slowdown /
+   parallel jobs, the longest model's training + evaluation x slowdown).
+8. On one GPU (:func:`gpu_model_seconds`, :func:`gpu_estimate`) a model's rates are *measured*
+   when a GPU-rates file (written by ``make gpu-check``, ``pipeline/gpu_check.py``) holds them,
+   else *guessed*. The file is the path given (``vhe-estimate --gpu-rates``), else
+   ``$VHE_GPU_RATES``, else rates.json's ``gpu_rates`` (``pipeline/gpu_rates.json``, committed once
+   measured on a real GPU); the default file may be absent (all guessed), a named one may not.
+   Training is measured when the file's entry for the model's name was measured with the same
+   experiment, objective, decoder, networks, batch size, T, k_shot and ``train.amp``
+   (:func:`model_signature`): ``max_steps`` x batch / its images/s. Decodes (evaluation and the
+   learning curve) are measured when the file's entry for the decoder has the same networks: its
+   decodes/s at K = 1000 with the config's ``evaluation.max_elements`` (extrapolated in K where
+   K = 1000 did not fit the check's budget). Anything else is guessed: ``gpu_speedup_guess`` times
+   the one-thread CPU rate of assumptions 1-6. Every result says which (``train_source``,
+   ``eval_source``: "measured" or "guess"). With ``snakemake --cores 8 --resources gpu=1`` the GPU
+   jobs (training and evaluation of every model) run one at a time, so the wall-clock is the sum of
+   their times; data preparation, baselines and figures (CPU jobs) are not counted, nor (as in 6)
+   the structured models' evaluation.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["RATES_PATH", "rates", "network_work", "train_rate", "decode_rate", "evaluation_decodes",
+           "curve_decodes", "pair_decodes", "model_seconds", "usable_cores", "estimate", "OMNIGLOT_EVAL_CHARACTERS", "DRAWINGS",
+           "GPU_RATES_ENV", "GPU_RATES_FORMAT", "GPU_ASSUMPTION", "gpu_rates_path", "gpu_rates", "model_signature",
+           "gpu_decode_rate", "gpu_model_seconds", "gpu_estimate"]
+
+RATES_PATH = Path(__file__).with_name("rates.json")
+OMNIGLOT_EVAL_CHARACTERS = 659
+DRAWINGS = 20
+LAKE_RUNS, LAKE_WAY = 20, 20
+
+
+@lru_cache(maxsize=1)
+def _rates_text() -> str:
+    return RATES_PATH.read_text()
+
+
+def rates() -> dict:
+    """The measured rates (a fresh copy of pipeline/rates.json)."""
+    return json.loads(_rates_text())
+
+
+def network_work(decoder: str, nets: dict) -> float:
+    """Relative size of a model's networks (arbitrary units, proportional to multiply-adds per pixel)."""
+    if decoder == "pixelcnn":
+        p = nets["pixelcnn"]
+        return float(p["n_layers"] * p["channels"] ** 2 * p["kernel_size"] ** 2)
+    return float(nets["conv_layers"] * nets["conv_channels"] ** 2 + 2 * nets["deconv_channels"] ** 2)
+
+
+def _size_scale(decoder: str, nets: dict) -> float:
+    """Rate at these networks / rate at the cpu-profile networks (<= 1; power law, assumption 1)."""
+    r = rates()
+    w_small, w_big = network_work(decoder, r["cpu_nets"]), network_work(decoder, r["paper_nets"])
+    r_small, r_big = r["train_images_per_s"][decoder]
+    alpha = math.log(r_small / r_big) / math.log(w_big / w_small)
+    w = network_work(decoder, nets)
+    return 1.0 if w <= w_small else (w / w_small) ** (-alpha)
+
+
+def train_rate(experiment: str, decoder: str, nets: dict, targets_per_class: int = 1, bf16: bool = False) -> float:
+    """Training images (targets) per second of one model on one CPU thread (assumptions 1-4)."""
+    r = rates()
+    rate = r["train_images_per_s"][decoder][0] * _size_scale(decoder, nets)
+    if experiment != "vae" and targets_per_class > 1:
+        phi = (1 - 1 / r["t4_speedup"][decoder]) / (1 - 1 / 4)  # share of a T = 1 step spent per support set
+        rate /= 1 - phi * (1 - 1 / targets_per_class)
+    if bf16:
+        rate *= r["bf16_speedup"][decoder]
+    return rate / (r["vae_factor"][decoder] if experiment == "vae" else r["experiment_factor"][experiment])
+
+
+def decode_rate(decoder: str, nets: dict, max_elements: int | None = None) -> float:
+    """Image decodes per second on one CPU thread, fp32, in chunks of ``max_elements`` images (assumption 6)."""
+    r = rates()
+    small = max_elements is not None and max_elements <= r["small_chunk"]
+    return r["decodes_per_s_small_chunks" if small else "decodes_per_s"][decoder] * _size_scale(decoder, nets)
+
+
+def eval_setting(cfg: dict, decoder: str, key: str):
+    """evaluation[key] for a model with ``decoder``: its evaluation.per_decoder[decoder] override
+    when set (:func:`experiments.config.evaluation_for`)."""
+    return _evaluation(cfg, decoder).get(key)
+
+
+def _evaluation(cfg: dict, decoder: str) -> dict:
+    from experiments.config import evaluation_for
+
+    return evaluation_for(cfg, decoder)
+
+
+def pair_decodes(estimators, shots: int = 1) -> int:
+    """Decoder evaluations per (query, class) pair and per sample K when ``estimators`` are scored
+    together from shared draws (vhe.evaluate.class_scores_many): conditional 1; symmetric's reverse
+    half ``shots`` more (its forward half is the conditional scores, drawn once); marginal_ratio
+    ``shots`` + 1; ns_kl none. log p̂(D), once per support set, is not a per-pair cost."""
+    est = set(estimators)
+    n = 1 if est & {"conditional", "symmetric"} else 0
+    n += shots if "symmetric" in est else 0
+    n += shots + 1 if "marginal_ratio" in est else 0
+    return n
+
+
+def _pairs_decodes(n_pairs: int, estimators, k: int) -> int:
+    return n_pairs * k * pair_decodes(estimators, shots=1)
+
+
+def evaluation_decodes(cfg: dict, decoder: str, experiment: str = "class") -> int:
+    """Image decodes of one class/VAE model's evaluation (assumption 6): log p(X), and for a class
+    model the one-shot classification (a VAE has no class latent to classify with)."""
+    ev = _evaluation(cfg, decoder)
+    k, kc = ev.get("n_samples"), ev.get("classification_samples")
+    maxc = cfg["data"].get("max_characters")
+    n_chars = min(OMNIGLOT_EVAL_CHARACTERS, maxc or OMNIGLOT_EVAL_CHARACTERS)
+    n_classes = min(n_chars, ev.get("max_classes") or n_chars)
+    total = n_classes * DRAWINGS * k
+    if experiment != "class":
+        return int(total)
+    est = ev.get("estimators") or ["conditional", "symmetric", "marginal_ratio", "ns_kl"]
+    if ev.get("lake_runs", True):
+        runs = min(LAKE_RUNS, ev.get("max_runs") or LAKE_RUNS)
+        total += _pairs_decodes(runs * LAKE_WAY * LAKE_WAY, est, kc)
+    way = min(20, maxc or 20)
+    total += _pairs_decodes(int(ev.get("within_alphabet_runs") or 0) * way * way, est, kc)
+    vr = ev.get("validation_runs") or {}
+    total += _pairs_decodes(int(vr.get("n_runs", 0)) * int(vr.get("n_way", 0)) ** 2, est, kc)
+    return int(total)
+
+
+def curve_decodes(train: dict, steps: int) -> int:
+    """Image decodes of the one-shot learning curve during training (assumption 6)."""
+    cc = train.get("one_shot_curve") or {}
+    every = cc.get("every")
+    if not every:
+        return 0
+    points = steps // every + (1 if steps % every else 0)
+    per = pair_decodes([cc.get("method") or "conditional"], shots=1)
+    return int(points * cc["n_runs"] * cc["n_way"] ** 2 * cc["n_samples"] * per)
+
+
+def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
+    """One model's cost on one CPU thread: {"experiment", "decoder", "steps", "batch_size",
+    "train_images_per_s", "train_s", "eval_s"} for the resolved config ``cfg``; ``cpu_flags``
+    (this machine's, from ``experiments.precision.cpu_flags``) resolves ``train.amp_cpu: auto``."""
+    from experiments.config import model_config
+    from experiments.precision import cpu_flags as read_flags, resolve_amp_cpu
+
+    m = model_config(cfg, name)["model"]
+    exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
+    steps, batch = int(tr["max_steps"]), int(tr["batch_size"])
+    flags = read_flags() if cpu_flags is None else cpu_flags
+    rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), resolve_amp_cpu(tr.get("amp_cpu"), flags))
+    curve = curve_decodes(tr, steps) if exp != "vae" else 0
+    train_s = steps * batch / rate + curve / decode_rate(dec, nets)
+    eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"))
+    eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
+    return {"experiment": exp, "decoder": dec, "steps": steps, "batch_size": batch, "train_images_per_s": rate,
+            "train_s": train_s, "eval_s": eval_s}
+
+
+def usable_cores(cores: int) -> int:
+    """Jobs side by side: min(cores asked, CPUs this process may use), at least 1."""
+    try:
+        avail = len(os.sched_getaffinity(0))
+    except AttributeError:
+        avail = os.cpu_count() or 1
+    return max(1, min(int(cores), avail))
+
+
+def estimate(config, cores: int = 1) -> dict:
+    """CPU cost of the pipeline for ``config`` (a path or a dict), in seconds.
+
+    Returns {"run", "parallel" (jobs side by side), "models": {name: :func:`model_seconds`},
+    "train_s", "eval_s" (sums of one-thread job time), "job_s" (their sum), "wall_s" (wall-clock)}.
+    """
+    from experiments.config import load_config
+    from experiments.precision import cpu_flags
+
+    cfg = load_config(config)
+    par = usable_cores(cores)
+    flags = cpu_flags()  # this machine's, read once for every model's train.amp_cpu
+    out = {"run": cfg["run"], "parallel": par,
+           "models": {name: model_seconds(cfg, name, flags) for name in cfg["models"]}}
+    ms = out["models"].values()
+    out["train_s"] = sum(v["train_s"] for v in ms)
+    out["eval_s"] = sum(v["eval_s"] for v in ms)
+    out["job_s"] = out["train_s"] + out["eval_s"]
+    longest = max((v["train_s"] + v["eval_s"] for v in ms), default=0.0)
+    slowdown = rates()["side_by_side_slowdown"] if par > 1 else 1.0
+    out["wall_s"] = slowdown * max(out["job_s"] / par, longest)
+    return out
+
+
+# ----------------------------------------------------------------------- one GPU (assumption 8)
+GPU_RATES_ENV = "VHE_GPU_RATES"
+GPU_RATES_FORMAT = "vhe.gpu_rates"
+GPU_ASSUMPTION = ("snakemake --cores 8 --resources gpu=1 on one GPU: the GPU jobs (training and evaluation of every "
+                  "model) run one at a time, so the wall-clock is the sum of their times; data preparation, "
+                  "baselines and figures (CPU jobs) and the structured models' evaluation are not counted")
+AUTO = "auto"  # gpu_rates argument: the file named by $VHE_GPU_RATES or rates.json's gpu_rates
+
+
+def gpu_rates_path() -> Path | None:
+    """The GPU-rates file the cost model reads by default: ``$VHE_GPU_RATES``, else rates.json's
+    ``gpu_rates`` (relative to the checkout), else None."""
+    env = os.environ.get(GPU_RATES_ENV)
+    if env:
+        return Path(env)
+    rel = rates().get("gpu_rates")
+    if not rel:
+        return None
+    p = Path(rel)
+    return p if p.is_absolute() else RATES_PATH.parent.parent / p
+
+
+@lru_cache(maxsize=8)
+def _read_gpu_rates(path: str, mtime_ns: int) -> str:
+    return Path(path).read_text()
+
+
+def gpu_rates(path=None) -> dict | None:
+    """The measured GPU rates (a ``vhe-gpu-check`` JSON, see pipeline/gpu_check.py) from ``path``,
+    else from :func:`gpu_rates_path`; None when no path is set or the default file does not exist.
+    A path given here or in ``$VHE_GPU_RATES`` must exist (FileNotFoundError). Adds ``"path"``."""
+    named = path is not None or bool(os.environ.get(GPU_RATES_ENV))
+    p = Path(path) if path is not None else gpu_rates_path()
+    if p is None or not p.is_file():
+        if named:
+            raise FileNotFoundError(f"{p}: no GPU-rates file (written by `make gpu-check`; ${GPU_RATES_ENV} or "
+                                    f"--gpu-rates names it)")
+        return None
+    data = json.loads(_read_gpu_rates(str(p), p.stat().st_mtime_ns))
+    if not isinstance(data, dict) or data.get("format") != GPU_RATES_FORMAT:
+        raise ValueError(f"{p}: not a GPU-rates file (format {GPU_RATES_FORMAT!r}; `make gpu-check` writes one)")
+    data.setdefault("path", str(p))
+    return data
+
+
+def _gpu_rates_arg(value) -> dict | None:
+    """A ``gpu_rates`` argument: AUTO (the default file), None (guess everything), a path or a loaded dict."""
+    if value is None or isinstance(value, dict):
+        return value
+    return gpu_rates() if value == AUTO else gpu_rates(value)
+
+
+def model_signature(model: dict) -> dict:
+    """What a model's measured training rate depends on (a resolved ``model`` section): experiment,
+    objective, decoder, nets, batch_size, targets_per_class, k_shot, k_shot_alphabet and amp."""
+    tr = model["train"]
+    return {"experiment": model["experiment"], "objective": model.get("objective"), "decoder": model["decoder"],
+            "nets": json.loads(json.dumps(model["nets"])), "batch_size": int(tr["batch_size"]),
+            "targets_per_class": int(tr.get("targets_per_class") or 1), "k_shot": int(tr["k_shot"]),
+            "k_shot_alphabet": tr.get("k_shot_alphabet"), "amp": bool(tr.get("amp"))}
+
+
+def _measured_train(measured: dict | None, name: str, model: dict) -> dict | None:
+    e = ((measured or {}).get("models") or {}).get(name)
+    if e and e.get("images_per_s") and e.get("signature") == model_signature(model):
+        return e
+    return None
+
+
+def gpu_decode_rate(cfg: dict, decoder: str, nets: dict, gpu_rates=AUTO) -> tuple[float, str]:
+    """(image decodes per second on one GPU, "measured" | "guess") for a model with ``decoder`` and
+    ``nets`` in the resolved config ``cfg`` (assumption 8)."""
+    measured = _gpu_rates_arg(gpu_rates)
+    e = ((measured or {}).get("decoders") or {}).get(decoder)
+    if e and e.get("decodes_per_s") and e.get("nets") == json.loads(json.dumps(nets)):
+        return float(e["decodes_per_s"]), "measured"
+    return decode_rate(decoder, nets, eval_setting(cfg, decoder, "max_elements")) * rates()["gpu_speedup_guess"], "guess"
+
+
+def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> dict:
+    """One model's cost on one GPU (assumption 8): :func:`model_seconds`'s keys, priced with the
+    measured GPU rates where they apply, plus "decodes_per_s", "train_source" and "eval_source"
+    ("measured" or "guess"). ``gpu_rates``: AUTO (the default file), None (all guessed), a path or
+    a loaded dict."""
+    from experiments.config import model_config
+
+    measured = _gpu_rates_arg(gpu_rates)
+    m = model_config(cfg, name)["model"]
+    cpu = model_seconds(cfg, name, cpu_flags)
+    guess = rates()["gpu_speedup_guess"]
+    exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
+    steps, batch = cpu["steps"], cpu["batch_size"]
+    entry = _measured_train(measured, name, m)
+    rate = float(entry["images_per_s"]) if entry else cpu["train_images_per_s"] * guess
+    eval_rate, eval_source = gpu_decode_rate(cfg, dec, nets, measured)
+    curve = curve_decodes(tr, steps) if exp != "vae" else 0
+    curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets) * guess
+    train_s = steps * batch / rate + curve / curve_rate
+    eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
+    return {"experiment": exp, "decoder": dec, "steps": steps, "batch_size": batch, "train_images_per_s": rate,
+            "decodes_per_s": eval_rate, "train_s": train_s, "eval_s": eval_s,
+            "train_source": "measured" if entry else "guess",
+            "eval_source": eval_source if exp in ("class", "vae") else "not counted"}
+
+
+def gpu_estimate(config, gpu_rates=AUTO) -> dict:
+    """Cost of the pipeline for ``config`` (a path or a dict) with one GPU, in seconds (assumption 8).
+
+    Returns {"run", "gpus": 1, "models": {name: :func:`gpu_model_seconds`}, "train_s", "eval_s",
+    "job_s", "wall_s" (= job_s: the GPU jobs run one at a time), "measured" (the file's "path",
+    "date", "device_name", "torch", or None), "n_measured" (models whose training is measured),
+    "assumption"}.
+    """
+    from experiments.config import load_config
+    from experiments.precision import cpu_flags
+
+    cfg = load_config(config)
+    measured = _gpu_rates_arg(gpu_rates)
+    flags = cpu_flags()
+    models = {name: gpu_model_seconds(cfg, name, measured, flags) for name in cfg["models"]}
+    out = {"run": cfg["run"], "gpus": 1, "models": models,
+           "train_s": sum(v["train_s"] for v in models.values()),
+           "eval_s": sum(v["eval_s"] for v in models.values())}
+    out["job_s"] = out["wall_s"] = out["train_s"] + out["eval_s"]
+    out["measured"] = ({k: measured.get(k) for k in ("path", "date", "device_name", "torch")}
+                       if measured else None)
+    out["n_measured"] = sum(v["train_source"] == "measured" for v in models.values())
+    out["assumption"] = GPU_ASSUMPTION
+    return out
