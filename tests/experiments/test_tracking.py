@@ -55,7 +55,9 @@ def test_training_logs_its_model_artifact_and_the_evaluation_is_a_run_of_its_own
     write_png(png)
     assert tracking.log_evaluation(cfg, "vhe_deconv", out / "best.pt", _rows(), {"eval/samples": png})
     wdir = tmp_path / "results" / "wandb"
-    train, evaluation = runs(wdir)
+    found = runs(wdir)  # by job type: two sessions started in the same second sort by id, not by start
+    (train,) = [r for r in found if r["job_type"] == "train"]
+    (evaluation,) = [r for r in found if r["job_type"] == "eval"]
 
     assert (train["id"], train["job_type"], train["group"], train["name"]) == (
         run_id, "train", "test/vhe_deconv", "test/vhe_deconv")
@@ -92,8 +94,10 @@ def test_training_logs_its_model_artifact_and_the_evaluation_is_a_run_of_its_own
     # 0.19.9 writes a session started in the same second as the first into the same folder)
     assert tracking.log_evaluation(cfg, "vhe_deconv", out / "best.pt", _rows(nll=99.0), {})
     found = runs(wdir)
-    assert found[0]["id"] == run_id and {r["id"] for r in found[1:]} == {f"{run_id}-eval"}
-    assert found[-1]["summary"]["eval/nll/test"] == 99.0
+    evals = [r for r in found if r["job_type"] == "eval"]
+    assert [r["id"] for r in found if r["job_type"] == "train"] == [run_id]
+    assert {r["id"] for r in evals} == {f"{run_id}-eval"}
+    assert evals[-1]["summary"]["eval/nll/test"] == 99.0
 
 
 def test_a_finished_training_rerun_logs_no_second_artifact(tmp_path):
