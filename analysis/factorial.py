@@ -1,6 +1,21 @@
 """The factorial model's evaluation: content x style grids and swaps (figures) and the texture /
 character accuracy of every generated cell (``python -m analysis.structured`` runs it; see its
-docstring for the metrics)."""
+docstring for the metrics).
+
+Diagnostics of whether content and style separate (DESIGN.md, "What each structured experiment
+must show"), each a function a test can run on a hand-built model:
+
+* ``kl`` / ``kl_episodes`` (:func:`latent_kls`): KL(q || p) of every latent (c, t, z) on episodes of
+  the evaluation pool: a latent the decoder ignores collapses to its prior (KL ~ 0).
+* ``t_swap`` (:func:`t_swap_test`): each cell generated twice with the same c and z, once with its
+  column's t and once with another column's: the share of swapped cells whose classified texture
+  follows the new t (chance 1 / #textures when the texture does not depend on t).
+* ``texture.follows_row`` (:func:`row_texture_leak`): the share of cells whose texture is the row
+  image's rather than the column's (texture leaking through c), on cells where the two differ.
+* ``texture_robustness`` (:func:`texture_robustness`): the texture classifier's accuracy on real
+  held-out images with 2% and 5% of their pixels flipped (is the metric valid on noisy, generated-like
+  images?).
+"""
 from __future__ import annotations
 
 import logging
@@ -11,8 +26,9 @@ from experiments.artifacts import save_figure
 import numpy as np
 import torch
 
-from .structured_common import (ancestral, figure_prefix, fit_logistic, shape_features, texture_features, _centres,
-                                _nearest, _short, _tile)
+from .stats import binomial_above, too_few_units, wilson_interval
+from .structured_common import (ancestral, episode_scores, figure_prefix, fit_logistic, shape_features,
+                                texture_features, _centres, _mean_se, _nearest, _short, _tile)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +48,144 @@ def _cells(model, rows: torch.Tensor, cols: torch.Tensor, device, n_per_cell: in
         x, _ = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
         out.append(x.float().cpu())
     return torch.cat(out).view(R, Cn, n_per_cell, *rows.shape[1:])
+
+
+def _share(ok: torch.Tensor) -> dict:
+    """{value, Wilson 95% interval, n} of a boolean tensor's share of True."""
+    n, k = int(ok.numel()), int(ok.sum())
+    return {"value": k / n if n else None, "ci95": wilson_interval(k, n), "n": n, "k": k}
+
+
+@torch.no_grad()
+def latent_kls(model, s, k_shot: dict, resample: dict, device, seed: int, batch_size: int = 64,
+               max_targets: int = 2048) -> dict:
+    """KL(q(k | D_k, ...) || p(k | ...)) of every latent on episodes of the textured set ``s``.
+
+    Up to ``max_targets`` random images of ``s`` are targets; each episode gives the encoders D_c
+    (``k_shot["c"]`` other images of the target's character), D_t (of its texture) and the target
+    (z), as in training (vhe.DataLoader, labels experiments.factorial.labels_of). The KL of each
+    latent is the one ``model.score(..., return_kl=True)`` returns: the single-draw Monte Carlo
+    KL(q || p), unweighted, in nats per target (c and t: per support set; z: per image). Returns
+    {"kl": {latent: mean}, "kl_episodes": {"se": {latent: SE over targets}, "n_targets", ...}}.
+    """
+    import vhe
+    from experiments.factorial import labels_of
+
+    loader = vhe.DataLoader(s.images, labels=labels_of(s), k_shot=k_shot, batch_size=batch_size, resample=resample,
+                            shuffle=False, seed=int(seed), device=device, dtype=torch.float32)
+    g = torch.Generator().manual_seed(int(seed) + 21)
+    targets = torch.randperm(len(s), generator=g)[:int(max_targets)].sort().values.to(device)
+    _, kls = episode_scores(model, loader, targets, True, batch_size, seed)
+    means, ses = {}, {}
+    for k, v in kls.items():
+        means[k], ses[k] = _mean_se(v)
+    out = {"kl": means,
+           "kl_episodes": {"se": ses, "n_targets": int(len(targets)), "k_shot": dict(k_shot),
+                           "units": "nats: single-draw KL(q(k | D_k) || p(k)) per target, unweighted "
+                                    "(c, t: per support set, z: per image); SE over targets"}}
+    if too_few_units(len(targets)):
+        out["kl_episodes"]["se_reason"] = too_few_units(len(targets), "target")
+    return out
+
+
+@torch.no_grad()
+def t_swap_test(model, rows: torch.Tensor, cols: torch.Tensor, col_texture: torch.Tensor, predict_tex, device,
+                seed: int, chunk: int = 256) -> dict:
+    """Does the texture follow t? Every cell (row i, column j) is generated twice with the same
+    c ~ q(c | row_i) and z ~ p(z): with t ~ q(t | col_j), and with the t drawn for another column
+    j' != j of the same row (uniformly at random). Both images are classified by ``predict_tex``
+    (on texture_features). Reported (shares of cells, Wilson 95% intervals): ``follows_t``, the
+    swapped image classified as column j''s texture; ``follows_original_t``, the unswapped one as
+    column j's; ``changed``, the classified texture changed with t; ``both``; ``chance`` = 1 /
+    #textures among the columns (what ``follows_t`` is when the texture does not depend on t),
+    and the one-sided binomial p-value of follows_t above it.
+    rows (R, 1, H, W), cols (T, 1, H, W) images; col_texture (T,) their texture labels.
+    """
+    R, T = len(rows), len(cols)
+    if T < 2:
+        return {"skipped": "fewer than 2 style columns to swap t between"}
+    ri = torch.arange(R).repeat_interleave(T)
+    ci = torch.arange(T).repeat(R)
+    g = torch.Generator().manual_seed(int(seed))
+    other = (ci + torch.randint(1, T, (R * T,), generator=g)) % T          # another column of the same row
+    swap_cell = ri * T + other
+    orig, swapped = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        lat = {}
+        for s0 in range(0, R * T, chunk):
+            Dc = rows[ri[s0:s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
+            Dt = cols[ci[s0:s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
+            x, v = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
+            orig.append(x.float().cpu())
+            for k, val in v.items():
+                lat.setdefault(k, []).append(val)
+        lat = {k: torch.cat(v) for k, v in lat.items()}
+        for s0 in range(0, R * T, chunk):
+            sl = slice(s0, s0 + chunk)
+            values = {k: v[sl] for k, v in lat.items()}
+            values["t"] = lat["t"][swap_cell[sl].to(lat["t"].device)]
+            x, _ = ancestral(model, len(values["t"]), values=values)
+            swapped.append(x.float().cpu())
+    pred_o = predict_tex(texture_features(torch.cat(orig)))
+    pred_s = predict_tex(texture_features(torch.cat(swapped)))
+    want_o, want_s = col_texture[ci], col_texture[other]
+    chance = 1.0 / int(torch.unique(col_texture).numel())
+    follows, changed = _share(pred_s == want_s), _share(pred_s != pred_o)
+    return {"cells": R * T, "rows": R, "columns": T, "chance": chance,
+            "follows_t": follows["value"], "follows_t_ci95": follows["ci95"],
+            "p_value_above_chance": binomial_above(follows["k"], follows["n"], chance),
+            "follows_original_t": _share(pred_o == want_o)["value"],
+            "changed": changed["value"], "changed_ci95": changed["ci95"],
+            "both": _share((pred_o == want_o) & (pred_s == want_s))["value"],
+            "design": "each cell twice with the same c ~ q(c | row image) and z ~ p(z): t ~ q(t | its column image) "
+                      "and the t of another column of the row; texture by the grid's texture classifier",
+            "units": "shares of cells in [0, 1], Wilson 95% intervals"}
+
+
+def row_texture_leak(tex_pred: torch.Tensor, row_texture: torch.Tensor, col_texture: torch.Tensor,
+                     n_textures: int) -> dict:
+    """How often a cell's classified texture is its ROW image's (texture leaking through c), on the
+    cells whose row and column images differ in texture (elsewhere the two cannot be told apart).
+    All three (n_cells,). Chance 1 / ``n_textures``."""
+    differ = row_texture != col_texture
+    sh = _share(tex_pred[differ] == row_texture[differ])
+    out = {"follows_row": sh["value"], "follows_row_ci95": sh["ci95"], "follows_row_cells": sh["n"],
+           "follows_row_chance": 1.0 / n_textures}
+    if sh["n"] == 0:
+        out["follows_row_reason"] = "no cell whose row and column images differ in texture"
+    return out
+
+
+def flip_pixels(images: torch.Tensor, rate: float, g: torch.Generator) -> torch.Tensor:
+    """Binary images (N, 1, H, W) with exactly round(rate * H * W) pixels of each flipped (x -> 1 - x),
+    chosen uniformly at random; float32."""
+    x = images.float().clone()
+    N = x.shape[0]
+    flat = x.view(N, -1)
+    k = int(round(rate * flat.shape[1]))
+    if k:
+        idx = torch.rand(N, flat.shape[1], generator=g).argsort(dim=1)[:, :k]
+        flat.scatter_(1, idx, 1.0 - flat.gather(1, idx))
+    return x
+
+
+def texture_robustness(predict_tex, images: torch.Tensor, labels: torch.Tensor, rates=(0.02, 0.05),
+                       seed: int = 0) -> dict:
+    """The texture classifier's accuracy on real images (``images``, texture ``labels``) clean and
+    with a share ``rate`` of each image's pixels flipped (:func:`flip_pixels`): is the metric still
+    valid on images as noisy as generated ones? Wilson 95% intervals."""
+    if not len(images):
+        return {"skipped": "no real held-out images"}
+    g = torch.Generator().manual_seed(int(seed) + 31)
+    clean = _share(predict_tex(texture_features(images)) == labels)
+    flips = []
+    for r in rates:
+        sh = _share(predict_tex(texture_features(flip_pixels(images, float(r), g))) == labels)
+        flips.append({"flip_rate": float(r), "pixels_flipped": int(round(float(r) * images[0].numel())),
+                      "accuracy": sh["value"], "ci95": sh["ci95"]})
+    return {"n_images": int(len(images)), "clean_accuracy": clean["value"], "clean_ci95": clean["ci95"],
+            "flips": flips, "units": "accuracies in [0, 1], Wilson 95% intervals"}
 
 
 def _choose_grid(pool, n_rows, n_textures, g):
@@ -196,6 +350,13 @@ def run_factorial(cfg, model, args, device) -> dict:
 
     tex_ok = tex_pred == want_tex
     char_ok = char_pred == want_char
+    leak = row_texture_leak(tex_pred, pool.texture[m_rows].repeat_interleave(T), want_tex, n_tex)
+
+    # ---- diagnostics: does the texture follow t (same c and z, swapped t); KL per latent; the classifier on noise
+    swap = t_swap_test(model, pool.images[m_rows], pool.images[m_cols], pool.texture[m_cols], predict_tex, device,
+                       int(seed) + 2)
+    robust = texture_robustness(predict_tex, val_set.images, val_set.texture, seed=int(seed))
+    kls = _pool_kls(cfg, model, pool, device, int(seed), args.batch_size)
     return {
         "data": {"pool": pool_name, "pool_images": len(pool), "pool_characters": pool.n_classes,
                  "textures": n_tex, "train_images": len(train_set)},
@@ -204,14 +365,34 @@ def run_factorial(cfg, model, args, device) -> dict:
                     "classifier": "logistic regression on log |FFT| features, trained on the training split",
                     "classifier_accuracy_real": real_tex_acc, "copy_row_baseline": copy_tex,
                     **({} if real_tex_acc is not None else
-                       {"classifier_accuracy_real_reason": "the textured set has no validation images"})},
+                       {"classifier_accuracy_real_reason": "the textured set has no validation images"}),
+                    **leak},
         "character": {"accuracy": float(char_ok.double().mean()), "chance": 1.0 / R,
                       "classifier": "nearest neighbour (cosine, blurred pixels) among all real images of the grid's "
                                     "row characters (R-way)",
                       "classifier_accuracy_real": real_char_acc, "copy_column_baseline": copy_char},
         "both_accuracy": float((tex_ok & char_ok).double().mean()),
+        "t_swap": swap,
+        "texture_robustness": robust,
+        **kls,
         "figures": figures,
     }
+
+
+def _pool_kls(cfg, model, pool, device, seed: int, batch_size: int) -> dict:
+    """:func:`latent_kls` on the evaluation pool with the model's training k_shot (capped by the pool's
+    smallest groups) and resampling."""
+    import vhe
+    from experiments.common import model_section
+    from experiments.factorial import labels_of, wanted_k_shot
+    from experiments.hierarchical import capped_k_shot
+
+    obj = vhe.get_objective(model_section(cfg).get("objective", "vhe"))
+    k_shot = capped_k_shot(labels_of(pool), wanted_k_shot(cfg, pool))
+    out = latent_kls(model, pool, k_shot, {"c": obj.resample, "t": obj.resample, "z": True}, device, seed,
+                     batch_size=batch_size)
+    out["kl_episodes"]["data"] = "the evaluation pool (the grid's images)"
+    return out
 
 
 def _concat_textured(a, b):

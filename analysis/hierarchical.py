@@ -1,6 +1,22 @@
 """The hierarchical model's evaluation: bounds and -log p on held-out alphabets against the
 class-structured model, new characters c ~ p(c | a) (figure) and their alphabet style
-(``python -m analysis.structured`` runs it; see its docstring for the metrics)."""
+(``python -m analysis.structured`` runs it; see its docstring for the metrics).
+
+What the alphabet is for (DESIGN.md, "What each structured experiment must show"):
+
+* ``context_nll`` (:func:`context_likelihood`): -log p(X | C)/|X| of a new character X given a
+  context C of images of the *other* characters of its alphabet (a ~ q(a | C), not q(a | X):
+  vhe.evaluate.log_marginal_given_context), against -log p(X)/|X| without context (``nll``: a
+  inferred from X itself) and the class model's, per image, paired over characters (mean and
+  95% interval of the per-character differences).
+* ``oneshot_context`` (:func:`oneshot_context`): within-alphabet one-shot classification of new
+  characters with alphabet context (a ~ q(a | other characters), vhe.evaluate.class_scores_given_context)
+  and without (a ~ p(a) by the same estimator; a ~ q(a | D_j), the conditional estimator; the
+  class model).
+* ``alphabet_style`` (:func:`alphabet_style`): several a per alphabet, a bootstrap interval over
+  alphabets, and controls that ignore the alphabet (the class model, a ~ p(a)) that should sit at
+  chance.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,8 +27,9 @@ from experiments.artifacts import save_figure
 import numpy as np
 import torch
 
-from .structured_common import (ancestral, episode_bounds, figure_prefix, fit_logistic, shape_features, _centres,
-                                _mean_se, _nearest, _short, _tile, se_reasons)
+from .stats import mcnemar, normal_interval, too_few_units, wilson_interval
+from .structured_common import (ancestral, bootstrap_interval, episode_bounds, figure_prefix, fit_logistic,
+                                shape_features, _centres, _mean_se, _nearest, _short, _tile, se_reasons)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +58,178 @@ def _nll(model, X, n_samples, chunk=8):
     for i in range(0, len(X), chunk):
         out.append(log_marginal(model, X[i:i + chunk], n_samples=n_samples, per_element=("z",)).double().cpu())
     return -torch.cat(out).numpy() / X.shape[1]   # (C,) nats per image
+
+
+def _nll_given_context(model, X, C, n_samples, chunk=8):
+    """-log p̂(X | C)/|X| per character (C,) nats per image: a ~ q(a | C) (the context sets C (n, M, ...)),
+    c and z importance-sampled (vhe.evaluate.log_marginal_given_context)."""
+    from vhe.evaluate import log_marginal_given_context
+
+    out = []
+    for i in range(0, len(X), chunk):
+        out.append(log_marginal_given_context(model, X[i:i + chunk], C[i:i + chunk], n_samples=n_samples,
+                                              context_latents=("a",), per_element=("z",)).double().cpu())
+    return -torch.cat(out).numpy() / X.shape[1]
+
+
+def _has_latent(model, name: str) -> bool:
+    return name in getattr(model, "order", ())
+
+
+def _other_characters(s, c: int) -> torch.Tensor:
+    """Indices of the images of the characters of c's alphabet other than c."""
+    char_alpha = s.character_alphabet()
+    others = ((char_alpha == char_alpha[c]) & (torch.arange(len(char_alpha)) != c)).nonzero().flatten()
+    return torch.isin(s.character, others).nonzero().flatten()
+
+
+def _paired(diff, what: str) -> dict:
+    """Mean, SE and 95% interval (mean ± 1.96 SE, analysis.stats) of per-unit differences."""
+    mean, se = _mean_se(diff)
+    ci = normal_interval(mean, se)
+    out = {what: mean, f"{what}_se": se, f"{what}_ci95": ci}
+    if ci is None and mean is not None:
+        out[f"{what}_ci95_reason"] = too_few_units(len(np.atleast_1d(diff)), "character")
+    return out
+
+
+def context_likelihood(model, s, chars: torch.Tensor, X: torch.Tensor, no_context, n_samples: int, n_context: int,
+                       seed: int, class_nll=None, chunk: int = 8) -> dict:
+    """-log p(X | C)/|X| of whole characters given a context of their alphabet, paired against the
+    same characters without context.
+
+    For every character of ``chars`` (images X (n, N, ...)) whose alphabet has another character:
+    C = ``n_context`` images drawn at random from the other characters of its alphabet (all of
+    them when fewer; the same number M for every character: the smallest available), and
+    -log p̂(X | C)/|X| with a ~ q(a | C) (vhe.evaluate.log_marginal_given_context, K = ``n_samples``;
+    its limit is log E_{q(a|C)} p(X | a), = log p(X | C) when q(a | C) is the posterior; a
+    stochastic lower bound on it). ``no_context`` (n,) is -log p̂(X)/|X| of the same characters
+    (a ~ q(a | X), as ``nll``), ``class_nll`` (n,) the class model's. Reported per image (nats),
+    with the per-character differences (no context - context: positive = the alphabet context helps;
+    class - context) as mean, SE and 95% interval (paired over characters), and the share of
+    characters whose likelihood the context raises.
+    """
+    char_alpha = s.character_alphabet()
+    n_chars_of = torch.bincount(char_alpha[char_alpha >= 0], minlength=s.n_alphabets)
+    keep = n_chars_of[char_alpha[chars]] >= 2
+    if not bool(keep.any()):
+        return {"skipped": "no chosen character has another character in its alphabet to give context"}
+    kept = chars[keep]
+    pools = [_other_characters(s, c) for c in kept.tolist()]
+    M = int(min(int(n_context), min(len(p) for p in pools)))
+    g = torch.Generator().manual_seed(int(seed) + 11)
+    idx = torch.stack([p[torch.randperm(len(p), generator=g)[:M]] for p in pools])
+    C = s.images[idx].to(device=X.device, dtype=torch.float32)
+    keep_d = keep.to(X.device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        hc = _nll_given_context(model, X[keep_d], C, n_samples, chunk)
+    nc = np.asarray(no_context, dtype=np.float64)[keep.numpy()]
+    ctx_mean, ctx_se = _mean_se(hc)
+    no_mean, no_se = _mean_se(nc)
+    out = {"n_samples": int(n_samples), "characters": int(len(kept)), "images_per_character": int(X.shape[1]),
+           "context_images": M,
+           "context": "images drawn at random from the other characters of the character's alphabet (never its own)",
+           "estimator": "a ~ q(a | context), c ~ q(c | X, a), z ~ q(z | x, c) importance-sampled "
+                        "(vhe.evaluate.log_marginal_given_context): converges to log E_q(a|C) p(X | a) as K grows, "
+                        "a stochastic lower bound on it",
+           "units": "nats per image; differences per character, paired, 95% interval = mean +- 1.96 SE",
+           "nll_context_per_image": ctx_mean, "nll_context_se": ctx_se,
+           "nll_no_context_per_image": no_mean, "nll_no_context_se": no_se,
+           **_paired(nc - hc, "context_gain"),
+           "context_helps_share": float(np.mean(nc - hc > 0)),
+           "per_character": [{"character": s.character_names[c], "alphabet": s.alphabet_names[int(char_alpha[c])],
+                              "nll_context": float(a), "nll_no_context": float(b)}
+                             for c, a, b in zip(kept.tolist(), hc, nc)]}
+    if class_nll is not None:
+        cn = np.asarray(class_nll, dtype=np.float64)[keep.numpy()]
+        c_mean, c_se = _mean_se(cn)
+        out.update({"class_nll_per_image": c_mean, "class_nll_se": c_se, **_paired(cn - hc, "context_gain_vs_class")})
+        for row, b in zip(out["per_character"], cn):
+            row["class_nll"] = float(b)
+    return out
+
+
+def _accuracy_entry(correct: list[bool], estimator: str) -> dict:
+    n, k = len(correct), int(sum(correct))
+    out = {"accuracy": k / n if n else None, "correct": k, "n_trials": n, "ci95": wilson_interval(k, n),
+           "estimator": estimator}
+    if out["ci95"] is None and n:
+        out["ci95_reason"] = too_few_units(n, "trial")
+    return out
+
+
+@torch.no_grad()
+def oneshot_context(model, s, device, seed: int, n_samples: int, ways: int = 20, n_context: int = 10,
+                    class_model=None) -> dict:
+    """One-shot classification of new characters within an alphabet, with and without alphabet context.
+
+    Per alphabet with at least 3 characters of >= 2 images: W = min(``ways``, characters - 1)
+    random characters, one support image and one query image each (W queries, W-way); the context C
+    = ``n_context`` random images of the alphabet's *other* characters (not in the episode). Arms,
+    all with K = ``n_samples``: ``with_context``: log p̂(x | D_j, C) (a ~ q(a | C) reweighted by D_j,
+    vhe.evaluate.class_scores_given_context: the limit is log p(x | D_j, C) when q(a | C) is the
+    posterior); ``prior_a``: the same estimator with a ~ p(a) (log p(x | D_j), no context);
+    ``no_context``: the conditional estimator with a, c ~ q(· | D_j) (vhe.evaluate.class_scores,
+    what the model does without context); ``class_model``: the class model's conditional estimator.
+    Accuracies with Wilson intervals and McNemar's test of with_context against each other arm
+    (same trials).
+    """
+    from vhe.evaluate import class_scores, class_scores_given_context
+
+    g = torch.Generator().manual_seed(int(seed) + 13)
+    char_alpha = s.character_alphabet()
+    counts = s.class_counts()
+    arms = {"with_context": [], "prior_a": [], "no_context": []}
+    if class_model is not None:
+        arms["class_model"] = []
+    chance, used = [], []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        for a in range(s.n_alphabets):
+            cs = [c for c in (char_alpha == a).nonzero().flatten().tolist() if int(counts[c]) >= 2]
+            if len(cs) < 3:
+                continue
+            perm = torch.randperm(len(cs), generator=g).tolist()
+            W = min(int(ways), len(cs) - 1)
+            ep, others = [cs[i] for i in perm[:W]], [cs[i] for i in perm[W:]]
+            sup, qry = [], []
+            for c in ep:
+                members = (s.character == c).nonzero().flatten()
+                pick = members[torch.randperm(len(members), generator=g)[:2]]
+                sup.append(int(pick[0]))
+                qry.append(int(pick[1]))
+            pool = torch.isin(s.character, torch.tensor(others)).nonzero().flatten()
+            ctx = pool[torch.randperm(len(pool), generator=g)[:int(n_context)]]
+            support = s.images[sup].to(device=device, dtype=torch.float32)[:, None]
+            query = s.images[qry].to(device=device, dtype=torch.float32)
+            context = s.images[ctx].to(device=device, dtype=torch.float32)
+            want = torch.arange(W, device=device)
+            scores = {"with_context": class_scores_given_context(model, support, query, context, n_samples),
+                      "prior_a": class_scores_given_context(model, support, query, None, n_samples),
+                      "no_context": class_scores(model, support, query, "conditional", n_samples)}
+            if class_model is not None:
+                scores["class_model"] = class_scores(class_model, support, query, "conditional", n_samples)
+            for k, sc in scores.items():
+                arms[k] += (sc.argmax(dim=1) == want).cpu().tolist()
+            chance += [1.0 / W] * W
+            used.append({"alphabet": s.alphabet_names[a], "ways": W, "context_images": int(len(ctx))})
+    if not used:
+        return {"skipped": "no alphabet with 3 characters of 2 images (an episode and a context)"}
+    names = {"with_context": "log p(x | D_j, C), a ~ q(a | C) reweighted by D_j (class_scores_given_context)",
+             "prior_a": "log p(x | D_j), a ~ p(a) reweighted by D_j (class_scores_given_context, context None)",
+             "no_context": "conditional: a, c ~ q(. | D_j) (class_scores 'conditional')",
+             "class_model": "the class model's conditional estimator"}
+    out = {"episodes": len(used), "n_samples": int(n_samples), "ways": int(ways), "shots": 1,
+           "chance": float(np.mean(chance)), "per_episode": used,
+           "design": "per alphabet: min(ways, characters - 1) characters, 1 support + 1 query image each; the "
+                     "context: random images of the alphabet's other characters",
+           "units": "accuracies in [0, 1], Wilson 95% intervals",
+           **{k: _accuracy_entry(v, names[k]) for k, v in arms.items()}}
+    for k in arms:
+        if k != "with_context":
+            out[f"mcnemar_vs_{k}"] = mcnemar(arms["with_context"], arms[k])
+    return out
 
 
 def hierarchical_figure(model, s, device, seed, n_alphabets=4, n_shown=5, n_new=5, n_draws=6):
@@ -98,28 +287,49 @@ def hierarchical_figure(model, s, device, seed, n_alphabets=4, n_shown=5, n_new=
 
 
 @torch.no_grad()
-def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) -> dict:
+def _new_character_features(model, a: torch.Tensor | None, n: int | None = None, chunk: int = 256) -> torch.Tensor:
+    """shape_features of one new character per row of ``a`` (c ~ p(c | a), x the decoder's mean, z ~
+    p(z)), or of ``n`` samples from the prior when ``a`` is None; generated ``chunk`` at a time."""
+    total = len(a) if a is not None else int(n)
+    out = []
+    for i in range(0, total, chunk):
+        m = min(chunk, total - i)
+        x, _ = ancestral(model, m, values=None if a is None else {"a": a[i:i + m]})
+        out.append(shape_features(x.float().cpu()))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10, n_alphabet_samples: int = 1,
+                   control_model=None, n_boot: int = 2000) -> dict:
     """Are new characters drawn from p(c | a) in the style of the alphabet that a was inferred from?
 
-    For every alphabet of ``s`` with more than ``n_shown + 1`` characters: a ~ q(a | all images of
-    ``n_shown`` random characters of it) ("given"), then ``n_new`` new characters c ~ p(c | a), one
-    image each (decoder mean, z ~ p(z)). An alphabet classifier (logistic regression on
-    ``shape_features``) is trained on the real images of half of each alphabet's remaining
-    characters; its accuracy on the images of the other half (characters it never saw) is the
-    ceiling. Reported: the fraction of new characters classified as the alphabet they were
-    conditioned on, chance (1 / #alphabets: every alphabet gets the same number of new characters,
-    so a model that ignores a scores it whatever the classifier's biases), the ceiling, and
-    ``nearest_is_given``: the fraction of new characters whose nearest real image (cosine on shape
-    features, all images of the alphabet) belongs to a given character (high = copies, not new
-    characters), next to the share of the alphabet's images that are given ones (what a random
-    real image would score).
+    For every alphabet of ``s`` with more than ``n_shown + 1`` characters: ``n_alphabet_samples``
+    draws a ~ q(a | all images of ``n_shown`` random characters of it) ("given"), each followed by
+    ``n_new`` new characters c ~ p(c | a), one image each (decoder mean, z ~ p(z)). An alphabet
+    classifier (logistic regression on ``shape_features``) is trained on the real images of half of
+    each alphabet's remaining characters; its accuracy on the images of the other half (characters it
+    never saw) is the ceiling. Reported: the fraction of new characters classified as the alphabet
+    they were conditioned on (``accuracy``: the mean of the per-alphabet fractions, every alphabet
+    having the same number of new characters) with a percentile bootstrap 95% interval over alphabets
+    (``accuracy_ci95``, ``n_boot`` resamples), chance (1 / #alphabets: a model that ignores a scores
+    it whatever the classifier's biases), the ceiling, and ``nearest_is_given``: the fraction of new
+    characters whose nearest real image (cosine on shape features, all images of the alphabet)
+    belongs to a given character (high = copies, not new characters), next to the share of the
+    alphabet's images that are given ones (what a random real image would score).
+
+    ``controls``: the same measure for generators that cannot know the alphabet, which should sit at
+    chance (their interval covering it): ``prior_a`` (this model with a ~ p(a), one a per alphabet
+    sample), and ``class_model`` (``control_model``, the class-structured model: x ~ p(x), c ~ p(c)),
+    each with the same number of new characters per alphabet, labelled with that alphabet.
     """
     g = torch.Generator().manual_seed(int(seed) + 7)
     char_alpha = s.character_alphabet()
     alphas = [a for a in range(s.n_alphabets) if int((char_alpha == a).sum()) > n_shown + 1]
     if len(alphas) < 2:
         return {"skipped": "fewer than 2 alphabets with enough characters"}
-    train_chars, test_chars, new_feats, new_alpha, near_given, given_share = [], [], [], [], [], []
+    R = max(1, int(n_alphabet_samples))
+    train_chars, test_chars, a_vals, refs, given_share = [], [], [], [], []
     torch.manual_seed(int(seed) + 7)
     for a in alphas:
         cs = (char_alpha == a).nonzero().flatten()
@@ -129,15 +339,18 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) ->
         train_chars.append(rest[:half])
         test_chars.append(rest[half:])
         D_a = s.images[torch.isin(s.character, shown)].to(device=device, dtype=torch.float32)[None]
-        _, v = ancestral(model, 1, inputs={"a": D_a})
-        x, _ = ancestral(model, n_new, values={"a": v["a"].expand(n_new, -1)})
-        feats = shape_features(x.float().cpu())
-        new_feats.append(feats)
-        new_alpha += [a] * n_new
+        _, v = ancestral(model, R, inputs={"a": D_a.expand(R, *D_a.shape[1:])})   # R draws a ~ q(a | D_a)
+        a_vals.append(v["a"])
         in_alpha = torch.isin(s.character, cs)
         ref_given = torch.isin(s.character[in_alpha], shown)
-        near_given.append(ref_given[_nearest(feats, shape_features(s.images[in_alpha]))].double())
+        refs.append((ref_given, shape_features(s.images[in_alpha])))
         given_share.append(float(ref_given.double().mean()))
+    # n_new new characters c ~ p(c | a) per draw of a, generated in batches: (alphabet, draw, character) order
+    feats_all = _new_character_features(model, torch.cat(a_vals).repeat_interleave(n_new, dim=0))
+    per = R * n_new
+    new_alpha = [a for a in alphas for _ in range(per)]
+    new_feats = [feats_all[i * per:(i + 1) * per] for i in range(len(alphas))]
+    near_given = [ref_given[_nearest(f, ref_feats)].double() for f, (ref_given, ref_feats) in zip(new_feats, refs)]
     lab = torch.full((s.n_alphabets,), -1, dtype=torch.int64)
     lab[torch.tensor(alphas)] = torch.arange(len(alphas))
     tr = torch.isin(s.character, torch.cat(train_chars))
@@ -145,21 +358,59 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10) ->
     predict = fit_logistic(shape_features(s.images[tr]), lab[s.alphabet[tr]], len(alphas))
     ceiling = float((predict(shape_features(s.images[te])) == lab[s.alphabet[te]]).double().mean()) if te.any() else None
     want = lab[torch.tensor(new_alpha)]
-    acc = float((predict(torch.cat(new_feats)) == want).double().mean())
-    return {"alphabets": len(alphas), "given_characters": n_shown, "new_per_alphabet": n_new,
-            "accuracy": acc, "chance": 1.0 / len(alphas),
+    per_alpha = (predict(torch.cat(new_feats)) == want).double().view(len(alphas), per).mean(dim=1)
+    chance = 1.0 / len(alphas)
+
+    def summary(acc: torch.Tensor, boot_seed: int) -> dict:
+        """Mean of the per-alphabet accuracies ``acc`` with its bootstrap interval over alphabets."""
+        ci = bootstrap_interval(acc.numpy(), n_boot, boot_seed)
+        out = {"accuracy": float(acc.mean()), "accuracy_ci95": ci,
+               "per_alphabet": {s.alphabet_names[a]: float(v) for a, v in zip(alphas, acc.tolist())}}
+        if ci is None:
+            out["accuracy_ci95_reason"] = too_few_units(len(acc), "alphabet")
+        return out
+
+    main = summary(per_alpha, int(seed) + 17)
+    controls = {}
+    gens = []
+    if _has_latent(model, "a"):
+        gens.append(("prior_a", model, True))
+    if control_model is not None:
+        gens.append(("class_model", control_model, False))
+    for name, gen, prior_a in gens:
+        torch.manual_seed(int(seed) + 8)
+        if prior_a:                                                   # a ~ p(a), one per alphabet sample
+            _, v = ancestral(gen, len(alphas) * R)
+            feats = _new_character_features(gen, v["a"].repeat_interleave(n_new, dim=0))
+        else:                                                         # c ~ p(c): no alphabet at all
+            feats = _new_character_features(gen, None, n=len(alphas) * per)
+        c = summary((predict(feats) == want).double().view(len(alphas), per).mean(dim=1), int(seed) + 18)
+        ci = c["accuracy_ci95"]
+        c.update({"chance_in_ci95": None if ci is None else bool(ci[0] <= chance <= ci[1]),
+                  "generator": ("this model with a ~ p(a) (one a per alphabet sample), c ~ p(c | a)" if prior_a else
+                                "the class-structured comparison model, c ~ p(c): no alphabet latent")})
+        controls[name] = c
+    if control_model is None:
+        controls["class_model"] = None
+        controls["class_model_reason"] = "no class-structured comparison model given"
+    return {"alphabets": len(alphas), "given_characters": n_shown, "new_per_alphabet": n_new * R,
+            "alphabet_samples": R, "new_per_alphabet_sample": n_new,
+            **main, "chance": chance,
+            "interval": f"percentile bootstrap over alphabets ({n_boot} resamples), 95%",
             "classifier": "logistic regression on blurred silhouettes (shape_features), trained on real images "
                           "of half of each alphabet's non-given characters",
             "classifier_accuracy_real": ceiling,
             **({} if ceiling is not None else
                {"classifier_accuracy_real_reason": "no held-out characters to test the classifier on"}),
             "nearest_is_given": float(torch.cat(near_given).mean()),
-            "given_share_of_images": float(np.mean(given_share))}
+            "given_share_of_images": float(np.mean(given_share)),
+            "controls": controls}
 
 
 def run_hierarchical(cfg, model, args, device) -> dict:
     from experiments import datasets
     from experiments.common import model_section
+    from experiments.config import evaluation_for
     from experiments.hierarchical import capped_k_shot, labels_of, wanted_k_shot
 
     import vhe
@@ -167,6 +418,10 @@ def run_hierarchical(cfg, model, args, device) -> dict:
     m = model_section(cfg)
     objective = vhe.get_objective(m.get("objective", "vhe"))
     seed = args.seed
+    # |C|: the context of the alphabet-context measures, as many images as the a encoder saw in training (|D_a|)
+    n_context = int(getattr(args, "context_images", None) or wanted_k_shot(cfg)["a"])
+    k_classify = int(getattr(args, "classification_samples", None)
+                     or evaluation_for(cfg, m.get("decoder")).get("classification_samples") or 50)
     ev = datasets.load_split(cfg, "evaluation")
     max_classes = args.max_classes if args.max_classes is not None else cfg["evaluation"]["max_classes"]
     targets, n_target_chars = _pick_targets(ev, max_classes, seed)
@@ -222,6 +477,7 @@ def run_hierarchical(cfg, model, args, device) -> dict:
             nll, nll_se = _mean_se(hn)
             res = {"n_samples": int(args.n_samples), "characters": int(n_chars),
                    "images_per_character": int(X.shape[1]), "nll_per_image": nll, "nll_se": nll_se}
+            cn = None
             if class_model is not None:
                 torch.manual_seed(int(seed))
                 cn = _nll(class_model, X, args.n_samples)
@@ -230,7 +486,15 @@ def run_hierarchical(cfg, model, args, device) -> dict:
                 res.update({"class_nll_per_image": c_mean, "class_nll_se": c_se,
                             "nll_improvement": d_mean, "nll_improvement_se": d_se})
         out["nll"] = res
-    out["alphabet_style"] = alphabet_style(model, ev, device, seed, n_shown=args.n_shown, n_new=args.style_new)
+        # the same characters given a context of their alphabet's other characters (a ~ q(a | context))
+        out["context_nll"] = context_likelihood(model, ev, chars, X, hn, args.n_samples, n_context, seed,
+                                                class_nll=cn)
+    ways = int(getattr(args, "oneshot_ways", None) or 20)
+    out["oneshot_context"] = oneshot_context(model, ev, device, seed, n_samples=k_classify, ways=ways,
+                                             n_context=n_context, class_model=class_model)
+    out["alphabet_style"] = alphabet_style(model, ev, device, seed, n_shown=args.n_shown, n_new=args.style_new,
+                                           n_alphabet_samples=int(getattr(args, "style_alphabet_samples", None) or 3),
+                                           control_model=class_model)
     fig, facts = hierarchical_figure(model, ev, device, seed, n_alphabets=args.n_alphabets, n_shown=args.n_shown,
                                      n_new=args.n_new, n_draws=args.n_draws)
     out["figure_facts"] = facts

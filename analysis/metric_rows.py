@@ -142,8 +142,121 @@ def _se_row(base, metric, data, key, se_key, where, set_="evaluation", unit=NATS
     return [_row(base, metric, v, set_=set_, ci=ci, K=K, unit=unit)]
 
 
+def _ci_pair(entry: dict, key: str, where: str, path: str):
+    """The [low, high] interval ``entry[key]`` (absent or null: no interval)."""
+    return _interval(entry.get(key), where, f"{path}.{key}")
+
+
+def _context_rows(base, ctx, where) -> list[dict]:
+    """Rows of ``context_nll`` (analysis.hierarchical.context_likelihood): -log p(X | C)/|X| with the
+    alphabet context, without, and their paired differences (nats/image)."""
+    K, n = need(ctx, "n_samples", where), need(ctx, "characters", where)
+    rows = []
+    for metric, key, se_key in (("nll_context", "nll_context_per_image", "nll_context_se"),
+                                ("nll_no_context", "nll_no_context_per_image", "nll_no_context_se")):
+        v = _num(need(ctx, key, where), where, f"context_nll.{key}")
+        if v is not None:
+            se = _num(ctx.get(se_key), where, f"context_nll.{se_key}")
+            ci = (v - Z95 * se, v + Z95 * se) if se is not None and math.isfinite(se) else (None, None)
+            rows.append(_row(base, metric, v, set_="evaluation", ci=ci, n=n, K=K))
+    for metric in ("context_gain", "context_gain_vs_class"):
+        if metric == "context_gain_vs_class" and metric not in ctx:
+            continue
+        v = _num(need(ctx, metric, where), where, f"context_nll.{metric}")
+        if v is not None:
+            rows.append(_row(base, metric, v, set_="evaluation", ci=_ci_pair(ctx, f"{metric}_ci95", where,
+                                                                                 "context_nll"), n=n, K=K))
+    share = _num(need(ctx, "context_helps_share", where), where, "context_nll.context_helps_share")
+    if share is not None:
+        rows.append(_row(base, "context_helps_share", share, set_="evaluation", n=n, K=K, unit=FRACTION))
+    return rows
+
+
+def _oneshot_rows(base, one, where) -> list[dict]:
+    """Rows of ``oneshot_context`` (analysis.hierarchical.oneshot_context): within-alphabet one-shot
+    accuracy per arm (``estimator``: with_context, prior_a, no_context, class_model), Wilson intervals."""
+    K = need(one, "n_samples", where)
+    rows = []
+    for arm in ("with_context", "prior_a", "no_context", "class_model"):
+        entry = one.get(arm)
+        if entry is None:
+            continue
+        acc = _num(need(entry, "accuracy", where), where, f"oneshot_context.{arm}.accuracy")
+        if acc is not None:
+            rows.append(_row(base, "oneshot_accuracy", acc, set_="within_alphabet", estimator=arm,
+                             ci=_interval(need(entry, "ci95", where), where, f"oneshot_context.{arm}.ci95"),
+                             n=need(entry, "n_trials", where), K=K, unit=FRACTION))
+    chance = _num(need(one, "chance", where), where, "oneshot_context.chance")
+    rows.append(_row(base, "oneshot_chance", chance, set_="within_alphabet", unit=FRACTION))
+    return rows
+
+
+def _style_control_rows(base, style, where) -> list[dict]:
+    """Rows of ``alphabet_style.controls``: the style measure for generators that ignore the alphabet."""
+    rows = []
+    n = style.get("alphabets")
+    for name, entry in (style.get("controls") or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        path = f"alphabet_style.controls.{name}"
+        v = _num(need(entry, "accuracy", where), where, f"{path}.accuracy")
+        rows.append(_row(base, f"alphabet_style_{name}", v, set_="evaluation",
+                         ci=_ci_pair(entry, "accuracy_ci95", where, path), n=n, unit=FRACTION))
+    return rows
+
+
+def _factorial_extra_rows(base, data, where) -> list[dict]:
+    """Rows of the factorial diagnostics (analysis.factorial): KL per latent, the t-swap test, the
+    texture of the row image in the cells (leak through c) and the texture classifier on noisy real
+    images. Sections absent from older metrics files give no rows."""
+    rows = []
+    kl = data.get("kl")
+    if kl is not None:
+        det = need(data, "kl_episodes", where)
+        se_of, n = need(det, "se", where), need(det, "n_targets", where)
+        for latent, v in kl.items():
+            v = _num(v, where, f"kl.{latent}")
+            se = _num(se_of.get(latent), where, f"kl_episodes.se.{latent}")
+            ok = v is not None and se is not None and math.isfinite(se)
+            ci = (v - Z95 * se, v + Z95 * se) if ok else (None, None)
+            rows.append(_row(base, f"kl_{latent}", v, set_="evaluation", ci=ci, n=n, unit="nats"))
+    sw = data.get("t_swap")
+    if sw is not None and "skipped" not in sw:
+        n = need(sw, "cells", where)
+        rows.append(_row(base, "t_swap_follows_t", _num(need(sw, "follows_t", where), where, "t_swap.follows_t"),
+                         set_="grid", ci=_ci_pair(sw, "follows_t_ci95", where, "t_swap"), n=n, unit=FRACTION))
+        rows.append(_row(base, "t_swap_changed", _num(need(sw, "changed", where), where, "t_swap.changed"),
+                         set_="grid", ci=_ci_pair(sw, "changed_ci95", where, "t_swap"), n=n, unit=FRACTION))
+        rows.append(_row(base, "t_swap_chance", _num(need(sw, "chance", where), where, "t_swap.chance"),
+                         set_="grid", unit=FRACTION))
+    tex = need(data, "texture", where)
+    if "follows_row" in tex:
+        v = _num(tex["follows_row"], where, "texture.follows_row")
+        if v is not None:
+            rows.append(_row(base, "texture_follows_row", v, set_="grid",
+                             ci=_ci_pair(tex, "follows_row_ci95", where, "texture"),
+                             n=need(tex, "follows_row_cells", where), unit=FRACTION))
+            rows.append(_row(base, "texture_follows_row_chance",
+                             _num(need(tex, "follows_row_chance", where), where, "texture.follows_row_chance"),
+                             set_="grid", unit=FRACTION))
+    rob = data.get("texture_robustness")
+    if rob is not None and "skipped" not in rob:
+        n = need(rob, "n_images", where)
+        for i, entry in enumerate(need(rob, "flips", where)):
+            rate = _num(need(entry, "flip_rate", where), where, f"texture_robustness.flips[{i}].flip_rate")
+            acc = _num(need(entry, "accuracy", where), where, f"texture_robustness.flips[{i}].accuracy")
+            rows.append(_row(base, f"texture_real_flip{round(100 * rate):g}pct", acc, set_="validation",
+                             ci=_interval(entry.get("ci95"), where, f"texture_robustness.flips[{i}].ci95"), n=n,
+                             unit=FRACTION))
+    return rows
+
+
 def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]:
-    """Rows of an ``analysis.structured`` metrics JSON (hierarchical, factorial)."""
+    """Rows of an ``analysis.structured`` metrics JSON (hierarchical, factorial).
+
+    The alphabet-context and factorial-diagnostic sections (``context_nll``, ``oneshot_context``,
+    ``alphabet_style.controls``; ``kl``, ``t_swap``, ``texture.follows_row``, ``texture_robustness``)
+    are read when present (metrics files written before they existed have none), by exact keys inside."""
     base = {"model": name, **info, "steps": need(data, "checkpoint_step", where),
             "git_commit": need(data, "provenance.git_commit", where)}
     rows = []
@@ -162,11 +275,19 @@ def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]
             if "class_nll_per_image" in nll:
                 rows += _se_row(base, "class_nll", nll, "class_nll_per_image", "class_nll_se", where, K=K)
                 rows += _se_row(base, "nll_improvement", nll, "nll_improvement", "nll_improvement_se", where, K=K)
+        ctx = data.get("context_nll")
+        if ctx is not None and "skipped" not in ctx:
+            rows += _context_rows(base, ctx, where)
+        one = data.get("oneshot_context")
+        if one is not None and "skipped" not in one:
+            rows += _oneshot_rows(base, one, where)
         style = need(data, "alphabet_style", where)
         if "skipped" not in style:
             rows.append(_row(base, "alphabet_style", _num(need(style, "accuracy", where), where,
                                                           "alphabet_style.accuracy"), set_="evaluation",
+                             ci=_ci_pair(style, "accuracy_ci95", where, "alphabet_style"), n=style.get("alphabets"),
                              unit=FRACTION))
+            rows += _style_control_rows(base, style, where)
             rows.append(_row(base, "alphabet_style_chance", _num(need(style, "chance", where), where,
                                                                  "alphabet_style.chance"), unit=FRACTION))
             rows.append(_row(base, "alphabet_style_real", _num(need(style, "classifier_accuracy_real", where), where,
@@ -180,4 +301,5 @@ def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]
                                  set_="grid", n=need(data, "cells", where), unit=FRACTION))
         rows.append(_row(base, "both_accuracy", _num(need(data, "both_accuracy", where), where, "both_accuracy"),
                          set_="grid", n=need(data, "cells", where), unit=FRACTION))
+        rows += _factorial_extra_rows(base, data, where)
     return rows

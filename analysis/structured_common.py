@@ -61,10 +61,11 @@ def ancestral(model, batch_size: int, values: dict | None = None, inputs: dict |
 
 
 @torch.no_grad()
-def episode_bounds(model, loader, targets: torch.Tensor, rescale: bool, batch_size: int = 64, seed: int = 0):
-    """The training objective (kl_factor 1) for episodes with the given targets.
+def episode_scores(model, loader, targets: torch.Tensor, rescale: bool, batch_size: int = 64, seed: int = 0):
+    """The training objective (kl_factor 1) for episodes with the given targets, per target.
 
-    Returns (per-target bounds (n,) float64 numpy, {latent: mean KL nats}).
+    Returns (bounds (n,) float64 numpy, {latent: KL(q || p) of every target's draw (n,) float64 numpy,
+    unweighted nats}).
     """
     model.eval()
     gen_state = loader.generator.get_state()
@@ -78,10 +79,32 @@ def episode_bounds(model, loader, targets: torch.Tensor, rescale: bool, batch_si
                                     return_kl=True, reduction="none")
             bounds.append(bound.double().cpu())
             for k, v in kl.items():
-                kls[k] = kls.get(k, 0.0) + float(v.double().sum())
+                kls.setdefault(k, []).append(v.double().cpu().expand(len(bound)))
     loader.generator.set_state(gen_state)
-    bounds = torch.cat(bounds).numpy()
-    return bounds, {k: v / len(targets) for k, v in kls.items()}
+    return torch.cat(bounds).numpy(), {k: torch.cat(v).numpy() for k, v in kls.items()}
+
+
+@torch.no_grad()
+def episode_bounds(model, loader, targets: torch.Tensor, rescale: bool, batch_size: int = 64, seed: int = 0):
+    """The training objective (kl_factor 1) for episodes with the given targets.
+
+    Returns (per-target bounds (n,) float64 numpy, {latent: mean KL nats}).
+    """
+    bounds, kls = episode_scores(model, loader, targets, rescale, batch_size, seed)
+    return bounds, {k: float(v.sum()) / len(targets) for k, v in kls.items()}
+
+
+def bootstrap_interval(values, n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of the mean of per-unit ``values`` (units resampled with
+    replacement ``n_boot`` times, numpy generator seeded by ``seed``); None from fewer than 2 units
+    (the analysis.stats rule)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if too_few_units(v.size):
+        return None
+    rng = np.random.default_rng(int(seed))
+    means = v[rng.integers(0, v.size, size=(int(n_boot), v.size))].mean(axis=1)
+    tail = 100 * (1 - level) / 2
+    return [float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))]
 
 
 def _mean_se(a) -> tuple[float | None, float | None]:

@@ -3,7 +3,9 @@
 labels {"c": character, "z": range(N)}, k_shot {"c": train.k_shot, "z": 1}; the loader's
 ``resample`` comes from the objective ({"c": objective.resample, "z": True}; the trainer passes
 ``objective.rescale`` to ``score``). Encoders q(c | D) (GaussianSetEncoder) and q(z | x, c)
-(GaussianImageEncoder); decoder p(x | c, z) deconv or PixelCNN. With ``data.augment_dihedral``
+(GaussianImageEncoder); decoder p(x | c, z) deconv or PixelCNN. With ``nets.family: spatial`` the
+paper's deformable-template family instead (experiments.common.spatial_nets, vhe.nets.spatial): c a
+map with a learned prior, z the affine warp of c. With ``data.augment_dihedral``
 the 8 dihedral maps of every training character are new classes (a vhe.Transform shared by
 c and z: the support set and the target get the same map, and |X| stays the class size).
 """
@@ -16,7 +18,7 @@ import vhe
 from . import datasets
 from .sections import Nets, Train
 from .common import (Experiment, dihedral_transform, image_encoder, loaders, make_decoder, model_section,
-                     set_encoder)
+                     set_encoder, spatial_nets)
 
 __all__ = ["build"]
 
@@ -26,11 +28,15 @@ def build(cfg, device) -> Experiment:
     nets, tr = Nets.of(m["nets"]), Train.of(m["train"])
     objective = vhe.get_objective(m["objective"])
     train_set, val_set = datasets.train_val_sets(cfg)
-    c_dim, z_dim = nets.c_dim, nets.z_dim
-    enc_c = set_encoder(nets, "c", c_dim)
-    enc_z = image_encoder(nets, "z", z_dim, parents=("c",), parent_dims={"c": c_dim})
-    decoder = make_decoder(nets, m["decoder"], parents=("c", "z"), parent_dims={"c": c_dim, "z": z_dim})
-    model = vhe.VHE(encoder=[enc_c, enc_z], decoder=decoder).to(device)
+    if nets.family == "spatial":  # c: a map, z warps it (the paper's PixelCNN model; vhe.nets.spatial)
+        s = spatial_nets(nets, m["decoder"])
+        model = vhe.VHE(encoder=[s.enc_c, s.enc_z], decoder=s.decoder, prior=[s.prior_c]).to(device)
+    else:
+        c_dim, z_dim = nets.c_dim, nets.z_dim
+        enc_c = set_encoder(nets, "c", c_dim)
+        enc_z = image_encoder(nets, "z", z_dim, parents=("c",), parent_dims={"c": c_dim})
+        decoder = make_decoder(nets, m["decoder"], parents=("c", "z"), parent_dims={"c": c_dim, "z": z_dim})
+        model = vhe.VHE(encoder=[enc_c, enc_z], decoder=decoder).to(device)
     transforms = [dihedral_transform(["c", "z"])] if cfg["data"].get("augment_dihedral") else []
     train, val = loaders(
         cfg, train_set, val_set,

@@ -7,11 +7,17 @@ from dataclasses import dataclass, field
 import torch
 
 import vhe
-from vhe.nets import DeconvDecoder, GaussianImageEncoder, GaussianSetEncoder, PixelCNNDecoder
+from vhe.nets import (DeconvDecoder, GaussianImageEncoder, GaussianSetEncoder, PixelCNNDecoder, SpatialConvDecoder,
+                      SpatialGaussianPrior, SpatialImageEncoder, SpatialPixelCNNDecoder, SpatialPixelCNNPrior,
+                      SpatialSetEncoder)
 
 from .sections import Nets, Train
 
-__all__ = ["Experiment", "resolve_device", "model_section", "set_encoder", "image_encoder", "make_decoder"]
+__all__ = ["Experiment", "resolve_device", "model_section", "set_encoder", "image_encoder", "make_decoder",
+           "SpatialNets", "spatial_nets", "require_vector_family", "SPATIAL_EXPERIMENTS"]
+
+#: experiments whose builders build the spatial family (``nets.family: spatial``)
+SPATIAL_EXPERIMENTS = ("class", "hierarchical")
 
 
 @dataclass
@@ -89,6 +95,71 @@ def make_decoder(nets, decoder: str, parents: Sequence[str], parent_dims: Mappin
                                out_channels=out_channels, n_layers=p["n_layers"], channels=p["channels"],
                                kernel_size=p["kernel_size"], cond_channels=p["cond_channels"])
     raise ValueError(f"unknown decoder {decoder!r}; choose deconv or pixelcnn")
+
+
+@dataclass
+class SpatialNets:
+    """The spatial family's modules for a class latent c (``nets.family: spatial``):
+    q(c | D[, a]), p(c[ | a]), q(z | x, c) and p(x | c, z)."""
+
+    enc_c: SpatialSetEncoder
+    prior_c: SpatialGaussianPrior | SpatialPixelCNNPrior
+    enc_z: SpatialImageEncoder
+    decoder: SpatialPixelCNNDecoder | SpatialConvDecoder
+
+
+def spatial_nets(nets, decoder: str, class_parents: Mapping[str, int] | None = None, image_size: int = 28,
+                 in_channels: int = 1) -> SpatialNets:
+    """The spatial family sized by the ``nets`` section (vhe.nets.spatial; docs/design.md).
+
+    c is a ``nets.spatial.c_channels`` x S x S map; ``class_parents`` ({name: dim}, e.g. {"a": a_dim}
+    in the hierarchical model) are vector parents of both q(c | D, a) and p(c | a). ``decoder``:
+    ``pixelcnn`` (SpatialPixelCNNDecoder with the ``nets.pixelcnn`` sizes) or ``deconv``
+    (SpatialConvDecoder, ``deconv_channels`` wide). ``nets.spatial.prior``: ``gaussian``
+    (SpatialGaussianPrior) or ``pixelcnn`` (SpatialPixelCNNPrior with the decoder's kernel size and
+    cond_channels).
+    """
+    nets = Nets.of(nets)
+    sp, px = nets.spatial, nets.pixelcnn
+    cp = dict(class_parents or {})
+    shape = (int(sp["c_channels"]), int(image_size), int(image_size))
+    z_dim = int(sp["z_dim"])
+    enc_c = SpatialSetEncoder("c", shape[0], parents=tuple(cp), parent_dims=cp or None, in_channels=in_channels,
+                              image_size=image_size, feature_channels=sp["enc_channels"],
+                              stn_channels=sp["stn_channels"], stn_hidden=sp["warp_hidden"],
+                              parent_channels=nets.deconv_channels)
+    if sp["prior"] == "gaussian":
+        prior_c = SpatialGaussianPrior("c", shape, parents=tuple(cp), parent_dims=cp or None,
+                                       channels=nets.deconv_channels)
+    elif sp["prior"] == "pixelcnn":
+        prior_c = SpatialPixelCNNPrior("c", shape, parents=tuple(cp), parent_dims=cp or None,
+                                       n_layers=sp["prior_layers"], channels=sp["prior_channels"],
+                                       kernel_size=px["kernel_size"], cond_channels=px["cond_channels"])
+    else:
+        raise ValueError(f"unknown nets.spatial.prior {sp['prior']!r}; choose gaussian or pixelcnn")
+    enc_z = SpatialImageEncoder("z", z_dim, parents=("c",), parent_dims={"c": shape}, in_channels=in_channels,
+                                image_size=image_size, channels=nets.conv_channels, n_conv_layers=nets.conv_layers,
+                                hidden=nets.hidden)
+    dims = {"c": shape, "z": z_dim}
+    if decoder == "pixelcnn":
+        dec = SpatialPixelCNNDecoder("x", parents=("c", "z"), parent_dims=dims, out_channels=in_channels,
+                                     image_size=image_size, n_layers=px["n_layers"], channels=px["channels"],
+                                     kernel_size=px["kernel_size"], cond_channels=px["cond_channels"],
+                                     warp_hidden=sp["warp_hidden"])
+    elif decoder == "deconv":
+        dec = SpatialConvDecoder("x", parents=("c", "z"), parent_dims=dims, out_channels=in_channels,
+                                 image_size=image_size, channels=nets.deconv_channels, warp_hidden=sp["warp_hidden"])
+    else:
+        raise ValueError(f"unknown decoder {decoder!r}; choose deconv or pixelcnn")
+    return SpatialNets(enc_c=enc_c, prior_c=prior_c, enc_z=enc_z, decoder=dec)
+
+
+def require_vector_family(nets, experiment: str) -> None:
+    """ValueError unless ``nets.family`` is ``vector`` (for builders without a spatial family)."""
+    family = Nets.of(nets).family
+    if family != "vector":
+        raise ValueError(f"nets.family: {family} is built for the {' and '.join(SPATIAL_EXPERIMENTS)} experiments "
+                         f"only; the {experiment} experiment uses the vector family (set nets.family: vector)")
 
 
 def loaders(cfg: Mapping, train_set, val_set, labels, k_shot: Mapping, resample, device, transforms=()):

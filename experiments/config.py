@@ -40,7 +40,8 @@ from vhe.files import atomic_write_text
 
 __all__ = ["ConfigError", "SCHEMA_PATH", "load_schema", "load_config", "model_config", "deep_merge",
            "fill_defaults", "dump_json_if_changed", "MODEL_KEYS", "RUNTIME_KEYS", "runtime_settings",
-           "with_runtime", "training_config", "read_config_file", "command_line_values", "config_json", "check_size", "MAX_CONFIG_NODES", "MAX_CONFIG_DEPTH",
+           "with_runtime", "training_config", "read_config_file", "command_line_values",
+           "without_inactive_settings", "config_json", "check_size", "MAX_CONFIG_NODES", "MAX_CONFIG_DEPTH",
            "expand_replicates", "replicate_name", "evaluation_for"]
 
 #: the schema, shipped inside the package (importlib.resources), so that an installed wheel validates too
@@ -401,6 +402,19 @@ def model_config(cfg: Mapping, name: str) -> dict:
     return cfg
 
 
+def without_inactive_settings(cfg: Mapping) -> dict:
+    """``cfg`` (a copy) without the settings of a network family it does not use: ``nets.family``
+    and ``nets.spatial`` are dropped (globally and in ``model.nets``) where the family is
+    ``vector``, the default. A vector model's config and checkpoint fingerprint are then what they
+    were before the spatial family existed, so adding it retrains nothing."""
+    out = copy.deepcopy(dict(cfg))
+    for nets in (out.get("nets"), (out.get("model") or {}).get("nets")):
+        if isinstance(nets, dict) and nets.get("family", "vector") == "vector":
+            nets.pop("family", None)
+            nets.pop("spatial", None)
+    return out
+
+
 def training_config(cfg: Mapping, name: str) -> dict:
     """:func:`model_config` without the ``evaluation`` section: what training depends on.
 
@@ -409,7 +423,7 @@ def training_config(cfg: Mapping, name: str) -> dict:
     section is kept only for the factorial experiment (the only one that reads it), so changing
     the textured data retrains the factorial model alone.
     """
-    out = model_config(cfg, name)
+    out = without_inactive_settings(model_config(cfg, name))
     out.pop("evaluation", None)
     for key in RUNTIME_KEYS:
         out.pop(key, None)

@@ -30,7 +30,7 @@ from vhe.data.textures import TexturedSet
 
 from . import datasets
 from .sections import Nets
-from .common import Experiment, image_encoder, make_decoder, model_section, set_encoder
+from .common import Experiment, image_encoder, make_decoder, model_section, require_vector_family, set_encoder
 from .hierarchical import episode_loaders
 
 __all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "load_textured", "subset_textured",
@@ -41,6 +41,7 @@ def make_model(cfg, device=None) -> vhe.VHE:
     """The factorial VHE of ``cfg["model"]`` (no data needed)."""
     m = model_section(cfg)
     nets = Nets.of(m["nets"])
+    require_vector_family(nets, "factorial")
     c_dim, t_dim, z_dim = nets.c_dim, nets.t_dim, nets.z_dim
     enc_c = set_encoder(nets, "c", c_dim)
     enc_t = set_encoder(nets, "t", t_dim)

@@ -2,7 +2,11 @@
 
 Graph: q(a | D_a) (GaussianSetEncoder) with prior p(a) = N(0, I); q(c | D_c, a) (GaussianSetEncoder
 with parent a) with the learned prior p(c | a) (GaussianConditionalPrior); q(z | x, c)
-(GaussianImageEncoder) with p(z) = N(0, I); decoder p(x | c, z), deconv or PixelCNN.
+(GaussianImageEncoder) with p(z) = N(0, I); decoder p(x | c, z), deconv or PixelCNN. With
+``nets.family: spatial``, c is a map (experiments.common.spatial_nets): q(c | D_c, a)
+(SpatialSetEncoder with the vector parent a), p(c | a) a SpatialGaussianPrior whose per-position
+mean and log-scale come from a (or, with ``nets.spatial.prior: pixelcnn``, a SpatialPixelCNNPrior
+conditioned on a), q(z | x, c) and the spatial decoders.
 
 labels {"a": alphabet, "c": character, "z": range(N)}, k_shot {"a": train.k_shot_alphabet (10 images drawn
 from the whole alphabet, across its characters), "c": train.k_shot, "z": 1}; so batch.sizes are
@@ -26,7 +30,8 @@ from vhe.nets import GaussianConditionalPrior
 
 from . import datasets
 from .sections import Nets, Train
-from .common import (Experiment, dihedral_transform, image_encoder, make_decoder, model_section, set_encoder)
+from .common import (Experiment, dihedral_transform, image_encoder, make_decoder, model_section, set_encoder,
+                     spatial_nets)
 
 __all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "capped_k_shot", "episode_loaders"]
 
@@ -39,6 +44,10 @@ def make_model(cfg, device=None) -> vhe.VHE:
     nets = Nets.of(m["nets"])
     a_dim, c_dim, z_dim = nets.a_dim, nets.c_dim, nets.z_dim
     enc_a = set_encoder(nets, "a", a_dim)
+    if nets.family == "spatial":  # a -> spatial c -> x: q(c | D, a) and p(c | a) over the map c
+        s = spatial_nets(nets, m["decoder"], class_parents={"a": a_dim})
+        model = vhe.VHE(encoder=[enc_a, s.enc_c, s.enc_z], decoder=s.decoder, prior=[s.prior_c])
+        return model.to(device) if device is not None else model
     enc_c = set_encoder(nets, "c", c_dim, parents=("a",), parent_dims={"a": a_dim})
     enc_z = image_encoder(nets, "z", z_dim, parents=("c",), parent_dims={"c": c_dim})
     prior_c = GaussianConditionalPrior("c", c_dim, parents=("a",), parent_dims={"a": a_dim}, hidden=nets.hidden)

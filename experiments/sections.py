@@ -49,7 +49,8 @@ class _Section:
 
 @dataclasses.dataclass(frozen=True)
 class Nets(_Section):
-    """Network sizes (``nets``): latent dimensions, MLP width, encoder/decoder convolutions, PixelCNN."""
+    """Network sizes (``nets``): latent dimensions, MLP width, encoder/decoder convolutions, PixelCNN,
+    and the network family (``vector`` or ``spatial``, with the spatial family's sizes)."""
 
     SECTION = "nets"
     c_dim: int
@@ -61,6 +62,8 @@ class Nets(_Section):
     conv_layers: int
     deconv_channels: int
     pixelcnn: Mapping[str, int]
+    family: str
+    spatial: Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)

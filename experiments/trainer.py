@@ -47,7 +47,7 @@ from .checkpoints import CheckpointFormatError, read_checkpoint, rng_state, save
 from .common import Experiment, model_section, resolve_device
 from .precision import resolve_amp_cpu
 from .sections import Train
-from .config import dump_json_if_changed, load_config
+from .config import dump_json_if_changed, load_config, without_inactive_settings
 
 __all__ = ["Trainer", "TrainState", "TrainingDiverged", "train", "lr_lambda"]
 
@@ -82,7 +82,7 @@ def _fingerprint(cfg: dict) -> str:
     finished short run is not a prefix of it), logging/sampling cadence, W&B, evaluation, other
     models and the device.
     """
-    c = copy.deepcopy(cfg)
+    c = without_inactive_settings(cfg)
     for key in ("evaluation", "wandb", "models", "device"):
         c.pop(key, None)
     tr = c.get("model", {}).get("train", {})

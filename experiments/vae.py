@@ -7,7 +7,7 @@ import vhe
 
 from . import datasets
 from .sections import Nets
-from .common import Experiment, image_encoder, loaders, make_decoder, model_section
+from .common import Experiment, image_encoder, loaders, make_decoder, model_section, require_vector_family
 
 __all__ = ["build"]
 
@@ -15,6 +15,7 @@ __all__ = ["build"]
 def build(cfg, device) -> Experiment:
     m = model_section(cfg)
     nets = Nets.of(m["nets"])
+    require_vector_family(nets, "vae")
     objective = vhe.get_objective(m["objective"])
     train_set, val_set = datasets.train_val_sets(cfg)
     z_dim = nets.z_dim

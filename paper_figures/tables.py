@@ -248,6 +248,22 @@ STRUCTURED = {
     "character_chance": ("character chance (%)", 100, 1),
     "character_real": ("character classifier on real images (%)", 100, 1),
     "both_accuracy": ("both right (%)", 100, 1),
+    "nll_context": ("-log p(X | other characters of its alphabet)/|X| (nats/image)", 1, 2),
+    "nll_no_context": ("-log p(X)/|X| without alphabet context (nats/image)", 1, 2),
+    "context_gain": ("alphabet context gain, per image (nats, paired over characters)", 1, 2),
+    "context_gain_vs_class": ("gain over the class-structured model, per image (nats)", 1, 2),
+    "context_helps_share": ("characters that alphabet context helps (%)", 100, 1),
+    "oneshot_accuracy": ("one-shot accuracy of a new character (%)", 100, 1),
+    "oneshot_chance": ("one-shot chance (%)", 100, 1),
+    "alphabet_style_prior_a": ("alphabet style, control a ~ p(a) (%)", 100, 1),
+    "alphabet_style_class_model": ("alphabet style, control: class-structured model (%)", 100, 1),
+    "t_swap_follows_t": ("t-swap: cell texture follows the swapped t (%)", 100, 1),
+    "t_swap_changed": ("t-swap: cell texture changed (%)", 100, 1),
+    "t_swap_chance": ("t-swap chance (%)", 100, 1),
+    "texture_follows_row": ("cells with the row image's texture (leak through c) (%)", 100, 1),
+    "texture_follows_row_chance": ("row-texture chance (%)", 100, 1),
+    "texture_real_flip2pct": ("texture classifier, real images with 2% flipped pixels (%)", 100, 1),
+    "texture_real_flip5pct": ("texture classifier, real images with 5% flipped pixels (%)", 100, 1),
 }
 
 

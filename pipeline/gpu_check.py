@@ -80,7 +80,7 @@ MIN_STEPS = 3               # timed steps a model gets even past its share (not 
 PER_CLASS = 20              # images per class of log p(X) (an Omniglot character's drawings)
 BIG_CHUNK = 8192            # the alternative max_elements measured with time to spare
 EXIT_INCOMPLETE = 3
-#: what --tiny changes in the config (the models' own nets/train overrides are dropped)
+#: what --tiny changes in the config (the models' own nets/train overrides are dropped, but for nets.family)
 TINY = {
     "data": {"max_characters": 60},
     "textures": {"source": "procedural", "n_textures": 4, "n_per_character": 4},
@@ -115,6 +115,9 @@ def tiny_config(cfg: dict) -> dict:
 
     out = deep_merge(cfg, TINY)
     out["models"] = {n: {k: v for k, v in e.items() if k not in ("nets", "train")} for n, e in cfg["models"].items()}
+    for n, e in cfg["models"].items():  # a model's network family is kept (the spatial family at its default sizes)
+        if "family" in (e.get("nets") or {}):
+            out["models"][n]["nets"] = {"family": e["nets"]["family"]}
     return load_config(out)
 
 

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from .model import VHE
 
 __all__ = ["log_marginal", "log_conditional", "log_predictive", "kl_class", "classify", "class_scores",
-           "class_scores_many",
+           "class_scores_many", "log_marginal_given_context", "class_scores_given_context",
            "CLASSIFY_METHODS", "eval_mode", "EvaluationError"]
 
 #: few-shot classification estimators of :func:`classify` (formulas and costs in its docstring)
@@ -376,3 +376,204 @@ def kl_class(model: VHE, D: torch.Tensor, latent: str = "c", n_samples: int = 10
                 _, log_p = model._pri[k](parents=values, value=v)
                 return (log_q - log_p).view(n_samples, B).mean(dim=0)
     raise AssertionError("unreachable")
+
+
+# =========================================================================== context-conditioned likelihoods
+def _context_split(model: VHE, cls, elem, context_latents) -> tuple[list, list]:
+    """(context latents, other class-level latents), both in the model's order; checks that the
+    context latents are class-level and that the context alone determines them (their parents are
+    context latents too)."""
+    want = set(context_latents)
+    unknown = sorted(want - set(model.order))
+    if unknown:
+        raise EvaluationError(f"context latent(s) {unknown} are not latents of this model {model.order}")
+    ctx = [k for k in model.order if k in want]
+    if not ctx:
+        raise EvaluationError("context_latents names no latent: the context would condition nothing")
+    for k in ctx:
+        if k in elem:
+            raise EvaluationError(f"context latent {k!r} is per-element; a context set fixes class-level latents")
+        outside = model.parents_of[k] - want
+        if outside:
+            raise EvaluationError(
+                f"context latent {k!r} depends on {sorted(outside)}, which the context does not determine; "
+                f"name them in context_latents too")
+    return ctx, [k for k in cls if k not in want]
+
+
+def _draw_context(model: VHE, context, n: int, B: int, ctx) -> dict:
+    """n draws of every context latent for each of B classes ((n * B, ...), sample-major): from its
+    encoder given the context sets (B, M, ...), or from its prior when ``context`` is None."""
+    values = {}
+    if context is None:
+        for k in ctx:
+            values[k] = model._sample_prior(k, values, n * B)
+        return values
+    Cr = context.unsqueeze(0).expand(n, *context.shape).reshape(n * B, *context.shape[1:])
+    for k in ctx:
+        values[k], _ = model._enc[k](Cr, parents=values)
+    return values
+
+
+def _log_weights_given(model: VHE, X: torch.Tensor, n: int, values: dict, cls, elem) -> torch.Tensor:
+    """log w of :func:`_log_weights` with the latents in ``values`` ((n * B, ...) each, sample-major)
+    already drawn; they add no term. The class-level latents ``cls`` come from their encoders given
+    X, the per-element ones ``elem`` from theirs given each element. X (B, N, ...) -> (n, B)."""
+    B, N = X.shape[:2]
+    Xr = X.unsqueeze(0).expand(n, *X.shape).reshape(n * B, *X.shape[1:])
+    values, logw = dict(values), torch.zeros(n * B, device=X.device)
+    for k in cls:
+        v, log_q = model._enc[k](Xr, parents=values)
+        _, log_p = model._pri[k](parents=values, value=v)
+        logw = logw + (log_p - log_q).float()
+        values[k] = v
+    xe = Xr.reshape(n * B * N, 1, *X.shape[2:])
+    evalues = {k: v.repeat_interleave(N, dim=0) for k, v in values.items()}
+    le = torch.zeros(n * B * N, device=X.device)
+    for k in elem:
+        v, log_q = model._enc[k](xe, parents=evalues)
+        _, log_p = model._pri[k](parents=evalues, value=v)
+        le = le + (log_p - log_q).float()
+        evalues[k] = v
+    _, log_px = model._dec(parents=evalues, value=xe[:, 0])
+    le = le + log_px.float()
+    return (logw + le.view(n * B, N).sum(dim=1)).view(n, B)
+
+
+def log_marginal_given_context(model: VHE, X: torch.Tensor, context: torch.Tensor | None, n_samples: int = 1000,
+                               context_latents=("a",), per_element=("z",), max_elements: int = 8192,
+                               return_elbo: bool = False, progress: bool = False):
+    """log p(X | C): the likelihood of a class X given a context set C that shares some of its
+    latents (the hierarchical model: X a new character, C images of *other* characters of its
+    alphabet, the shared latent the alphabet a). Nats per class.
+
+    The context latents (``context_latents``, e.g. a) are drawn from their encoders given C and
+    nothing else; the remaining class-level latents (c) from their encoders given X and the drawn
+    context latents, and the per-element ones (z) as :func:`log_marginal` does:
+
+        a_s ~ q(a | C),  c_s ~ q(c | X, a_s),  z_si ~ q(z | x_i, c_s)
+        w_s = p(c_s | a_s) / q(c_s | X, a_s) * prod_i p(x_i | c_s, z_si) p(z_si | c_s) / q(z_si | x_i, c_s)
+        log p̂(X | C) = logsumexp_s log w_s - log K
+
+    Given a_s, w_s is an unbiased estimate of p(X | a_s) (c and z are importance-weighted), so the
+    mean of the w_s is unbiased for E_{q(a|C)} p(X | a), and log p̂ converges to
+
+        log E_{q(a | C)} p(X | a)        as K -> inf,
+
+    from below in expectation at every K (Jensen: a stochastic lower bound on that limit, as
+    log_marginal's is on log p(X)). q(a | C) stands in for the posterior p(a | C) without the weight
+    p(a | C) / q(a | C) (unknown), so the limit is log p(X | C) = log ∫ p(X | a) p(a | C) da exactly
+    when q(a | C) = p(a | C) (X and C independent given a), and otherwise differs from it by
+    log E_q p(X | a) - log E_{p(a|C)} p(X | a), of either sign: the value is the likelihood the model
+    gives X after inferring a from C *with its encoder*, the inference its generative use relies on
+    (a ~ q(a | D), c ~ p(c | a)). The imperfection of q(c | X, a) and q(z | x, c) costs variance only.
+
+    ``context=None`` draws the context latents from their priors instead (a ~ p(a)): an honest
+    importance sampler of log p(X) itself (no bias beyond Jensen's), with a higher variance than
+    :func:`log_marginal`'s proposal q(a | X).
+
+    Args:
+        X: (B, N, ...) B classes of N elements; context: (B, M, ...) one context set per class, or None.
+        context_latents: class-level latents inferred from the context; their parents must be
+            context latents too.
+        return_elbo: also return mean_K log w (<= the estimate's limit in expectation).
+    Returns: (B,) estimates in nats per class (and the (B,) mean log-weights).
+    """
+    if X.dim() < 3:
+        raise ValueError(f"X must be (classes, elements, ...), got shape {tuple(X.shape)}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    cls, elem = _split_latents(model, per_element)
+    ctx, rest = _context_split(model, cls, elem, context_latents)
+    B, N = X.shape[:2]
+    M = 0
+    if context is not None:
+        if context.dim() < 3 or context.shape[0] != B:
+            raise ValueError(f"context must be (classes, elements, ...) with the {B} classes of X, got shape "
+                             f"{tuple(context.shape)}")
+        M = context.shape[1]
+    per_class = N + M
+    class_batch = max(1, min(B, max_elements // max(per_class, 1)))
+    est, elbo = [], []
+    with eval_mode(model):
+        for b0 in tqdm(range(0, B, class_batch), disable=not progress, desc="log p(X | C)", leave=False):
+            Xb = X[b0:b0 + class_batch]
+            Cb = None if context is None else context[b0:b0 + class_batch]
+            chunk = max(1, max_elements // (len(Xb) * per_class))
+            parts = []
+            for s in range(0, n_samples, chunk):
+                n = min(chunk, n_samples - s)
+                parts.append(_log_weights_given(model, Xb, n, _draw_context(model, Cb, n, len(Xb), ctx), rest, elem))
+            lw = torch.cat(parts, dim=0)
+            est.append(torch.logsumexp(lw, dim=0) - math.log(n_samples))
+            elbo.append(lw.mean(dim=0))
+    est = torch.cat(est)
+    return (est, torch.cat(elbo)) if return_elbo else est
+
+
+def class_scores_given_context(model: VHE, support: torch.Tensor, query: torch.Tensor, context: torch.Tensor | None,
+                               n_samples: int = 10, context_latents=("a",), per_element=("z",),
+                               max_elements: int = 8192) -> torch.Tensor:
+    """Few-shot scores log p̂(x_q | D_j, C) (Q, W), nats: every class D_j = support[j] and the query
+    share the context C (one set for the whole episode: e.g. other characters of the alphabet).
+
+    Self-normalised importance sampling over the context draws: a_s ~ q(a | C) (or p(a) when
+    ``context`` is None), one per sample and shared by every class and query (common random
+    numbers); c_js ~ q(c | D_j, a_s); z importance-sampled once per element and c_js. With
+    v_js = p(c_js | a_s) p̂(D_j | c_js) / q(c_js | D_j, a_s) (an unbiased estimate of p(D_j | a_s)),
+
+        log p̂(x | D_j, C) = log sum_s v_js p̂(x | c_js) - log sum_s v_js.
+
+    The numerator estimates E_{q(a|C)} p(x, D_j | a) and the denominator E_{q(a|C)} p(D_j | a) (up to
+    the same factor K), so the score converges to log E_q p(x, D_j | a) - log E_q p(D_j | a): exactly
+    log p(x | D_j, C) when q(a | C) = p(a | C), whatever q(c | D, a) and q(z | x, c) are (they cost
+    variance); the ratio has an O(1/K) bias. The weights v let D_j update the context's a: the
+    score conditions on C and D_j jointly, as p(x | D_j, C) does. With ``context=None`` it converges
+    to log p(x | D_j), a ~ p(a) (no context). Cost per episode: K context encodings, K W class
+    encodings, K (Q + S) W decoder evaluations.
+
+    support: (W, S, ...); query: (Q, ...); context: (M, ...) or None. Returns (Q, W).
+    """
+    _check_classify_inputs(support, query, n_samples, ("conditional",))
+    cls, elem = _class_latents(model, per_element)
+    ctx, rest = _context_split(model, cls, elem, context_latents)
+    if context is not None and (context.dim() < 2 or context.shape[1:] != support.shape[2:]):
+        raise ValueError(f"context must be (M, ...) with elements like the support's {tuple(support.shape[2:])}, "
+                         f"got shape {tuple(context.shape)}")
+    W, S = support.shape[:2]
+    Q = query.shape[0]
+    rows_per_sample = W
+    s_chunk = max(1, max_elements // max(W * (S + 1), 1))
+    num, den = [], []
+    with eval_mode(model):
+        for s0 in range(0, n_samples, s_chunk):
+            n = min(s_chunk, n_samples - s0)
+            cvals = _draw_context(model, None if context is None else context.unsqueeze(0), n, 1, ctx)
+            values = {k: v.repeat_interleave(rows_per_sample, dim=0) for k, v in cvals.items()}  # (n * W): (s, j)
+            Dr = support.unsqueeze(0).expand(n, *support.shape).reshape(n * W, *support.shape[1:])
+            log_v = torch.zeros(n * W, device=support.device)
+            for k in rest:
+                v, log_q = model._enc[k](Dr, parents=values)
+                _, log_p = model._pri[k](parents=values, value=v)
+                log_v = log_v + (log_p - log_q).float()
+                values[k] = v
+            rows = n * W
+            # p̂(D_j | c_js): every support element under every (s, j) row of its own class
+            elements = Dr.reshape(rows * S, *support.shape[2:])
+            vr = {k: v.repeat_interleave(S, dim=0) for k, v in values.items()}
+            log_v = log_v + _log_px_given_class(model, elements, vr, elem).view(rows, S).sum(dim=1)
+            q_chunk = max(1, max_elements // rows)
+            lq = []
+            for q0 in range(0, Q, q_chunk):
+                qs = query[q0:q0 + q_chunk]
+                m = len(qs)
+                xr = qs.unsqueeze(1).expand(m, rows, *qs.shape[1:]).reshape(m * rows, *qs.shape[1:])
+                vq = {k: v.unsqueeze(0).expand(m, *v.shape).reshape(m * rows, *v.shape[1:])
+                      for k, v in values.items()}
+                lq.append(_log_px_given_class(model, xr, vq, elem).view(m, n, W))
+            lv = log_v.view(n, W)
+            num.append(torch.cat(lq) + lv[None])    # (Q, n, W)
+            den.append(lv)                          # (n, W)
+    num = torch.logsumexp(torch.cat(num, dim=1), dim=1)
+    den = torch.logsumexp(torch.cat(den, dim=0), dim=0)
+    return num - den[None, :]

@@ -98,8 +98,36 @@ def test_hierarchical_cli(setup):
     assert m["nll"]["nll_improvement"] == pytest.approx(m["nll"]["class_nll_per_image"] - m["nll"]["nll_per_image"])
     assert len(m["figure_facts"]) == 2 and m["figure_facts"][0]["D_a_images"] > 0
     sty = m["alphabet_style"]
-    assert sty["alphabets"] == 3 and sty["new_per_alphabet"] == 3 and sty["chance"] == pytest.approx(1 / 3)
+    assert sty["alphabets"] == 3 and sty["alphabet_samples"] == 3 and sty["new_per_alphabet_sample"] == 3
+    assert sty["new_per_alphabet"] == 9 and sty["chance"] == pytest.approx(1 / 3)
     assert 0.0 <= sty["accuracy"] <= 1.0 and 0.0 <= sty["classifier_accuracy_real"] <= 1.0
+    lo, hi = sty["accuracy_ci95"]
+    assert lo <= sty["accuracy"] <= hi
+    assert set(sty["controls"]) == {"prior_a", "class_model"}
+    assert 0.0 <= sty["controls"]["class_model"]["accuracy"] <= 1.0
+    # the alphabet-context likelihood: the same characters as nll (all 3 have other characters in their alphabet)
+    ctx = m["context_nll"]
+    assert ctx["characters"] == 3 and ctx["n_samples"] == 2 and ctx["context_images"] == 10
+    assert ctx["nll_no_context_per_image"] == pytest.approx(m["nll"]["nll_per_image"])
+    assert ctx["nll_context_per_image"] > 0 and ctx["context_gain_se"] > 0
+    assert ctx["context_gain"] == pytest.approx(ctx["nll_no_context_per_image"] - ctx["nll_context_per_image"])
+    assert ctx["context_gain_ci95"][0] < ctx["context_gain"] < ctx["context_gain_ci95"][1]
+    assert ctx["context_gain_vs_class"] == pytest.approx(ctx["class_nll_per_image"] - ctx["nll_context_per_image"])
+    assert len(ctx["per_character"]) == 3
+    one = m["oneshot_context"]
+    assert one["episodes"] == 3 and one["chance"] == pytest.approx(1 / 3)  # 4 characters per alphabet: 3-way
+    for arm in ("with_context", "prior_a", "no_context", "class_model"):
+        assert one[arm]["n_trials"] == 9 and 0.0 <= one[arm]["accuracy"] <= 1.0
+    assert {"mcnemar_vs_no_context", "mcnemar_vs_prior_a", "mcnemar_vs_class_model"} <= set(one)
+    from analysis.metric_rows import structured_rows
+
+    rows = structured_rows("hierarchical", {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
+                           m, "test")
+    metrics = {(r["metric"], r["estimator"]) for r in rows}
+    assert {("nll_context", None), ("context_gain", None), ("context_gain_vs_class", None),
+            ("oneshot_accuracy", "with_context"), ("oneshot_accuracy", "no_context"),
+            ("alphabet_style_class_model", None), ("alphabet_style_prior_a", None)} <= metrics
+    assert all(r["unit"] for r in rows)
     p = m["provenance"]
     assert {"git_commit", "torch", "date", "seed"} <= set(p) and p["seed"] == 0
 
@@ -110,6 +138,7 @@ def test_hierarchical_cli_without_class_model_is_deterministic(setup):
     assert rc == 0
     m1 = json.loads(out.read_text())
     assert m1["class_model"] is None and m1["alphabet_improves_bound"] is None and "nll" not in m1
+    assert "context_nll" not in m1 and "class_model" not in m1["oneshot_context"]
     run_cli(root, configs, ckpts, "hierarchical", "--n-samples", "0", "--n-alphabets", "1")
     m2 = json.loads(out.read_text())
     assert m1["bound_per_image"] == m2["bound_per_image"]
@@ -131,6 +160,24 @@ def test_factorial_cli(setup):
     assert m["texture"]["chance"] == pytest.approx(1 / N_TEX) and m["character"]["chance"] == pytest.approx(1 / 3)
     assert 0.0 <= m["both_accuracy"] <= min(m["texture"]["accuracy"], m["character"]["accuracy"])
     assert len(m["figures"]) == 6
+    # the diagnostics (tested on hand-built models in tests/analysis/test_factorial.py)
+    assert set(m["kl"]) == {"c", "t", "z"} and m["kl_episodes"]["n_targets"] > 0
+    assert set(m["kl_episodes"]["se"]) == {"c", "t", "z"}
+    sw = m["t_swap"]
+    assert sw["cells"] == 3 * N_TEX and sw["chance"] == pytest.approx(1 / N_TEX)
+    for key in ("follows_t", "follows_original_t", "changed", "both"):
+        assert 0.0 <= sw[key] <= 1.0
+    tex = m["texture"]
+    assert 0.0 <= tex["follows_row"] <= 1.0 and tex["follows_row_chance"] == pytest.approx(1 / N_TEX)
+    rob = m["texture_robustness"]
+    assert [f["flip_rate"] for f in rob["flips"]] == [0.02, 0.05] and rob["n_images"] > 0
+    from analysis.metric_rows import structured_rows
+
+    rows = structured_rows("factorial", {"experiment": "factorial", "objective": "vhe", "decoder": "deconv"}, m, "test")
+    metrics = {r["metric"] for r in rows}
+    assert {"kl_c", "kl_t", "kl_z", "t_swap_follows_t", "t_swap_changed", "t_swap_chance", "texture_follows_row",
+            "texture_follows_row_chance", "texture_real_flip2pct", "texture_real_flip5pct"} <= metrics
+    assert all(r["unit"] in ("fraction", "nats") for r in rows)
 
 
 def test_rejects_class_models(setup):

@@ -27,3 +27,14 @@ def test_classifier_features():
     other[..., 2:10, 2:26] = 1
     c = shape_features(other * x[0:1])
     assert float(a @ b.T) > float(a @ c.T)
+
+
+def test_bootstrap_interval():
+    from analysis.structured_common import bootstrap_interval
+
+    assert bootstrap_interval([0.3]) is None                          # fewer than 2 units: undefined
+    assert bootstrap_interval([0.5, 0.5, 0.5]) == [0.5, 0.5]
+    v = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    lo, hi = bootstrap_interval(v, seed=0)
+    assert lo < 0.5 < hi and hi - lo < 0.8
+    assert bootstrap_interval(v, seed=0) == [lo, hi]                 # seeded

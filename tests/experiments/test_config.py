@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ["config/config.yaml", "config/cpu.yaml", "config/smoke.yaml", "config/cpu-seeds.yaml"]
 ALL_MODELS = {"vae_deconv", "vae_pixelcnn", "hierarchical", "factorial"} | {
     f"{o}_{d}" for o in ("ns", "resample", "rescale", "vhe") for d in ("deconv", "pixelcnn")}
+#: models a profile has beyond ALL_MODELS (the paper's likelihood headline, spatial family)
+EXTRA_MODELS = {"config/config.yaml": {"hierarchical_pixelcnn"}}
 
 
 def test_defaults_filled_recursively():
@@ -95,14 +97,15 @@ def test_model_overrides_stay_partial():
 @pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_validate_and_list_all_models(profile):
     cfg = load_config(ROOT / profile)
-    assert {n for n, e in cfg["models"].items() if "replicate_of" not in e} == ALL_MODELS
+    expected = ALL_MODELS | EXTRA_MODELS.get(profile, set())
+    assert {n for n, e in cfg["models"].items() if "replicate_of" not in e} == expected
     assert cfg["run"] == {"config/config.yaml": "paper", "config/cpu.yaml": "cpu", "config/smoke.yaml": "smoke",
                           "config/cpu-seeds.yaml": "cpu"}[profile]
     for name in cfg["models"]:
         m = model_config(cfg, name)["model"]
         assert m["nets"]["pixelcnn"]["n_layers"] >= 1 and m["train"]["max_steps"] >= 1
     raw = read_config_file(ROOT / profile)  # cpu-seeds.yaml: cpu.yaml's (extends)
-    assert set(raw["models"]) == ALL_MODELS
+    assert set(raw["models"]) == expected
 
 
 def test_model_config_merges_overrides():
@@ -430,3 +433,21 @@ def test_command_line_values_become_numbers_booleans_and_null():
     assert got == {"train": {"max_steps": 100, "lr": 1e-3, "grad_clip": None, "amp": False, "name": "abc",
                              "seeds": [1, 2]}, "run": "x1"}
     assert load_config({"train": command_line_values({"max_steps": "100"})})["train"]["max_steps"] == 100
+
+
+def test_a_vector_models_config_and_fingerprint_ignore_the_spatial_settings():
+    from experiments.config import without_inactive_settings
+    from experiments.trainer import _fingerprint
+
+    cfg = load_config(ROOT / "config" / "cpu.yaml")
+    tc = training_config(cfg, "vhe_deconv")
+    assert "family" not in tc["nets"] and "spatial" not in tc["nets"]
+    assert "family" not in tc["model"]["nets"] and "spatial" not in tc["model"]["nets"]
+    mc = model_config(cfg, "vhe_deconv")
+    other = model_config(load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}),
+                         "vhe_deconv")
+    assert _fingerprint(mc) == _fingerprint(other)  # a vector model ignores nets.spatial
+    paper = load_config(ROOT / "config" / "config.yaml")
+    spatial = training_config(paper, "vhe_pixelcnn")
+    assert spatial["model"]["nets"]["family"] == "spatial" and "spatial" in spatial["model"]["nets"]
+    assert without_inactive_settings(spatial) == spatial

@@ -11,7 +11,11 @@ models, both built from public modules with the public :class:`vhe.VHE` construc
 For a class X = {x_1..x_n} the stacked vector (x_1; ..; x_n) is Gaussian with zero mean and
 covariance blocks W C W^T + V V^T + s^2 I on the diagonal and W C W^T off it (C = Cov(c): I, or
 U U^T + tau^2 I), so log p(X), log p(x | D) = log p(D ∪ {x}) - log p(D) and every posterior are
-exact linear algebra in float64.
+exact linear algebra in float64. Several characters of one alphabet (the hierarchical model) are
+jointly Gaussian too: images of one character covary by W (U U^T + tau^2 I) W^T, of two characters
+of the alphabet by W U U^T W^T, so log p(X | C) = log p(C ∪ {X}) - log p(C) for a new character X
+and a context C of other characters is exact (:meth:`LinearGaussian.log_given_context`), as is
+p(a | C) (:class:`ContextAEncoder`, the proposal of vhe.evaluate.log_marginal_given_context).
 
 The encoders are proper Gaussians, by default the exact posteriors
 q(c | X) = p(c | X) (or q(a | X) = p(a | X), q(c | X, a) = p(c | X, a)) and q(z | x, c) = p(z | x, c);
@@ -177,6 +181,22 @@ class AEncoder(_GaussianEncoder):
         return self._out(self.mean_scale * mean, self.cov_scale * cov, a)
 
 
+class ContextAEncoder(_GaussianEncoder):
+    """q(a | C) for a context C (B, M, dx) of M / ``group`` characters with ``group`` images each
+    (consecutive): the exact p(a | C) (c and z of every character marginalised), scaled. With
+    group = M (one character) it is :class:`AEncoder`."""
+
+    def __init__(self, model: "LinearGaussian", group: int, mean_scale=1.0, cov_scale=1.0):
+        super().__init__()
+        self.m, self.group = model, int(group)
+        self.mean_scale, self.cov_scale = float(mean_scale), float(cov_scale)
+        self.latent_shape = (model.da,)
+
+    def forward(self, inputs, a=None):
+        mean, cov = self.m.a_posterior(inputs, self.group)
+        return self._out(self.mean_scale * mean, self.cov_scale * cov, a)
+
+
 # --------------------------------------------------------------------------- the model
 class LinearGaussian:
     """Parameters, exact quantities and :class:`vhe.VHE` instances of the linear-Gaussian models.
@@ -235,16 +255,82 @@ class LinearGaussian:
         cov = G @ S @ G.T + torch.block_diag(*[self.sigma_given_c()] * n)
         return _mvn(m @ G.T, cov).log_prob(X.reshape(B, n * dx).to(DTYPE))
 
+    # ---- alphabets: several characters sharing a (hierarchical model)
+    def alphabet_cov(self, sizes, given_a: bool = False) -> torch.Tensor:
+        """Cov of the stacked images of characters of one alphabet with ``sizes`` images each:
+        W (U U^T + tau^2 I) W^T within a character, W U U^T W^T between two, V V^T + s^2 I more on the
+        diagonal blocks; ``given_a``: the covariance given a (U U^T drops out: tau^2 W W^T within,
+        0 between)."""
+        assert self.hierarchical
+        between = torch.zeros(self.dx, self.dx, dtype=DTYPE) if given_a else self.W @ self.U @ self.U.T @ self.W.T
+        within = between + self.tau ** 2 * self.W @ self.W.T
+        n, d = int(sum(sizes)), self.dx
+        cov = between.repeat(n, n)
+        i = 0
+        for k in sizes:
+            cov[i * d:(i + k) * d, i * d:(i + k) * d] = within.repeat(k, k)
+            i += k
+        return cov + torch.block_diag(*[self.sigma_given_c()] * n)
+
+    def log_alphabet(self, sets) -> torch.Tensor:
+        """log p(all the characters of ``sets`` jointly, one alphabet per row): sets = [(B, n_j, dx)] -> (B,)."""
+        Y = torch.cat(list(sets), dim=1).to(DTYPE)
+        sizes = [t.shape[1] for t in sets]
+        return _mvn(torch.zeros(Y.shape[1] * self.dx, dtype=DTYPE),
+                    self.alphabet_cov(sizes)).log_prob(Y.reshape(Y.shape[0], -1))
+
+    def log_given_context(self, X, context_sets) -> torch.Tensor:
+        """log p(X | C) = log p(C ∪ {X}) - log p(C): X (B, n, dx) one character, C the characters
+        ``context_sets`` [(B, n_j, dx)] of the same alphabet; (B,)."""
+        return self.log_alphabet(list(context_sets) + [X]) - self.log_alphabet(list(context_sets))
+
+    def a_posterior(self, C, group: int):
+        """(mean (B, da), cov (da, da)) of p(a | C), C (B, M, dx) = M / group characters of ``group``
+        consecutive images: C | a ~ N((1 ⊗ W U) a, alphabet_cov(given_a=True))."""
+        B, M = C.shape[:2]
+        if M % group:
+            raise ValueError(f"a context of {M} images is not made of characters of {group} images")
+        G = (self.W @ self.U).repeat(M, 1)
+        SX_inv = torch.linalg.inv(self.alphabet_cov([group] * (M // group), given_a=True))
+        cov = torch.linalg.inv(torch.eye(self.da, dtype=DTYPE) + G.T @ SX_inv @ G)
+        mean = C.reshape(B, -1).to(DTYPE) @ (SX_inv @ G) @ cov.T
+        return mean, cov
+
+    def log_expected_likelihood_a(self, X, m, S) -> torch.Tensor:
+        """log E_{a ~ N(m, S)} p(X | a) for one character X (B, n, dx) (c and z marginalised), exactly;
+        m (B, da), S (da, da) or (B, da, da). With (m, S) = p(a | C) this is log p(X | C); with an
+        encoder's q(a | C) it is the limit of vhe.evaluate.log_marginal_given_context."""
+        B, n, _ = X.shape
+        G = (self.W @ self.U).repeat(n, 1)
+        cov = G @ S @ G.T + self.class_cov(n, cov_c=self.tau ** 2 * torch.eye(self.dc, dtype=DTYPE))
+        return _mvn(m @ G.T, cov).log_prob(X.reshape(B, -1).to(DTYPE))
+
+    def sample_alphabets(self, n_alphabets, n_chars, n, seed=0) -> torch.Tensor:
+        """(n_alphabets, n_chars, n, dx): characters c_j = U a + tau e_j of one a per alphabet, n images each."""
+        assert self.hierarchical
+        g = torch.Generator().manual_seed(seed)
+        a = torch.randn(n_alphabets, 1, self.da, generator=g, dtype=DTYPE)
+        c = a @ self.U.T + self.tau * torch.randn(n_alphabets, n_chars, self.dc, generator=g, dtype=DTYPE)
+        z = torch.randn(n_alphabets, n_chars, n, self.dz, generator=g, dtype=DTYPE)
+        e = torch.randn(n_alphabets, n_chars, n, self.dx, generator=g, dtype=DTYPE)
+        return (c @ self.W.T)[:, :, None] + z @ self.V.T + self.s * e
+
     # ---- the VHE
-    def vhe(self, mean_scale=1.0, cov_scale=1.0, z_mean_scale=None, z_cov_scale=None) -> vhe.VHE:
-        """The VHE with (optionally imperfect) encoders; the z encoder takes its own scales when given."""
+    def vhe(self, mean_scale=1.0, cov_scale=1.0, z_mean_scale=None, z_cov_scale=None, a_mean_scale=None,
+            a_cov_scale=None, context_group=None) -> vhe.VHE:
+        """The VHE with (optionally imperfect) encoders; the z encoder (and, hierarchical, the a encoder)
+        takes its own scales when given. ``context_group``: q(a | ·) is :class:`ContextAEncoder` for
+        sets of characters of that many images (the exact p(a | C) of a context), else :class:`AEncoder`."""
         zms = mean_scale if z_mean_scale is None else z_mean_scale
         zcs = cov_scale if z_cov_scale is None else z_cov_scale
         qz = ZEncoder(self, zms, zcs)
         dec = Decoder(self.W, self.V, self.s)
         if not self.hierarchical:
             return vhe.VHE(encoder=[FlatCEncoder(self, mean_scale, cov_scale), qz], decoder=dec)
-        return vhe.VHE(encoder=[AEncoder(self, mean_scale, cov_scale), HierCEncoder(self, mean_scale, cov_scale), qz],
+        ams = mean_scale if a_mean_scale is None else a_mean_scale
+        acs = cov_scale if a_cov_scale is None else a_cov_scale
+        qa = AEncoder(self, ams, acs) if context_group is None else ContextAEncoder(self, context_group, ams, acs)
+        return vhe.VHE(encoder=[qa, HierCEncoder(self, mean_scale, cov_scale), qz],
                        decoder=dec, prior=[ConditionalPrior(self.U, self.tau)])
 
     def sample_classes(self, n_classes, n, seed=0) -> torch.Tensor:
