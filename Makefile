@@ -52,11 +52,15 @@ clean-results:
 	rm -rf results/$(RUN)
 	rm -rf .snakemake/metadata .snakemake/incomplete .snakemake/log
 
-# the pipeline's files in Snakemake's house style (snakefmt, settings in pyproject.toml)
+# one house style (settings in pyproject.toml): ruff for the Python sources, snakefmt for the workflow
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/snakefmt --check Snakefile rules/
 
 format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 	$(BIN)/snakefmt Snakefile rules/
 
 # a finished run's tables as docs/results/<today>-<RUN>.md (RUN=cpu, smoke, ...)

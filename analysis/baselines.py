@@ -16,6 +16,7 @@ runs in name order, queries in stored order; paired with the models' ``per_trial
 (name, n_queries, correct, accuracy), ``resolution`` and ``method``; ``definitions`` (one line
 per entry), ``provenance`` and ``eval_seconds`` (per entry and total).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,14 @@ METHODS = {"pixel_nn": pixel_nearest_neighbour, "mhd": mhd_classify}
 RESOLUTIONS = (28, 105)
 DEFINITIONS = {
     "pixel_nn": "pixel nearest neighbour: the support image with the highest cosine similarity of raw pixel "
-                "vectors (ink = 1)",
+    "vectors (ink = 1)",
     "mhd": "modified Hausdorff distance (Lake's demo_classification.py): mean-centred ink-pixel coordinates, "
-           "d(A, B) = max(mean_a min_b |a-b|, mean_b min_a |a-b|), the support image with the smallest distance",
+    "d(A, B) = max(mean_a min_b |a-b|, mean_b min_a |a-b|), the support image with the smallest distance",
 }
-RES_TEXT = {28: "on the 28x28 images the models see (resources/<run>/lake_runs.pt)",
-            105: "on Lake's original 105x105 images (all_runs.zip, binarised)"}
+RES_TEXT = {
+    28: "on the 28x28 images the models see (resources/<run>/lake_runs.pt)",
+    105: "on Lake's original 105x105 images (all_runs.zip, binarised)",
+}
 
 
 class RunMismatchError(ValueError):
@@ -57,19 +60,23 @@ def _positive_int(text: str) -> int:
 
 def first_runs(runs: list[OneShotRun], max_runs: int | None) -> list[OneShotRun]:
     """The first ``max_runs`` runs in name order (all when None)."""
-    return sorted(runs, key=lambda r: r.name)[:max_runs or None]
+    return sorted(runs, key=lambda r: r.name)[: max_runs or None]
 
 
 def check_same_trials(runs_a: list[OneShotRun], runs_b: list[OneShotRun], what_a: str, what_b: str) -> None:
     """Raise ``RunMismatchError`` unless both lists hold the same run names with equal answers, in order."""
     names_a, names_b = [r.name for r in runs_a], [r.name for r in runs_b]
     if names_a != names_b:
-        raise RunMismatchError(f"{what_a} and {what_b} hold different runs: {names_a} vs {names_b}; prepare "
-                               f"{what_a} from the same all_runs.zip (python -m vhe.data.cli prepare-runs)")
+        raise RunMismatchError(
+            f"{what_a} and {what_b} hold different runs: {names_a} vs {names_b}; prepare "
+            f"{what_a} from the same all_runs.zip (python -m vhe.data.cli prepare-runs)"
+        )
     for a, b in zip(runs_a, runs_b):
         if a.n_way != b.n_way or not torch.equal(torch.as_tensor(a.answer), torch.as_tensor(b.answer)):
-            raise RunMismatchError(f"run {a.name}: {what_a} and {what_b} differ in their trials (n_way "
-                                   f"{a.n_way} vs {b.n_way}, answers {a.answer.tolist()} vs {b.answer.tolist()})")
+            raise RunMismatchError(
+                f"run {a.name}: {what_a} and {what_b} differ in their trials (n_way "
+                f"{a.n_way} vs {b.n_way}, answers {a.answer.tolist()} vs {b.answer.tolist()})"
+            )
 
 
 def evaluate_runs(runs: list[OneShotRun], method: str, resolution: int) -> dict:
@@ -81,8 +88,9 @@ def evaluate_runs(runs: list[OneShotRun], method: str, resolution: int) -> dict:
         hits = (pred == torch.as_tensor(r.answer)).long()
         correct = int(hits.sum())
         per_trial += hits.tolist()
-        units.append({"name": r.name, "n_queries": int(len(r.query)), "correct": correct,
-                      "accuracy": correct / len(r.query)})
+        units.append(
+            {"name": r.name, "n_queries": int(len(r.query)), "correct": correct, "accuracy": correct / len(r.query)}
+        )
     out = accuracy_summary(units, "run")
     out.update(per_trial=per_trial, runs=units, resolution=resolution, method=method)
     return out
@@ -112,13 +120,20 @@ def baselines(runs_28: list[OneShotRun], runs_105: list[OneShotRun], max_runs: i
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m analysis.baselines", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.baselines",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--runs-28", required=True, help="the prepared 28x28 runs (resources/<run>/lake_runs.pt)")
     p.add_argument("--zip", required=True, help="Lake's all_runs.zip (resources/raw/all_runs.zip)")
     p.add_argument("--out", required=True, help="JSON to write (results/<run>/metrics/baselines.json)")
-    p.add_argument("--max-runs", type=_positive_int, default=None,
-                   help="use only the first N runs in name order (the pipeline passes evaluation.max_runs)")
+    p.add_argument(
+        "--max-runs",
+        type=_positive_int,
+        default=None,
+        help="use only the first N runs in name order (the pipeline passes evaluation.max_runs)",
+    )
     return p.parse_args(argv)
 
 
@@ -134,8 +149,10 @@ def main(argv=None) -> int:
     res["eval_seconds"]["with_loading"] = round(time.perf_counter() - t0, 3)
     write_json({k: res[k] for k in ("lake_runs", "definitions", "provenance", "eval_seconds")}, Path(args.out))
     for key, v in res["lake_runs"].items():
-        print(f"{key}: {100 * v['accuracy']:.1f}% ({v['correct']}/{v['n_trials']}, {v['n_runs']} runs; "
-              f"95% CI {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f}%)")
+        print(
+            f"{key}: {100 * v['accuracy']:.1f}% ({v['correct']}/{v['n_trials']}, {v['n_runs']} runs; "
+            f"95% CI {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f}%)"
+        )
     print(f"wrote {args.out} in {res['eval_seconds']['with_loading']:.1f} s")
     return 0
 

@@ -47,6 +47,7 @@ class does not determine, e.g. the factorial model's texture t) is null and its 
 test class ``nll_stderr`` (and ``kl_c.std``) is null, with fewer than 2 trials ``ci95`` is null and
 ``ci95_reason`` says why. Output keys are listed in :data:`OUTPUT_KEYS`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,16 +77,29 @@ from .stats import Z95, mean_se, too_few_units, wilson_interval  # noqa: F401 (r
 
 log = logging.getLogger("analysis.evaluate")
 
-__all__ = ["evaluate", "main", "parse_args", "class_structure", "wilson_interval", "accuracy_summary",
-           "samples_figure", "OUTPUT_KEYS", "EvaluationError", "SECTIONS", "Section", "Context", "run_section",
-           "evaluation_settings"]
+__all__ = [
+    "evaluate",
+    "main",
+    "parse_args",
+    "class_structure",
+    "wilson_interval",
+    "accuracy_summary",
+    "samples_figure",
+    "OUTPUT_KEYS",
+    "EvaluationError",
+    "SECTIONS",
+    "Section",
+    "Context",
+    "run_section",
+    "evaluation_settings",
+]
 
 #: per-element latents (one value per image); every other latent must be class-level
 ELEMENT_LATENTS = ("z",)
 #: why a metric can be non-finite (written as null and listed under ``non_finite``), by key prefix
 NON_FINITE_REASONS = {
     "nll_estimate": "the importance-sampled log-likelihood is not finite: the checkpoint's weights or outputs "
-                    "are nan/inf (a diverged model)",
+    "are nan/inf (a diverged model)",
     "nll_stderr": "the log-likelihood is not finite (see nll_estimate)",
     "elbo": "the bound is not finite: a diverged model",
     "per_class": "a class's log-likelihood or bound is not finite: a diverged model",
@@ -103,10 +117,30 @@ MIN_UNITS_NORMAL = 10
 
 #: top-level keys of the metrics JSON (values may be null where noted in the module docstring)
 OUTPUT_KEYS = (
-    "model", "experiment", "objective", "decoder", "run", "seed", "provenance", "checkpoint", "evaluation",
-    "graph", "K", "n_classes", "images_per_class", "test_classes", "nll_estimate", "nll_stderr", "elbo",
-    "per_class", "bounds", "kl_c", "classification",
-    "not_defined", "figures", "eval_seconds",
+    "model",
+    "experiment",
+    "objective",
+    "decoder",
+    "run",
+    "seed",
+    "provenance",
+    "checkpoint",
+    "evaluation",
+    "graph",
+    "K",
+    "n_classes",
+    "images_per_class",
+    "test_classes",
+    "nll_estimate",
+    "nll_stderr",
+    "elbo",
+    "per_class",
+    "bounds",
+    "kl_c",
+    "classification",
+    "not_defined",
+    "figures",
+    "eval_seconds",
 )
 
 
@@ -152,13 +186,15 @@ def class_structure(model: vhe.VHE) -> tuple[list[str], list[str]]:
             f"not defined for this graph: latent(s) {other} are neither the class latent {CLASS_LATENT!r} (or its "
             f"ancestors) nor per-image ({list(ELEMENT_LATENTS)}); the images of one test character do not share "
             f"them, so per-character likelihoods, bounds and classification are not defined "
-            f"(latents {model.order}; see analysis.structured)")
+            f"(latents {model.order}; see analysis.structured)"
+        )
     cls = [k for k in model.order if k in allowed]
     for k in cls:
         bad = model.parents_of[k] & set(elem)
         if bad:
-            raise EvaluationError(f"not defined for this graph: class-level latent {k!r} depends on per-element "
-                                  f"latent(s) {sorted(bad)}")
+            raise EvaluationError(
+                f"not defined for this graph: class-level latent {k!r} depends on per-element latent(s) {sorted(bad)}"
+            )
     return cls, elem
 
 
@@ -176,14 +212,23 @@ def accuracy_summary(units: list[dict], unit: str) -> dict:
     n = sum(u["n_queries"] for u in units)
     accs = np.array([u["correct"] / u["n_queries"] for u in units], dtype=np.float64)
     wilson = wilson_interval(correct, n)
-    out = {"accuracy": correct / n if n else None, "n_trials": n, "correct": correct, f"n_{unit}s": len(units),
-           "ci95_wilson": wilson}
+    out = {
+        "accuracy": correct / n if n else None,
+        "n_trials": n,
+        "correct": correct,
+        f"n_{unit}s": len(units),
+        "ci95_wilson": wilson,
+    }
     sd = float(accs.std(ddof=1)) if len(units) >= 2 else 0.0
     if len(units) >= MIN_UNITS_NORMAL and sd > 0:
         half = Z95 * sd / math.sqrt(len(units))
         m = float(accs.mean())
-        out.update(ci95=[max(0.0, m - half), min(1.0, m + half)], ci95_halfwidth=half, std_over_units=sd,
-                   ci_method=f"normal approximation over {unit}s: mean ± 1.96 sd/sqrt({len(units)})")
+        out.update(
+            ci95=[max(0.0, m - half), min(1.0, m + half)],
+            ci95_halfwidth=half,
+            std_over_units=sd,
+            ci_method=f"normal approximation over {unit}s: mean ± 1.96 sd/sqrt({len(units)})",
+        )
     else:
         out.update(ci95=wilson, ci_method=f"Wilson score interval over all {n} trials")
     if wilson is None:  # analysis.stats: no interval from fewer than 2 trials
@@ -255,8 +300,9 @@ def likelihood(model, X, K, elem, max_elements, class_chunk=16):
     N = X.shape[1]
     est, elbo = [], []
     for b0 in tqdm(range(0, len(X), class_chunk), desc=f"log p(X), K={K}", disable=None):
-        e, l = log_marginal(model, X[b0:b0 + class_chunk], n_samples=K, per_element=elem,
-                            max_elements=max_elements, return_elbo=True)
+        e, l = log_marginal(
+            model, X[b0 : b0 + class_chunk], n_samples=K, per_element=elem, max_elements=max_elements, return_elbo=True
+        )
         est.append(e.cpu())
         elbo.append(l.cpu())
     nll = -(torch.cat(est).double()) / N
@@ -271,22 +317,38 @@ def bound(model, objective, dataset, targets, k_shot, resample, batch_size, seed
     for k, lab in labels.items():
         counts = torch.bincount(torch.as_tensor(encode_labels(lab)))
         capped[k] = max(1, min(int(k_shot[k]), int(counts.min())))
-    loader = vhe.DataLoader(dataset.images, labels=labels, k_shot=capped, batch_size=batch_size, resample=resample,
-                            shuffle=False, seed=seed, device=device, dtype=torch.float32)
+    loader = vhe.DataLoader(
+        dataset.images,
+        labels=labels,
+        k_shot=capped,
+        batch_size=batch_size,
+        resample=resample,
+        shuffle=False,
+        seed=seed,
+        device=device,
+        dtype=torch.float32,
+    )
     total, n, kl_tot = 0.0, 0, {}
     targets = torch.as_tensor(targets, dtype=torch.long).flatten()
     with eval_mode(model):
         for chunk in tqdm(targets.split(batch_size), desc=desc, disable=None):
             b = loader.episode(chunk.to(loader.device))
-            value, kl = model.score(b.inputs, b.sizes, x=b.target, rescale=objective.rescale, reduction="sum",
-                                    return_kl=True)
+            value, kl = model.score(
+                b.inputs, b.sizes, x=b.target, rescale=objective.rescale, reduction="sum", return_kl=True
+            )
             total += float(value)
             for k, v in kl.items():
                 kl_tot[k] = kl_tot.get(k, 0.0) + float(v)
             n += len(chunk)
-    return {"value": -total / n, "n_images": n, "n_classes": int(dataset.character[targets].unique().numel()),
-            "k_shot": capped, "resample": dict(resample), "rescale": bool(objective.rescale),
-            "kl_per_image": {k: v / n for k, v in kl_tot.items()}}
+    return {
+        "value": -total / n,
+        "n_images": n,
+        "n_classes": int(dataset.character[targets].unique().numel()),
+        "k_shot": capped,
+        "resample": dict(resample),
+        "rescale": bool(objective.rescale),
+        "kl_per_image": {k: v / n for k, v in kl_tot.items()},
+    }
 
 
 def kl_c_section(model, X, k, n_samples, elem, seed, class_chunk=32):
@@ -297,11 +359,20 @@ def kl_c_section(model, X, k, n_samples, elem, seed, class_chunk=32):
     D = X[torch.arange(B, device=X.device)[:, None], pick]
     kls = []
     for b0 in tqdm(range(0, B, class_chunk), desc="KL(c)", disable=None):
-        kls.append(kl_class(model, D[b0:b0 + class_chunk], latent=CLASS_LATENT, n_samples=n_samples,
-                            per_element=elem).double().cpu())
+        kls.append(
+            kl_class(model, D[b0 : b0 + class_chunk], latent=CLASS_LATENT, n_samples=n_samples, per_element=elem)
+            .double()
+            .cpu()
+        )
     kls = torch.cat(kls)
-    return {"mean": float(kls.mean()), "std": float(kls.std()) if B > 1 else None, "k_shot": k, "n_classes": B,
-            "n_samples": n_samples, "per_class": kls.tolist()}
+    return {
+        "mean": float(kls.mean()),
+        "std": float(kls.std()) if B > 1 else None,
+        "k_shot": k,
+        "n_classes": B,
+        "n_samples": n_samples,
+        "per_class": kls.tolist(),
+    }
 
 
 def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, methods=("conditional",)):
@@ -311,21 +382,35 @@ def classify_runs(model, runs, n_samples, elem, device, max_elements, desc, meth
     for r in tqdm(runs, desc=f"{desc} ({', '.join(methods)})", disable=None):
         support = r.support.to(device=device, dtype=torch.float32).unsqueeze(1)  # (W, 1, C, H, W)
         query = r.query.to(device=device, dtype=torch.float32)
-        scores = class_scores_many(model, support, query, methods, n_samples=n_samples, per_element=elem,
-                                   max_elements=max_elements)
+        scores = class_scores_many(
+            model, support, query, methods, n_samples=n_samples, per_element=elem, max_elements=max_elements
+        )
         for method, sc in scores.items():
             a = acc[method]
             a["non_finite"] += _non_finite_trials(sc)
             hits = (sc.argmax(dim=1).cpu() == torch.as_tensor(r.answer).cpu()).long()
             correct = int(hits.sum())
             a["per_trial"] += hits.tolist()
-            a["units"].append({"name": r.name, "n_way": r.n_way, "n_queries": int(len(query)), "correct": correct,
-                               "accuracy": correct / len(query)})
+            a["units"].append(
+                {
+                    "name": r.name,
+                    "n_way": r.n_way,
+                    "n_queries": int(len(query)),
+                    "correct": correct,
+                    "accuracy": correct / len(query),
+                }
+            )
     out = {}
     for method, a in acc.items():
         o = accuracy_summary(a["units"], "run")
-        o.update(n_way=sorted({u["n_way"] for u in a["units"]}), shot=1, method=method, n_samples=n_samples,
-                 runs=a["units"], per_trial=a["per_trial"])
+        o.update(
+            n_way=sorted({u["n_way"] for u in a["units"]}),
+            shot=1,
+            method=method,
+            n_samples=n_samples,
+            runs=a["units"],
+            per_trial=a["per_trial"],
+        )
         out[method] = _mark_non_finite(o, a["non_finite"])
     return out
 
@@ -344,17 +429,22 @@ def _mark_non_finite(out: dict, n: int) -> dict:
     return out
 
 
-def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, seed, device, max_elements,
-                      methods=("conditional",)):
+def classify_episodes(
+    model, dataset, way, shot, n_episodes, n_samples, elem, seed, device, max_elements, methods=("conditional",)
+):
     """N-way K-shot episodes: ``way`` distinct characters, ``shot`` support + 1 query drawings each
     (they depend only on ``seed``), every estimator of ``methods`` scored from shared draws:
     {method: accuracy_summary + per_trial}."""
     counts = dataset.class_counts()
     eligible = (counts >= shot + 1).nonzero().flatten()
     if len(eligible) < way:
-        skipped = {"accuracy": None, "way": way, "shot": shot,
-                   "skipped": f"{way}-way {shot}-shot needs {way} characters with >= {shot + 1} drawings; the "
-                              f"evaluation set has {len(eligible)}"}
+        skipped = {
+            "accuracy": None,
+            "way": way,
+            "shot": shot,
+            "skipped": f"{way}-way {shot}-shot needs {way} characters with >= {shot + 1} drawings; the "
+            f"evaluation set has {len(eligible)}",
+        }
         return {m: dict(skipped) for m in methods}
     members = {int(c): (dataset.character == c).nonzero().flatten() for c in eligible.tolist()}
     g = torch.Generator().manual_seed(int(seed))
@@ -364,13 +454,14 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
         sup, qry = [], []
         for c in chars.tolist():
             m = members[c]
-            pick = m[torch.randperm(len(m), generator=g)[:shot + 1]]
+            pick = m[torch.randperm(len(m), generator=g)[: shot + 1]]
             sup.append(dataset.images[pick[:shot]])
             qry.append(dataset.images[pick[shot]])
         support = torch.stack(sup).to(device=device, dtype=torch.float32)
         query = torch.stack(qry).to(device=device, dtype=torch.float32)
-        scores = class_scores_many(model, support, query, methods, n_samples=n_samples, per_element=elem,
-                                   max_elements=max_elements)
+        scores = class_scores_many(
+            model, support, query, methods, n_samples=n_samples, per_element=elem, max_elements=max_elements
+        )
         for method, sc in scores.items():
             a = acc[method]
             a["non_finite"] += _non_finite_trials(sc)
@@ -380,8 +471,9 @@ def classify_episodes(model, dataset, way, shot, n_episodes, n_samples, elem, se
     out = {}
     for method, a in acc.items():
         o = accuracy_summary(a["units"], "episode")
-        o.update(way=way, shot=shot, queries_per_episode=way, method=method, n_samples=n_samples,
-                 per_trial=a["per_trial"])
+        o.update(
+            way=way, shot=shot, queries_per_episode=way, method=method, n_samples=n_samples, per_trial=a["per_trial"]
+        )
         out[method] = _mark_non_finite(o, a["non_finite"])
     return out
 
@@ -416,8 +508,9 @@ def _to_display(img: torch.Tensor) -> np.ndarray:
     return a.mean(axis=0)
 
 
-def samples_figure(model, name, path_png, eval_set=None, cls_latents=(), n_rows=8, n_samples=8, seed=0,
-                   note: str | None = None) -> list[str]:
+def samples_figure(
+    model, name, path_png, eval_set=None, cls_latents=(), n_rows=8, n_samples=8, seed=0, note: str | None = None
+) -> list[str]:
     """1-shot conditional samples (first column: the support image) or, without class latents,
     unconditional samples; pixel probabilities when the decoder has ``probs``. Writes PNG and PDF."""
     import matplotlib
@@ -459,7 +552,7 @@ def samples_figure(model, name, path_png, eval_set=None, cls_latents=(), n_rows=
         for j, img in enumerate(items):
             x0 = pad + j * (W + pad) + (gap if conditional and j >= 1 else 0)
             a = _to_display(img)
-            canvas[y:y + H, x0:x0 + W] = a[..., None] if a.ndim == 2 else a
+            canvas[y : y + H, x0 : x0 + W] = a[..., None] if a.ndim == 2 else a
     what = "pixel probabilities" if use_probs else "Bernoulli samples"
     if conditional:
         title = f"{name}: 1-shot conditional samples ({what})\nfirst column: the support image (test character)"
@@ -537,8 +630,12 @@ def run_likelihood(ctx: Context) -> dict:
     n_classes = ctx.X.shape[0]
     if too_few_units(n_classes, "test class"):  # analysis.stats: no standard error from one class
         ctx.not_defined["nll_stderr"] = too_few_units(n_classes, "test class")
-    return {"nll_estimate": float(nll.mean()), "elbo": float(nelbo.mean()), "nll_stderr": mean_se(nll)[1],
-            "per_class": {"nll": nll.tolist(), "elbo": nelbo.tolist()}}
+    return {
+        "nll_estimate": float(nll.mean()),
+        "elbo": float(nelbo.mean()),
+        "nll_stderr": mean_se(nll)[1],
+        "per_class": {"nll": nll.tolist(), "elbo": nelbo.tolist()},
+    }
 
 
 def run_bounds(ctx: Context) -> dict:
@@ -549,17 +646,24 @@ def run_bounds(ctx: Context) -> dict:
     k_shot, resample = dict(tl.k_shot), dict(tl.resample)
     bs = max(1, int(ctx.batch_size))
     objective, seed = ctx.exp.objective, ctx.seed
-    test_b = bound(ctx.model, objective, ctx.eval_set, ctx.idx.flatten(), k_shot, resample, bs, seed + 2, ctx.device,
-                   "test bound")
+    test_b = bound(
+        ctx.model, objective, ctx.eval_set, ctx.idx.flatten(), k_shot, resample, bs, seed + 2, ctx.device, "test bound"
+    )
     train_set = datasets.train_val_sets(ctx.cfg)[0]
     n_train = min(ctx.X.shape[0], train_set.n_classes)
     train_targets = (train_set.character < n_train).nonzero().flatten()
-    train_b = bound(ctx.model, objective, train_set, train_targets, k_shot, resample, bs, seed + 3, ctx.device,
-                    "train bound")
-    return {"bounds": {"test": test_b, "train": train_b,
-                       "definition": "minus model.score (the training objective, kl_factor 1, the objective's "
-                                     "rescale, sizes = class sizes) per target image; support sets drawn like "
-                                     "training episodes"}}
+    train_b = bound(
+        ctx.model, objective, train_set, train_targets, k_shot, resample, bs, seed + 3, ctx.device, "train bound"
+    )
+    return {
+        "bounds": {
+            "test": test_b,
+            "train": train_b,
+            "definition": "minus model.score (the training objective, kl_factor 1, the objective's "
+            "rescale, sizes = class sizes) per target image; support sets drawn like "
+            "training episodes",
+        }
+    }
 
 
 def run_kl_c(ctx: Context) -> dict:
@@ -576,8 +680,9 @@ def run_classification(ctx: Context) -> dict:
     for key, runs in run_sets(ctx).items():
         with ctx.timer(key):
             _seed(ctx.seed, 4)
-            out[key] = classify_runs(ctx.model, runs, ns, ctx.elem, ctx.device, ctx.max_elements,
-                                     key.replace("_", " "), methods=methods)
+            out[key] = classify_runs(
+                ctx.model, runs, ns, ctx.elem, ctx.device, ctx.max_elements, key.replace("_", " "), methods=methods
+            )
     with ctx.timer("episodes"):
         out["episodes"] = episodes(ctx, methods, ns)
     return {"classification": out}
@@ -596,7 +701,7 @@ def run_sets(ctx: Context) -> dict:
         except ValueError as e:  # e.g. no validation alphabet has n_way characters
             ctx.not_defined["classification.validation_runs"] = str(e)
     if ev.lake_runs:
-        sets["lake_runs"] = datasets.load_split(ctx.cfg, "lake_runs")[:ev.max_runs or None]
+        sets["lake_runs"] = datasets.load_split(ctx.cfg, "lake_runs")[: ev.max_runs or None]
     n_within = int(ev.within_alphabet_runs)
     if n_within > 0:
         sets["within_alphabet_runs"] = datasets.load_split(ctx.cfg, "within_alphabet_runs")[:n_within]
@@ -609,9 +714,19 @@ def episodes(ctx: Context, methods: list, n_samples: int) -> dict:
     for way, shot in itertools.product(eps["ways"], eps["shots"]):
         ep_seed = ctx.seed + 1000 * int(way) + int(shot)
         _seed(ep_seed)
-        out[f"{way}way_{shot}shot"] = classify_episodes(ctx.model, ctx.eval_set, int(way), int(shot),
-                                                        int(eps["n_episodes"]), n_samples, ctx.elem, ep_seed,
-                                                        ctx.device, ctx.max_elements, methods=methods)
+        out[f"{way}way_{shot}shot"] = classify_episodes(
+            ctx.model,
+            ctx.eval_set,
+            int(way),
+            int(shot),
+            int(eps["n_episodes"]),
+            n_samples,
+            ctx.elem,
+            ep_seed,
+            ctx.device,
+            ctx.max_elements,
+            methods=methods,
+        )
     return out
 
 
@@ -620,10 +735,18 @@ def run_samples_figure(ctx: Context) -> dict:
     png = Path(ctx.figures) / f"samples_{ctx.name}.png"
     if ctx.diverged:
         return {"figures": {"samples": placeholder_figure(png, f"{ctx.name}: no samples: {ctx.diverged}")}}
-    note = ("(class-conditional sampling from a test character is not defined for this graph)"
-            if ctx.structure_error else None)
-    return {"figures": {"samples": samples_figure(ctx.model, ctx.name, png, eval_set=ctx.eval_set,
-                                                  cls_latents=ctx.cls, seed=ctx.seed, note=note)}}
+    note = (
+        "(class-conditional sampling from a test character is not defined for this graph)"
+        if ctx.structure_error
+        else None
+    )
+    return {
+        "figures": {
+            "samples": samples_figure(
+                ctx.model, ctx.name, png, eval_set=ctx.eval_set, cls_latents=ctx.cls, seed=ctx.seed, note=note
+            )
+        }
+    }
 
 
 def _no_class_latent(ctx: Context) -> str | None:
@@ -634,8 +757,10 @@ def _no_class_latent(ctx: Context) -> str | None:
 
 def _no_class_level_latent(ctx: Context) -> str | None:
     if not ctx.cls:
-        return (f"classification needs a class-level latent shared by the support set and the query; this "
-                f"model's latents {ctx.model.order} are all per-image")
+        return (
+            f"classification needs a class-level latent shared by the support set and the query; this "
+            f"model's latents {ctx.model.order} are all per-image"
+        )
     return None
 
 
@@ -668,8 +793,9 @@ SECTIONS = (
     Section("likelihood", run_likelihood, keys=("nll_estimate", "elbo"), seed_offset=1),
     Section("bounds", run_bounds, keys=("bounds",), seed_offset=2),
     Section("kl_c", run_kl_c, keys=("kl_c",), seed_offset=3, undefined=_no_class_latent),
-    Section("classification", run_classification, keys=("classification",), timed=False,
-            undefined=_no_class_level_latent),
+    Section(
+        "classification", run_classification, keys=("classification",), timed=False, undefined=_no_class_level_latent
+    ),
     Section("samples_figure", run_samples_figure, needs_data=False, undefined=_no_figures_folder),
 )
 
@@ -722,25 +848,52 @@ def setup(cfg, checkpoint, device, max_elements, batch_size, figures, timer: _Ti
     exp = build_experiment(cfg, device)
     ckpt = load_weights(exp.model, checkpoint, device)  # the one checkpoint loader (weights_only=True)
     ckpt_info = {"path": str(checkpoint), **{k: ckpt[k] for k in ("step", "val_bound", "version") if k in ckpt}}
-    return Context(cfg=cfg, exp=exp, ev=ev, device=device, seed=seed, timer=timer, checkpoint=ckpt_info,
-                   max_elements=int(max_elements if max_elements is not None else ev.max_elements),
-                   batch_size=batch_size, figures=figures)
+    return Context(
+        cfg=cfg,
+        exp=exp,
+        ev=ev,
+        device=device,
+        seed=seed,
+        timer=timer,
+        checkpoint=ckpt_info,
+        max_elements=int(max_elements if max_elements is not None else ev.max_elements),
+        batch_size=batch_size,
+        figures=figures,
+    )
 
 
 def header(ctx: Context) -> dict:
     """The metrics dict before any section ran: what was evaluated, how; every metric null."""
     m = ctx.cfg["model"]
     return {
-        "model": m.get("name"), "experiment": m.get("experiment"), "objective": m.get("objective"),
-        "decoder": m.get("decoder"), "run": ctx.cfg.get("run"), "seed": ctx.cfg.get("seed"),
-        "provenance": provenance(ctx.cfg, ctx.device, ctx.seed), "checkpoint": ctx.checkpoint,
-        "evaluation": {**ctx.ev.to_dict(), "device": str(ctx.device), "max_elements": ctx.max_elements,
-                       "batch_size": ctx.batch_size},
+        "model": m.get("name"),
+        "experiment": m.get("experiment"),
+        "objective": m.get("objective"),
+        "decoder": m.get("decoder"),
+        "run": ctx.cfg.get("run"),
+        "seed": ctx.cfg.get("seed"),
+        "provenance": provenance(ctx.cfg, ctx.device, ctx.seed),
+        "checkpoint": ctx.checkpoint,
+        "evaluation": {
+            **ctx.ev.to_dict(),
+            "device": str(ctx.device),
+            "max_elements": ctx.max_elements,
+            "batch_size": ctx.batch_size,
+        },
         "graph": {"latents": list(ctx.model.order)},
-        "K": int(ctx.ev.n_samples), "n_classes": None, "images_per_class": None, "test_classes": None,
-        "nll_estimate": None, "nll_stderr": None, "elbo": None,
-        "per_class": None, "bounds": None, "kl_c": None,
-        "classification": None, "not_defined": ctx.not_defined, "figures": {},
+        "K": int(ctx.ev.n_samples),
+        "n_classes": None,
+        "images_per_class": None,
+        "test_classes": None,
+        "nll_estimate": None,
+        "nll_stderr": None,
+        "elbo": None,
+        "per_class": None,
+        "bounds": None,
+        "kl_c": None,
+        "classification": None,
+        "not_defined": ctx.not_defined,
+        "figures": {},
     }
 
 
@@ -754,8 +907,10 @@ def check_model(ctx: Context, res: dict) -> None:
     res["graph"].update(class_latents=ctx.cls, element_latents=ctx.elem)
     if all(bool(torch.isfinite(p).all()) for p in ctx.model.parameters()):
         return
-    ctx.diverged = (f"the checkpoint's weights are not finite (a diverged model, step {ctx.checkpoint.get('step')}): "
-                    f"nothing to evaluate; retrain with a lower train.lr or a tighter train.grad_clip")
+    ctx.diverged = (
+        f"the checkpoint's weights are not finite (a diverged model, step {ctx.checkpoint.get('step')}): "
+        f"nothing to evaluate; retrain with a lower train.lr or a tighter train.grad_clip"
+    )
     log.error("%s: %s", ctx.name, ctx.diverged)
     res["diverged"] = ctx.diverged
 
@@ -771,8 +926,16 @@ def load_test_classes(ctx: Context) -> dict:
     return {"n_classes": B, "images_per_class": N, "test_classes": names}
 
 
-def evaluate(cfg, checkpoint, out, figures=None, device=None, max_elements: int | None = None, batch_size: int = 128,
-             progress: bool | None = None) -> dict:
+def evaluate(
+    cfg,
+    checkpoint,
+    out,
+    figures=None,
+    device=None,
+    max_elements: int | None = None,
+    batch_size: int = 128,
+    progress: bool | None = None,
+) -> dict:
     """Evaluate the model of ``cfg`` (a per-model config: path or dict) with ``checkpoint``; write ``out``.
 
     ``cfg["evaluation"]`` holds the options (override them before calling). Runs :data:`SECTIONS`
@@ -816,32 +979,47 @@ def _log_wandb(cfg, m, res: dict, checkpoint) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m analysis.evaluate", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.evaluate",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", required=True, help="per-model config JSON (results/<run>/configs/<model>.json)")
-    p.add_argument("--evaluation", default=None,
-                   help="JSON/YAML with the evaluation section (replaces the config's; the pipeline's configs/evaluation.json)")
+    p.add_argument(
+        "--evaluation",
+        default=None,
+        help="JSON/YAML with the evaluation section (replaces the config's; the pipeline's configs/evaluation.json)",
+    )
     p.add_argument("--checkpoint", required=True, help="trainer checkpoint (best.pt)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--figures", default=None, help="folder for samples_<model>.png/.pdf (omit: no figure)")
     p.add_argument("--device", default=None, help="cpu | cuda | auto (default: the config's device)")
-    p.add_argument("--runtime", default=None, metavar="JSON",
-                   help="run settings {\"device\": ..., \"wandb\": {...}} applied over the config (the pipeline passes "
-                        "them here, not in the config file)")
+    p.add_argument(
+        "--runtime",
+        default=None,
+        metavar="JSON",
+        help='run settings {"device": ..., "wandb": {...}} applied over the config (the pipeline passes '
+        "them here, not in the config file)",
+    )
     g = p.add_argument_group("overrides of cfg['evaluation']")
     g.add_argument("--n-samples", type=_positive_int, help="K, importance samples for log p(X)")
     g.add_argument("--max-classes", type=_positive_int, help="test classes for likelihoods, bounds and KL(c)")
     g.add_argument("--classification-samples", type=_positive_int, help="importance samples per log p(x | D)")
-    g.add_argument("--lake-runs", action=argparse.BooleanOptionalAction, default=None,
-                   help="evaluate Lake's 20 one-shot runs")
+    g.add_argument(
+        "--lake-runs", action=argparse.BooleanOptionalAction, default=None, help="evaluate Lake's 20 one-shot runs"
+    )
     g.add_argument("--max-runs", type=_positive_int, help="use only the first N of Lake's runs")
     g.add_argument("--within-alphabet-runs", type=_nonneg_int, help="within-alphabet runs to use (0: none)")
     g.add_argument("--n-episodes", type=_positive_int, help="episodes per (way, shot)")
     g.add_argument("--ways", type=_positive_int, nargs="+", help="episode ways, e.g. 5 20")
     g.add_argument("--shots", type=_positive_int, nargs="+", help="episode shots, e.g. 1 5")
     g.add_argument("--seed", type=int, help="evaluation seed")
-    p.add_argument("--max-elements", type=_positive_int, default=None,
-                   help="images decoded at once by the importance samplers (default: evaluation.max_elements)")
+    p.add_argument(
+        "--max-elements",
+        type=_positive_int,
+        default=None,
+        help="images decoded at once by the importance samplers (default: evaluation.max_elements)",
+    )
     p.add_argument("--batch-size", type=_positive_int, default=128, help="targets per batch for the bounds")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
@@ -849,9 +1027,15 @@ def parse_args(argv=None):
 
 def apply_overrides(cfg: dict, args) -> dict:
     ev = cfg.setdefault("evaluation", {})
-    for opt, key in (("n_samples", "n_samples"), ("max_classes", "max_classes"),
-                     ("classification_samples", "classification_samples"), ("lake_runs", "lake_runs"),
-                     ("max_runs", "max_runs"), ("within_alphabet_runs", "within_alphabet_runs"), ("seed", "seed")):
+    for opt, key in (
+        ("n_samples", "n_samples"),
+        ("max_classes", "max_classes"),
+        ("classification_samples", "classification_samples"),
+        ("lake_runs", "lake_runs"),
+        ("max_runs", "max_runs"),
+        ("within_alphabet_runs", "within_alphabet_runs"),
+        ("seed", "seed"),
+    ):
         v = getattr(args, opt, None)
         if v is not None:
             ev[key] = v
@@ -868,8 +1052,11 @@ def apply_overrides(cfg: dict, args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
     from experiments.config import ConfigError, load_config, with_runtime
 
     try:
@@ -878,16 +1065,25 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cfg = apply_overrides(cfg, args)
-    res = evaluate(cfg, args.checkpoint, args.out, figures=args.figures, device=args.device,
-                   max_elements=args.max_elements, batch_size=args.batch_size)
+    res = evaluate(
+        cfg,
+        args.checkpoint,
+        args.out,
+        figures=args.figures,
+        device=args.device,
+        max_elements=args.max_elements,
+        batch_size=args.batch_size,
+    )
 
     def fmt(v, spec=".2f"):
         return "n/a" if v is None else format(v, spec)
 
-    lines = [f"{res['model']}: -log p(X)/|X| = {fmt(res['nll_estimate'])} nats (K={res['K']}, "
-             f"{res['n_classes']} classes x {res['images_per_class']}), -ELBO = {fmt(res['elbo'])}, "
-             f"test bound = {fmt((res['bounds'] or {}).get('test', {}).get('value'))}, "
-             f"train bound = {fmt((res['bounds'] or {}).get('train', {}).get('value'))}"]
+    lines = [
+        f"{res['model']}: -log p(X)/|X| = {fmt(res['nll_estimate'])} nats (K={res['K']}, "
+        f"{res['n_classes']} classes x {res['images_per_class']}), -ELBO = {fmt(res['elbo'])}, "
+        f"test bound = {fmt((res['bounds'] or {}).get('test', {}).get('value'))}, "
+        f"train bound = {fmt((res['bounds'] or {}).get('train', {}).get('value'))}"
+    ]
     if res.get("kl_c"):
         lines.append(f"  KL(c) = {fmt(res['kl_c']['mean'])} ± {fmt(res['kl_c']['std'])} nats")
     cl = res.get("classification") or {}

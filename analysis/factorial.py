@@ -16,6 +16,7 @@ must show"), each a function a test can run on a hand-built model:
   held-out images with 2% and 5% of their pixels flipped (is the metric valid on noisy, generated-like
   images?).
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,24 +28,36 @@ import numpy as np
 import torch
 
 from .stats import binomial_above, too_few_units, wilson_interval
-from .structured_common import (ancestral, episode_scores, figure_prefix, fit_logistic, shape_features,
-                                texture_features, _centres, _mean_se, _nearest, _short, _tile)
+from .structured_common import (
+    ancestral,
+    episode_scores,
+    figure_prefix,
+    fit_logistic,
+    shape_features,
+    texture_features,
+    _centres,
+    _mean_se,
+    _nearest,
+    _short,
+    _tile,
+)
 
 log = logging.getLogger(__name__)
 
 
 # ============================================================================ factorial: figures and metrics
 @torch.no_grad()
-def _cells(model, rows: torch.Tensor, cols: torch.Tensor, device, n_per_cell: int = 1,
-           chunk: int = 256) -> torch.Tensor:
+def _cells(
+    model, rows: torch.Tensor, cols: torch.Tensor, device, n_per_cell: int = 1, chunk: int = 256
+) -> torch.Tensor:
     """x ~ p(x | c ~ q(c | row_i), t ~ q(t | col_j), z ~ p(z)) -> (R, C, n, 1, H, W) on the CPU."""
     R, Cn = len(rows), len(cols)
-    ri = torch.arange(R).repeat_interleave(Cn * n_per_cell)                  # cell order: row, column, draw
+    ri = torch.arange(R).repeat_interleave(Cn * n_per_cell)  # cell order: row, column, draw
     ci = torch.arange(Cn).repeat_interleave(n_per_cell).repeat(R)
     out = []
     for s in range(0, len(ri), chunk):
-        Dc = rows[ri[s:s + chunk]].to(device=device, dtype=torch.float32)[:, None]
-        Dt = cols[ci[s:s + chunk]].to(device=device, dtype=torch.float32)[:, None]
+        Dc = rows[ri[s : s + chunk]].to(device=device, dtype=torch.float32)[:, None]
+        Dt = cols[ci[s : s + chunk]].to(device=device, dtype=torch.float32)[:, None]
         x, _ = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
         out.append(x.float().cpu())
     return torch.cat(out).view(R, Cn, n_per_cell, *rows.shape[1:])
@@ -57,8 +70,9 @@ def _share(ok: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def latent_kls(model, s, k_shot: dict, resample: dict, device, seed: int, batch_size: int = 64,
-               max_targets: int = 2048) -> dict:
+def latent_kls(
+    model, s, k_shot: dict, resample: dict, device, seed: int, batch_size: int = 64, max_targets: int = 2048
+) -> dict:
     """KL(q(k | D_k, ...) || p(k | ...)) of every latent on episodes of the textured set ``s``.
 
     Up to ``max_targets`` random images of ``s`` are targets; each episode gives the encoders D_c
@@ -71,26 +85,49 @@ def latent_kls(model, s, k_shot: dict, resample: dict, device, seed: int, batch_
     import vhe
     from experiments.factorial import labels_of
 
-    loader = vhe.DataLoader(s.images, labels=labels_of(s), k_shot=k_shot, batch_size=batch_size, resample=resample,
-                            shuffle=False, seed=int(seed), device=device, dtype=torch.float32)
+    loader = vhe.DataLoader(
+        s.images,
+        labels=labels_of(s),
+        k_shot=k_shot,
+        batch_size=batch_size,
+        resample=resample,
+        shuffle=False,
+        seed=int(seed),
+        device=device,
+        dtype=torch.float32,
+    )
     g = torch.Generator().manual_seed(int(seed) + 21)
-    targets = torch.randperm(len(s), generator=g)[:int(max_targets)].sort().values.to(device)
+    targets = torch.randperm(len(s), generator=g)[: int(max_targets)].sort().values.to(device)
     _, kls = episode_scores(model, loader, targets, True, batch_size, seed)
     means, ses = {}, {}
     for k, v in kls.items():
         means[k], ses[k] = _mean_se(v)
-    out = {"kl": means,
-           "kl_episodes": {"se": ses, "n_targets": int(len(targets)), "k_shot": dict(k_shot),
-                           "units": "nats: single-draw KL(q(k | D_k) || p(k)) per target, unweighted "
-                                    "(c, t: per support set, z: per image); SE over targets"}}
+    out = {
+        "kl": means,
+        "kl_episodes": {
+            "se": ses,
+            "n_targets": int(len(targets)),
+            "k_shot": dict(k_shot),
+            "units": "nats: single-draw KL(q(k | D_k) || p(k)) per target, unweighted "
+            "(c, t: per support set, z: per image); SE over targets",
+        },
+    }
     if too_few_units(len(targets)):
         out["kl_episodes"]["se_reason"] = too_few_units(len(targets), "target")
     return out
 
 
 @torch.no_grad()
-def t_swap_test(model, rows: torch.Tensor, cols: torch.Tensor, col_texture: torch.Tensor, predict_tex, device,
-                seed: int, chunk: int = 256) -> dict:
+def t_swap_test(
+    model,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    col_texture: torch.Tensor,
+    predict_tex,
+    device,
+    seed: int,
+    chunk: int = 256,
+) -> dict:
     """Does the texture follow t? Every cell (row i, column j) is generated twice with the same
     c ~ q(c | row_i) and z ~ p(z): with t ~ q(t | col_j), and with the t drawn for another column
     j' != j of the same row (uniformly at random). Both images are classified by ``predict_tex``
@@ -107,15 +144,15 @@ def t_swap_test(model, rows: torch.Tensor, cols: torch.Tensor, col_texture: torc
     ri = torch.arange(R).repeat_interleave(T)
     ci = torch.arange(T).repeat(R)
     g = torch.Generator().manual_seed(int(seed))
-    other = (ci + torch.randint(1, T, (R * T,), generator=g)) % T          # another column of the same row
+    other = (ci + torch.randint(1, T, (R * T,), generator=g)) % T  # another column of the same row
     swap_cell = ri * T + other
     orig, swapped = [], []
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         lat = {}
         for s0 in range(0, R * T, chunk):
-            Dc = rows[ri[s0:s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
-            Dt = cols[ci[s0:s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
+            Dc = rows[ri[s0 : s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
+            Dt = cols[ci[s0 : s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
             x, v = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
             orig.append(x.float().cpu())
             for k, val in v.items():
@@ -132,26 +169,38 @@ def t_swap_test(model, rows: torch.Tensor, cols: torch.Tensor, col_texture: torc
     want_o, want_s = col_texture[ci], col_texture[other]
     chance = 1.0 / int(torch.unique(col_texture).numel())
     follows, changed = _share(pred_s == want_s), _share(pred_s != pred_o)
-    return {"cells": R * T, "rows": R, "columns": T, "chance": chance,
-            "follows_t": follows["value"], "follows_t_ci95": follows["ci95"],
-            "p_value_above_chance": binomial_above(follows["k"], follows["n"], chance),
-            "follows_original_t": _share(pred_o == want_o)["value"],
-            "changed": changed["value"], "changed_ci95": changed["ci95"],
-            "both": _share((pred_o == want_o) & (pred_s == want_s))["value"],
-            "design": "each cell twice with the same c ~ q(c | row image) and z ~ p(z): t ~ q(t | its column image) "
-                      "and the t of another column of the row; texture by the grid's texture classifier",
-            "units": "shares of cells in [0, 1], Wilson 95% intervals"}
+    return {
+        "cells": R * T,
+        "rows": R,
+        "columns": T,
+        "chance": chance,
+        "follows_t": follows["value"],
+        "follows_t_ci95": follows["ci95"],
+        "p_value_above_chance": binomial_above(follows["k"], follows["n"], chance),
+        "follows_original_t": _share(pred_o == want_o)["value"],
+        "changed": changed["value"],
+        "changed_ci95": changed["ci95"],
+        "both": _share((pred_o == want_o) & (pred_s == want_s))["value"],
+        "design": "each cell twice with the same c ~ q(c | row image) and z ~ p(z): t ~ q(t | its column image) "
+        "and the t of another column of the row; texture by the grid's texture classifier",
+        "units": "shares of cells in [0, 1], Wilson 95% intervals",
+    }
 
 
-def row_texture_leak(tex_pred: torch.Tensor, row_texture: torch.Tensor, col_texture: torch.Tensor,
-                     n_textures: int) -> dict:
+def row_texture_leak(
+    tex_pred: torch.Tensor, row_texture: torch.Tensor, col_texture: torch.Tensor, n_textures: int
+) -> dict:
     """How often a cell's classified texture is its ROW image's (texture leaking through c), on the
     cells whose row and column images differ in texture (elsewhere the two cannot be told apart).
     All three (n_cells,). Chance 1 / ``n_textures``."""
     differ = row_texture != col_texture
     sh = _share(tex_pred[differ] == row_texture[differ])
-    out = {"follows_row": sh["value"], "follows_row_ci95": sh["ci95"], "follows_row_cells": sh["n"],
-           "follows_row_chance": 1.0 / n_textures}
+    out = {
+        "follows_row": sh["value"],
+        "follows_row_ci95": sh["ci95"],
+        "follows_row_cells": sh["n"],
+        "follows_row_chance": 1.0 / n_textures,
+    }
     if sh["n"] == 0:
         out["follows_row_reason"] = "no cell whose row and column images differ in texture"
     return out
@@ -170,8 +219,9 @@ def flip_pixels(images: torch.Tensor, rate: float, g: torch.Generator) -> torch.
     return x
 
 
-def texture_robustness(predict_tex, images: torch.Tensor, labels: torch.Tensor, rates=(0.02, 0.05),
-                       seed: int = 0) -> dict:
+def texture_robustness(
+    predict_tex, images: torch.Tensor, labels: torch.Tensor, rates=(0.02, 0.05), seed: int = 0
+) -> dict:
     """The texture classifier's accuracy on real images (``images``, texture ``labels``) clean and
     with a share ``rate`` of each image's pixels flipped (:func:`flip_pixels`): is the metric still
     valid on images as noisy as generated ones? Wilson 95% intervals."""
@@ -182,10 +232,21 @@ def texture_robustness(predict_tex, images: torch.Tensor, labels: torch.Tensor, 
     flips = []
     for r in rates:
         sh = _share(predict_tex(texture_features(flip_pixels(images, float(r), g))) == labels)
-        flips.append({"flip_rate": float(r), "pixels_flipped": int(round(float(r) * images[0].numel())),
-                      "accuracy": sh["value"], "ci95": sh["ci95"]})
-    return {"n_images": int(len(images)), "clean_accuracy": clean["value"], "clean_ci95": clean["ci95"],
-            "flips": flips, "units": "accuracies in [0, 1], Wilson 95% intervals"}
+        flips.append(
+            {
+                "flip_rate": float(r),
+                "pixels_flipped": int(round(float(r) * images[0].numel())),
+                "accuracy": sh["value"],
+                "ci95": sh["ci95"],
+            }
+        )
+    return {
+        "n_images": int(len(images)),
+        "clean_accuracy": clean["value"],
+        "clean_ci95": clean["ci95"],
+        "flips": flips,
+        "units": "accuracies in [0, 1], Wilson 95% intervals",
+    }
 
 
 def _choose_grid(pool, n_rows, n_textures, g):
@@ -255,7 +316,7 @@ def factorial_swap_figure(pool, pairs, swaps, ax=None):
         fig, ax = plt.subplots(figsize=(0.45 * (4 + 2 * n) + 1.0, 0.45 * len(rows) + 1.0))
     ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     c = _centres(len(rows[0]), gaps=gaps)
-    ax.set_xticks([c[0], c[1], float(np.mean(c[2:2 + n])), float(np.mean(c[2 + n:]))])
+    ax.set_xticks([c[0], c[1], float(np.mean(c[2 : 2 + n])), float(np.mean(c[2 + n :]))])
     ax.set_xticklabels(["A", "B", "content A\nstyle B", "content B\nstyle A"], fontsize=7)
     ax.set_yticks([])
     ax.tick_params(length=0)
@@ -307,8 +368,14 @@ def run_factorial(cfg, model, args, device) -> dict:
     n_draws = 2
     ia = torch.tensor([p[0] for p in pairs] + [p[1] for p in pairs]).repeat_interleave(n_draws)
     ib = torch.tensor([p[1] for p in pairs] + [p[0] for p in pairs]).repeat_interleave(n_draws)
-    x, _ = ancestral(model, len(ia), inputs={"c": pool.images[ia].to(device, torch.float32)[:, None],
-                                             "t": pool.images[ib].to(device, torch.float32)[:, None]})
+    x, _ = ancestral(
+        model,
+        len(ia),
+        inputs={
+            "c": pool.images[ia].to(device, torch.float32)[:, None],
+            "t": pool.images[ib].to(device, torch.float32)[:, None],
+        },
+    )
     x = x.float().cpu().view(2, len(pairs), n_draws, *x.shape[1:])
     swaps = [(x[0, i], x[1, i]) for i in range(len(pairs))]
     fig = factorial_swap_figure(pool, pairs, swaps)
@@ -316,8 +383,12 @@ def run_factorial(cfg, model, args, device) -> dict:
 
     # ---- combined (the file the pipeline tracks)
     R, Cn = len(rows_i), len(cols_i)
-    fig, axes = plt.subplots(1, 2, figsize=(0.45 * (Cn + 1) + 0.45 * 8 + 2.5, 0.45 * max(R + 1, len(pairs)) + 1.2),
-                             gridspec_kw={"width_ratios": [Cn + 1.3, 6.3]})
+    fig, axes = plt.subplots(
+        1,
+        2,
+        figsize=(0.45 * (Cn + 1) + 0.45 * 8 + 2.5, 0.45 * max(R + 1, len(pairs)) + 1.2),
+        gridspec_kw={"width_ratios": [Cn + 1.3, 6.3]},
+    )
     factorial_grid_figure(pool, rows_i, cols_i, cells, ax=axes[0])
     factorial_swap_figure(pool, pairs, swaps, ax=axes[1])
     fig.tight_layout()
@@ -329,13 +400,16 @@ def run_factorial(cfg, model, args, device) -> dict:
     mcells = _cells(model, pool.images[m_rows], pool.images[m_cols], device)[:, :, 0]  # (R, T, 1, H, W)
     R, T = mcells.shape[:2]
     flat = mcells.reshape(R * T, *mcells.shape[2:])
-    want_tex = pool.texture[m_cols].repeat(R)                 # column texture per cell
-    want_char = pool.character[m_rows].repeat_interleave(T)   # row character per cell
+    want_tex = pool.texture[m_cols].repeat(R)  # column texture per cell
+    want_char = pool.character[m_rows].repeat_interleave(T)  # row character per cell
 
     predict_tex = fit_logistic(texture_features(train_set.images), train_set.texture, int(train_set.textures.shape[0]))
     tex_pred = predict_tex(texture_features(flat))
-    real_tex_acc = (float((predict_tex(texture_features(val_set.images)) == val_set.texture).double().mean())
-                    if len(val_set) else None)
+    real_tex_acc = (
+        float((predict_tex(texture_features(val_set.images)) == val_set.texture).double().mean())
+        if len(val_set)
+        else None
+    )
     row_tex_pred = predict_tex(texture_features(pool.images[m_rows])).repeat_interleave(T)
     copy_tex = float((row_tex_pred == want_tex).double().mean())
 
@@ -353,24 +427,43 @@ def run_factorial(cfg, model, args, device) -> dict:
     leak = row_texture_leak(tex_pred, pool.texture[m_rows].repeat_interleave(T), want_tex, n_tex)
 
     # ---- diagnostics: does the texture follow t (same c and z, swapped t); KL per latent; the classifier on noise
-    swap = t_swap_test(model, pool.images[m_rows], pool.images[m_cols], pool.texture[m_cols], predict_tex, device,
-                       int(seed) + 2)
+    swap = t_swap_test(
+        model, pool.images[m_rows], pool.images[m_cols], pool.texture[m_cols], predict_tex, device, int(seed) + 2
+    )
     robust = texture_robustness(predict_tex, val_set.images, val_set.texture, seed=int(seed))
     kls = _pool_kls(cfg, model, pool, device, int(seed), args.batch_size)
     return {
-        "data": {"pool": pool_name, "pool_images": len(pool), "pool_characters": pool.n_classes,
-                 "textures": n_tex, "train_images": len(train_set)},
-        "cells": int(R * T), "grid_rows": int(R), "grid_columns": int(T),
-        "texture": {"accuracy": float(tex_ok.double().mean()), "chance": 1.0 / n_tex,
-                    "classifier": "logistic regression on log |FFT| features, trained on the training split",
-                    "classifier_accuracy_real": real_tex_acc, "copy_row_baseline": copy_tex,
-                    **({} if real_tex_acc is not None else
-                       {"classifier_accuracy_real_reason": "the textured set has no validation images"}),
-                    **leak},
-        "character": {"accuracy": float(char_ok.double().mean()), "chance": 1.0 / R,
-                      "classifier": "nearest neighbour (cosine, blurred pixels) among all real images of the grid's "
-                                    "row characters (R-way)",
-                      "classifier_accuracy_real": real_char_acc, "copy_column_baseline": copy_char},
+        "data": {
+            "pool": pool_name,
+            "pool_images": len(pool),
+            "pool_characters": pool.n_classes,
+            "textures": n_tex,
+            "train_images": len(train_set),
+        },
+        "cells": int(R * T),
+        "grid_rows": int(R),
+        "grid_columns": int(T),
+        "texture": {
+            "accuracy": float(tex_ok.double().mean()),
+            "chance": 1.0 / n_tex,
+            "classifier": "logistic regression on log |FFT| features, trained on the training split",
+            "classifier_accuracy_real": real_tex_acc,
+            "copy_row_baseline": copy_tex,
+            **(
+                {}
+                if real_tex_acc is not None
+                else {"classifier_accuracy_real_reason": "the textured set has no validation images"}
+            ),
+            **leak,
+        },
+        "character": {
+            "accuracy": float(char_ok.double().mean()),
+            "chance": 1.0 / R,
+            "classifier": "nearest neighbour (cosine, blurred pixels) among all real images of the grid's "
+            "row characters (R-way)",
+            "classifier_accuracy_real": real_char_acc,
+            "copy_column_baseline": copy_char,
+        },
         "both_accuracy": float((tex_ok & char_ok).double().mean()),
         "t_swap": swap,
         "texture_robustness": robust,
@@ -389,8 +482,9 @@ def _pool_kls(cfg, model, pool, device, seed: int, batch_size: int) -> dict:
 
     obj = vhe.get_objective(model_section(cfg).get("objective", "vhe"))
     k_shot = capped_k_shot(labels_of(pool), wanted_k_shot(cfg, pool))
-    out = latent_kls(model, pool, k_shot, {"c": obj.resample, "t": obj.resample, "z": True}, device, seed,
-                     batch_size=batch_size)
+    out = latent_kls(
+        model, pool, k_shot, {"c": obj.resample, "t": obj.resample, "z": True}, device, seed, batch_size=batch_size
+    )
     out["kl_episodes"]["data"] = "the evaluation pool (the grid's images)"
     return out
 
@@ -399,10 +493,18 @@ def _concat_textured(a, b):
     from vhe.data.textures import TexturedSet
 
     off = a.n_classes
-    return TexturedSet(images=torch.cat([a.images, b.images]), character=torch.cat([a.character, b.character + off]),
-                       alphabet=torch.cat([a.alphabet, b.alphabet]), texture=torch.cat([a.texture, b.texture]),
-                       image=torch.arange(len(a) + len(b)), source_index=torch.cat([a.source_index, b.source_index]),
-                       offset=torch.cat([a.offset, b.offset]), textures=a.textures,
-                       character_names=list(a.character_names) + list(b.character_names),
-                       alphabet_names=list(a.alphabet_names), texture_names=list(a.texture_names), dilate=a.dilate,
-                       seed=a.seed)
+    return TexturedSet(
+        images=torch.cat([a.images, b.images]),
+        character=torch.cat([a.character, b.character + off]),
+        alphabet=torch.cat([a.alphabet, b.alphabet]),
+        texture=torch.cat([a.texture, b.texture]),
+        image=torch.arange(len(a) + len(b)),
+        source_index=torch.cat([a.source_index, b.source_index]),
+        offset=torch.cat([a.offset, b.offset]),
+        textures=a.textures,
+        character_names=list(a.character_names) + list(b.character_names),
+        alphabet_names=list(a.alphabet_names),
+        texture_names=list(a.texture_names),
+        dilate=a.dilate,
+        seed=a.seed,
+    )

@@ -17,6 +17,7 @@ What the alphabet is for (DESIGN.md, "What each structured experiment must show"
   alphabets, and controls that ignore the alphabet (the class model, a ~ p(a)) that should sit at
   chance.
 """
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,20 @@ import numpy as np
 import torch
 
 from .stats import mcnemar, normal_interval, too_few_units, wilson_interval
-from .structured_common import (ancestral, bootstrap_interval, episode_bounds, figure_prefix, fit_logistic,
-                                shape_features, _centres, _mean_se, _nearest, _short, _tile, se_reasons)
+from .structured_common import (
+    ancestral,
+    bootstrap_interval,
+    episode_bounds,
+    figure_prefix,
+    fit_logistic,
+    shape_features,
+    _centres,
+    _mean_se,
+    _nearest,
+    _short,
+    _tile,
+    se_reasons,
+)
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +69,8 @@ def _nll(model, X, n_samples, chunk=8):
 
     out = []
     for i in range(0, len(X), chunk):
-        out.append(log_marginal(model, X[i:i + chunk], n_samples=n_samples, per_element=("z",)).double().cpu())
-    return -torch.cat(out).numpy() / X.shape[1]   # (C,) nats per image
+        out.append(log_marginal(model, X[i : i + chunk], n_samples=n_samples, per_element=("z",)).double().cpu())
+    return -torch.cat(out).numpy() / X.shape[1]  # (C,) nats per image
 
 
 def _nll_given_context(model, X, C, n_samples, chunk=8):
@@ -67,8 +80,18 @@ def _nll_given_context(model, X, C, n_samples, chunk=8):
 
     out = []
     for i in range(0, len(X), chunk):
-        out.append(log_marginal_given_context(model, X[i:i + chunk], C[i:i + chunk], n_samples=n_samples,
-                                              context_latents=("a",), per_element=("z",)).double().cpu())
+        out.append(
+            log_marginal_given_context(
+                model,
+                X[i : i + chunk],
+                C[i : i + chunk],
+                n_samples=n_samples,
+                context_latents=("a",),
+                per_element=("z",),
+            )
+            .double()
+            .cpu()
+        )
     return -torch.cat(out).numpy() / X.shape[1]
 
 
@@ -93,8 +116,18 @@ def _paired(diff, what: str) -> dict:
     return out
 
 
-def context_likelihood(model, s, chars: torch.Tensor, X: torch.Tensor, no_context, n_samples: int, n_context: int,
-                       seed: int, class_nll=None, chunk: int = 8) -> dict:
+def context_likelihood(
+    model,
+    s,
+    chars: torch.Tensor,
+    X: torch.Tensor,
+    no_context,
+    n_samples: int,
+    n_context: int,
+    seed: int,
+    class_nll=None,
+    chunk: int = 8,
+) -> dict:
     """-log p(X | C)/|X| of whole characters given a context of their alphabet, paired against the
     same characters without context.
 
@@ -127,20 +160,32 @@ def context_likelihood(model, s, chars: torch.Tensor, X: torch.Tensor, no_contex
     nc = np.asarray(no_context, dtype=np.float64)[keep.numpy()]
     ctx_mean, ctx_se = _mean_se(hc)
     no_mean, no_se = _mean_se(nc)
-    out = {"n_samples": int(n_samples), "characters": int(len(kept)), "images_per_character": int(X.shape[1]),
-           "context_images": M,
-           "context": "images drawn at random from the other characters of the character's alphabet (never its own)",
-           "estimator": "a ~ q(a | context), c ~ q(c | X, a), z ~ q(z | x, c) importance-sampled "
-                        "(vhe.evaluate.log_marginal_given_context): converges to log E_q(a|C) p(X | a) as K grows, "
-                        "a stochastic lower bound on it",
-           "units": "nats per image; differences per character, paired, 95% interval = mean +- 1.96 SE",
-           "nll_context_per_image": ctx_mean, "nll_context_se": ctx_se,
-           "nll_no_context_per_image": no_mean, "nll_no_context_se": no_se,
-           **_paired(nc - hc, "context_gain"),
-           "context_helps_share": float(np.mean(nc - hc > 0)),
-           "per_character": [{"character": s.character_names[c], "alphabet": s.alphabet_names[int(char_alpha[c])],
-                              "nll_context": float(a), "nll_no_context": float(b)}
-                             for c, a, b in zip(kept.tolist(), hc, nc)]}
+    out = {
+        "n_samples": int(n_samples),
+        "characters": int(len(kept)),
+        "images_per_character": int(X.shape[1]),
+        "context_images": M,
+        "context": "images drawn at random from the other characters of the character's alphabet (never its own)",
+        "estimator": "a ~ q(a | context), c ~ q(c | X, a), z ~ q(z | x, c) importance-sampled "
+        "(vhe.evaluate.log_marginal_given_context): converges to log E_q(a|C) p(X | a) as K grows, "
+        "a stochastic lower bound on it",
+        "units": "nats per image; differences per character, paired, 95% interval = mean +- 1.96 SE",
+        "nll_context_per_image": ctx_mean,
+        "nll_context_se": ctx_se,
+        "nll_no_context_per_image": no_mean,
+        "nll_no_context_se": no_se,
+        **_paired(nc - hc, "context_gain"),
+        "context_helps_share": float(np.mean(nc - hc > 0)),
+        "per_character": [
+            {
+                "character": s.character_names[c],
+                "alphabet": s.alphabet_names[int(char_alpha[c])],
+                "nll_context": float(a),
+                "nll_no_context": float(b),
+            }
+            for c, a, b in zip(kept.tolist(), hc, nc)
+        ],
+    }
     if class_nll is not None:
         cn = np.asarray(class_nll, dtype=np.float64)[keep.numpy()]
         c_mean, c_se = _mean_se(cn)
@@ -152,16 +197,22 @@ def context_likelihood(model, s, chars: torch.Tensor, X: torch.Tensor, no_contex
 
 def _accuracy_entry(correct: list[bool], estimator: str) -> dict:
     n, k = len(correct), int(sum(correct))
-    out = {"accuracy": k / n if n else None, "correct": k, "n_trials": n, "ci95": wilson_interval(k, n),
-           "estimator": estimator}
+    out = {
+        "accuracy": k / n if n else None,
+        "correct": k,
+        "n_trials": n,
+        "ci95": wilson_interval(k, n),
+        "estimator": estimator,
+    }
     if out["ci95"] is None and n:
         out["ci95_reason"] = too_few_units(n, "trial")
     return out
 
 
 @torch.no_grad()
-def oneshot_context(model, s, device, seed: int, n_samples: int, ways: int = 20, n_context: int = 10,
-                    class_model=None) -> dict:
+def oneshot_context(
+    model, s, device, seed: int, n_samples: int, ways: int = 20, n_context: int = 10, class_model=None
+) -> dict:
     """One-shot classification of new characters within an alphabet, with and without alphabet context.
 
     Per alphabet with at least 3 characters of >= 2 images: W = min(``ways``, characters - 1)
@@ -200,14 +251,16 @@ def oneshot_context(model, s, device, seed: int, n_samples: int, ways: int = 20,
                 sup.append(int(pick[0]))
                 qry.append(int(pick[1]))
             pool = torch.isin(s.character, torch.tensor(others)).nonzero().flatten()
-            ctx = pool[torch.randperm(len(pool), generator=g)[:int(n_context)]]
+            ctx = pool[torch.randperm(len(pool), generator=g)[: int(n_context)]]
             support = s.images[sup].to(device=device, dtype=torch.float32)[:, None]
             query = s.images[qry].to(device=device, dtype=torch.float32)
             context = s.images[ctx].to(device=device, dtype=torch.float32)
             want = torch.arange(W, device=device)
-            scores = {"with_context": class_scores_given_context(model, support, query, context, n_samples),
-                      "prior_a": class_scores_given_context(model, support, query, None, n_samples),
-                      "no_context": class_scores(model, support, query, "conditional", n_samples)}
+            scores = {
+                "with_context": class_scores_given_context(model, support, query, context, n_samples),
+                "prior_a": class_scores_given_context(model, support, query, None, n_samples),
+                "no_context": class_scores(model, support, query, "conditional", n_samples),
+            }
             if class_model is not None:
                 scores["class_model"] = class_scores(class_model, support, query, "conditional", n_samples)
             for k, sc in scores.items():
@@ -216,16 +269,24 @@ def oneshot_context(model, s, device, seed: int, n_samples: int, ways: int = 20,
             used.append({"alphabet": s.alphabet_names[a], "ways": W, "context_images": int(len(ctx))})
     if not used:
         return {"skipped": "no alphabet with 3 characters of 2 images (an episode and a context)"}
-    names = {"with_context": "log p(x | D_j, C), a ~ q(a | C) reweighted by D_j (class_scores_given_context)",
-             "prior_a": "log p(x | D_j), a ~ p(a) reweighted by D_j (class_scores_given_context, context None)",
-             "no_context": "conditional: a, c ~ q(. | D_j) (class_scores 'conditional')",
-             "class_model": "the class model's conditional estimator"}
-    out = {"episodes": len(used), "n_samples": int(n_samples), "ways": int(ways), "shots": 1,
-           "chance": float(np.mean(chance)), "per_episode": used,
-           "design": "per alphabet: min(ways, characters - 1) characters, 1 support + 1 query image each; the "
-                     "context: random images of the alphabet's other characters",
-           "units": "accuracies in [0, 1], Wilson 95% intervals",
-           **{k: _accuracy_entry(v, names[k]) for k, v in arms.items()}}
+    names = {
+        "with_context": "log p(x | D_j, C), a ~ q(a | C) reweighted by D_j (class_scores_given_context)",
+        "prior_a": "log p(x | D_j), a ~ p(a) reweighted by D_j (class_scores_given_context, context None)",
+        "no_context": "conditional: a, c ~ q(. | D_j) (class_scores 'conditional')",
+        "class_model": "the class model's conditional estimator",
+    }
+    out = {
+        "episodes": len(used),
+        "n_samples": int(n_samples),
+        "ways": int(ways),
+        "shots": 1,
+        "chance": float(np.mean(chance)),
+        "per_episode": used,
+        "design": "per alphabet: min(ways, characters - 1) characters, 1 support + 1 query image each; the "
+        "context: random images of the alphabet's other characters",
+        "units": "accuracies in [0, 1], Wilson 95% intervals",
+        **{k: _accuracy_entry(v, names[k]) for k, v in arms.items()},
+    }
     for k in arms:
         if k != "with_context":
             out[f"mcnemar_vs_{k}"] = mcnemar(arms["with_context"], arms[k])
@@ -260,17 +321,29 @@ def hierarchical_figure(model, s, device, seed, n_alphabets=4, n_shown=5, n_new=
         c_rep = c_val.repeat_interleave(n_draws, dim=0)
         x, _ = ancestral(model, n_new * n_draws, values={"a": a_val.expand(n_new * n_draws, -1), "c": c_rep})
         x = x.view(n_new, n_draws, *x.shape[1:]).cpu()
-        real_rest = [s.images[(s.character == c).nonzero().flatten()[0]].float()
-                     for c in rest[: max(n_shown, n_draws)].tolist()]
+        real_rest = [
+            s.images[(s.character == c).nonzero().flatten()[0]].float() for c in rest[: max(n_shown, n_draws)].tolist()
+        ]
         rows = [shown_imgs] + [list(x[i]) for i in range(n_new)] + ([real_rest] if real_rest else [])
         labels = ["given"] + [f"new {i + 1}" for i in range(n_new)] + (["real, not given"] if real_rest else [])
         gaps = [1] + ([n_new + 1] if real_rest else [])
         panels.append((s.alphabet_names[a], rows, labels, gaps))
-        facts.append({"alphabet": s.alphabet_names[a], "given_characters": len(shown), "D_a_images": int(D_a.shape[1]),
-                      "new_characters": n_new, "draws_per_character": n_draws})
+        facts.append(
+            {
+                "alphabet": s.alphabet_names[a],
+                "given_characters": len(shown),
+                "D_a_images": int(D_a.shape[1]),
+                "new_characters": n_new,
+                "draws_per_character": n_draws,
+            }
+        )
     width = max(n_shown, n_draws)
-    fig, axes = plt.subplots(1, len(panels), figsize=(1.1 + 0.42 * width * len(panels) + 0.9 * len(panels),
-                                                       0.42 * (n_new + 3) + 0.9), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(1.1 + 0.42 * width * len(panels) + 0.9 * len(panels), 0.42 * (n_new + 3) + 0.9),
+        squeeze=False,
+    )
     for ax, (name, rows, labels, gaps) in zip(axes[0], panels):
         ax.imshow(_tile(rows, gap_rows=gaps), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks(_centres(len(rows), gaps=gaps))
@@ -280,8 +353,9 @@ def hierarchical_figure(model, s, device, seed, n_alphabets=4, n_shown=5, n_new=
         for sp in ax.spines.values():
             sp.set_visible(False)
         ax.set_title(_short(name), fontsize=8)
-    fig.suptitle("New characters from p(c | a), a ~ q(a | given characters); each row: one c, x ~ p(x | c, z)",
-                 fontsize=8)
+    fig.suptitle(
+        "New characters from p(c | a), a ~ q(a | given characters); each row: one c, x ~ p(x | c, z)", fontsize=8
+    )
     fig.tight_layout()
     return fig, facts
 
@@ -294,14 +368,23 @@ def _new_character_features(model, a: torch.Tensor | None, n: int | None = None,
     out = []
     for i in range(0, total, chunk):
         m = min(chunk, total - i)
-        x, _ = ancestral(model, m, values=None if a is None else {"a": a[i:i + m]})
+        x, _ = ancestral(model, m, values=None if a is None else {"a": a[i : i + m]})
         out.append(shape_features(x.float().cpu()))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10, n_alphabet_samples: int = 1,
-                   control_model=None, n_boot: int = 2000) -> dict:
+def alphabet_style(
+    model,
+    s,
+    device,
+    seed,
+    n_shown: int = 5,
+    n_new: int = 10,
+    n_alphabet_samples: int = 1,
+    control_model=None,
+    n_boot: int = 2000,
+) -> dict:
     """Are new characters drawn from p(c | a) in the style of the alphabet that a was inferred from?
 
     For every alphabet of ``s`` with more than ``n_shown + 1`` characters: ``n_alphabet_samples``
@@ -339,7 +422,7 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10, n_
         train_chars.append(rest[:half])
         test_chars.append(rest[half:])
         D_a = s.images[torch.isin(s.character, shown)].to(device=device, dtype=torch.float32)[None]
-        _, v = ancestral(model, R, inputs={"a": D_a.expand(R, *D_a.shape[1:])})   # R draws a ~ q(a | D_a)
+        _, v = ancestral(model, R, inputs={"a": D_a.expand(R, *D_a.shape[1:])})  # R draws a ~ q(a | D_a)
         a_vals.append(v["a"])
         in_alpha = torch.isin(s.character, cs)
         ref_given = torch.isin(s.character[in_alpha], shown)
@@ -349,14 +432,16 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10, n_
     feats_all = _new_character_features(model, torch.cat(a_vals).repeat_interleave(n_new, dim=0))
     per = R * n_new
     new_alpha = [a for a in alphas for _ in range(per)]
-    new_feats = [feats_all[i * per:(i + 1) * per] for i in range(len(alphas))]
+    new_feats = [feats_all[i * per : (i + 1) * per] for i in range(len(alphas))]
     near_given = [ref_given[_nearest(f, ref_feats)].double() for f, (ref_given, ref_feats) in zip(new_feats, refs)]
     lab = torch.full((s.n_alphabets,), -1, dtype=torch.int64)
     lab[torch.tensor(alphas)] = torch.arange(len(alphas))
     tr = torch.isin(s.character, torch.cat(train_chars))
     te = torch.isin(s.character, torch.cat(test_chars))
     predict = fit_logistic(shape_features(s.images[tr]), lab[s.alphabet[tr]], len(alphas))
-    ceiling = float((predict(shape_features(s.images[te])) == lab[s.alphabet[te]]).double().mean()) if te.any() else None
+    ceiling = (
+        float((predict(shape_features(s.images[te])) == lab[s.alphabet[te]]).double().mean()) if te.any() else None
+    )
     want = lab[torch.tensor(new_alpha)]
     per_alpha = (predict(torch.cat(new_feats)) == want).double().view(len(alphas), per).mean(dim=1)
     chance = 1.0 / len(alphas)
@@ -364,8 +449,11 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10, n_
     def summary(acc: torch.Tensor, boot_seed: int) -> dict:
         """Mean of the per-alphabet accuracies ``acc`` with its bootstrap interval over alphabets."""
         ci = bootstrap_interval(acc.numpy(), n_boot, boot_seed)
-        out = {"accuracy": float(acc.mean()), "accuracy_ci95": ci,
-               "per_alphabet": {s.alphabet_names[a]: float(v) for a, v in zip(alphas, acc.tolist())}}
+        out = {
+            "accuracy": float(acc.mean()),
+            "accuracy_ci95": ci,
+            "per_alphabet": {s.alphabet_names[a]: float(v) for a, v in zip(alphas, acc.tolist())},
+        }
         if ci is None:
             out["accuracy_ci95_reason"] = too_few_units(len(acc), "alphabet")
         return out
@@ -379,32 +467,48 @@ def alphabet_style(model, s, device, seed, n_shown: int = 5, n_new: int = 10, n_
         gens.append(("class_model", control_model, False))
     for name, gen, prior_a in gens:
         torch.manual_seed(int(seed) + 8)
-        if prior_a:                                                   # a ~ p(a), one per alphabet sample
+        if prior_a:  # a ~ p(a), one per alphabet sample
             _, v = ancestral(gen, len(alphas) * R)
             feats = _new_character_features(gen, v["a"].repeat_interleave(n_new, dim=0))
-        else:                                                         # c ~ p(c): no alphabet at all
+        else:  # c ~ p(c): no alphabet at all
             feats = _new_character_features(gen, None, n=len(alphas) * per)
         c = summary((predict(feats) == want).double().view(len(alphas), per).mean(dim=1), int(seed) + 18)
         ci = c["accuracy_ci95"]
-        c.update({"chance_in_ci95": None if ci is None else bool(ci[0] <= chance <= ci[1]),
-                  "generator": ("this model with a ~ p(a) (one a per alphabet sample), c ~ p(c | a)" if prior_a else
-                                "the class-structured comparison model, c ~ p(c): no alphabet latent")})
+        c.update(
+            {
+                "chance_in_ci95": None if ci is None else bool(ci[0] <= chance <= ci[1]),
+                "generator": (
+                    "this model with a ~ p(a) (one a per alphabet sample), c ~ p(c | a)"
+                    if prior_a
+                    else "the class-structured comparison model, c ~ p(c): no alphabet latent"
+                ),
+            }
+        )
         controls[name] = c
     if control_model is None:
         controls["class_model"] = None
         controls["class_model_reason"] = "no class-structured comparison model given"
-    return {"alphabets": len(alphas), "given_characters": n_shown, "new_per_alphabet": n_new * R,
-            "alphabet_samples": R, "new_per_alphabet_sample": n_new,
-            **main, "chance": chance,
-            "interval": f"percentile bootstrap over alphabets ({n_boot} resamples), 95%",
-            "classifier": "logistic regression on blurred silhouettes (shape_features), trained on real images "
-                          "of half of each alphabet's non-given characters",
-            "classifier_accuracy_real": ceiling,
-            **({} if ceiling is not None else
-               {"classifier_accuracy_real_reason": "no held-out characters to test the classifier on"}),
-            "nearest_is_given": float(torch.cat(near_given).mean()),
-            "given_share_of_images": float(np.mean(given_share)),
-            "controls": controls}
+    return {
+        "alphabets": len(alphas),
+        "given_characters": n_shown,
+        "new_per_alphabet": n_new * R,
+        "alphabet_samples": R,
+        "new_per_alphabet_sample": n_new,
+        **main,
+        "chance": chance,
+        "interval": f"percentile bootstrap over alphabets ({n_boot} resamples), 95%",
+        "classifier": "logistic regression on blurred silhouettes (shape_features), trained on real images "
+        "of half of each alphabet's non-given characters",
+        "classifier_accuracy_real": ceiling,
+        **(
+            {}
+            if ceiling is not None
+            else {"classifier_accuracy_real_reason": "no held-out characters to test the classifier on"}
+        ),
+        "nearest_is_given": float(torch.cat(near_given).mean()),
+        "given_share_of_images": float(np.mean(given_share)),
+        "controls": controls,
+    }
 
 
 def run_hierarchical(cfg, model, args, device) -> dict:
@@ -420,25 +524,46 @@ def run_hierarchical(cfg, model, args, device) -> dict:
     seed = args.seed
     # |C|: the context of the alphabet-context measures, as many images as the a encoder saw in training (|D_a|)
     n_context = int(getattr(args, "context_images", None) or wanted_k_shot(cfg)["a"])
-    k_classify = int(getattr(args, "classification_samples", None)
-                     or evaluation_for(cfg, m.get("decoder")).get("classification_samples") or 50)
+    k_classify = int(
+        getattr(args, "classification_samples", None)
+        or evaluation_for(cfg, m.get("decoder")).get("classification_samples")
+        or 50
+    )
     ev = datasets.load_split(cfg, "evaluation")
     max_classes = args.max_classes if args.max_classes is not None else cfg["evaluation"]["max_classes"]
     targets, n_target_chars = _pick_targets(ev, max_classes, seed)
     targets = targets.to(device)
     k_shot = capped_k_shot(labels_of(ev), wanted_k_shot(cfg))
-    loader = vhe.DataLoader(ev.images, labels=labels_of(ev), k_shot=k_shot, batch_size=args.batch_size,
-                            resample={"a": objective.resample, "c": objective.resample, "z": True}, shuffle=False,
-                            seed=seed, device=device, dtype=torch.float32)
+    loader = vhe.DataLoader(
+        ev.images,
+        labels=labels_of(ev),
+        k_shot=k_shot,
+        batch_size=args.batch_size,
+        resample={"a": objective.resample, "c": objective.resample, "z": True},
+        shuffle=False,
+        seed=seed,
+        device=device,
+        dtype=torch.float32,
+    )
     hb, hkl = episode_bounds(model, loader, targets, objective.rescale, args.batch_size, seed)
     h_mean, h_se = _mean_se(hb)
     out = {
-        "evaluation_set": {"images": len(ev), "characters": ev.n_classes, "alphabets": ev.n_alphabets,
-                           "targets": int(len(targets)), "target_characters": int(n_target_chars),
-                           "k_shot": k_shot, "sizes": "|X_a| = images in the alphabet, |X_c| = images of the "
-                                                      "character, |X_z| = 1"},
-        "bound_per_image": h_mean, "bound_se": h_se, "kl": hkl,
-        "class_model": None, "alphabet_improves_bound": None, "bound_difference": None, "bound_difference_se": None,
+        "evaluation_set": {
+            "images": len(ev),
+            "characters": ev.n_classes,
+            "alphabets": ev.n_alphabets,
+            "targets": int(len(targets)),
+            "target_characters": int(n_target_chars),
+            "k_shot": k_shot,
+            "sizes": "|X_a| = images in the alphabet, |X_c| = images of the character, |X_z| = 1",
+        },
+        "bound_per_image": h_mean,
+        "bound_se": h_se,
+        "kl": hkl,
+        "class_model": None,
+        "alphabet_improves_bound": None,
+        "bound_difference": None,
+        "bound_difference_se": None,
     }
     class_model = None
     if args.class_checkpoint:
@@ -453,15 +578,31 @@ def run_hierarchical(cfg, model, args, device) -> dict:
         cobj = vhe.get_objective(cm.get("objective", "vhe"))
         clabels = {"c": ev.character, "z": torch.arange(len(ev))}
         ck = capped_k_shot(clabels, {"c": int(cm["train"]["k_shot"]), "z": 1})
-        cloader = vhe.DataLoader(ev.images, labels=clabels, k_shot=ck, batch_size=args.batch_size,
-                                 resample={"c": cobj.resample, "z": True}, shuffle=False, seed=seed, device=device,
-                                 dtype=torch.float32)
+        cloader = vhe.DataLoader(
+            ev.images,
+            labels=clabels,
+            k_shot=ck,
+            batch_size=args.batch_size,
+            resample={"c": cobj.resample, "z": True},
+            shuffle=False,
+            seed=seed,
+            device=device,
+            dtype=torch.float32,
+        )
         cb, ckl = episode_bounds(class_model, cloader, targets, cobj.rescale, args.batch_size, seed)
         c_mean, c_se = _mean_se(cb)
         d_mean, d_se = _mean_se(hb - cb)
-        out["class_model"] = {"name": cm.get("name"), "objective": cobj.name, "decoder": cm.get("decoder"),
-                              "checkpoint": str(args.class_checkpoint), "checkpoint_step": cckpt.get("step"),
-                              "k_shot": ck, "bound_per_image": c_mean, "bound_se": c_se, "kl": ckl}
+        out["class_model"] = {
+            "name": cm.get("name"),
+            "objective": cobj.name,
+            "decoder": cm.get("decoder"),
+            "checkpoint": str(args.class_checkpoint),
+            "checkpoint_step": cckpt.get("step"),
+            "k_shot": ck,
+            "bound_per_image": c_mean,
+            "bound_se": c_se,
+            "kl": ckl,
+        }
         out["bound_difference"] = d_mean
         out["bound_difference_se"] = d_se
         out["alphabet_improves_bound"] = bool(h_mean > c_mean)
@@ -475,32 +616,57 @@ def run_hierarchical(cfg, model, args, device) -> dict:
             torch.manual_seed(int(seed))
             hn = _nll(model, X, args.n_samples)
             nll, nll_se = _mean_se(hn)
-            res = {"n_samples": int(args.n_samples), "characters": int(n_chars),
-                   "images_per_character": int(X.shape[1]), "nll_per_image": nll, "nll_se": nll_se}
+            res = {
+                "n_samples": int(args.n_samples),
+                "characters": int(n_chars),
+                "images_per_character": int(X.shape[1]),
+                "nll_per_image": nll,
+                "nll_se": nll_se,
+            }
             cn = None
             if class_model is not None:
                 torch.manual_seed(int(seed))
                 cn = _nll(class_model, X, args.n_samples)
                 c_mean, c_se = _mean_se(cn)
                 d_mean, d_se = _mean_se(cn - hn)
-                res.update({"class_nll_per_image": c_mean, "class_nll_se": c_se,
-                            "nll_improvement": d_mean, "nll_improvement_se": d_se})
+                res.update(
+                    {
+                        "class_nll_per_image": c_mean,
+                        "class_nll_se": c_se,
+                        "nll_improvement": d_mean,
+                        "nll_improvement_se": d_se,
+                    }
+                )
         out["nll"] = res
         # the same characters given a context of their alphabet's other characters (a ~ q(a | context))
-        out["context_nll"] = context_likelihood(model, ev, chars, X, hn, args.n_samples, n_context, seed,
-                                                class_nll=cn)
+        out["context_nll"] = context_likelihood(model, ev, chars, X, hn, args.n_samples, n_context, seed, class_nll=cn)
     ways = int(getattr(args, "oneshot_ways", None) or 20)
-    out["oneshot_context"] = oneshot_context(model, ev, device, seed, n_samples=k_classify, ways=ways,
-                                             n_context=n_context, class_model=class_model)
-    out["alphabet_style"] = alphabet_style(model, ev, device, seed, n_shown=args.n_shown, n_new=args.style_new,
-                                           n_alphabet_samples=int(getattr(args, "style_alphabet_samples", None) or 3),
-                                           control_model=class_model)
-    fig, facts = hierarchical_figure(model, ev, device, seed, n_alphabets=args.n_alphabets, n_shown=args.n_shown,
-                                     n_new=args.n_new, n_draws=args.n_draws)
+    out["oneshot_context"] = oneshot_context(
+        model, ev, device, seed, n_samples=k_classify, ways=ways, n_context=n_context, class_model=class_model
+    )
+    out["alphabet_style"] = alphabet_style(
+        model,
+        ev,
+        device,
+        seed,
+        n_shown=args.n_shown,
+        n_new=args.style_new,
+        n_alphabet_samples=int(getattr(args, "style_alphabet_samples", None) or 3),
+        control_model=class_model,
+    )
+    fig, facts = hierarchical_figure(
+        model,
+        ev,
+        device,
+        seed,
+        n_alphabets=args.n_alphabets,
+        n_shown=args.n_shown,
+        n_new=args.n_new,
+        n_draws=args.n_draws,
+    )
     out["figure_facts"] = facts
     out["figures"] = save_figure(fig, Path(args.figures) / f"{figure_prefix(cfg)}_samples.png")
     return se_reasons(out)
-
 
 
 def matched_step_bounds(history_a: Path, history_b: Path) -> dict | None:
@@ -519,5 +685,9 @@ def matched_step_bounds(history_a: Path, history_b: Path) -> dict | None:
     if not common:
         return None
     s = common[-1]
-    return {"step": s, "model": a[s], "class_model": b[s],
-            "note": "validation bounds of each model's own validation episodes at the same training step"}
+    return {
+        "step": s,
+        "model": a[s],
+        "class_model": b[s],
+        "note": "validation bounds of each model's own validation episodes at the same training step",
+    }

@@ -16,6 +16,7 @@ there).
 Imports go downwards: :mod:`analysis.stats` and :mod:`experiments.tracking` only, so the
 evaluators and ``paper_figures`` (which may import downwards) share it.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,17 @@ from experiments.tracking import METRIC_COLUMNS as COLUMNS
 
 from .stats import Z95
 
-__all__ = ["COLUMNS", "NATS", "FRACTION", "BASELINES", "MetricsError", "need", "evaluate_rows", "baseline_rows",
-           "structured_rows"]
+__all__ = [
+    "COLUMNS",
+    "NATS",
+    "FRACTION",
+    "BASELINES",
+    "MetricsError",
+    "need",
+    "evaluate_rows",
+    "baseline_rows",
+    "structured_rows",
+]
 
 NATS, FRACTION = "nats/image", "fraction"
 
@@ -56,17 +66,31 @@ def _num(v, where: str, path: str):
 def _interval(v, where: str, path: str):
     if v is None:
         return None, None
-    if (not isinstance(v, (list, tuple)) or len(v) != 2
-            or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
+    if (
+        not isinstance(v, (list, tuple))
+        or len(v) != 2
+        or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)
+    ):
         raise MetricsError(f"{where}: {path!r} should be a [low, high] pair of numbers, got {v!r}")
     return float(v[0]), float(v[1])
 
 
 # --------------------------------------------------------------------------- rows
-def _row(base: dict, metric: str, value, *, set_=None, estimator=None, ci=(None, None), n=None, K=None,
-         unit=NATS) -> dict:
-    return {**base, "metric": metric, "set": set_, "estimator": estimator, "value": value, "ci_low": ci[0],
-            "ci_high": ci[1], "n": n, "K": K, "unit": unit}
+def _row(
+    base: dict, metric: str, value, *, set_=None, estimator=None, ci=(None, None), n=None, K=None, unit=NATS
+) -> dict:
+    return {
+        **base,
+        "metric": metric,
+        "set": set_,
+        "estimator": estimator,
+        "value": value,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "n": n,
+        "K": K,
+        "unit": unit,
+    }
 
 
 def _accuracy_rows(base, entry, where, path, set_, estimator, K) -> list[dict]:
@@ -74,14 +98,29 @@ def _accuracy_rows(base, entry, where, path, set_, estimator, K) -> list[dict]:
     if acc is None:  # e.g. episodes skipped for too few characters
         return []
     ci = _interval(need(entry, "ci95", where), where, f"{path}.ci95")
-    return [_row(base, "accuracy", acc, set_=set_, estimator=estimator, ci=ci, n=need(entry, "n_trials", where),
-                 K=K, unit=FRACTION)]
+    return [
+        _row(
+            base,
+            "accuracy",
+            acc,
+            set_=set_,
+            estimator=estimator,
+            ci=ci,
+            n=need(entry, "n_trials", where),
+            K=K,
+            unit=FRACTION,
+        )
+    ]
 
 
 def evaluate_rows(name: str, info: dict, data: dict, where: str) -> list[dict]:
     """Rows of an ``analysis.evaluate`` metrics JSON (class-structured models and VAEs)."""
-    base = {"model": name, **info, "steps": need(data, "checkpoint.step", where),
-            "git_commit": need(data, "provenance.git_commit", where)}
+    base = {
+        "model": name,
+        **info,
+        "steps": need(data, "checkpoint.step", where),
+        "git_commit": need(data, "provenance.git_commit", where),
+    }
     rows = []
     K = need(data, "K", where)
     nll = _num(need(data, "nll_estimate", where), where, "nll_estimate")
@@ -112,8 +151,9 @@ def evaluate_rows(name: str, info: dict, data: dict, where: str) -> list[dict]:
                 rows += _accuracy_rows(base, entry, where, f"classification.{set_}.{method}", set_, method, Kc)
         for key, by_method in (cl.get("episodes") or {}).items():
             for method, entry in by_method.items():
-                rows += _accuracy_rows(base, entry, where, f"classification.episodes.{key}.{method}",
-                                       f"episodes/{key}", method, Kc)
+                rows += _accuracy_rows(
+                    base, entry, where, f"classification.episodes.{key}.{method}", f"episodes/{key}", method, Kc
+                )
     return rows
 
 
@@ -127,8 +167,14 @@ def baseline_rows(data: dict, where: str) -> list[dict]:
     rows = []
     for name in BASELINES:
         if name in lake:
-            base = {"model": name, "experiment": "baseline", "objective": None, "decoder": None, "steps": None,
-                    "git_commit": (data.get("provenance") or {}).get("git_commit")}
+            base = {
+                "model": name,
+                "experiment": "baseline",
+                "objective": None,
+                "decoder": None,
+                "steps": None,
+                "git_commit": (data.get("provenance") or {}).get("git_commit"),
+            }
             rows += _accuracy_rows(base, lake[name], where, f"lake_runs.{name}", "lake_runs", name, None)
     return rows
 
@@ -152,8 +198,10 @@ def _context_rows(base, ctx, where) -> list[dict]:
     alphabet context, without, and their paired differences (nats/image)."""
     K, n = need(ctx, "n_samples", where), need(ctx, "characters", where)
     rows = []
-    for metric, key, se_key in (("nll_context", "nll_context_per_image", "nll_context_se"),
-                                ("nll_no_context", "nll_no_context_per_image", "nll_no_context_se")):
+    for metric, key, se_key in (
+        ("nll_context", "nll_context_per_image", "nll_context_se"),
+        ("nll_no_context", "nll_no_context_per_image", "nll_no_context_se"),
+    ):
         v = _num(need(ctx, key, where), where, f"context_nll.{key}")
         if v is not None:
             se = _num(ctx.get(se_key), where, f"context_nll.{se_key}")
@@ -164,8 +212,17 @@ def _context_rows(base, ctx, where) -> list[dict]:
             continue
         v = _num(need(ctx, metric, where), where, f"context_nll.{metric}")
         if v is not None:
-            rows.append(_row(base, metric, v, set_="evaluation", ci=_ci_pair(ctx, f"{metric}_ci95", where,
-                                                                                 "context_nll"), n=n, K=K))
+            rows.append(
+                _row(
+                    base,
+                    metric,
+                    v,
+                    set_="evaluation",
+                    ci=_ci_pair(ctx, f"{metric}_ci95", where, "context_nll"),
+                    n=n,
+                    K=K,
+                )
+            )
     share = _num(need(ctx, "context_helps_share", where), where, "context_nll.context_helps_share")
     if share is not None:
         rows.append(_row(base, "context_helps_share", share, set_="evaluation", n=n, K=K, unit=FRACTION))
@@ -183,9 +240,19 @@ def _oneshot_rows(base, one, where) -> list[dict]:
             continue
         acc = _num(need(entry, "accuracy", where), where, f"oneshot_context.{arm}.accuracy")
         if acc is not None:
-            rows.append(_row(base, "oneshot_accuracy", acc, set_="within_alphabet", estimator=arm,
-                             ci=_interval(need(entry, "ci95", where), where, f"oneshot_context.{arm}.ci95"),
-                             n=need(entry, "n_trials", where), K=K, unit=FRACTION))
+            rows.append(
+                _row(
+                    base,
+                    "oneshot_accuracy",
+                    acc,
+                    set_="within_alphabet",
+                    estimator=arm,
+                    ci=_interval(need(entry, "ci95", where), where, f"oneshot_context.{arm}.ci95"),
+                    n=need(entry, "n_trials", where),
+                    K=K,
+                    unit=FRACTION,
+                )
+            )
     chance = _num(need(one, "chance", where), where, "oneshot_context.chance")
     rows.append(_row(base, "oneshot_chance", chance, set_="within_alphabet", unit=FRACTION))
     return rows
@@ -200,8 +267,17 @@ def _style_control_rows(base, style, where) -> list[dict]:
             continue
         path = f"alphabet_style.controls.{name}"
         v = _num(need(entry, "accuracy", where), where, f"{path}.accuracy")
-        rows.append(_row(base, f"alphabet_style_{name}", v, set_="evaluation",
-                         ci=_ci_pair(entry, "accuracy_ci95", where, path), n=n, unit=FRACTION))
+        rows.append(
+            _row(
+                base,
+                f"alphabet_style_{name}",
+                v,
+                set_="evaluation",
+                ci=_ci_pair(entry, "accuracy_ci95", where, path),
+                n=n,
+                unit=FRACTION,
+            )
+        )
     return rows
 
 
@@ -223,31 +299,78 @@ def _factorial_extra_rows(base, data, where) -> list[dict]:
     sw = data.get("t_swap")
     if sw is not None and "skipped" not in sw:
         n = need(sw, "cells", where)
-        rows.append(_row(base, "t_swap_follows_t", _num(need(sw, "follows_t", where), where, "t_swap.follows_t"),
-                         set_="grid", ci=_ci_pair(sw, "follows_t_ci95", where, "t_swap"), n=n, unit=FRACTION))
-        rows.append(_row(base, "t_swap_changed", _num(need(sw, "changed", where), where, "t_swap.changed"),
-                         set_="grid", ci=_ci_pair(sw, "changed_ci95", where, "t_swap"), n=n, unit=FRACTION))
-        rows.append(_row(base, "t_swap_chance", _num(need(sw, "chance", where), where, "t_swap.chance"),
-                         set_="grid", unit=FRACTION))
+        rows.append(
+            _row(
+                base,
+                "t_swap_follows_t",
+                _num(need(sw, "follows_t", where), where, "t_swap.follows_t"),
+                set_="grid",
+                ci=_ci_pair(sw, "follows_t_ci95", where, "t_swap"),
+                n=n,
+                unit=FRACTION,
+            )
+        )
+        rows.append(
+            _row(
+                base,
+                "t_swap_changed",
+                _num(need(sw, "changed", where), where, "t_swap.changed"),
+                set_="grid",
+                ci=_ci_pair(sw, "changed_ci95", where, "t_swap"),
+                n=n,
+                unit=FRACTION,
+            )
+        )
+        rows.append(
+            _row(
+                base,
+                "t_swap_chance",
+                _num(need(sw, "chance", where), where, "t_swap.chance"),
+                set_="grid",
+                unit=FRACTION,
+            )
+        )
     tex = need(data, "texture", where)
     if "follows_row" in tex:
         v = _num(tex["follows_row"], where, "texture.follows_row")
         if v is not None:
-            rows.append(_row(base, "texture_follows_row", v, set_="grid",
-                             ci=_ci_pair(tex, "follows_row_ci95", where, "texture"),
-                             n=need(tex, "follows_row_cells", where), unit=FRACTION))
-            rows.append(_row(base, "texture_follows_row_chance",
-                             _num(need(tex, "follows_row_chance", where), where, "texture.follows_row_chance"),
-                             set_="grid", unit=FRACTION))
+            rows.append(
+                _row(
+                    base,
+                    "texture_follows_row",
+                    v,
+                    set_="grid",
+                    ci=_ci_pair(tex, "follows_row_ci95", where, "texture"),
+                    n=need(tex, "follows_row_cells", where),
+                    unit=FRACTION,
+                )
+            )
+            rows.append(
+                _row(
+                    base,
+                    "texture_follows_row_chance",
+                    _num(need(tex, "follows_row_chance", where), where, "texture.follows_row_chance"),
+                    set_="grid",
+                    unit=FRACTION,
+                )
+            )
     rob = data.get("texture_robustness")
     if rob is not None and "skipped" not in rob:
         n = need(rob, "n_images", where)
         for i, entry in enumerate(need(rob, "flips", where)):
             rate = _num(need(entry, "flip_rate", where), where, f"texture_robustness.flips[{i}].flip_rate")
             acc = _num(need(entry, "accuracy", where), where, f"texture_robustness.flips[{i}].accuracy")
-            rows.append(_row(base, f"texture_real_flip{round(100 * rate):g}pct", acc, set_="validation",
-                             ci=_interval(entry.get("ci95"), where, f"texture_robustness.flips[{i}].ci95"), n=n,
-                             unit=FRACTION))
+            rows.append(
+                _row(
+                    base,
+                    f"texture_real_flip{round(100 * rate):g}pct",
+                    acc,
+                    set_="validation",
+                    ci=_interval(entry.get("ci95"), where, f"texture_robustness.flips[{i}].ci95"),
+                    n=n,
+                    unit=FRACTION,
+                )
+            )
     return rows
 
 
@@ -257,8 +380,12 @@ def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]
     The alphabet-context and factorial-diagnostic sections (``context_nll``, ``oneshot_context``,
     ``alphabet_style.controls``; ``kl``, ``t_swap``, ``texture.follows_row``, ``texture_robustness``)
     are read when present (metrics files written before they existed have none), by exact keys inside."""
-    base = {"model": name, **info, "steps": need(data, "checkpoint_step", where),
-            "git_commit": need(data, "provenance.git_commit", where)}
+    base = {
+        "model": name,
+        **info,
+        "steps": need(data, "checkpoint_step", where),
+        "git_commit": need(data, "provenance.git_commit", where),
+    }
     rows = []
     if info.get("experiment") == "hierarchical":
         rows += _se_row(base, "bound", data, "bound_per_image", "bound_se", where)
@@ -283,23 +410,59 @@ def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]
             rows += _oneshot_rows(base, one, where)
         style = need(data, "alphabet_style", where)
         if "skipped" not in style:
-            rows.append(_row(base, "alphabet_style", _num(need(style, "accuracy", where), where,
-                                                          "alphabet_style.accuracy"), set_="evaluation",
-                             ci=_ci_pair(style, "accuracy_ci95", where, "alphabet_style"), n=style.get("alphabets"),
-                             unit=FRACTION))
+            rows.append(
+                _row(
+                    base,
+                    "alphabet_style",
+                    _num(need(style, "accuracy", where), where, "alphabet_style.accuracy"),
+                    set_="evaluation",
+                    ci=_ci_pair(style, "accuracy_ci95", where, "alphabet_style"),
+                    n=style.get("alphabets"),
+                    unit=FRACTION,
+                )
+            )
             rows += _style_control_rows(base, style, where)
-            rows.append(_row(base, "alphabet_style_chance", _num(need(style, "chance", where), where,
-                                                                 "alphabet_style.chance"), unit=FRACTION))
-            rows.append(_row(base, "alphabet_style_real", _num(need(style, "classifier_accuracy_real", where), where,
-                                                               "alphabet_style.classifier_accuracy_real"),
-                             unit=FRACTION))
+            rows.append(
+                _row(
+                    base,
+                    "alphabet_style_chance",
+                    _num(need(style, "chance", where), where, "alphabet_style.chance"),
+                    unit=FRACTION,
+                )
+            )
+            rows.append(
+                _row(
+                    base,
+                    "alphabet_style_real",
+                    _num(
+                        need(style, "classifier_accuracy_real", where), where, "alphabet_style.classifier_accuracy_real"
+                    ),
+                    unit=FRACTION,
+                )
+            )
     elif info.get("experiment") == "factorial":
         for part in ("texture", "character"):
             sec = need(data, part, where)
             for suffix, key in (("accuracy", "accuracy"), ("chance", "chance"), ("real", "classifier_accuracy_real")):
-                rows.append(_row(base, f"{part}_{suffix}", _num(need(sec, key, where), where, f"{part}.{key}"),
-                                 set_="grid", n=need(data, "cells", where), unit=FRACTION))
-        rows.append(_row(base, "both_accuracy", _num(need(data, "both_accuracy", where), where, "both_accuracy"),
-                         set_="grid", n=need(data, "cells", where), unit=FRACTION))
+                rows.append(
+                    _row(
+                        base,
+                        f"{part}_{suffix}",
+                        _num(need(sec, key, where), where, f"{part}.{key}"),
+                        set_="grid",
+                        n=need(data, "cells", where),
+                        unit=FRACTION,
+                    )
+                )
+        rows.append(
+            _row(
+                base,
+                "both_accuracy",
+                _num(need(data, "both_accuracy", where), where, "both_accuracy"),
+                set_="grid",
+                n=need(data, "cells", where),
+                unit=FRACTION,
+            )
+        )
         rows += _factorial_extra_rows(base, data, where)
     return rows

@@ -14,6 +14,7 @@ zero-width interval or as NaN; tables show "–" in its place (``paper_figures.t
 Imports go downwards: this module needs only the standard library and numpy, so vhe-free
 callers (``paper_figures``) can use it too.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["Z95", "MIN_UNITS", "too_few_units", "mean_se", "normal_interval", "wilson_interval", "mcnemar", "binomial_above"]
+__all__ = [
+    "Z95",
+    "MIN_UNITS",
+    "too_few_units",
+    "mean_se",
+    "normal_interval",
+    "wilson_interval",
+    "mcnemar",
+    "binomial_above",
+]
 
 #: the 97.5% quantile of N(0, 1): a two-sided 95% interval is ± Z95 standard errors
 Z95 = 1.959963984540054
@@ -48,8 +58,9 @@ def mean_se(values) -> tuple[float | None, float | None]:
     return mean, float(a.std(ddof=1) / math.sqrt(a.size))
 
 
-def normal_interval(mean: float | None, se: float | None, z: float = Z95, lo: float | None = None,
-                    hi: float | None = None) -> list[float] | None:
+def normal_interval(
+    mean: float | None, se: float | None, z: float = Z95, lo: float | None = None, hi: float | None = None
+) -> list[float] | None:
     """[mean - z se, mean + z se] (clipped to [lo, hi] where given), or None when either is None."""
     if mean is None or se is None:
         return None
@@ -84,7 +95,7 @@ def mcnemar(a: Sequence[int], b: Sequence[int]) -> dict:
     n10 = sum(1 for x, y in zip(a, b) if x and not y)
     n01 = sum(1 for x, y in zip(a, b) if y and not x)
     n, k = n01 + n10, min(n01, n10)
-    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
     return {"n01": n01, "n10": n10, "p_value": p}
 
 
@@ -97,5 +108,4 @@ def binomial_above(successes: int, n: int, chance: float) -> float:
         raise ValueError(f"chance must lie in [0, 1], got {chance}")
     if n == 0:
         return 1.0
-    return min(1.0, sum(math.comb(n, i) * chance ** i * (1 - chance) ** (n - i) for i in range(successes, n + 1)))
-
+    return min(1.0, sum(math.comb(n, i) * chance**i * (1 - chance) ** (n - i) for i in range(successes, n + 1)))

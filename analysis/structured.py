@@ -49,6 +49,7 @@ factorial (``factorial_grid``, ``factorial_swap``, and ``factorial_samples`` = b
 Everything is seeded by ``--seed`` (default ``evaluation.seed``). The JSON is written atomically
 and carries provenance (git commit, torch version, date, seed, command).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,49 +62,93 @@ from vhe.files import write_json
 
 import torch
 
-from .structured_common import (BUILDER_MODULES, ancestral, episode_bounds, figure_prefix, fit_logistic, load_model,
-                                shape_features, texture_features)
+from .structured_common import (
+    BUILDER_MODULES,
+    ancestral,
+    episode_bounds,
+    figure_prefix,
+    fit_logistic,
+    load_model,
+    shape_features,
+    texture_features,
+)
 from .factorial import run_factorial
 from .hierarchical import alphabet_style, matched_step_bounds, run_hierarchical
 
 log = logging.getLogger("analysis.structured")
 
-__all__ = ["main", "parse_args", "load_model", "ancestral", "episode_bounds", "run_hierarchical", "run_factorial",
-           "alphabet_style", "texture_features", "shape_features", "fit_logistic", "figure_prefix",
-           "matched_step_bounds"]
+__all__ = [
+    "main",
+    "parse_args",
+    "load_model",
+    "ancestral",
+    "episode_bounds",
+    "run_hierarchical",
+    "run_factorial",
+    "alphabet_style",
+    "texture_features",
+    "shape_features",
+    "fit_logistic",
+    "figure_prefix",
+    "matched_step_bounds",
+]
 
 
 # ============================================================================ CLI
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m analysis.structured", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m analysis.structured", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--config", required=True, help="per-model config JSON (results/<run>/configs/<model>.json)")
-    p.add_argument("--evaluation", default=None,
-                   help="JSON/YAML with the evaluation section (replaces the config's; the pipeline's configs/evaluation.json)")
+    p.add_argument(
+        "--evaluation",
+        default=None,
+        help="JSON/YAML with the evaluation section (replaces the config's; the pipeline's configs/evaluation.json)",
+    )
     p.add_argument("--checkpoint", required=True, help="trainer checkpoint (best.pt)")
     p.add_argument("--out", required=True, help="metrics JSON to write")
     p.add_argument("--figures", required=True, help="figures folder (results/<run>/figures)")
     p.add_argument("--class-checkpoint", default=None, help="hierarchical: class-structured model to compare with")
     p.add_argument("--class-config", default=None, help="its per-model config (default: the one in the checkpoint)")
     p.add_argument("--device", default=None, help="auto | cpu | cuda[:i] (default: the config's)")
-    p.add_argument("--runtime", default=None, metavar="JSON",
-                   help="run settings {\"device\": ..., \"wandb\": {...}} applied over the config (the pipeline passes "
-                        "them here, not in the config file)")
+    p.add_argument(
+        "--runtime",
+        default=None,
+        metavar="JSON",
+        help='run settings {"device": ..., "wandb": {...}} applied over the config (the pipeline passes '
+        "them here, not in the config file)",
+    )
     p.add_argument("--seed", type=int, default=None, help="default: evaluation.seed")
     p.add_argument("--batch-size", type=int, default=64, help="episodes per batch when scoring")
-    p.add_argument("--max-classes", type=int, default=None,
-                   help="hierarchical: evaluation characters whose images are targets "
-                        "(default: evaluation.max_classes; none: all)")
-    p.add_argument("--n-samples", type=int, default=None,
-                   help="hierarchical: K for -log p(X) per character (default: evaluation.n_samples; 0 skips)")
-    p.add_argument("--nll-classes", type=int, default=30,
-                   help="hierarchical: evaluation characters for -log p(X) (each costs K x 20 decodes per model)")
+    p.add_argument(
+        "--max-classes",
+        type=int,
+        default=None,
+        help="hierarchical: evaluation characters whose images are targets "
+        "(default: evaluation.max_classes; none: all)",
+    )
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="hierarchical: K for -log p(X) per character (default: evaluation.n_samples; 0 skips)",
+    )
+    p.add_argument(
+        "--nll-classes",
+        type=int,
+        default=30,
+        help="hierarchical: evaluation characters for -log p(X) (each costs K x 20 decodes per model)",
+    )
     p.add_argument("--n-alphabets", type=int, default=4, help="hierarchical: alphabets in the figure")
     p.add_argument("--n-shown", type=int, default=5, help="hierarchical: given characters per alphabet (D_a)")
     p.add_argument("--n-new", type=int, default=5, help="hierarchical: new characters per alphabet")
     p.add_argument("--n-draws", type=int, default=6, help="hierarchical: draws of each new character")
-    p.add_argument("--style-new", type=int, default=10,
-                   help="hierarchical: new characters per alphabet for the alphabet-style check")
+    p.add_argument(
+        "--style-new",
+        type=int,
+        default=10,
+        help="hierarchical: new characters per alphabet for the alphabet-style check",
+    )
     p.add_argument("--grid-rows", type=int, default=6, help="factorial: content images in the grid figure")
     p.add_argument("--grid-cols", type=int, default=8, help="factorial: style images in the grid figure")
     p.add_argument("--swap-pairs", type=int, default=6, help="factorial: pairs in the swap figure")
@@ -131,8 +176,9 @@ def _log_wandb(cfg, m, out: dict, checkpoint) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     from experiments.common import model_section, resolve_device
     from experiments.config import ConfigError, evaluation_for, load_config, with_runtime
 
@@ -144,8 +190,11 @@ def main(argv=None) -> int:
         return 2
     exp_name = m["experiment"]
     if exp_name not in BUILDER_MODULES:
-        print(f"error: analysis.structured handles hierarchical and factorial models; {m.get('name')!r} is "
-              f"{exp_name!r} (use analysis.evaluate)", file=sys.stderr)
+        print(
+            f"error: analysis.structured handles hierarchical and factorial models; {m.get('name')!r} is "
+            f"{exp_name!r} (use analysis.evaluate)",
+            file=sys.stderr,
+        )
         return 2
     ev = evaluation_for(cfg, m["decoder"])
     if args.seed is None:
@@ -162,16 +211,23 @@ def main(argv=None) -> int:
     else:
         res = run_factorial(cfg, model, args, device)
     step = ckpt.get("step") if isinstance(ckpt, dict) else None
-    if isinstance(res.get("class_model"), dict):   # a bound comparison is fair only at equal training
+    if isinstance(res.get("class_model"), dict):  # a bound comparison is fair only at equal training
         res["class_model"]["same_training_steps"] = step is not None and step == res["class_model"]["checkpoint_step"]
         if getattr(args, "class_checkpoint", None):
             res["class_model"]["val_bound_at_matched_step"] = matched_step_bounds(
-                Path(args.checkpoint).parent / "history.csv", Path(args.class_checkpoint).parent / "history.csv")
-    out = {"model": m.get("name"), "experiment": exp_name, "objective": m.get("objective"),
-           "decoder": m.get("decoder"), "checkpoint": str(args.checkpoint),
-           "checkpoint_step": step,
-           "units": "bounds and -log p in nats per image (bounds: higher is better); KL in nats; accuracies in [0, 1]",
-           **res, "provenance": provenance(cfg, device, args.seed)}
+                Path(args.checkpoint).parent / "history.csv", Path(args.class_checkpoint).parent / "history.csv"
+            )
+    out = {
+        "model": m.get("name"),
+        "experiment": exp_name,
+        "objective": m.get("objective"),
+        "decoder": m.get("decoder"),
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_step": step,
+        "units": "bounds and -log p in nats per image (bounds: higher is better); KL in nats; accuracies in [0, 1]",
+        **res,
+        "provenance": provenance(cfg, device, args.seed),
+    }
     write_json(out, Path(args.out))
     _log_wandb(cfg, m, out, args.checkpoint)
     log.info("wrote %s and %d figure files", args.out, len(res.get("figures", [])))

@@ -2,6 +2,7 @@
 :mod:`analysis.factorial`): loading a checkpoint, ancestral sampling, episode bounds, grid drawing
 helpers and the image classifiers (texture and shape features, logistic regression, nearest
 neighbour) used to score generated images."""
+
 from __future__ import annotations
 
 import importlib
@@ -74,9 +75,10 @@ def episode_scores(model, loader, targets: torch.Tensor, rescale: bool, batch_si
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         for i in range(0, len(targets), batch_size):
-            b = loader.episode(targets[i:i + batch_size])
-            bound, kl = model.score(b.inputs, b.sizes, x=b.target, kl_factor=1.0, rescale=rescale,
-                                    return_kl=True, reduction="none")
+            b = loader.episode(targets[i : i + batch_size])
+            bound, kl = model.score(
+                b.inputs, b.sizes, x=b.target, kl_factor=1.0, rescale=rescale, return_kl=True, reduction="none"
+            )
             bounds.append(bound.double().cpu())
             for k, v in kl.items():
                 kls.setdefault(k, []).append(v.double().cpu().expand(len(bound)))
@@ -156,9 +158,9 @@ def _tile(rows, pad: int = 1, gap_rows=(), gap_cols=(), fill=0.6) -> np.ndarray:
         for j, im in enumerate(r):
             y, x = ys[i], xs[j]
             if im is None:
-                out[y:y + h, x:x + w] = 1.0
+                out[y : y + h, x : x + w] = 1.0
             else:
-                out[y:y + h, x:x + w] = 1.0 - im.detach().float().cpu().reshape(h, w).clamp(0, 1).numpy()
+                out[y : y + h, x : x + w] = 1.0 - im.detach().float().cpu().reshape(h, w).clamp(0, 1).numpy()
     return out
 
 

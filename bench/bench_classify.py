@@ -5,6 +5,7 @@ scores per run (counted, exact) and seconds per run (timed, alternating the two 
 
     python -m bench.bench_classify [--small] [--device cpu|cuda] [--k K] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,10 @@ def lake_like_run(device) -> tuple[torch.Tensor, torch.Tensor]:
         idx = (s.character == c).nonzero().flatten()[:2]
         sup.append(s.images[idx[:1]])
         qry.append(s.images[idx[1]])
-    return (torch.stack(sup).to(device=device, dtype=torch.float32),
-            torch.stack(qry).to(device=device, dtype=torch.float32))
+    return (
+        torch.stack(sup).to(device=device, dtype=torch.float32),
+        torch.stack(qry).to(device=device, dtype=torch.float32),
+    )
 
 
 def count_decoded(model) -> dict:
@@ -48,14 +51,30 @@ def count_decoded(model) -> dict:
     return seen
 
 
-def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common.DECODERS, k: int | None = None,
-        repeats: int | None = None, out=None) -> dict:
+def run(
+    small: bool = False,
+    device: str = "cpu",
+    profiles=None,
+    decoders=common.DECODERS,
+    k: int | None = None,
+    repeats: int | None = None,
+    out=None,
+) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or ["cpu"])
     repeats = repeats or (1 if small else 3)
-    settings = {"profiles": profiles, "decoders": list(decoders), "k": k, "way": WAY, "shot": 1,
-                "estimators": list(CLASSIFY_METHODS), "repeats": repeats, "device": str(dev), "small": small,
-                "note": "k defaults to the profile's evaluation.classification_samples for the decoder"}
+    settings = {
+        "profiles": profiles,
+        "decoders": list(decoders),
+        "k": k,
+        "way": WAY,
+        "shot": 1,
+        "estimators": list(CLASSIFY_METHODS),
+        "repeats": repeats,
+        "device": str(dev),
+        "small": small,
+        "note": "k defaults to the profile's evaluation.classification_samples for the decoder",
+    }
     result = common.header(dev, settings)
     rows, skipped = [], []
     support, query = lake_like_run(dev)
@@ -80,16 +99,43 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
                 times[variant].append(common.now(dev) - t0)
                 images[variant] = seen["images"]
         sep, sh = min(times["separate"]), min(times["shared"])
-        rows.append({"profile": profile, "decoder": decoder, "device": dev.type, "k": kk,
-                     "images_separate": images["separate"], "images_shared": images["shared"],
-                     "images_ratio": images["shared"] / images["separate"],
-                     "s_separate": sep, "s_shared": sh, "time_ratio": sh / sep, "arch": common.arch_summary(cfg)})
+        rows.append(
+            {
+                "profile": profile,
+                "decoder": decoder,
+                "device": dev.type,
+                "k": kk,
+                "images_separate": images["separate"],
+                "images_shared": images["shared"],
+                "images_ratio": images["shared"] / images["separate"],
+                "s_separate": sep,
+                "s_shared": sh,
+                "time_ratio": sh / sep,
+                "arch": common.arch_summary(cfg),
+            }
+        )
         del exp, model
     result["skipped"] = skipped
-    cols = ["profile", "decoder", "device", "k", "images_separate", "images_shared", "images_ratio", "s_separate",
-            "s_shared", "time_ratio"]
-    return common.finish(result, NAME, out, cols, rows,
-                         title=f"one Lake-style run ({WAY}-way 1-shot), four estimators: separate vs shared draws")
+    cols = [
+        "profile",
+        "decoder",
+        "device",
+        "k",
+        "images_separate",
+        "images_shared",
+        "images_ratio",
+        "s_separate",
+        "s_shared",
+        "time_ratio",
+    ]
+    return common.finish(
+        result,
+        NAME,
+        out,
+        cols,
+        rows,
+        title=f"one Lake-style run ({WAY}-way 1-shot), four estimators: separate vs shared draws",
+    )
 
 
 def main(argv=None):

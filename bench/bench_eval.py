@@ -9,6 +9,7 @@ and ``k_used`` say so); ``decodes_per_s`` (images x samples / s) does not depend
 
     python -m bench.bench_eval [--small] [--device cpu|cuda] [--k 1000] [--classes 4] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def time_log_marginal(model, X, k: int, device, bf16: bool, max_elements: int = 
     return common.now(device) - t0, est
 
 
-def pick_k(model, X, k_target: int, k_probe: int, budget: float, device, bf16: bool,
-           max_elements: int = 8192) -> tuple[int, float, torch.Tensor]:
+def pick_k(
+    model, X, k_target: int, k_probe: int, budget: float, device, bf16: bool, max_elements: int = 8192
+) -> tuple[int, float, torch.Tensor]:
     """Measure K = k_target if it fits the budget (from a probe at k_probe), else the largest K that
     does; log_marginal decodes at most ``max_elements`` images at once."""
     t_probe, est = time_log_marginal(model, X, k_probe, device, bf16, max_elements)  # also the warm-up
@@ -57,8 +59,17 @@ def pick_k(model, X, k_target: int, k_probe: int, budget: float, device, bf16: b
     return k, t, est
 
 
-def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common.DECODERS, k: int | None = None,
-        n_classes: int | None = None, per_class: int = 20, budget: float | None = None, out=None) -> dict:
+def run(
+    small: bool = False,
+    device: str = "cpu",
+    profiles=None,
+    decoders=common.DECODERS,
+    k: int | None = None,
+    n_classes: int | None = None,
+    per_class: int = 20,
+    budget: float | None = None,
+    out=None,
+) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or (["cpu"] if dev.type == "cpu" else ["cpu", "paper"]))
     k_target = k or 1000
@@ -66,10 +77,19 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
     budget = budget if budget is not None else (3.0 if small else 60.0)
     k_probe = min(k_target, 2 if small else 5)
     variants = [False, True] if dev.type == "cuda" else [False]
-    settings = {"profiles": profiles, "decoders": list(decoders), "k_target": k_target, "k_probe": k_probe,
-                "classes": n_classes, "images_per_class": per_class, "budget_s_per_row": budget,
-                "device": str(dev), "max_elements": 8192, "small": small,
-                "note": "classes/s at K=k_target; extrapolated linearly from k_used when k_used < k_target"}
+    settings = {
+        "profiles": profiles,
+        "decoders": list(decoders),
+        "k_target": k_target,
+        "k_probe": k_probe,
+        "classes": n_classes,
+        "images_per_class": per_class,
+        "budget_s_per_row": budget,
+        "device": str(dev),
+        "max_elements": 8192,
+        "small": small,
+        "note": "classes/s at K=k_target; extrapolated linearly from k_used when k_used < k_target",
+    }
     result = common.header(dev, settings)
     rows, skipped = [], []
     X = classes_tensor(n_classes, per_class, dev)
@@ -79,25 +99,48 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
             k_used, t, est = pick_k(model, X, k_target, k_probe, budget, dev, bf16)
             decodes = k_used * n_classes * per_class
             classes_per_s = n_classes / t * (k_used / k_target)
-            rows.append({"profile": profile, "decoder": decoder, "device": dev.type,
-                         "variant": "bf16" if bf16 else "fp32", "k_used": k_used, "classes": n_classes,
-                         "seconds": t, "classes_per_s": classes_per_s,
-                         "s_per_class": 1.0 / classes_per_s, "decodes_per_s": decodes / t,
-                         "extrapolated": k_used < k_target,
-                         "log_p_per_image": float(est.mean()) / per_class, "arch": common.arch_summary(cfg)})
+            rows.append(
+                {
+                    "profile": profile,
+                    "decoder": decoder,
+                    "device": dev.type,
+                    "variant": "bf16" if bf16 else "fp32",
+                    "k_used": k_used,
+                    "classes": n_classes,
+                    "seconds": t,
+                    "classes_per_s": classes_per_s,
+                    "s_per_class": 1.0 / classes_per_s,
+                    "decodes_per_s": decodes / t,
+                    "extrapolated": k_used < k_target,
+                    "log_p_per_image": float(est.mean()) / per_class,
+                    "arch": common.arch_summary(cfg),
+                }
+            )
         del exp, model
     result["skipped"] = skipped
-    cols = ["profile", "decoder", "device", "variant", "k_used", "classes_per_s", "s_per_class", "decodes_per_s",
-            "extrapolated"]
-    return common.finish(result, NAME, out, cols, rows,
-                         title=f"log_marginal throughput (K={k_target}, {per_class} images per class)")
+    cols = [
+        "profile",
+        "decoder",
+        "device",
+        "variant",
+        "k_used",
+        "classes_per_s",
+        "s_per_class",
+        "decodes_per_s",
+        "extrapolated",
+    ]
+    return common.finish(
+        result, NAME, out, cols, rows, title=f"log_marginal throughput (K={k_target}, {per_class} images per class)"
+    )
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--small", action="store_true", help="CI mode: short budget (K extrapolated)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--profiles", nargs="+", default=None, help="cpu | paper | path (default: cpu on a CPU, cpu paper on CUDA)")
+    p.add_argument(
+        "--profiles", nargs="+", default=None, help="cpu | paper | path (default: cpu on a CPU, cpu paper on CUDA)"
+    )
     p.add_argument("--decoders", nargs="+", default=list(common.DECODERS), choices=common.DECODERS)
     p.add_argument("--k", type=int, default=None, help="importance samples K (default 1000)")
     p.add_argument("--classes", type=int, default=None)

@@ -10,6 +10,7 @@ shapes, dtypes, class sizes, labels, and every support image drawn from the targ
 
     python -m bench.bench_loader [--small] [--device cpu|cuda] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,30 @@ TARGET_SPEEDUP = 10.0
 def make_loaders(s, batch_size: int, k_shot: int, device: torch.device, seed: int = 0):
     labels = {"c": s.character, "z": torch.arange(len(s))}
     ks = {"c": k_shot, "z": 1}
-    fast = vhe.DataLoader(s.images, labels=labels, k_shot=ks, batch_size=batch_size, resample=True, shuffle=True,
-                          drop_last=True, seed=seed, device=device, dtype=torch.float32)
-    naive = NaiveDataLoader(s.images, labels=labels, k_shot=ks, batch_size=batch_size, resample=True, shuffle=True,
-                            drop_last=True, seed=seed, dtype=torch.float32,
-                            device=device if device.type != "cpu" else None)
+    fast = vhe.DataLoader(
+        s.images,
+        labels=labels,
+        k_shot=ks,
+        batch_size=batch_size,
+        resample=True,
+        shuffle=True,
+        drop_last=True,
+        seed=seed,
+        device=device,
+        dtype=torch.float32,
+    )
+    naive = NaiveDataLoader(
+        s.images,
+        labels=labels,
+        k_shot=ks,
+        batch_size=batch_size,
+        resample=True,
+        shuffle=True,
+        drop_last=True,
+        seed=seed,
+        dtype=torch.float32,
+        device=device if device.type != "cpu" else None,
+    )
     return fast, naive
 
 
@@ -59,7 +79,9 @@ def check_same_output(s, fast, naive, lookup=None) -> dict:
     batches = {"vhe": next(iter(fast)), "naive": next(iter(naive))}
     for name, b in batches.items():
         cls = s.character[b.index.cpu()]
-        checks[f"{name}_target_is_data[index]"] = bool(torch.equal(b.target.cpu().to(torch.uint8), s.images[b.index.cpu()]))
+        checks[f"{name}_target_is_data[index]"] = bool(
+            torch.equal(b.target.cpu().to(torch.uint8), s.images[b.index.cpu()])
+        )
         checks[f"{name}_labels_c_are_classes"] = bool(torch.equal(b.labels["c"].cpu(), cls))
         checks[f"{name}_sizes_c_are_class_sizes"] = bool(torch.equal(b.sizes["c"].cpu(), counts[cls].float()))
         checks[f"{name}_sizes_z_are_1"] = bool((b.sizes["z"] == 1).all())
@@ -104,8 +126,16 @@ def episodes_per_s(loader, device: torch.device, min_time: float, min_batches: i
                 return n_eps / t, n_batches
 
 
-def run(small: bool = False, device: str = "cpu", batch_sizes=(32, 128), k_shot: int = 5, min_time: float | None = None,
-        repeats: int | None = None, threads=None, out=None) -> dict:
+def run(
+    small: bool = False,
+    device: str = "cpu",
+    batch_sizes=(32, 128),
+    k_shot: int = 5,
+    min_time: float | None = None,
+    repeats: int | None = None,
+    threads=None,
+    out=None,
+) -> dict:
     dev = common.resolve_device(device)
     default_threads = torch.get_num_threads()
     threads = list(threads or ([default_threads, 1] if default_threads > 1 else [1]))
@@ -113,11 +143,22 @@ def run(small: bool = False, device: str = "cpu", batch_sizes=(32, 128), k_shot:
     repeats = repeats if repeats is not None else (1 if small else 3)
     s, source = common.background_set()
     devices = [torch.device("cpu")] + ([dev] if dev.type != "cpu" else [])
-    settings = {"data": source, "n_images": len(s), "n_classes": int(s.n_classes), "batch_sizes": list(batch_sizes),
-                "k_shot": {"c": k_shot, "z": 1}, "resample": True, "dtype": "float32", "min_time_s": min_time,
-                "repeats": repeats, "statistic": "median over repeats", "devices": [str(d) for d in devices],
-                "torch_threads": threads,
-                "target_speedup": TARGET_SPEEDUP, "small": small}
+    settings = {
+        "data": source,
+        "n_images": len(s),
+        "n_classes": int(s.n_classes),
+        "batch_sizes": list(batch_sizes),
+        "k_shot": {"c": k_shot, "z": 1},
+        "resample": True,
+        "dtype": "float32",
+        "min_time_s": min_time,
+        "repeats": repeats,
+        "statistic": "median over repeats",
+        "devices": [str(d) for d in devices],
+        "torch_threads": threads,
+        "target_speedup": TARGET_SPEEDUP,
+        "small": small,
+    }
     result = common.header(dev, settings)
     lookup = _class_lookup(s)
     rows, checks = [], {}
@@ -130,7 +171,7 @@ def run(small: bool = False, device: str = "cpu", batch_sizes=(32, 128), k_shot:
             if not ok:
                 bad = [k for k, v in c.items() if k != "shapes" and not v]
                 raise AssertionError(f"loader outputs disagree ({d}, batch {bs}): {bad}")
-            for th in (threads if d.type == "cpu" else [default_threads]):
+            for th in threads if d.type == "cpu" else [default_threads]:
                 torch.set_num_threads(th)
                 try:
                     speeds = {"vhe": [], "naive": []}
@@ -140,13 +181,25 @@ def run(small: bool = False, device: str = "cpu", batch_sizes=(32, 128), k_shot:
                 finally:
                     torch.set_num_threads(default_threads)
                 v, nv = statistics.median(speeds["vhe"]), statistics.median(speeds["naive"])
-                rows.append({"device": d.type, "threads": th, "batch": bs, "vhe_eps_per_s": v,
-                             "naive_eps_per_s": nv, "speedup": v / nv, "target_met": v / nv >= TARGET_SPEEDUP,
-                             "vhe_all": speeds["vhe"], "naive_all": speeds["naive"], "outputs_match": ok})
+                rows.append(
+                    {
+                        "device": d.type,
+                        "threads": th,
+                        "batch": bs,
+                        "vhe_eps_per_s": v,
+                        "naive_eps_per_s": nv,
+                        "speedup": v / nv,
+                        "target_met": v / nv >= TARGET_SPEEDUP,
+                        "vhe_all": speeds["vhe"],
+                        "naive_all": speeds["naive"],
+                        "outputs_match": ok,
+                    }
+                )
     result["checks"] = checks
     cols = ["device", "threads", "batch", "vhe_eps_per_s", "naive_eps_per_s", "speedup", "target_met", "outputs_match"]
-    return common.finish(result, NAME, out, cols, rows,
-                         title=f"Episode sampling (episodes/s, k_shot c=5 z=1, {source})")
+    return common.finish(
+        result, NAME, out, cols, rows, title=f"Episode sampling (episodes/s, k_shot c=5 z=1, {source})"
+    )
 
 
 def main(argv=None):
@@ -157,8 +210,13 @@ def main(argv=None):
     p.add_argument("--k-shot", type=int, default=5)
     p.add_argument("--min-time", type=float, default=None, help="seconds per measurement")
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--threads", type=int, nargs="+", default=None,
-                   help="torch thread counts to measure on CPU (default: torch's default and 1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="torch thread counts to measure on CPU (default: torch's default and 1)",
+    )
     p.add_argument("--out", default=None, help=f"JSON path (default bench/results/{NAME}.json)")
     a = p.parse_args(argv)
     run(a.small, a.device, a.batch_sizes, a.k_shot, a.min_time, a.repeats, a.threads, a.out)

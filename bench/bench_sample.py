@@ -10,6 +10,7 @@ from the largest batch measured with the slope of the last doubling (``extrapola
 
     python -m bench.bench_sample [--small] [--device cpu|cuda] [--batch 64] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,17 +41,34 @@ def time_sample(model, D, device, bf16: bool) -> float:
     return t
 
 
-def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common.DECODERS, batch: int = 64,
-        budget: float | None = None, repeats: int | None = None, out=None) -> dict:
+def run(
+    small: bool = False,
+    device: str = "cpu",
+    profiles=None,
+    decoders=common.DECODERS,
+    batch: int = 64,
+    budget: float | None = None,
+    repeats: int | None = None,
+    out=None,
+) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or (["cpu"] if dev.type == "cpu" else ["cpu", "paper"]))
     budget = budget if budget is not None else (3.0 if small else 60.0)
     repeats = repeats or (1 if small else 3)
     variants = [False, True] if dev.type == "cuda" else [False]
-    settings = {"profiles": profiles, "decoders": list(decoders), "batch_target": batch, "k_shot": 5,
-                "budget_s_per_row": budget, "repeats": repeats, "statistic": "min over repeats", "device": str(dev),
-                "small": small, "note": "seconds for a batch of batch_target; when batch_used < batch_target, "
-                                        "time(batch_used) + slope * (batch_target - batch_used)"}
+    settings = {
+        "profiles": profiles,
+        "decoders": list(decoders),
+        "batch_target": batch,
+        "k_shot": 5,
+        "budget_s_per_row": budget,
+        "repeats": repeats,
+        "statistic": "min over repeats",
+        "device": str(dev),
+        "small": small,
+        "note": "seconds for a batch of batch_target; when batch_used < batch_target, "
+        "time(batch_used) + slope * (batch_target - batch_used)",
+    }
     result = common.header(dev, settings)
     rows, skipped = [], []
     for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
@@ -66,19 +84,32 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
                 b = min(2 * b, batch)
                 t = time_sample(model, support_sets(b, 5, dev), dev, bf16)
                 measured[b] = t
-            times = [t] + [time_sample(model, support_sets(b, 5, dev), dev, bf16)
-                           for _ in range(repeats - 1) if (repeats - 1) * t <= budget]
+            times = [t] + [
+                time_sample(model, support_sets(b, 5, dev), dev, bf16)
+                for _ in range(repeats - 1)
+                if (repeats - 1) * t <= budget
+            ]
             t = min(times)
             slope = (t - prev[1]) / (b - prev[0]) if prev else t
             slope = max(slope, 0.0)
             t_batch = t + slope * (batch - b)
-            rows.append({"profile": profile, "decoder": decoder, "device": dev.type,
-                         "variant": "bf16" if bf16 else "fp32", "batch_used": b, "seconds": t,
-                         "s_per_batch64" if batch == 64 else f"s_per_batch{batch}": t_batch,
-                         "images_per_s": batch / t_batch, "extrapolated": b < batch,
-                         "slope_s_per_image": slope, "all_s": times,
-                         "by_batch_s": measured,
-                         "arch": common.arch_summary(cfg)})
+            rows.append(
+                {
+                    "profile": profile,
+                    "decoder": decoder,
+                    "device": dev.type,
+                    "variant": "bf16" if bf16 else "fp32",
+                    "batch_used": b,
+                    "seconds": t,
+                    "s_per_batch64" if batch == 64 else f"s_per_batch{batch}": t_batch,
+                    "images_per_s": batch / t_batch,
+                    "extrapolated": b < batch,
+                    "slope_s_per_image": slope,
+                    "all_s": times,
+                    "by_batch_s": measured,
+                    "arch": common.arch_summary(cfg),
+                }
+            )
         del exp, model
     result["skipped"] = skipped
     key = "s_per_batch64" if batch == 64 else f"s_per_batch{batch}"
@@ -90,7 +121,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--small", action="store_true", help="CI mode: short budget (batch extrapolated)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--profiles", nargs="+", default=None, help="cpu | paper | path (default: cpu on a CPU, cpu paper on CUDA)")
+    p.add_argument(
+        "--profiles", nargs="+", default=None, help="cpu | paper | path (default: cpu on a CPU, cpu paper on CUDA)"
+    )
     p.add_argument("--decoders", nargs="+", default=list(common.DECODERS), choices=common.DECODERS)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--budget", type=float, default=None, help="seconds per row before the batch is reduced")

@@ -17,6 +17,7 @@ of 1; targets/s each, measured in turn.
 
     python -m bench.bench_targets [--small] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -90,8 +91,9 @@ class _Run:
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             for b in batches:
-                total += float(m.score(b.inputs, b.sizes, x=b.target, rescale=self.exp.objective.rescale,
-                                       reduction="sum"))
+                total += float(
+                    m.score(b.inputs, b.sizes, x=b.target, rescale=self.exp.objective.rescale, reduction="sum")
+                )
                 count += len(b.target)
         m.train()
         self.curve.append({"step": self.step, "train_time_s": round(self.time, 3), "val_bound": total / count})
@@ -132,17 +134,32 @@ def race(cfg, device, variants, max_steps, val_every, val_batches, chunk=25) -> 
             r.train(n, cast)
             if r.step // val_every > before // val_every or r.step == length:
                 r.validate(batches)
-        print(f"[bench] step {max(r.step for r in runs)}/{max(lengths)}: " + ", ".join(
-            f"{r.name} {r.curve[-1]['val_bound']:.2f} ({r.time:.0f} s)" for r in runs), flush=True)
+        print(
+            f"[bench] step {max(r.step for r in runs)}/{max(lengths)}: "
+            + ", ".join(f"{r.name} {r.curve[-1]['val_bound']:.2f} ({r.time:.0f} s)" for r in runs),
+            flush=True,
+        )
     target = runs[0].curve[-1]["val_bound"]
     common_target = min(r.curve[-1]["val_bound"] for r in runs)  # a bound every variant reaches
     rows = []
     for r, (_, _, T, batch), (_, _, _, bf16, _) in zip(runs, exps, variants):
         t = time_to_bound(r.curve, target)
-        rows.append({"variant": r.name, "T": T, "batch": batch, "bf16": bf16, "steps": r.step, "targets_per_s": r.targets / r.time,
-                     "final_val_bound": r.curve[-1]["val_bound"], "target_bound": target, "time_to_target_s": t,
-                     "common_bound": common_target, "time_to_common_bound_s": time_to_bound(r.curve, common_target),
-                     "curve": r.curve})
+        rows.append(
+            {
+                "variant": r.name,
+                "T": T,
+                "batch": batch,
+                "bf16": bf16,
+                "steps": r.step,
+                "targets_per_s": r.targets / r.time,
+                "final_val_bound": r.curve[-1]["val_bound"],
+                "target_bound": target,
+                "time_to_target_s": t,
+                "common_bound": common_target,
+                "time_to_common_bound_s": time_to_bound(r.curve, common_target),
+                "curve": r.curve,
+            }
+        )
     base = rows[0]
     for row in rows:
         row["speedup_targets_per_s"] = row["targets_per_s"] / base["targets_per_s"]
@@ -166,15 +183,19 @@ def levers(cfg, device, steps: int, T: int, compile_: bool = True) -> list[dict]
         return m.score(b.inputs, b.sizes, x=b.target, rescale=rescale)
 
     def channels_last(b):
-        inputs = {k: (v.flatten(0, 1).contiguous(memory_format=torch.channels_last).view_as(v) if v.dim() == 5 else v)
-                  for k, v in b.inputs.items()}
+        inputs = {
+            k: (v.flatten(0, 1).contiguous(memory_format=torch.channels_last).view_as(v) if v.dim() == 5 else v)
+            for k, v in b.inputs.items()
+        }
         return m.score(inputs, b.sizes, x=b.target.contiguous(memory_format=torch.channels_last), rescale=rescale)
 
-    cases = [("fp32 (reference)", None, contextlib.nullcontext, plain, 1),
-             ("channels_last", "channels_last", contextlib.nullcontext, channels_last, 1),
-             ("bf16 autocast (CPU)", None, _bf16, plain, 1),
-             ("torch.compile", None, contextlib.nullcontext, "compile", 1),
-             ("2 threads", None, contextlib.nullcontext, plain, 2)]
+    cases = [
+        ("fp32 (reference)", None, contextlib.nullcontext, plain, 1),
+        ("channels_last", "channels_last", contextlib.nullcontext, channels_last, 1),
+        ("bf16 autocast (CPU)", None, _bf16, plain, 1),
+        ("torch.compile", None, contextlib.nullcontext, "compile", 1),
+        ("2 threads", None, contextlib.nullcontext, plain, 2),
+    ]
     if not compile_:
         cases = [c for c in cases if c[3] != "compile"]
     for name, fmt, autocast, score, n_threads in cases:
@@ -212,17 +233,31 @@ def levers(cfg, device, steps: int, T: int, compile_: bool = True) -> list[dict]
     return out
 
 
-def run(small: bool = False, device: str = "cpu", out=None, profiles=None, decoders=("deconv", "pixelcnn"),
-        with_levers: bool = True, only_longer: bool = False) -> dict:
+def run(
+    small: bool = False,
+    device: str = "cpu",
+    out=None,
+    profiles=None,
+    decoders=("deconv", "pixelcnn"),
+    with_levers: bool = True,
+    only_longer: bool = False,
+) -> dict:
     dev = common.resolve_device(device)
     torch.set_num_threads(1)
-    settings = {"small": small, "device": str(dev), "profile": "cpu", "objective": "vhe",
-                "schedule": "cosine over max_steps (same for every variant)", "seed": 0, "threads": 1,
-                "chunk_steps": 25, "fixed_target": "the T = 1 run's validation bound at its last validation"}
+    settings = {
+        "small": small,
+        "device": str(dev),
+        "profile": "cpu",
+        "objective": "vhe",
+        "schedule": "cosine over max_steps (same for every variant)",
+        "seed": 0,
+        "threads": 1,
+        "chunk_steps": 25,
+        "fixed_target": "the T = 1 run's validation bound at its last validation",
+    }
     result = common.header(dev, settings)
     rows = []
-    plans = {"deconv": (40, 20, 2) if small else (2000, 250, 10),
-             "pixelcnn": (10, 10, 1) if small else (600, 100, 10)}
+    plans = {"deconv": (40, 20, 2) if small else (2000, 250, 10), "pixelcnn": (10, 10, 1) if small else (600, 100, 10)}
     for decoder, (max_steps, val_every, val_batches) in plans.items():
         if decoder not in decoders:
             continue
@@ -246,15 +281,33 @@ def run(small: bool = False, device: str = "cpu", out=None, profiles=None, decod
     if deconv:
         d = deconv[0]
         result["targets"] = {
-            "speedup_targets_per_s": d["speedup_targets_per_s"], "speedup_target": TARGET_SPEEDUP,
-            "time_ratio_to_bound": d["time_ratio_to_target"], "time_ratio_target": TARGET_TIME_RATIO,
-            "met": bool(d["speedup_targets_per_s"] >= TARGET_SPEEDUP and (d["time_ratio_to_target"] or 0)
-                        >= TARGET_TIME_RATIO)}
-    cols = ["decoder", "variant", "steps", "targets_per_s", "speedup_targets_per_s", "final_val_bound",
-            "target_bound", "time_to_target_s", "time_ratio_to_target"]
+            "speedup_targets_per_s": d["speedup_targets_per_s"],
+            "speedup_target": TARGET_SPEEDUP,
+            "time_ratio_to_bound": d["time_ratio_to_target"],
+            "time_ratio_target": TARGET_TIME_RATIO,
+            "met": bool(
+                d["speedup_targets_per_s"] >= TARGET_SPEEDUP and (d["time_ratio_to_target"] or 0) >= TARGET_TIME_RATIO
+            ),
+        }
+    cols = [
+        "decoder",
+        "variant",
+        "steps",
+        "targets_per_s",
+        "speedup_targets_per_s",
+        "final_val_bound",
+        "target_bound",
+        "time_to_target_s",
+        "time_ratio_to_target",
+    ]
     res = common.finish(result, NAME, out, cols, rows, "Several targets per support set (cpu profile, 1 thread)")
-    print(common.format_table(result.get("levers", []), ["lever", "threads", "targets_per_s", "vs_reference",
-                                                         "warmup_s", "error"], title="CPU levers (deconv)"))
+    print(
+        common.format_table(
+            result.get("levers", []),
+            ["lever", "threads", "targets_per_s", "vs_reference", "warmup_s", "error"],
+            title="CPU levers (deconv)",
+        )
+    )
     return res
 
 
@@ -267,8 +320,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-levers", action="store_true", help="skip part 2")
     ap.add_argument("--only-longer", action="store_true", help="part 1 with T = 1 and the 2x-steps variant only")
     args = ap.parse_args(argv)
-    run(small=args.small, device=args.device, out=args.out, decoders=args.decoders, with_levers=not args.no_levers,
-        only_longer=args.only_longer)
+    run(
+        small=args.small,
+        device=args.device,
+        out=args.out,
+        decoders=args.decoders,
+        with_levers=not args.no_levers,
+        only_longer=args.only_longer,
+    )
     return 0
 
 

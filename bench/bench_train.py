@@ -13,6 +13,7 @@ measured; the compile time is reported apart (the first steps).
 
     python -m bench.bench_train [--small] [--device cpu|cuda] [--profiles cpu paper] [--out FILE]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,18 @@ def _variants(device: torch.device, compile_: bool | None) -> list[tuple[bool, b
     return [(False, False)] + ([(False, True)] if compile_ else [])
 
 
-def measure(exp, device: torch.device, bf16: bool, compile_: bool, warmup: int, min_steps: int, min_time: float,
-            max_steps: int, grad_clip: float | None, max_time: float = float("inf")) -> dict:
+def measure(
+    exp,
+    device: torch.device,
+    bf16: bool,
+    compile_: bool,
+    warmup: int,
+    min_steps: int,
+    min_time: float,
+    max_steps: int,
+    grad_clip: float | None,
+    max_time: float = float("inf"),
+) -> dict:
     """Time ``warmup`` untimed steps, then steps until min_steps and min_time (at most max_steps;
     past max_time seconds of timed steps, stop once 3 steps are timed)."""
     model, objective = exp.model, exp.objective
@@ -95,13 +106,29 @@ def measure(exp, device: torch.device, bf16: bool, compile_: bool, warmup: int, 
         n_images += batch.target.shape[0]
     wall = common.now(device) - start
     total = data_t + compute_t
-    return {"steps": n_steps, "images": n_images, "images_per_s": n_images / wall, "step_ms": 1e3 * total / n_steps,
-            "data_ms": 1e3 * data_t / n_steps, "compute_ms": 1e3 * compute_t / n_steps, "data_share": data_t / total,
-            "warmup_s": warm_s, "final_loss": loss if math.isfinite(loss) else None}
+    return {
+        "steps": n_steps,
+        "images": n_images,
+        "images_per_s": n_images / wall,
+        "step_ms": 1e3 * total / n_steps,
+        "data_ms": 1e3 * data_t / n_steps,
+        "compute_ms": 1e3 * compute_t / n_steps,
+        "data_share": data_t / total,
+        "warmup_s": warm_s,
+        "final_loss": loss if math.isfinite(loss) else None,
+    }
 
 
-def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common.DECODERS,
-        compile_: bool | None = None, min_time: float | None = None, max_time: float | None = None, out=None) -> dict:
+def run(
+    small: bool = False,
+    device: str = "cpu",
+    profiles=None,
+    decoders=common.DECODERS,
+    compile_: bool | None = None,
+    min_time: float | None = None,
+    max_time: float | None = None,
+    out=None,
+) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or (["cpu"] if small and dev.type == "cpu" else ["cpu", "paper"]))
     max_time = max_time if max_time is not None else (10.0 if small else 120.0)
@@ -109,11 +136,21 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
     min_steps = 3 if small else 10
     min_time = min_time if min_time is not None else (1.0 if small else 15.0)
     max_steps = 50 if small else 1000
-    settings = {"profiles": list(profiles), "decoders": list(decoders), "objective": "vhe", "device": str(dev),
-                "warmup_steps": warmup, "min_steps": min_steps, "min_time_s": min_time, "max_steps": max_steps,
-                "max_time_s": max_time, "min_steps_within_max_time": 3,
-                "target_data_share_deconv_cpu": TARGET_DATA_SHARE, "small": small,
-                "step": "loader next() | score(return_kl) + float(loss) + backward + clip_grad_norm + Adam"}
+    settings = {
+        "profiles": list(profiles),
+        "decoders": list(decoders),
+        "objective": "vhe",
+        "device": str(dev),
+        "warmup_steps": warmup,
+        "min_steps": min_steps,
+        "min_time_s": min_time,
+        "max_steps": max_steps,
+        "max_time_s": max_time,
+        "min_steps_within_max_time": 3,
+        "target_data_share_deconv_cpu": TARGET_DATA_SHARE,
+        "small": small,
+        "step": "loader next() | score(return_kl) + float(loss) + backward + clip_grad_norm + Adam",
+    }
     result = common.header(dev, settings)
     rows, skipped = [], []
     for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
@@ -125,24 +162,51 @@ def run(small: bool = False, device: str = "cpu", profiles=None, decoders=common
                 torch._dynamo.reset()
             variant = ("bf16" if bf16 else "fp32") + ("+compile" if comp else "")
             try:
-                r = measure(exp, dev, bf16, comp, warmup, min_steps, min_time, max_steps, tr.get("grad_clip"),
-                            max_time)
+                r = measure(exp, dev, bf16, comp, warmup, min_steps, min_time, max_steps, tr.get("grad_clip"), max_time)
             except Exception as e:  # noqa: BLE001 - e.g. torch.compile unavailable: record and go on
                 print(f"[bench] {profile}/{decoder}/{variant} failed: {type(e).__name__}: {e}")
-                rows.append({"profile": profile, "decoder": decoder, "device": dev.type, "variant": variant,
-                             "error": f"{type(e).__name__}: {str(e)[:300]}"})
+                rows.append(
+                    {
+                        "profile": profile,
+                        "decoder": decoder,
+                        "device": dev.type,
+                        "variant": variant,
+                        "error": f"{type(e).__name__}: {str(e)[:300]}",
+                    }
+                )
                 continue
-            row = {"profile": profile, "decoder": decoder, "device": dev.type, "variant": variant,
-                   "batch": tr["batch_size"], "k_shot": tr["k_shot"],
-                   "dihedral": bool(cfg["data"].get("augment_dihedral")), **r,
-                   "params": common.n_params(exp.model), "arch": common.arch_summary(cfg), "data": source}
+            row = {
+                "profile": profile,
+                "decoder": decoder,
+                "device": dev.type,
+                "variant": variant,
+                "batch": tr["batch_size"],
+                "k_shot": tr["k_shot"],
+                "dihedral": bool(cfg["data"].get("augment_dihedral")),
+                **r,
+                "params": common.n_params(exp.model),
+                "arch": common.arch_summary(cfg),
+                "data": source,
+            }
             if decoder == "deconv" and dev.type == "cpu":
                 row["target_met"] = r["data_share"] < TARGET_DATA_SHARE
             rows.append(row)
         del exp
     result["skipped"] = skipped
-    cols = ["profile", "decoder", "device", "variant", "batch", "images_per_s", "step_ms", "data_ms", "data_share",
-            "target_met", "warmup_s", "steps"]
+    cols = [
+        "profile",
+        "decoder",
+        "device",
+        "variant",
+        "batch",
+        "images_per_s",
+        "step_ms",
+        "data_ms",
+        "data_share",
+        "target_met",
+        "warmup_s",
+        "steps",
+    ]
     return common.finish(result, NAME, out, cols, rows, title="Training throughput (images/s; data = loader next())")
 
 
@@ -150,11 +214,20 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--small", action="store_true", help="CI mode: a few steps")
     p.add_argument("--device", default="cpu", help="cpu | cuda | auto")
-    p.add_argument("--profiles", nargs="+", default=None,
-                   help="cpu | paper | path to a profile yaml (default: cpu paper; small on CPU: cpu)")
+    p.add_argument(
+        "--profiles",
+        nargs="+",
+        default=None,
+        help="cpu | paper | path to a profile yaml (default: cpu paper; small on CPU: cpu)",
+    )
     p.add_argument("--decoders", nargs="+", default=list(common.DECODERS), choices=common.DECODERS)
-    p.add_argument("--compile", dest="compile_", action="store_true", default=None,
-                   help="also measure torch.compile on CPU (always on CUDA unless --no-compile)")
+    p.add_argument(
+        "--compile",
+        dest="compile_",
+        action="store_true",
+        default=None,
+        help="also measure torch.compile on CPU (always on CUDA unless --no-compile)",
+    )
     p.add_argument("--no-compile", dest="compile_", action="store_false")
     p.add_argument("--min-time", type=float, default=None, help="seconds of timed steps per row")
     p.add_argument("--max-time", type=float, default=None, help="cap on timed seconds per row (>= 3 steps)")

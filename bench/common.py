@@ -1,4 +1,5 @@
 """Shared helpers of the benchmarks: machine facts, timing, data, models, tables and JSON."""
+
 from __future__ import annotations
 
 import contextlib
@@ -65,19 +66,26 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
 
 def header(device, settings: dict) -> dict:
     """The common head of a result file: date, machine, load average, settings."""
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine_info(device),
-            "load_average_start": load_average(), "settings": settings}
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(device),
+        "load_average_start": load_average(),
+        "settings": settings,
+    }
 
 
-def finish(result: dict, name: str, out: str | os.PathLike | None, columns: list[str], rows: list[dict],
-           title: str) -> dict:
+def finish(
+    result: dict, name: str, out: str | os.PathLike | None, columns: list[str], rows: list[dict], title: str
+) -> dict:
     """Add the end load average, print the table and write the JSON (bench/results/<name>.json)."""
     result["load_average_end"] = load_average()
     result["rows"] = rows
     print(format_table(rows, columns, title=title))
     la = result.get("load_average_start")
-    print(f"(load average at start {la}, end {result['load_average_end']}, {os.cpu_count()} CPUs, "
-          f"torch threads {torch.get_num_threads()})")
+    print(
+        f"(load average at start {la}, end {result['load_average_end']}, {os.cpu_count()} CPUs, "
+        f"torch threads {torch.get_num_threads()})"
+    )
     path = Path(out) if out else RESULTS / f"{name}.json"
     write_json(result, path)
     print(f"wrote {path}")
@@ -109,8 +117,10 @@ def format_table(rows: list[dict], columns: list[str], title: str | None = None,
     """A small fixed-width (or markdown) table of ``rows`` restricted to ``columns``."""
     cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
     if markdown:
-        lines = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(columns) + " |",
-                                                          "|" + "|".join("---" for _ in columns) + "|"]
+        lines = ([f"**{title}**", ""] if title else []) + [
+            "| " + " | ".join(columns) + " |",
+            "|" + "|".join("---" for _ in columns) + "|",
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in cells]
         return "\n".join(lines)
     widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
@@ -167,11 +177,18 @@ def synthetic_set(n_classes: int = N_CLASSES, per_class: int = PER_CLASS, seed: 
     character = torch.arange(n_classes).repeat_interleave(per_class)
     n_alpha = 30
     alphabet = character * n_alpha // n_classes
-    return OmniglotSet(images=images, character=character, alphabet=alphabet,
-                       drawer=torch.arange(per_class).repeat(n_classes),
-                       character_names=[f"synthetic{a:02d}/character{c:03d}" for c, a in
-                                        zip(range(n_classes), (torch.arange(n_classes) * n_alpha // n_classes).tolist())],
-                       alphabet_names=[f"synthetic{a:02d}" for a in range(n_alpha)], source="synthetic")
+    return OmniglotSet(
+        images=images,
+        character=character,
+        alphabet=alphabet,
+        drawer=torch.arange(per_class).repeat(n_classes),
+        character_names=[
+            f"synthetic{a:02d}/character{c:03d}"
+            for c, a in zip(range(n_classes), (torch.arange(n_classes) * n_alpha // n_classes).tolist())
+        ],
+        alphabet_names=[f"synthetic{a:02d}" for a in range(n_alpha)],
+        source="synthetic",
+    )
 
 
 @lru_cache(maxsize=2)
@@ -221,8 +238,13 @@ def profile_config(profile: str, decoder: str, objective: str = "vhe") -> dict:
     return cfg
 
 
-def build(profile: str, decoder: str, device: torch.device, batch_size: int | None = None,
-          max_characters: str | int | None = "profile"):
+def build(
+    profile: str,
+    decoder: str,
+    device: torch.device,
+    batch_size: int | None = None,
+    max_characters: str | int | None = "profile",
+):
     """(Experiment, cfg, data source) of the class-structured VHE of a profile, on ``device``.
 
     Built with ``experiments.registry.build_experiment`` on the background set (mirror or

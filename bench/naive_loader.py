@@ -17,6 +17,7 @@ Output: a :class:`vhe.Batch` of torch tensors with the same shapes, dtypes and m
 the vectorised loader's (transforms are not supported). The support indices of the last
 batch are kept in ``last_support`` (for tests).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -38,8 +39,19 @@ class NaiveDataLoader:
     device (the returned tensors are moved there at the end, as the original code did).
     """
 
-    def __init__(self, data, labels: Mapping, k_shot: Mapping, batch_size: int = 1, resample=True,
-                 shuffle: bool = True, drop_last: bool = False, seed: int | None = None, dtype=None, device=None):
+    def __init__(
+        self,
+        data,
+        labels: Mapping,
+        k_shot: Mapping,
+        batch_size: int = 1,
+        resample=True,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int | None = None,
+        dtype=None,
+        device=None,
+    ):
         self.data = data.numpy() if isinstance(data, torch.Tensor) else np.asarray(data)
         if set(labels) != set(k_shot):
             raise KeyError(f"labels and k_shot must name the same latents: {sorted(labels)} vs {sorted(k_shot)}")
@@ -109,4 +121,4 @@ class NaiveDataLoader:
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         stop = n - n % self.batch_size if self.drop_last else n
         for start in range(0, stop, self.batch_size):
-            yield self.episode(order[start:start + self.batch_size])
+            yield self.episode(order[start : start + self.batch_size])

@@ -10,6 +10,7 @@ is recorded in the summary (with its error) and makes the exit status 1. With ``
 other benchmarks' results already in <out-dir>/summary.json are kept (each carries its date),
 so a GPU session can run ``--only loader train`` and ``--only eval sample`` as two jobs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,24 +25,79 @@ import torch
 from . import bench_classify, bench_eval, bench_loader, bench_sample, bench_targets, bench_train, common
 
 BENCHES = {
-    "loader": (bench_loader, "Episode sampling: vhe.DataLoader vs per-element baseline (episodes/s)",
-               ["device", "threads", "batch", "vhe_eps_per_s", "naive_eps_per_s", "speedup", "target_met",
-                "outputs_match"]),
-    "train": (bench_train, "Training throughput (images/s) and data-loading share of step time",
-              ["profile", "decoder", "device", "variant", "batch", "images_per_s", "step_ms", "data_ms", "data_share",
-               "target_met", "error"]),
-    "eval": (bench_eval, "log_marginal, K=1000, 20 images per class",
-             ["profile", "decoder", "device", "variant", "k_used", "classes_per_s", "s_per_class", "decodes_per_s",
-              "extrapolated"]),
-    "classify": (bench_classify, "One Lake-style run, four estimators: separate vs shared draws",
-                 ["profile", "decoder", "device", "k", "images_separate", "images_shared", "images_ratio", "s_separate",
-                  "s_shared", "time_ratio"]),
-    "targets": (bench_targets, "Several targets per support set: targets/s and training time to a fixed validation bound",
-                ["decoder", "variant", "steps", "targets_per_s", "speedup_targets_per_s", "final_val_bound",
-                 "target_bound", "time_to_target_s", "time_ratio_to_target"]),
-    "sample": (bench_sample, "Sampling a batch of 64 28x28 images",
-               ["profile", "decoder", "device", "variant", "batch_used", "s_per_batch64", "images_per_s",
-                "extrapolated"]),
+    "loader": (
+        bench_loader,
+        "Episode sampling: vhe.DataLoader vs per-element baseline (episodes/s)",
+        ["device", "threads", "batch", "vhe_eps_per_s", "naive_eps_per_s", "speedup", "target_met", "outputs_match"],
+    ),
+    "train": (
+        bench_train,
+        "Training throughput (images/s) and data-loading share of step time",
+        [
+            "profile",
+            "decoder",
+            "device",
+            "variant",
+            "batch",
+            "images_per_s",
+            "step_ms",
+            "data_ms",
+            "data_share",
+            "target_met",
+            "error",
+        ],
+    ),
+    "eval": (
+        bench_eval,
+        "log_marginal, K=1000, 20 images per class",
+        [
+            "profile",
+            "decoder",
+            "device",
+            "variant",
+            "k_used",
+            "classes_per_s",
+            "s_per_class",
+            "decodes_per_s",
+            "extrapolated",
+        ],
+    ),
+    "classify": (
+        bench_classify,
+        "One Lake-style run, four estimators: separate vs shared draws",
+        [
+            "profile",
+            "decoder",
+            "device",
+            "k",
+            "images_separate",
+            "images_shared",
+            "images_ratio",
+            "s_separate",
+            "s_shared",
+            "time_ratio",
+        ],
+    ),
+    "targets": (
+        bench_targets,
+        "Several targets per support set: targets/s and training time to a fixed validation bound",
+        [
+            "decoder",
+            "variant",
+            "steps",
+            "targets_per_s",
+            "speedup_targets_per_s",
+            "final_val_bound",
+            "target_bound",
+            "time_to_target_s",
+            "time_ratio_to_target",
+        ],
+    ),
+    "sample": (
+        bench_sample,
+        "Sampling a batch of 64 28x28 images",
+        ["profile", "decoder", "device", "variant", "batch_used", "s_per_batch64", "images_per_s", "extrapolated"],
+    ),
 }
 
 
@@ -59,12 +115,17 @@ def run_one(name: str, small: bool, device: str, out: Path, profiles=None, compi
 
 def summary_markdown(summary: dict) -> str:
     m = summary["machine"]
-    lines = ["# VHE benchmarks", "",
-             f"- date: {summary['date']}  (mode: {'small / CI' if summary['small'] else 'full'})",
-             f"- machine: {m['platform']}; {m['cpu']} x {m['cpu_count']}; torch {m['torch']} "
-             f"({m['torch_threads']} threads); device {m['device']} ({m['device_name']})",
-             f"- load average: start {summary['load_average_start']}, end {summary['load_average_end']}",
-             f"- data: {summary.get('data')}", f"- git: {m['git_commit']}", ""]
+    lines = [
+        "# VHE benchmarks",
+        "",
+        f"- date: {summary['date']}  (mode: {'small / CI' if summary['small'] else 'full'})",
+        f"- machine: {m['platform']}; {m['cpu']} x {m['cpu_count']}; torch {m['torch']} "
+        f"({m['torch_threads']} threads); device {m['device']} ({m['device_name']})",
+        f"- load average: start {summary['load_average_start']}, end {summary['load_average_end']}",
+        f"- data: {summary.get('data')}",
+        f"- git: {m['git_commit']}",
+        "",
+    ]
     for name, res in summary["results"].items():
         title, cols = BENCHES[name][1], BENCHES[name][2]
         if "error" in res and "rows" not in res:
@@ -83,14 +144,18 @@ def targets(results: dict) -> list[str]:
     lo = results.get("loader", {}).get("rows")
     if lo:
         for r in lo:
-            out.append(f"loader speedup >= {bench_loader.TARGET_SPEEDUP:g}x ({r['device']}, {r.get('threads')} threads, "
-                       f"batch {r['batch']}): {r['speedup']:.1f}x -> {'met' if r['target_met'] else 'NOT met'}")
+            out.append(
+                f"loader speedup >= {bench_loader.TARGET_SPEEDUP:g}x ({r['device']}, {r.get('threads')} threads, "
+                f"batch {r['batch']}): {r['speedup']:.1f}x -> {'met' if r['target_met'] else 'NOT met'}"
+            )
     tr = results.get("train", {}).get("rows")
     if tr:
         for r in tr:
             if "target_met" in r:
-                out.append(f"data share < {bench_train.TARGET_DATA_SHARE:.0%} ({r['profile']} deconv, CPU): "
-                           f"{r['data_share']:.1%} -> {'met' if r['target_met'] else 'NOT met'}")
+                out.append(
+                    f"data share < {bench_train.TARGET_DATA_SHARE:.0%} ({r['profile']} deconv, CPU): "
+                    f"{r['data_share']:.1%} -> {'met' if r['target_met'] else 'NOT met'}"
+                )
     return out
 
 
@@ -101,10 +166,19 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", default=str(common.RESULTS), help="where the JSON/markdown go (default bench/results)")
     p.add_argument("--only", nargs="+", choices=list(BENCHES), default=list(BENCHES), help="run only these")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for every benchmark")
-    p.add_argument("--profiles", nargs="+", default=None,
-                   help="model profiles for train/eval/sample (cpu | paper | yaml path; default: per benchmark)")
-    p.add_argument("--no-compile", dest="compile_", action="store_false", default=None,
-                   help="skip the torch.compile rows of the training benchmark on CUDA")
+    p.add_argument(
+        "--profiles",
+        nargs="+",
+        default=None,
+        help="model profiles for train/eval/sample (cpu | paper | yaml path; default: per benchmark)",
+    )
+    p.add_argument(
+        "--no-compile",
+        dest="compile_",
+        action="store_false",
+        default=None,
+        help="skip the torch.compile rows of the training benchmark on CUDA",
+    )
     p.add_argument("--compile", dest="compile_", action="store_true", help="also torch.compile on CPU")
     a = p.parse_args(argv)
     if a.threads:

@@ -4,6 +4,7 @@
 - :func:`save_figure`: a matplotlib figure as PNG and PDF twins (150 dpi), each written atomically.
 - :func:`provenance`: git commit, versions, device, host, date, seed and command of a result.
 """
+
 from __future__ import annotations
 
 import platform
@@ -45,8 +46,13 @@ def save_figure(fig, path, formats: Iterable[str] = FIGURE_FORMATS, dpi: int = F
 def git_commit() -> str:
     """HEAD of the checkout this code runs from ("unknown" outside git)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"

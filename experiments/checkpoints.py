@@ -22,6 +22,7 @@ holding any other global (a class, a function) is refused, by ``read_checkpoint`
 error naming the globals and without the conversion hint: it is not a checkpoint of this project.
 ``convert`` writes nothing for a refused or unreadable file (exit status 1, the error on stderr).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,13 +38,34 @@ import torch
 
 from vhe.files import atomic_torch_save
 
-__all__ = ["CHECKPOINT_VERSION", "CheckpointFormatError", "FORMAT_1_GLOBALS", "save_checkpoint", "read_checkpoint",
-           "load_weights", "rng_state", "set_rng_state", "convert"]
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "CheckpointFormatError",
+    "FORMAT_1_GLOBALS",
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_weights",
+    "rng_state",
+    "set_rng_state",
+    "convert",
+]
 
 CHECKPOINT_VERSION = 2
 #: numpy's dtype classes whose instances a format-1 checkpoint may hold (RNG keys, numbers)
-_DTYPE_CLASSES = ("BoolDType", "Int8DType", "Int16DType", "Int32DType", "Int64DType", "UInt8DType", "UInt16DType",
-                  "UInt32DType", "UInt64DType", "Float16DType", "Float32DType", "Float64DType")
+_DTYPE_CLASSES = (
+    "BoolDType",
+    "Int8DType",
+    "Int16DType",
+    "Int32DType",
+    "Int64DType",
+    "UInt8DType",
+    "UInt16DType",
+    "UInt32DType",
+    "UInt64DType",
+    "Float16DType",
+    "Float32DType",
+    "Float64DType",
+)
 
 
 class CheckpointFormatError(ValueError):
@@ -75,8 +97,10 @@ FORMAT_1_GLOBALS: frozenset[str] = frozenset(_global_name(g) for g in _format_1_
 
 
 def _convert_hint(path) -> str:
-    return (f"convert it once with `python -m experiments.checkpoints convert {path}` (it reads only tensors, "
-            f"numbers and numpy arrays and refuses anything else), or retrain")
+    return (
+        f"convert it once with `python -m experiments.checkpoints convert {path}` (it reads only tensors, "
+        f"numbers and numpy arrays and refuses anything else), or retrain"
+    )
 
 
 def _pickled_globals(path) -> list[str] | None:
@@ -95,7 +119,7 @@ def _torch_reason(e: Exception) -> str:
     """The gist of torch's weights-only refusal (its text also suggests weights_only=False: left out)."""
     text = str(e)
     i = text.find("WeightsUnpickler error:")
-    rest = text[i + len("WeightsUnpickler error:"):] if i >= 0 else text
+    rest = text[i + len("WeightsUnpickler error:") :] if i >= 0 else text
     first = next((line.strip() for line in rest.splitlines() if line.strip()), type(e).__name__)
     return first.split(". ")[0]
 
@@ -106,15 +130,21 @@ def _refusal(path, e: Exception, convertible_hint: bool) -> CheckpointFormatErro
     names = _pickled_globals(path)
     unknown = None if names is None else [n for n in names if n not in FORMAT_1_GLOBALS]
     if unknown == [] and convertible_hint:
-        return CheckpointFormatError(f"{path} holds pickled numpy objects: it is a checkpoint of an earlier version "
-                                     f"of this project; {_convert_hint(path)}.")
+        return CheckpointFormatError(
+            f"{path} holds pickled numpy objects: it is a checkpoint of an earlier version "
+            f"of this project; {_convert_hint(path)}."
+        )
     if unknown:
-        what = (f"{path} holds pickled Python objects ({', '.join(unknown)}), which this project never loads "
-                f"(loading them can run arbitrary code)")
+        what = (
+            f"{path} holds pickled Python objects ({', '.join(unknown)}), which this project never loads "
+            f"(loading them can run arbitrary code)"
+        )
     else:
         what = f"{path} cannot be read with torch.load(weights_only=True) ({_torch_reason(e)})"
-    return CheckpointFormatError(f"{what}. No checkpoint of this project is like this, so the file is refused and "
-                                 f"will not be converted; retrain, or get the checkpoint again from where it was made")
+    return CheckpointFormatError(
+        f"{what}. No checkpoint of this project is like this, so the file is refused and "
+        f"will not be converted; retrain, or get the checkpoint again from where it was made"
+    )
 
 
 def save_checkpoint(state: Mapping, path) -> Path:
@@ -149,8 +179,10 @@ def _plain(obj, where: str):
     if isinstance(obj, np.generic):
         return obj.item()
     if not isinstance(obj, _PLAIN):
-        raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}: a checkpoint holds only "
-                        f"tensors and plain Python values (it is loaded with torch.load(weights_only=True))")
+        raise TypeError(
+            f"{where} is a {type(obj).__module__}.{type(obj).__name__}: a checkpoint holds only "
+            f"tensors and plain Python values (it is loaded with torch.load(weights_only=True))"
+        )
     return obj
 
 
@@ -171,8 +203,10 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise CheckpointFormatError(f"{path} is not a checkpoint of this project (no 'model' weights)")
     version = ckpt.get("version")
     if version != CHECKPOINT_VERSION:
-        raise CheckpointFormatError(f"{path} is a format-{version} checkpoint; this version reads format "
-                                    f"{CHECKPOINT_VERSION}: {_convert_hint(path)}")
+        raise CheckpointFormatError(
+            f"{path} is a format-{version} checkpoint; this version reads format "
+            f"{CHECKPOINT_VERSION}: {_convert_hint(path)}"
+        )
     if "config_json" in ckpt:
         ckpt["config"] = json.loads(ckpt.pop("config_json"))
     return ckpt
@@ -195,8 +229,13 @@ def load_weights(model: torch.nn.Module, path, device=None) -> dict:
 def _numpy_state(state: tuple) -> dict:
     """``np.random.get_state()``'s tuple as tensors and numbers."""
     name, keys, pos, has_gauss, gauss = state
-    return {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)}
+    return {
+        "name": name,
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(gauss),
+    }
 
 
 def _python_state(state: tuple) -> dict:
@@ -207,8 +246,11 @@ def _python_state(state: tuple) -> dict:
 
 def rng_state(device: torch.device | None = None) -> dict:
     """torch, numpy and Python RNG states (and CUDA's on a CUDA device) as tensors and numbers."""
-    state = {"torch": torch.get_rng_state(), "numpy": _numpy_state(np.random.get_state()),
-             "python": _python_state(random.getstate())}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state(np.random.get_state()),
+        "python": _python_state(random.getstate()),
+    }
     if device is not None and device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -218,8 +260,9 @@ def set_rng_state(state: Mapping, device: torch.device | None = None) -> None:
     """Restore the states written by :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
     if device is not None and device.type == "cuda" and state.get("cuda") is not None:
@@ -231,16 +274,20 @@ def _load_format_1(path: Path) -> dict:
     """``torch.load(weights_only=True)`` admitting :data:`FORMAT_1_GLOBALS` and nothing else."""
     safe_globals = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
     if safe_globals is None:
-        raise CheckpointFormatError(f"cannot convert {path}: reading a format-1 checkpoint safely needs "
-                                    f"torch >= 2.5 (torch.serialization.safe_globals); this is {torch.__version__}")
+        raise CheckpointFormatError(
+            f"cannot convert {path}: reading a format-1 checkpoint safely needs "
+            f"torch >= 2.5 (torch.serialization.safe_globals); this is {torch.__version__}"
+        )
     try:
         with safe_globals(_format_1_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise _refusal(path, e, convertible_hint=False) from None
     except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise CheckpointFormatError(f"{path} is not a readable checkpoint ({type(e).__name__}: "
-                                    f"{str(e).splitlines()[0] if str(e) else ''}); nothing was converted") from None
+        raise CheckpointFormatError(
+            f"{path} is not a readable checkpoint ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); nothing was converted"
+        ) from None
 
 
 def convert(path, out=None) -> Path:
@@ -268,11 +315,16 @@ def convert(path, out=None) -> Path:
 def main(argv=None) -> int:
     """CLI: ``convert PATH...``; exit status 0 when every file converted (or was already format 2),
     1 when any was refused or unreadable (each named on stderr; those files are left as they were)."""
-    ap = argparse.ArgumentParser(prog="python -m experiments.checkpoints",
-                                 description="Convert checkpoints of earlier versions to the safe format 2.")
+    ap = argparse.ArgumentParser(
+        prog="python -m experiments.checkpoints",
+        description="Convert checkpoints of earlier versions to the safe format 2.",
+    )
     sub = ap.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("convert", help="rewrite format-1 checkpoints in place (reads only tensors, numbers and "
-                                       "numpy arrays; refuses any other pickled object)")
+    c = sub.add_parser(
+        "convert",
+        help="rewrite format-1 checkpoints in place (reads only tensors, numbers and "
+        "numpy arrays; refuses any other pickled object)",
+    )
     c.add_argument("paths", nargs="+", type=Path)
     args = ap.parse_args(argv)
     status = 0

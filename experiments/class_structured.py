@@ -9,6 +9,7 @@ map with a learned prior, z the affine warp of c. With ``data.augment_dihedral``
 the 8 dihedral maps of every training character are new classes (a vhe.Transform shared by
 c and z: the support set and the target get the same map, and |X| stays the class size).
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,16 @@ import vhe
 
 from . import datasets
 from .sections import Nets, Train
-from .common import (Experiment, dihedral_transform, image_encoder, loaders, make_decoder, model_section,
-                     set_encoder, spatial_nets)
+from .common import (
+    Experiment,
+    dihedral_transform,
+    image_encoder,
+    loaders,
+    make_decoder,
+    model_section,
+    set_encoder,
+    spatial_nets,
+)
 
 __all__ = ["build"]
 
@@ -39,11 +48,28 @@ def build(cfg, device) -> Experiment:
         model = vhe.VHE(encoder=[enc_c, enc_z], decoder=decoder).to(device)
     transforms = [dihedral_transform(["c", "z"])] if cfg["data"].get("augment_dihedral") else []
     train, val = loaders(
-        cfg, train_set, val_set,
+        cfg,
+        train_set,
+        val_set,
         labels=lambda s: {"c": s.character, "z": torch.arange(len(s))},
-        k_shot={"c": tr.k_shot, "z": 1}, resample={"c": objective.resample, "z": True},
-        device=device, transforms=transforms)
-    info = {"train_images": len(train_set), "train_characters": train_set.n_classes * (8 if transforms else 1),
-            "val_images": len(val_set), "val_characters": val_set.n_classes}
-    return Experiment(model=model, objective=objective, train_loader=train, val_loader=val,
-                      val_set=val_set, kl_latents=["c", "z"], sample_latents=["c"], info=info)
+        k_shot={"c": tr.k_shot, "z": 1},
+        resample={"c": objective.resample, "z": True},
+        device=device,
+        transforms=transforms,
+    )
+    info = {
+        "train_images": len(train_set),
+        "train_characters": train_set.n_classes * (8 if transforms else 1),
+        "val_images": len(val_set),
+        "val_characters": val_set.n_classes,
+    }
+    return Experiment(
+        model=model,
+        objective=objective,
+        train_loader=train,
+        val_loader=val,
+        val_set=val_set,
+        kl_latents=["c", "z"],
+        sample_latents=["c"],
+        info=info,
+    )

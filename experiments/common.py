@@ -1,4 +1,5 @@
 """Shared pieces of the experiment builders: the ``Experiment`` bundle, devices and nets."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -7,14 +8,33 @@ from dataclasses import dataclass, field
 import torch
 
 import vhe
-from vhe.nets import (DeconvDecoder, GaussianImageEncoder, GaussianSetEncoder, PixelCNNDecoder, SpatialConvDecoder,
-                      SpatialGaussianPrior, SpatialImageEncoder, SpatialPixelCNNDecoder, SpatialPixelCNNPrior,
-                      SpatialSetEncoder)
+from vhe.nets import (
+    DeconvDecoder,
+    GaussianImageEncoder,
+    GaussianSetEncoder,
+    PixelCNNDecoder,
+    SpatialConvDecoder,
+    SpatialGaussianPrior,
+    SpatialImageEncoder,
+    SpatialPixelCNNDecoder,
+    SpatialPixelCNNPrior,
+    SpatialSetEncoder,
+)
 
 from .sections import Nets, Train
 
-__all__ = ["Experiment", "resolve_device", "model_section", "set_encoder", "image_encoder", "make_decoder",
-           "SpatialNets", "spatial_nets", "require_vector_family", "SPATIAL_EXPERIMENTS"]
+__all__ = [
+    "Experiment",
+    "resolve_device",
+    "model_section",
+    "set_encoder",
+    "image_encoder",
+    "make_decoder",
+    "SpatialNets",
+    "spatial_nets",
+    "require_vector_family",
+    "SPATIAL_EXPERIMENTS",
+]
 
 #: experiments whose builders build the spatial family (``nets.family: spatial``)
 SPATIAL_EXPERIMENTS = ("class", "hierarchical")
@@ -44,7 +64,7 @@ class Experiment:
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
-    """"auto" -> cuda if available else cpu; anything else as torch.device."""
+    """ "auto" -> cuda if available else cpu; anything else as torch.device."""
     if isinstance(spec, torch.device):
         return spec
     if spec in (None, "auto"):
@@ -58,8 +78,10 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
 def model_section(cfg: Mapping) -> dict:
     """``cfg["model"]`` (a per-model config from experiments.config.model_config)."""
     if "model" not in cfg:
-        raise KeyError("this config has no 'model' section: build it with experiments.config.model_config(cfg, "
-                       "name) (or pass --model NAME to experiments.train)")
+        raise KeyError(
+            "this config has no 'model' section: build it with experiments.config.model_config(cfg, "
+            "name) (or pass --model NAME to experiments.train)"
+        )
     return cfg["model"]
 
 
@@ -68,32 +90,50 @@ def _trunk_kwargs(nets) -> dict:
     return {"hidden": nets.hidden, "channels": nets.conv_channels, "n_conv_layers": nets.conv_layers}
 
 
-def set_encoder(nets, variable: str, latent_dim: int, parents: Sequence[str] = (),
-                parent_dims: Mapping | None = None) -> GaussianSetEncoder:
+def set_encoder(
+    nets, variable: str, latent_dim: int, parents: Sequence[str] = (), parent_dims: Mapping | None = None
+) -> GaussianSetEncoder:
     """q(variable | D, parents) sized by the ``nets`` section."""
-    return GaussianSetEncoder(variable, latent_dim, parents=tuple(parents), parent_dims=parent_dims or None,
-                              **_trunk_kwargs(nets))
+    return GaussianSetEncoder(
+        variable, latent_dim, parents=tuple(parents), parent_dims=parent_dims or None, **_trunk_kwargs(nets)
+    )
 
 
-def image_encoder(nets, variable: str, latent_dim: int, parents: Sequence[str] = (),
-                  parent_dims: Mapping | None = None) -> GaussianImageEncoder:
+def image_encoder(
+    nets, variable: str, latent_dim: int, parents: Sequence[str] = (), parent_dims: Mapping | None = None
+) -> GaussianImageEncoder:
     """q(variable | x, parents) sized by the ``nets`` section."""
-    return GaussianImageEncoder(variable, latent_dim, parents=tuple(parents), parent_dims=parent_dims or None,
-                                **_trunk_kwargs(nets))
+    return GaussianImageEncoder(
+        variable, latent_dim, parents=tuple(parents), parent_dims=parent_dims or None, **_trunk_kwargs(nets)
+    )
 
 
-def make_decoder(nets, decoder: str, parents: Sequence[str], parent_dims: Mapping, variable: str = "x",
-                 out_channels: int = 1):
+def make_decoder(
+    nets, decoder: str, parents: Sequence[str], parent_dims: Mapping, variable: str = "x", out_channels: int = 1
+):
     """p(x | parents): ``deconv`` (DeconvDecoder) or ``pixelcnn`` (gated PixelCNNDecoder)."""
     nets = Nets.of(nets)
     if decoder == "deconv":
-        return DeconvDecoder(variable, parents=tuple(parents), parent_dims=dict(parent_dims), out_channels=out_channels,
-                             hidden=nets.hidden, channels=nets.deconv_channels)
+        return DeconvDecoder(
+            variable,
+            parents=tuple(parents),
+            parent_dims=dict(parent_dims),
+            out_channels=out_channels,
+            hidden=nets.hidden,
+            channels=nets.deconv_channels,
+        )
     if decoder == "pixelcnn":
         p = nets.pixelcnn
-        return PixelCNNDecoder(variable, parents=tuple(parents), parent_dims=dict(parent_dims),
-                               out_channels=out_channels, n_layers=p["n_layers"], channels=p["channels"],
-                               kernel_size=p["kernel_size"], cond_channels=p["cond_channels"])
+        return PixelCNNDecoder(
+            variable,
+            parents=tuple(parents),
+            parent_dims=dict(parent_dims),
+            out_channels=out_channels,
+            n_layers=p["n_layers"],
+            channels=p["channels"],
+            kernel_size=p["kernel_size"],
+            cond_channels=p["cond_channels"],
+        )
     raise ValueError(f"unknown decoder {decoder!r}; choose deconv or pixelcnn")
 
 
@@ -108,8 +148,9 @@ class SpatialNets:
     decoder: SpatialPixelCNNDecoder | SpatialConvDecoder
 
 
-def spatial_nets(nets, decoder: str, class_parents: Mapping[str, int] | None = None, image_size: int = 28,
-                 in_channels: int = 1) -> SpatialNets:
+def spatial_nets(
+    nets, decoder: str, class_parents: Mapping[str, int] | None = None, image_size: int = 28, in_channels: int = 1
+) -> SpatialNets:
     """The spatial family sized by the ``nets`` section (vhe.nets.spatial; docs/design.md).
 
     c is a ``nets.spatial.c_channels`` x S x S map; ``class_parents`` ({name: dim}, e.g. {"a": a_dim}
@@ -124,31 +165,70 @@ def spatial_nets(nets, decoder: str, class_parents: Mapping[str, int] | None = N
     cp = dict(class_parents or {})
     shape = (int(sp["c_channels"]), int(image_size), int(image_size))
     z_dim = int(sp["z_dim"])
-    enc_c = SpatialSetEncoder("c", shape[0], parents=tuple(cp), parent_dims=cp or None, in_channels=in_channels,
-                              image_size=image_size, feature_channels=sp["enc_channels"],
-                              stn_channels=sp["stn_channels"], stn_hidden=sp["warp_hidden"],
-                              parent_channels=nets.deconv_channels)
+    enc_c = SpatialSetEncoder(
+        "c",
+        shape[0],
+        parents=tuple(cp),
+        parent_dims=cp or None,
+        in_channels=in_channels,
+        image_size=image_size,
+        feature_channels=sp["enc_channels"],
+        stn_channels=sp["stn_channels"],
+        stn_hidden=sp["warp_hidden"],
+        parent_channels=nets.deconv_channels,
+    )
     if sp["prior"] == "gaussian":
-        prior_c = SpatialGaussianPrior("c", shape, parents=tuple(cp), parent_dims=cp or None,
-                                       channels=nets.deconv_channels)
+        prior_c = SpatialGaussianPrior(
+            "c", shape, parents=tuple(cp), parent_dims=cp or None, channels=nets.deconv_channels
+        )
     elif sp["prior"] == "pixelcnn":
-        prior_c = SpatialPixelCNNPrior("c", shape, parents=tuple(cp), parent_dims=cp or None,
-                                       n_layers=sp["prior_layers"], channels=sp["prior_channels"],
-                                       kernel_size=px["kernel_size"], cond_channels=px["cond_channels"])
+        prior_c = SpatialPixelCNNPrior(
+            "c",
+            shape,
+            parents=tuple(cp),
+            parent_dims=cp or None,
+            n_layers=sp["prior_layers"],
+            channels=sp["prior_channels"],
+            kernel_size=px["kernel_size"],
+            cond_channels=px["cond_channels"],
+        )
     else:
         raise ValueError(f"unknown nets.spatial.prior {sp['prior']!r}; choose gaussian or pixelcnn")
-    enc_z = SpatialImageEncoder("z", z_dim, parents=("c",), parent_dims={"c": shape}, in_channels=in_channels,
-                                image_size=image_size, channels=nets.conv_channels, n_conv_layers=nets.conv_layers,
-                                hidden=nets.hidden)
+    enc_z = SpatialImageEncoder(
+        "z",
+        z_dim,
+        parents=("c",),
+        parent_dims={"c": shape},
+        in_channels=in_channels,
+        image_size=image_size,
+        channels=nets.conv_channels,
+        n_conv_layers=nets.conv_layers,
+        hidden=nets.hidden,
+    )
     dims = {"c": shape, "z": z_dim}
     if decoder == "pixelcnn":
-        dec = SpatialPixelCNNDecoder("x", parents=("c", "z"), parent_dims=dims, out_channels=in_channels,
-                                     image_size=image_size, n_layers=px["n_layers"], channels=px["channels"],
-                                     kernel_size=px["kernel_size"], cond_channels=px["cond_channels"],
-                                     warp_hidden=sp["warp_hidden"])
+        dec = SpatialPixelCNNDecoder(
+            "x",
+            parents=("c", "z"),
+            parent_dims=dims,
+            out_channels=in_channels,
+            image_size=image_size,
+            n_layers=px["n_layers"],
+            channels=px["channels"],
+            kernel_size=px["kernel_size"],
+            cond_channels=px["cond_channels"],
+            warp_hidden=sp["warp_hidden"],
+        )
     elif decoder == "deconv":
-        dec = SpatialConvDecoder("x", parents=("c", "z"), parent_dims=dims, out_channels=in_channels,
-                                 image_size=image_size, channels=nets.deconv_channels, warp_hidden=sp["warp_hidden"])
+        dec = SpatialConvDecoder(
+            "x",
+            parents=("c", "z"),
+            parent_dims=dims,
+            out_channels=in_channels,
+            image_size=image_size,
+            channels=nets.deconv_channels,
+            warp_hidden=sp["warp_hidden"],
+        )
     else:
         raise ValueError(f"unknown decoder {decoder!r}; choose deconv or pixelcnn")
     return SpatialNets(enc_c=enc_c, prior_c=prior_c, enc_z=enc_z, decoder=dec)
@@ -158,8 +238,10 @@ def require_vector_family(nets, experiment: str) -> None:
     """ValueError unless ``nets.family`` is ``vector`` (for builders without a spatial family)."""
     family = Nets.of(nets).family
     if family != "vector":
-        raise ValueError(f"nets.family: {family} is built for the {' and '.join(SPATIAL_EXPERIMENTS)} experiments "
-                         f"only; the {experiment} experiment uses the vector family (set nets.family: vector)")
+        raise ValueError(
+            f"nets.family: {family} is built for the {' and '.join(SPATIAL_EXPERIMENTS)} experiments "
+            f"only; the {experiment} experiment uses the vector family (set nets.family: vector)"
+        )
 
 
 def loaders(cfg: Mapping, train_set, val_set, labels, k_shot: Mapping, resample, device, transforms=()):
@@ -172,13 +254,18 @@ def loaders(cfg: Mapping, train_set, val_set, labels, k_shot: Mapping, resample,
     """
     tr = Train.of(model_section(cfg)["train"])
     seed = int(cfg["seed"])
-    common = dict(k_shot=dict(k_shot), batch_size=tr.batch_size, resample=resample, device=device,
-                  dtype=torch.float32)
-    train = vhe.DataLoader(train_set.images, labels=labels(train_set), transforms=list(transforms), shuffle=True,
-                           drop_last=len(train_set) >= tr.batch_size, seed=seed,
-                           targets_per_class=tr.targets_per_class, **common)
-    val = vhe.DataLoader(val_set.images, labels=labels(val_set), shuffle=True, drop_last=False, seed=seed + 1,
-                         **common)
+    common = dict(k_shot=dict(k_shot), batch_size=tr.batch_size, resample=resample, device=device, dtype=torch.float32)
+    train = vhe.DataLoader(
+        train_set.images,
+        labels=labels(train_set),
+        transforms=list(transforms),
+        shuffle=True,
+        drop_last=len(train_set) >= tr.batch_size,
+        seed=seed,
+        targets_per_class=tr.targets_per_class,
+        **common,
+    )
+    val = vhe.DataLoader(val_set.images, labels=labels(val_set), shuffle=True, drop_last=False, seed=seed + 1, **common)
     return train, val
 
 

@@ -23,6 +23,7 @@ Settings that do not change results (:data:`RUNTIME_KEYS`: the device and W&B) a
 the per-model files the pipeline writes (:func:`training_config`) and passed to the command-line
 tools separately (``--runtime``, :func:`with_runtime`), so that changing them reruns nothing.
 """
+
 from __future__ import annotations
 
 import copy
@@ -38,11 +39,31 @@ from pathlib import Path
 
 from vhe.files import atomic_write_text
 
-__all__ = ["ConfigError", "SCHEMA_PATH", "load_schema", "load_config", "model_config", "deep_merge",
-           "fill_defaults", "dump_json_if_changed", "MODEL_KEYS", "RUNTIME_KEYS", "runtime_settings",
-           "with_runtime", "training_config", "read_config_file", "command_line_values",
-           "without_inactive_settings", "config_json", "check_size", "MAX_CONFIG_NODES", "MAX_CONFIG_DEPTH",
-           "expand_replicates", "replicate_name", "evaluation_for"]
+__all__ = [
+    "ConfigError",
+    "SCHEMA_PATH",
+    "load_schema",
+    "load_config",
+    "model_config",
+    "deep_merge",
+    "fill_defaults",
+    "dump_json_if_changed",
+    "MODEL_KEYS",
+    "RUNTIME_KEYS",
+    "runtime_settings",
+    "with_runtime",
+    "training_config",
+    "read_config_file",
+    "command_line_values",
+    "without_inactive_settings",
+    "config_json",
+    "check_size",
+    "MAX_CONFIG_NODES",
+    "MAX_CONFIG_DEPTH",
+    "expand_replicates",
+    "replicate_name",
+    "evaluation_for",
+]
 
 #: the schema, shipped inside the package (importlib.resources), so that an installed wheel validates too
 SCHEMA_PATH = Path(str(resources.files("experiments").joinpath("schema.json")))
@@ -84,8 +105,9 @@ def check_size(data, origin: str = "config") -> None:
         value, path = stack.pop()
         count += 1
         if count > MAX_CONFIG_NODES:
-            raise ConfigError(f"{origin}: more than {MAX_CONFIG_NODES} values (YAML aliases expanded); refusing to "
-                              f"read it")
+            raise ConfigError(
+                f"{origin}: more than {MAX_CONFIG_NODES} values (YAML aliases expanded); refusing to read it"
+            )
         if len(path) > MAX_CONFIG_DEPTH:
             raise ConfigError(f"{origin}: nested deeper than {MAX_CONFIG_DEPTH} levels at {_where(path[:4])}...")
         if isinstance(value, float) and not math.isfinite(value):
@@ -204,8 +226,12 @@ def _extend(data: dict, path: Path, chain: tuple) -> dict:
     if EXTENDS_KEY not in data:
         return data
     if not isinstance(base, str) or re.fullmatch(_EXTENDS_NAME, base) is None:
-        raise ConfigError(_short(f"{path}: {EXTENDS_KEY}: expected the file name of another profile in the same "
-                                 f"folder (e.g. cpu.yaml), got {str(base)[:80]!r}"))
+        raise ConfigError(
+            _short(
+                f"{path}: {EXTENDS_KEY}: expected the file name of another profile in the same "
+                f"folder (e.g. cpu.yaml), got {str(base)[:80]!r}"
+            )
+        )
     target = path.parent / base
     if target.resolve() in chain or len(chain) >= MAX_EXTENDS:
         raise ConfigError(_short(f"{path}: {EXTENDS_KEY}: {base} extends a loop or more than {MAX_EXTENDS} profiles"))
@@ -284,8 +310,10 @@ def load_config(path_or_dict, schema: dict | None = None, evaluation=None) -> di
     cfg = fill_defaults(data, schema)
     rep = cfg.get("replicates")
     if isinstance(rep, dict) and isinstance(rep.get("seeds"), list):  # Snakemake's --config gives nested
-        rep["seeds"] = [int(s) if isinstance(s, str) and re.fullmatch(r"[0-9]{1,10}", s) else s  # values as text
-                        for s in rep["seeds"]]
+        rep["seeds"] = [
+            int(s) if isinstance(s, str) and re.fullmatch(r"[0-9]{1,10}", s) else s  # values as text
+            for s in rep["seeds"]
+        ]
     run = cfg.get("run")
     run_ok = isinstance(run, str) and re.search(schema["properties"]["run"]["pattern"], run) is not None
     if isinstance(cfg.get("paths"), dict) and run_ok:  # a bad run name is reported once, as itself
@@ -337,21 +365,35 @@ def expand_replicates(cfg: dict, schema: dict | None = None) -> bool:
             hint = f"; did you mean {close[0]!r}?" if close else f" (models: {', '.join(originals)})"
             raise ConfigError(_short(f"replicates.models.{i}: {str(base)[:80]!r} is not a model{hint}"))
         if "replicate_of" in entry:
-            raise ConfigError(_short(f"replicates.models.{i}: {base!r} is itself a replicate (of "
-                                     f"{entry['replicate_of']!r}); name the model it replicates"))
+            raise ConfigError(
+                _short(
+                    f"replicates.models.{i}: {base!r} is itself a replicate (of "
+                    f"{entry['replicate_of']!r}); name the model it replicates"
+                )
+            )
         own = int(entry.get("seed", cfg.get("seed", 0)))
         for j, seed in enumerate(seeds):
             if int(seed) == own:
-                raise ConfigError(f"replicates.seeds.{j}: {seed} is the seed {base!r} trains with already; "
-                                  f"a replicate needs another seed")
+                raise ConfigError(
+                    f"replicates.seeds.{j}: {seed} is the seed {base!r} trains with already; "
+                    f"a replicate needs another seed"
+                )
             name = replicate_name(base, seed)
             if re.search(pattern, name) is None:
-                raise ConfigError(_short(f"replicates.models.{i}: the replicate name {name!r} is not allowed "
-                                         f"(a model name has at most 64 letters, digits, '_' and '-')"))
+                raise ConfigError(
+                    _short(
+                        f"replicates.models.{i}: the replicate name {name!r} is not allowed "
+                        f"(a model name has at most 64 letters, digits, '_' and '-')"
+                    )
+                )
             new = {**copy.deepcopy(dict(entry)), "seed": int(seed), "replicate_of": base}
             if name in models and models[name] != new:
-                raise ConfigError(_short(f"replicates: {name!r} ({base!r} with seed {seed}) is already the name of "
-                                         f"another entry in models; rename that model"))
+                raise ConfigError(
+                    _short(
+                        f"replicates: {name!r} ({base!r} with seed {seed}) is already the name of "
+                        f"another entry in models; rename that model"
+                    )
+                )
             if name not in models:
                 added[name] = new
     models.update(added)

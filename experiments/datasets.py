@@ -6,6 +6,7 @@ splits ("background", "evaluation", and "textured" when it is saved as one), a l
 ``data.max_characters`` is applied to image splits when the file holds more characters
 (the smoke pipeline already writes reduced files; applying it again is a no-op).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -32,8 +33,10 @@ def apply_max_characters(s, max_characters: int | None):
 def _path(cfg: Mapping, name: str) -> Path:
     paths = cfg.get("paths") or {}
     if name not in paths:
-        raise KeyError(f"cfg['paths'] has no entry {name!r} (have {sorted(paths)}); load the config with "
-                       f"experiments.config.load_config")
+        raise KeyError(
+            f"cfg['paths'] has no entry {name!r} (have {sorted(paths)}); load the config with "
+            f"experiments.config.load_config"
+        )
     return Path(paths[name])
 
 
@@ -41,8 +44,10 @@ def load_split(cfg: Mapping, name: str):
     """Load the prepared split ``name`` of this run (see the module docstring)."""
     path = _path(cfg, name)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} (paths.{name}) does not exist; prepare the data first, e.g. "
-                                f"`snakemake --configfile config/<profile>.yaml` or `python -m vhe.data.cli`")
+        raise FileNotFoundError(
+            f"{path} (paths.{name}) does not exist; prepare the data first, e.g. "
+            f"`snakemake --configfile config/<profile>.yaml` or `python -m vhe.data.cli`"
+        )
     raw = torch.load(path, weights_only=True)
     fmt = raw.get("format") if isinstance(raw, dict) else None
     if fmt == "vhe.OmniglotSet":

@@ -21,6 +21,7 @@ each lowered to the smallest group of a loader's set; sizes |X_c| = images of th
 {"c": objective.resample, "t": objective.resample, "z": True}. ``data.augment_dihedral`` is
 ignored here (a rotated grating is another texture).
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,16 @@ from .sections import Nets
 from .common import Experiment, image_encoder, make_decoder, model_section, require_vector_family, set_encoder
 from .hierarchical import episode_loaders
 
-__all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "load_textured", "subset_textured",
-           "split_textured", "train_val_textured"]
+__all__ = [
+    "build",
+    "make_model",
+    "labels_of",
+    "wanted_k_shot",
+    "load_textured",
+    "subset_textured",
+    "split_textured",
+    "train_val_textured",
+]
 
 
 def make_model(cfg, device=None) -> vhe.VHE:
@@ -46,8 +55,9 @@ def make_model(cfg, device=None) -> vhe.VHE:
     enc_c = set_encoder(nets, "c", c_dim)
     enc_t = set_encoder(nets, "t", t_dim)
     enc_z = image_encoder(nets, "z", z_dim, parents=("c", "t"), parent_dims={"c": c_dim, "t": t_dim})
-    decoder = make_decoder(nets, m["decoder"], parents=("c", "t", "z"),
-                           parent_dims={"c": c_dim, "t": t_dim, "z": z_dim})
+    decoder = make_decoder(
+        nets, m["decoder"], parents=("c", "t", "z"), parent_dims={"c": c_dim, "t": t_dim, "z": z_dim}
+    )
     model = vhe.VHE(encoder=[enc_c, enc_t, enc_z], decoder=decoder)
     return model.to(device) if device is not None else model
 
@@ -75,21 +85,30 @@ def load_textured(cfg) -> TexturedSet:
         return raw
     if isinstance(raw, dict) and raw.get("format") == "vhe.TexturedSet":
         return TexturedSet(**{k: raw[k] for k in TexturedSet.__dataclass_fields__ if k in raw})
-    raise ValueError(f"{cfg['paths']['textured']} is not a saved TexturedSet; build it with "
-                     f"`python -m vhe.data.cli textured`")
+    raise ValueError(
+        f"{cfg['paths']['textured']} is not a saved TexturedSet; build it with `python -m vhe.data.cli textured`"
+    )
 
 
 def subset_textured(s: TexturedSet, index) -> TexturedSet:
     """Images ``index`` of ``s``; characters re-labelled 0..C'-1 in order, texture/alphabet ids kept."""
     idx = torch.as_tensor(index, dtype=torch.int64).flatten()
     chars, new_char = torch.unique(s.character[idx], sorted=True, return_inverse=True)
-    return TexturedSet(images=s.images[idx].clone(), character=new_char.to(torch.int64),
-                       alphabet=s.alphabet[idx].clone(), texture=s.texture[idx].clone(),
-                       image=torch.arange(len(idx), dtype=torch.int64), source_index=s.source_index[idx].clone(),
-                       offset=s.offset[idx].clone(), textures=s.textures,
-                       character_names=[s.character_names[i] for i in chars.tolist()],
-                       alphabet_names=list(s.alphabet_names), texture_names=list(s.texture_names), dilate=s.dilate,
-                       seed=s.seed)
+    return TexturedSet(
+        images=s.images[idx].clone(),
+        character=new_char.to(torch.int64),
+        alphabet=s.alphabet[idx].clone(),
+        texture=s.texture[idx].clone(),
+        image=torch.arange(len(idx), dtype=torch.int64),
+        source_index=s.source_index[idx].clone(),
+        offset=s.offset[idx].clone(),
+        textures=s.textures,
+        character_names=[s.character_names[i] for i in chars.tolist()],
+        alphabet_names=list(s.alphabet_names),
+        texture_names=list(s.texture_names),
+        dilate=s.dilate,
+        seed=s.seed,
+    )
 
 
 def split_textured(s: TexturedSet, fraction: float, seed: int = 0) -> tuple[TexturedSet, TexturedSet]:
@@ -106,8 +125,7 @@ def split_textured(s: TexturedSet, fraction: float, seed: int = 0) -> tuple[Text
 
 
 def train_val_textured(cfg) -> tuple[TexturedSet, TexturedSet]:
-    return split_textured(load_textured(cfg), cfg["data"]["val_fraction"],
-                          seed=int(cfg["seed"]))
+    return split_textured(load_textured(cfg), cfg["data"]["val_fraction"], seed=int(cfg["seed"]))
 
 
 def build(cfg, device) -> Experiment:
@@ -116,10 +134,28 @@ def build(cfg, device) -> Experiment:
     train_set, val_set = train_val_textured(cfg)
     model = make_model(cfg, device)
     train, val, k_shot = episode_loaders(
-        cfg, train_set, val_set, labels=labels_of, k_shot=wanted_k_shot(cfg, train_set),
-        resample={"c": objective.resample, "t": objective.resample, "z": True}, device=device)
-    info = {"train_images": len(train_set), "train_characters": train_set.n_classes,
-            "val_images": len(val_set), "val_characters": val_set.n_classes,
-            "textures": train_set.n_textures, "k_shot": k_shot}
-    return Experiment(model=model, objective=objective, train_loader=train, val_loader=val,
-                      kl_latents=["c", "t", "z"], sample_latents=["c", "t"], info=info)
+        cfg,
+        train_set,
+        val_set,
+        labels=labels_of,
+        k_shot=wanted_k_shot(cfg, train_set),
+        resample={"c": objective.resample, "t": objective.resample, "z": True},
+        device=device,
+    )
+    info = {
+        "train_images": len(train_set),
+        "train_characters": train_set.n_classes,
+        "val_images": len(val_set),
+        "val_characters": val_set.n_classes,
+        "textures": train_set.n_textures,
+        "k_shot": k_shot,
+    }
+    return Experiment(
+        model=model,
+        objective=objective,
+        train_loader=train,
+        val_loader=val,
+        kl_latents=["c", "t", "z"],
+        sample_latents=["c", "t"],
+        info=info,
+    )

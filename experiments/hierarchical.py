@@ -18,6 +18,7 @@ The loader's ``resample`` is {"a": objective.resample, "c": objective.resample, 
 With ``data.augment_dihedral`` the 8 dihedral maps make new alphabets, characters and images
 (one vhe.Transform shared by a, c and z, like ``augment_dihedral(new_alphabets=True)``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -30,8 +31,15 @@ from vhe.nets import GaussianConditionalPrior
 
 from . import datasets
 from .sections import Nets, Train
-from .common import (Experiment, dihedral_transform, image_encoder, make_decoder, model_section, set_encoder,
-                     spatial_nets)
+from .common import (
+    Experiment,
+    dihedral_transform,
+    image_encoder,
+    make_decoder,
+    model_section,
+    set_encoder,
+    spatial_nets,
+)
 
 __all__ = ["build", "make_model", "labels_of", "wanted_k_shot", "capped_k_shot", "episode_loaders"]
 
@@ -85,11 +93,21 @@ def episode_loaders(cfg, train_set, val_set, labels, k_shot: Mapping, resample, 
     common = dict(batch_size=tr.batch_size, resample=resample, device=device, dtype=torch.float32)
     k_train = capped_k_shot(labels(train_set), k_shot)
     k_val = capped_k_shot(labels(val_set), k_train)
-    train = vhe.DataLoader(train_set.images, labels=labels(train_set), k_shot=k_train, transforms=list(transforms),
-                           shuffle=True, drop_last=len(train_set) >= tr.batch_size, seed=seed,
-                           targets_per_class=tr.targets_per_class, group="c", **common)
-    val = vhe.DataLoader(val_set.images, labels=labels(val_set), k_shot=k_val, shuffle=True, drop_last=False,
-                         seed=seed + 1, **common)
+    train = vhe.DataLoader(
+        train_set.images,
+        labels=labels(train_set),
+        k_shot=k_train,
+        transforms=list(transforms),
+        shuffle=True,
+        drop_last=len(train_set) >= tr.batch_size,
+        seed=seed,
+        targets_per_class=tr.targets_per_class,
+        group="c",
+        **common,
+    )
+    val = vhe.DataLoader(
+        val_set.images, labels=labels(val_set), k_shot=k_val, shuffle=True, drop_last=False, seed=seed + 1, **common
+    )
     return train, val, {"train": k_train, "val": k_val}
 
 
@@ -100,12 +118,32 @@ def build(cfg, device) -> Experiment:
     model = make_model(cfg, device)
     transforms = [dihedral_transform(["a", "c", "z"])] if cfg["data"].get("augment_dihedral") else []
     train, val, k_shot = episode_loaders(
-        cfg, train_set, val_set, labels=labels_of, k_shot=wanted_k_shot(cfg),
-        resample={"a": objective.resample, "c": objective.resample, "z": True}, device=device, transforms=transforms)
+        cfg,
+        train_set,
+        val_set,
+        labels=labels_of,
+        k_shot=wanted_k_shot(cfg),
+        resample={"a": objective.resample, "c": objective.resample, "z": True},
+        device=device,
+        transforms=transforms,
+    )
     n_aug = 8 if transforms else 1
-    info = {"train_images": len(train_set), "train_characters": train_set.n_classes * n_aug,
-            "train_alphabets": int(train_set.alphabet.unique().numel()) * n_aug,
-            "val_images": len(val_set), "val_characters": val_set.n_classes,
-            "val_alphabets": int(val_set.alphabet.unique().numel()), "k_shot": k_shot}
-    return Experiment(model=model, objective=objective, train_loader=train, val_loader=val,
-                      val_set=val_set, kl_latents=["a", "c", "z"], sample_latents=["a"], info=info)
+    info = {
+        "train_images": len(train_set),
+        "train_characters": train_set.n_classes * n_aug,
+        "train_alphabets": int(train_set.alphabet.unique().numel()) * n_aug,
+        "val_images": len(val_set),
+        "val_characters": val_set.n_classes,
+        "val_alphabets": int(val_set.alphabet.unique().numel()),
+        "k_shot": k_shot,
+    }
+    return Experiment(
+        model=model,
+        objective=objective,
+        train_loader=train,
+        val_loader=val,
+        val_set=val_set,
+        kl_latents=["a", "c", "z"],
+        sample_latents=["a"],
+        info=info,
+    )

@@ -6,6 +6,7 @@ e.g. AMD EPYC Zen 3) PyTorch emulates bf16 and the same steps run 7-8x *slower* 
 2026-12-04, cpu-profile networks, one thread: deconv 82 -> 632 ms per step, PixelCNN 328 -> 2474
 ms). ``auto`` turns it on only where the instructions exist.
 """
+
 from __future__ import annotations
 
 import logging
@@ -52,7 +53,10 @@ def resolve_amp_cpu(setting, flags: frozenset[str] | None = None) -> bool:
         return fast
     if setting is True:
         if not fast:
-            log.warning("train.amp_cpu: true on a CPU without native bf16 (%s): bf16 autocast runs "
-                        "several times slower than fp32 here; use amp_cpu: auto", "/".join(sorted(BF16_FLAGS)))
+            log.warning(
+                "train.amp_cpu: true on a CPU without native bf16 (%s): bf16 autocast runs "
+                "several times slower than fp32 here; use amp_cpu: auto",
+                "/".join(sorted(BF16_FLAGS)),
+            )
         return True
     raise ValueError(f"train.amp_cpu must be true, false or 'auto', got {setting!r}")

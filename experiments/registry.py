@@ -2,6 +2,7 @@
 
 Builders are imported lazily, so a missing one only fails when it is used.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -32,8 +33,9 @@ def build_experiment(cfg: Mapping, device=None) -> Experiment:
         module = importlib.import_module(BUILDERS[name])
     except ModuleNotFoundError as e:
         if e.name == BUILDERS[name]:
-            raise NotImplementedError(f"experiment {name!r} needs {BUILDERS[name].replace('.', '/')}.py, which "
-                                      f"does not exist") from e
+            raise NotImplementedError(
+                f"experiment {name!r} needs {BUILDERS[name].replace('.', '/')}.py, which does not exist"
+            ) from e
         raise
     exp = module.build(cfg, device)
     if not isinstance(exp, Experiment):

@@ -11,6 +11,7 @@ that the fields are exactly the schema's properties.
     tr = Train.of(cfg["model"]["train"])
     tr.max_steps, tr.lr_schedule
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,8 +38,14 @@ class _Section:
         names = {f.name for f in dataclasses.fields(cls)}
         missing, unknown = sorted(names - set(d)), sorted(set(d) - names)
         if missing or unknown:
-            parts = ([f"missing {', '.join(cls.SECTION + '.' + k for k in missing)} (load the config with "
-                      f"experiments.config.load_config, which fills the schema's defaults)"] if missing else [])
+            parts = (
+                [
+                    f"missing {', '.join(cls.SECTION + '.' + k for k in missing)} (load the config with "
+                    f"experiments.config.load_config, which fills the schema's defaults)"
+                ]
+                if missing
+                else []
+            )
             parts += [f"unknown {', '.join(cls.SECTION + '.' + k for k in unknown)}"] if unknown else []
             raise ConfigError("; ".join(parts))
         return cls(**{k: d[k] for k in names})

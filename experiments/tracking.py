@@ -20,6 +20,7 @@ Logging never stops a job: a W&B error is a warning and the run is dropped. A wa
 :data:`MIN_WANDB` (or none) while ``wandb.mode`` is on is logged as an error that names the fix
 (:func:`wandb_problem`; ``scripts/check_outputs.py --wandb`` fails on it).
 """
+
 from __future__ import annotations
 
 import glob
@@ -35,18 +36,53 @@ from pathlib import Path
 
 log = logging.getLogger("experiments.tracking")
 
-__all__ = ["MIN_WANDB", "METRIC_COLUMNS", "enabled", "wandb_problem", "new_run_id", "stable_id", "group_name",
-           "model_artifact_name", "eval_run_id", "summary_run_id", "open_run", "log_summary", "log_images",
-           "log_tables", "log_model", "finish", "log_evaluation", "training_summary", "training_run_id",
-           "offline_runs", "offline_records", "missing_tracking"]
+__all__ = [
+    "MIN_WANDB",
+    "METRIC_COLUMNS",
+    "enabled",
+    "wandb_problem",
+    "new_run_id",
+    "stable_id",
+    "group_name",
+    "model_artifact_name",
+    "eval_run_id",
+    "summary_run_id",
+    "open_run",
+    "log_summary",
+    "log_images",
+    "log_tables",
+    "log_model",
+    "finish",
+    "log_evaluation",
+    "training_summary",
+    "training_run_id",
+    "offline_runs",
+    "offline_records",
+    "missing_tracking",
+]
 
 #: The oldest wandb this module works with: ``reinit="finish_previous"`` (wandb 0.19.9; 0.19.8's
 #: ``reinit`` is a bool and rejects the string, so ``wandb.init`` fails). Also in pyproject.toml.
 MIN_WANDB = (0, 19, 9)
 #: the columns of a metric row (:func:`log_evaluation`'s ``rows``): one number each, as
 #: ``analysis.metric_rows`` reads them from a metrics JSON and ``paper_figures.metrics`` tabulates them
-METRIC_COLUMNS = ["model", "experiment", "objective", "decoder", "metric", "set", "estimator", "value", "ci_low",
-                  "ci_high", "n", "K", "unit", "steps", "git_commit"]
+METRIC_COLUMNS = [
+    "model",
+    "experiment",
+    "objective",
+    "decoder",
+    "metric",
+    "set",
+    "estimator",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "K",
+    "unit",
+    "steps",
+    "git_commit",
+]
 _warned: set[str] = set()
 
 
@@ -120,8 +156,16 @@ def summary_run_id(cfg: Mapping) -> str:
     return stable_id(_results(cfg).resolve(), cfg["run"], "summary")
 
 
-def open_run(cfg: Mapping, name: str, *, job_type: str, run_id: str | None = None, config: Mapping | None = None,
-             group: str | None = None, display_name: str | None = None):
+def open_run(
+    cfg: Mapping,
+    name: str,
+    *,
+    job_type: str,
+    run_id: str | None = None,
+    config: Mapping | None = None,
+    group: str | None = None,
+    display_name: str | None = None,
+):
     """Open the W&B run of ``name`` (a model, or ``summary``), resuming ``run_id`` when that run exists.
 
     ``cfg`` is a resolved config (its ``wandb`` section, ``run`` and ``paths.results``). The run is
@@ -143,11 +187,20 @@ def open_run(cfg: Mapping, name: str, *, job_type: str, run_id: str | None = Non
         # the runs of one process) resolves a relative dir against its own working directory
         wdir = _results(cfg).resolve()
         wdir.mkdir(parents=True, exist_ok=True)
-        return wandb.init(mode=settings["mode"], project=settings.get("project"), entity=settings.get("entity"),
-                          name=display_name or f"{cfg['run']}/{name}", group=group or group_name(cfg, name),
-                          job_type=job_type, tags=[str(cfg["run"])],
-                          config=dict(config) if config is not None else None, dir=str(wdir),
-                          id=run_id or new_run_id(), resume="allow", reinit="finish_previous")
+        return wandb.init(
+            mode=settings["mode"],
+            project=settings.get("project"),
+            entity=settings.get("entity"),
+            name=display_name or f"{cfg['run']}/{name}",
+            group=group or group_name(cfg, name),
+            job_type=job_type,
+            tags=[str(cfg["run"])],
+            config=dict(config) if config is not None else None,
+            dir=str(wdir),
+            id=run_id or new_run_id(),
+            resume="allow",
+            reinit="finish_previous",
+        )
     except Exception as e:  # noqa: BLE001 - logging must never stop a job
         log.warning("W&B disabled for %s: %s: %s", name, type(e).__name__, e)
         return None
@@ -170,10 +223,12 @@ def _finite(v) -> bool:
 
 def log_summary(run, values: Mapping) -> bool:
     """Set summary values (numbers, strings, W&B media; None and non-finite numbers are skipped)."""
+
     def go():
         for k, v in values.items():
             if _finite(v):
                 run.summary[k] = v
+
     return _guard(run, "summary", go)
 
 
@@ -213,19 +268,24 @@ def _metadata(summary: Mapping) -> dict:
     return out
 
 
-def log_model(run, checkpoint, cfg: Mapping, name: str, summary: Mapping,
-              aliases=("best", "final")) -> bool:
+def log_model(run, checkpoint, cfg: Mapping, name: str, summary: Mapping, aliases=("best", "final")) -> bool:
     """Log ``checkpoint`` (the finished training's best.pt) as the model artifact ``<run>-<model>``
     (type ``model``; ``aliases`` and W&B's own ``latest``) with the training summary as metadata.
     Offline, W&B keeps a copy of the file in its staging folder (``WANDB_DATA_DIR``) until
     ``wandb sync`` uploads it."""
+
     def go():
         import wandb
 
-        art = wandb.Artifact(model_artifact_name(cfg, name), type="model", metadata=_metadata(summary),
-                             description=f"{cfg['run']}/{name}: best.pt (best validation bound) of its training")
+        art = wandb.Artifact(
+            model_artifact_name(cfg, name),
+            type="model",
+            metadata=_metadata(summary),
+            description=f"{cfg['run']}/{name}: best.pt (best validation bound) of its training",
+        )
         art.add_file(str(checkpoint), name=Path(checkpoint).name)
         run.log_artifact(art, aliases=list(aliases))
+
     return _guard(run, "model artifact", go)
 
 
@@ -269,10 +329,18 @@ def log_evaluation(cfg: Mapping, name: str, checkpoint, rows, images: Mapping) -
     trained = training_summary(checkpoint)
     training_id = trained.get("wandb_id")
     step = trained.get("best_step") if isinstance(trained.get("best_step"), int) else 0
-    config = {**dict(cfg), "evaluated": {"checkpoint": str(checkpoint), "training_run_id": training_id,
-                                         "checkpoint_step": step}}
-    run = open_run(cfg, name, job_type="eval", run_id=eval_run_id(cfg, name, training_id), config=config,
-                   display_name=f"{cfg['run']}/{name}/eval")
+    config = {
+        **dict(cfg),
+        "evaluated": {"checkpoint": str(checkpoint), "training_run_id": training_id, "checkpoint_step": step},
+    }
+    run = open_run(
+        cfg,
+        name,
+        job_type="eval",
+        run_id=eval_run_id(cfg, name, training_id),
+        config=config,
+        display_name=f"{cfg['run']}/{name}/eval",
+    )
     if run is None:
         return False
     metrics = {}
@@ -294,6 +362,7 @@ def log_evaluation(cfg: Mapping, name: str, checkpoint, rows, images: Mapping) -
         for k, v in values.items():  # explicit: the summary holds them even if W&B drops the row
             run.summary[k] = v
         run.summary["eval/checkpoint_step"] = step
+
     ok = _guard(run, "evaluation", go)
     finish(run)
     return ok
@@ -305,8 +374,20 @@ def log_evaluation(cfg: Mapping, name: str, checkpoint, rows, images: Mapping) -
 # middle, last) whose payloads are wandb_internal_pb2.Record protobufs.
 BLOCK = 32768
 #: fields of a logged table or image in the history (besides ``_type``)
-MEDIA_FIELDS = {"artifact_path", "log_mode", "ncols", "nrows", "path", "sha256", "size", "format", "height",
-                "width", "caption", "_latest_artifact_path"}
+MEDIA_FIELDS = {
+    "artifact_path",
+    "log_mode",
+    "ncols",
+    "nrows",
+    "path",
+    "sha256",
+    "size",
+    "format",
+    "height",
+    "width",
+    "caption",
+    "_latest_artifact_path",
+}
 HEADER = 7
 
 
@@ -323,8 +404,8 @@ def offline_records(path) -> list:
         if room < 7:  # block trailer
             pos += room
             continue
-        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        chunk = data[pos + 7:pos + 7 + length]
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind == 0 and length == 0:
             continue
@@ -345,26 +426,46 @@ def offline_runs(wandb_dir) -> list[dict]:
     written: False for a session still running, or one whose file W&B's service has not finished
     writing)."""
     out = []
+
     def session_order(f):  # offline-run-<date>_<time>-<id>[-<n>]: a resumed session gets -1, -2, ...
         folder = Path(f).parent.name
-        stamp, rest = folder[len("offline-run-"):].split("-", 1)
+        stamp, rest = folder[len("offline-run-") :].split("-", 1)
         resumed = rest.rsplit("-", 1)[1] if rest.count("-") else "0"
         return stamp, int(resumed) if resumed.isdigit() else 0
 
     for f in sorted(glob.glob(str(Path(wandb_dir) / "offline-run-*" / "run-*.wandb")), key=session_order):
-        info = {"file": f, "summary": {}, "history_keys": set(), "steps": [], "media": {}, "artifacts": [],
-                "tags": [], "exited": False}
+        info = {
+            "file": f,
+            "summary": {},
+            "history_keys": set(),
+            "steps": [],
+            "media": {},
+            "artifacts": [],
+            "tags": [],
+            "exited": False,
+        }
         for r in offline_records(f):
             kind = r.WhichOneof("record_type")
             if kind == "exit":
                 info["exited"] = True
             elif kind == "run":
-                info.update(id=r.run.run_id, job_type=r.run.job_type, group=r.run.run_group, name=r.run.display_name,
-                            tags=list(r.run.tags))
+                info.update(
+                    id=r.run.run_id,
+                    job_type=r.run.job_type,
+                    group=r.run.run_group,
+                    name=r.run.display_name,
+                    tags=list(r.run.tags),
+                )
             elif kind == "artifact":
                 a = r.artifact
-                info["artifacts"].append({"name": a.name, "type": a.type, "aliases": list(a.aliases),
-                                          "metadata": json.loads(a.metadata) if a.metadata else {}})
+                info["artifacts"].append(
+                    {
+                        "name": a.name,
+                        "type": a.type,
+                        "aliases": list(a.aliases),
+                        "metadata": json.loads(a.metadata) if a.metadata else {},
+                    }
+                )
             elif kind == "summary":
                 for u in r.summary.update:
                     key = u.key or "/".join(u.nested_key)
@@ -377,7 +478,7 @@ def offline_runs(wandb_dir) -> list[dict]:
                     if key == "_step":
                         info["steps"].append(json.loads(i.value_json))
                     elif key.endswith("/_type"):
-                        info["media"][key[:-len("/_type")]] = json.loads(i.value_json)
+                        info["media"][key[: -len("/_type")]] = json.loads(i.value_json)
                     elif "/_" not in key and not key.rsplit("/", 1)[-1] in MEDIA_FIELDS and not key.startswith("_"):
                         info["history_keys"].add(key)
         out.append(info)
@@ -398,8 +499,11 @@ def missing_tracking(wandb_dir, run: str, models) -> list[str]:
         if not any(r["history_keys"] for r in train):
             gaps.append(f"{group}: no training run with history (job_type train)")
         artifact = model_artifact_name({"run": run}, m)
-        if not any(a["type"] == "model" and a["name"] == artifact and "best" in a["aliases"]
-                   for r in train for a in r["artifacts"]):
+        if not any(
+            a["type"] == "model" and a["name"] == artifact and "best" in a["aliases"]
+            for r in train
+            for a in r["artifacts"]
+        ):
             gaps.append(f"{group}: no model artifact {artifact} (type model, alias best) logged by its training run")
         if not any(r.get("job_type") == "eval" and any(k.startswith("eval/") for k in r["summary"]) for r in mine):
             gaps.append(f"{group}: no evaluation run (job_type eval) with eval/* summary values")

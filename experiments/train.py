@@ -20,6 +20,7 @@ Exit status (``EXIT_*`` below; docs/INTERFACES.md):
 
 Any other error ends in a Python traceback, whose exit status is also 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,27 +35,36 @@ EXIT_OK, EXIT_DIVERGED, EXIT_CONFIG, EXIT_CHECKPOINT, EXIT_INTERRUPTED = 0, 1, 2
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m experiments.train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", required=True, help="per-model config (JSON/YAML with a 'model' section), or a profile "
-                                                   "YAML with --model")
+    p = argparse.ArgumentParser(
+        prog="python -m experiments.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--config",
+        required=True,
+        help="per-model config (JSON/YAML with a 'model' section), or a profile YAML with --model",
+    )
     p.add_argument("--out", required=True, help="checkpoint folder, e.g. results/<run>/checkpoints/<model>")
     p.add_argument("--model", default=None, help="model name, when --config is a profile with a 'models' map")
     p.add_argument("--max-steps", type=int, default=None, help="override model.train.max_steps")
     p.add_argument("--device", default=None, help="override device: auto | cpu | cuda[:i]")
     p.add_argument("--threads", type=int, default=None, help="override model.train.num_threads (torch CPU threads)")
     p.add_argument("--wandb", default=None, choices=["offline", "online", "disabled"], help="override wandb.mode")
-    p.add_argument("--runtime", default=None, metavar="JSON",
-                   help="run settings that do not change results, {\"device\": ..., \"wandb\": {...}}, applied over "
-                        "the config (the pipeline passes them here, not in the config file)")
+    p.add_argument(
+        "--runtime",
+        default=None,
+        metavar="JSON",
+        help='run settings that do not change results, {"device": ..., "wandb": {...}}, applied over '
+        "the config (the pipeline passes them here, not in the config file)",
+    )
     p.add_argument("--quiet", action="store_true", help="only warnings on stderr")
     return p.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
     from .checkpoints import CheckpointFormatError
     from .config import ConfigError, load_config, model_config, with_runtime
     from .trainer import Trainer, TrainingDiverged
@@ -67,8 +77,9 @@ def main(argv=None) -> int:
             names = ", ".join(cfg.get("models", {}))
             raise ConfigError(f"{args.config} has no 'model' section; pass --model NAME (one of: {names})")
         cfg = with_runtime(cfg, args.runtime)
-        trainer = Trainer(cfg, args.out, device=args.device, max_steps=args.max_steps, num_threads=args.threads,
-                          wandb_mode=args.wandb)
+        trainer = Trainer(
+            cfg, args.out, device=args.device, max_steps=args.max_steps, num_threads=args.threads, wandb_mode=args.wandb
+        )
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_CONFIG
@@ -80,8 +91,7 @@ def main(argv=None) -> int:
         if trainer.interrupt_requested:
             raise KeyboardInterrupt
         trainer.interrupt_requested = True
-        print(f"\nsignal {signum}: stopping after the current step and saving {trainer.paths['last']}",
-              file=sys.stderr)
+        print(f"\nsignal {signum}: stopping after the current step and saving {trainer.paths['last']}", file=sys.stderr)
 
     old = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

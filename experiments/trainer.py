@@ -19,10 +19,10 @@ It writes to ``out_dir``:
 and, when W&B is on (experiments.tracking), a training run with the history rows and sample grids,
 continued on resume, and best.pt as its model artifact when training finishes.
 """
+
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import hashlib
 import io
@@ -125,20 +125,20 @@ class TrainState:
     """Everything about a run that changes as it trains, besides the weights, optimiser, scheduler,
     loader and RNG states. Each field is the last.pt entry of the same name."""
 
-    step: int = 0                        # optimiser steps taken
-    status: str = "running"              # running | completed | early_stopped
-    best_val: float = -math.inf          # best validation bound so far (nats per image)...
-    best_step: int | None = None         # ...reached at this step
-    best_val_kl: dict | None = None      # ...with this KL per latent
-    last_val: dict | None = None         # the latest validation: {"step", "bound", "kl"}
-    bad_validations: int = 0             # validations since the best one (early stopping)
-    history: list[dict] = field(default_factory=list)    # the rows of history.csv
+    step: int = 0  # optimiser steps taken
+    status: str = "running"  # running | completed | early_stopped
+    best_val: float = -math.inf  # best validation bound so far (nats per image)...
+    best_step: int | None = None  # ...reached at this step
+    best_val_kl: dict | None = None  # ...with this KL per latent
+    last_val: dict | None = None  # the latest validation: {"step", "bound", "kl"}
+    bad_validations: int = 0  # validations since the best one (early stopping)
+    history: list[dict] = field(default_factory=list)  # the rows of history.csv
     window: dict = field(default_factory=_empty_window)  # training stats since the last row
     images_seen: int = 0
-    step_time: float = 0.0               # seconds spent in training steps, all sessions
-    data_time: float = 0.0               # of which waiting for batches
-    elapsed: float = 0.0                 # wall time of the earlier sessions
-    wandb_id: str | None = None          # the W&B training run, continued on resume
+    step_time: float = 0.0  # seconds spent in training steps, all sessions
+    data_time: float = 0.0  # of which waiting for batches
+    elapsed: float = 0.0  # wall time of the earlier sessions
+    wandb_id: str | None = None  # the W&B training run, continued on resume
 
     def to_checkpoint(self, session_time: float = 0.0) -> dict:
         """last.pt's entries for this state; ``elapsed`` includes the current session's ``session_time``."""
@@ -170,8 +170,16 @@ class Trainer:
     The run's progress is :attr:`state` (a :class:`TrainState`), restored from last.pt when there is one.
     """
 
-    def __init__(self, cfg, out_dir, experiment: Experiment | None = None, device=None, max_steps: int | None = None,
-                 num_threads: int | None = None, wandb_mode: str | None = None):
+    def __init__(
+        self,
+        cfg,
+        out_dir,
+        experiment: Experiment | None = None,
+        device=None,
+        max_steps: int | None = None,
+        num_threads: int | None = None,
+        wandb_mode: str | None = None,
+    ):
         cfg = load_config(cfg)
         m = model_section(cfg)
         if max_steps is not None:
@@ -209,19 +217,28 @@ class Trainer:
         self.use_amp = bool(self.tr.amp) and self.device.type == "cuda"
         self.use_amp_cpu = self.device.type == "cpu" and resolve_amp_cpu(self.tr.amp_cpu)
         self.fingerprint = _fingerprint(cfg)
-        self.paths = {k: self.out / f for k, f in [("last", "last.pt"), ("best", "best.pt"), ("config", "config.json"),
-                                                   ("provenance", "provenance.json"), ("history", "history.csv"),
-                                                   ("summary", "train_summary.json"), ("samples", "samples.png")]}
+        self.paths = {
+            k: self.out / f
+            for k, f in [
+                ("last", "last.pt"),
+                ("best", "best.pt"),
+                ("config", "config.json"),
+                ("provenance", "provenance.json"),
+                ("history", "history.csv"),
+                ("summary", "train_summary.json"),
+                ("samples", "samples.png"),
+            ]
+        }
 
         self.state = TrainState()
         self.interrupt_requested = False  # set by a signal handler (experiments.train): save and stop after this step
         self._val_batches: list | None = None  # built on first use, then fixed
-        self._curve_runs: list | None = None   # built on first use, then fixed
+        self._curve_runs: list | None = None  # built on first use, then fixed
         self._session_start: float | None = None  # time.perf_counter() when fit() started
         self._last_saved_step: int | None = None  # the step of the last.pt this session wrote
         self._wandb = None  # the open W&B run, during fit()
-        self._it = None     # the training loader's iterator, during fit()
-        self._bar = None    # the progress bar, during fit()
+        self._it = None  # the training loader's iterator, during fit()
+        self._bar = None  # the progress bar, during fit()
         self.resumed_from = self._maybe_resume()
 
     @property
@@ -232,16 +249,22 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoint (last.pt, best.pt)
     def _components(self) -> dict:
         """The objects whose ``state_dict()`` last.pt holds, by entry name."""
-        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "train_loader": self.exp.train_loader}
+        return {
+            "model": self.model,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "train_loader": self.exp.train_loader,
+        }
 
     def state_dict(self) -> dict:
         """last.pt's contents: the components' states, the RNG states, the :class:`TrainState`, the config."""
-        return {"fingerprint": self.fingerprint,
-                **{key: c.state_dict() for key, c in self._components().items()},
-                "rng": rng_state(self.device),
-                **self.state.to_checkpoint(session_time=self._session_time()),
-                "config": self.cfg}
+        return {
+            "fingerprint": self.fingerprint,
+            **{key: c.state_dict() for key, c in self._components().items()},
+            "rng": rng_state(self.device),
+            **self.state.to_checkpoint(session_time=self._session_time()),
+            "config": self.cfg,
+        }
 
     def load_state_dict(self, ckpt: Mapping) -> None:
         """Restore everything :meth:`state_dict` saved (but the config, which the fingerprint checked)."""
@@ -262,14 +285,16 @@ class Trainer:
         except Exception as e:  # noqa: BLE001 - unreadable checkpoint: keep it aside, start over
             bad = path.with_name(f"last.corrupt-{int(time.time())}.pt")
             os.replace(path, bad)
-            log.warning("could not read %s (%s: %s); moved it to %s and starting from scratch",
-                        path, type(e).__name__, e, bad)
+            log.warning(
+                "could not read %s (%s: %s); moved it to %s and starting from scratch", path, type(e).__name__, e, bad
+            )
             return None
         if ckpt.get("fingerprint") != self.fingerprint:
             stale = path.with_name(f"last.stale-{int(time.time())}.pt")
             os.replace(path, stale)
-            log.warning("%s was written for a different configuration; moved it to %s and starting from scratch",
-                        path, stale)
+            log.warning(
+                "%s was written for a different configuration; moved it to %s and starting from scratch", path, stale
+            )
             return None
         self.load_state_dict(ckpt)
         if self.state.status == "completed" and self.state.step < self.max_steps:
@@ -280,15 +305,24 @@ class Trainer:
     def save_last(self) -> None:
         """Write last.pt (refused, with :class:`TrainingDiverged`, when the weights are not finite)."""
         if not _finite_params(self.model):
-            raise TrainingDiverged(f"parameters are not finite at step {self.state.step}; not overwriting "
-                                   f"{self.paths['last']}")
+            raise TrainingDiverged(
+                f"parameters are not finite at step {self.state.step}; not overwriting {self.paths['last']}"
+            )
         save_checkpoint(self.state_dict(), self.paths["last"])
         self._last_saved_step = self.state.step
 
     def _save_best(self, val: dict) -> None:
         """Write best.pt: the current weights with their validation bound and KL."""
-        save_checkpoint({"model": self.model.state_dict(), "step": self.state.step, "val_bound": val["bound"],
-                         "val_kl": val["kl"], "config": self.cfg}, self.paths["best"])
+        save_checkpoint(
+            {
+                "model": self.model.state_dict(),
+                "step": self.state.step,
+                "val_bound": val["bound"],
+                "val_kl": val["kl"],
+                "config": self.cfg,
+            },
+            self.paths["best"],
+        )
 
     # ------------------------------------------------------------------ validation
     def _rng_fork(self):
@@ -332,8 +366,15 @@ class Trainer:
                 torch.manual_seed(self.seed + 7919)
                 for b in self.val_batches():
                     with self._autocast():
-                        bound, kl = self.model.score(b.inputs, b.sizes, x=b.target, kl_factor=1.0,
-                                                     rescale=self.objective.rescale, return_kl=True, reduction="sum")
+                        bound, kl = self.model.score(
+                            b.inputs,
+                            b.sizes,
+                            x=b.target,
+                            kl_factor=1.0,
+                            rescale=self.objective.rescale,
+                            return_kl=True,
+                            reduction="sum",
+                        )
                     total += float(bound)
                     count += len(b.target)
                     for k, v in kl.items():
@@ -351,8 +392,9 @@ class Trainer:
                 from vhe.data.runs import within_alphabet_runs
 
                 try:
-                    self._curve_runs = within_alphabet_runs(self.exp.val_set, n_runs=cc["n_runs"], n_way=cc["n_way"],
-                                                            seed=self.seed + 17)
+                    self._curve_runs = within_alphabet_runs(
+                        self.exp.val_set, n_runs=cc["n_runs"], n_way=cc["n_way"], seed=self.seed + 17
+                    )
                 except ValueError as e:  # e.g. no validation alphabet has n_way characters
                     log.warning("no learning curve for %s: %s", self.m["name"], e)
         return self._curve_runs
@@ -405,8 +447,21 @@ class Trainer:
         """history.csv's columns (training means over ``log_every`` steps, validation, learning curve)."""
         kl = [f"kl_{k}" for k in self.kl_latents]
         vkl = [f"val_kl_{k}" for k in self.kl_latents]
-        return ["step", "loss", "bound", *kl, "lr", "kl_factor", "grad_norm", "images_per_s", "data_share",
-                "time_s", "val_bound", *vkl, "val_acc"]
+        return [
+            "step",
+            "loss",
+            "bound",
+            *kl,
+            "lr",
+            "kl_factor",
+            "grad_norm",
+            "images_per_s",
+            "data_share",
+            "time_s",
+            "val_bound",
+            *vkl,
+            "val_acc",
+        ]
 
     def _rewrite_history(self) -> None:
         """Write history.csv afresh from the state's rows (drops rows of steps after a resumed last.pt)."""
@@ -528,8 +583,15 @@ class Trainer:
 
         self._wandb = self._init_wandb()
         self._it = iter(self.exp.train_loader)
-        self._bar = tqdm(total=self.max_steps, initial=self.state.step, desc=self.m["name"], unit="step",
-                         dynamic_ncols=True, disable=None, mininterval=1.0)
+        self._bar = tqdm(
+            total=self.max_steps,
+            initial=self.state.step,
+            desc=self.m["name"],
+            unit="step",
+            dynamic_ncols=True,
+            disable=None,
+            mininterval=1.0,
+        )
 
     def _close_bar(self) -> None:
         """Close the progress bar (messages go to the log again)."""
@@ -578,8 +640,9 @@ class Trainer:
         acc = self.one_shot_accuracy()
         if acc is not None:
             row["val_acc"] = acc
-            self._report(f"{self.m['name']} step {self.state.step}: one-shot accuracy on validation runs "
-                         f"{100 * acc:.1f}%")
+            self._report(
+                f"{self.m['name']} step {self.state.step}: one-shot accuracy on validation runs {100 * acc:.1f}%"
+            )
 
     def _maybe_write_row(self, row: dict) -> None:
         """A row that holds more than its step goes to history.csv and W&B."""
@@ -617,8 +680,14 @@ class Trainer:
         """Forward, backward, clip, Adam and schedule steps on ``batch`` -> the step's statistics."""
         kl_factor = self.kl_factor(self.state.step)
         with self._autocast(training=True):
-            bound, kl = self.model.score(batch.inputs, batch.sizes, x=batch.target, kl_factor=kl_factor,
-                                         rescale=self.objective.rescale, return_kl=True)
+            bound, kl = self.model.score(
+                batch.inputs,
+                batch.sizes,
+                x=batch.target,
+                kl_factor=kl_factor,
+                rescale=self.objective.rescale,
+                return_kl=True,
+            )
         loss = -bound
         loss_value = float(loss.detach())
         if not math.isfinite(loss_value):
@@ -633,8 +702,14 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         self.optimizer.step()
         self.scheduler.step()
-        return {"loss": loss_value, "bound": -loss_value, "kl": {k: float(v) for k, v in kl.items()},
-                "lr": lr, "kl_factor": kl_factor, "grad_norm": grad_norm}
+        return {
+            "loss": loss_value,
+            "bound": -loss_value,
+            "kl": {k: float(v) for k, v in kl.items()},
+            "lr": lr,
+            "kl_factor": kl_factor,
+            "grad_norm": grad_norm,
+        }
 
     def _next_batch(self):
         """The next training batch (the loader starts its next epoch when one ends)."""
@@ -657,7 +732,8 @@ class Trainer:
         return TrainingDiverged(
             f"{what} at step {self.state.step + 1} of model {self.m['name']!r}; training stopped and nothing was "
             f"saved for this step: {good}. Lower train.lr, tighten train.grad_clip or add train.kl_anneal_steps, "
-            f"then rerun (it resumes from last.pt).")
+            f"then rerun (it resumes from last.pt)."
+        )
 
     def _last_step_on_disk(self):
         """last.pt's step ("unknown" when it cannot be read)."""
@@ -680,9 +756,16 @@ class Trainer:
         """A history row of the window's training statistics (means; the last lr and KL factor)."""
         window, n_images, t, t_data = win["stats"], win["images"], win["time"], win["data_time"]
         mean = lambda key: sum(s[key] for s in window) / len(window)  # noqa: E731
-        row = {"step": self.state.step, "loss": mean("loss"), "bound": mean("bound"), "lr": window[-1]["lr"],
-               "kl_factor": window[-1]["kl_factor"], "grad_norm": mean("grad_norm"),
-               "images_per_s": n_images / max(t, 1e-9), "data_share": t_data / max(t, 1e-9)}
+        row = {
+            "step": self.state.step,
+            "loss": mean("loss"),
+            "bound": mean("bound"),
+            "lr": window[-1]["lr"],
+            "kl_factor": window[-1]["kl_factor"],
+            "grad_norm": mean("grad_norm"),
+            "images_per_s": n_images / max(t, 1e-9),
+            "data_share": t_data / max(t, 1e-9),
+        }
         for k in self.kl_latents:
             row[f"kl_{k}"] = sum(s["kl"].get(k, float("nan")) for s in window) / len(window)
         return row
@@ -702,13 +785,17 @@ class Trainer:
         else:
             s.bad_validations += 1
         kl = ", ".join(f"KL_{k} {v:.2f}" for k, v in val["kl"].items())
-        self._report(f"{self.m['name']} step {s.step}: val bound {val['bound']:.3f} nats/image ({kl})"
-                     f"{' *best*' if improved else f' (best {s.best_val:.3f} at step {s.best_step})'}")
+        self._report(
+            f"{self.m['name']} step {s.step}: val bound {val['bound']:.3f} nats/image ({kl})"
+            f"{' *best*' if improved else f' (best {s.best_val:.3f} at step {s.best_step})'}"
+        )
         patience = self.tr.patience
         if patience and s.bad_validations >= patience:
             s.status = "early_stopped"
-            self._report(f"{self.m['name']}: early stopping at step {s.step} ({s.bad_validations} validations "
-                         f"without improvement; best {s.best_val:.3f} at step {s.best_step})")
+            self._report(
+                f"{self.m['name']}: early stopping at step {s.step} ({s.bad_validations} validations "
+                f"without improvement; best {s.best_val:.3f} at step {s.best_step})"
+            )
 
     # ------------------------------------------------------------------ the end
     def _finish(self) -> dict:

@@ -1,4 +1,5 @@
 """VAE baseline: one latent z per image, no class latent (labels {"z": range(N)}, k_shot {"z": 1})."""
+
 from __future__ import annotations
 
 import torch
@@ -27,9 +28,28 @@ def build(cfg, device) -> Experiment:
         from .common import dihedral_transform
 
         transforms = [dihedral_transform(["z"])]
-    train, val = loaders(cfg, train_set, val_set, labels=lambda s: {"z": torch.arange(len(s))},
-                         k_shot={"z": 1}, resample={"z": True}, device=device, transforms=transforms)
-    info = {"train_images": len(train_set), "train_characters": train_set.n_classes,
-            "val_images": len(val_set), "val_characters": val_set.n_classes}
-    return Experiment(model=model, objective=objective, train_loader=train, val_loader=val, kl_latents=["z"],
-                      sample_latents=[], info=info)
+    train, val = loaders(
+        cfg,
+        train_set,
+        val_set,
+        labels=lambda s: {"z": torch.arange(len(s))},
+        k_shot={"z": 1},
+        resample={"z": True},
+        device=device,
+        transforms=transforms,
+    )
+    info = {
+        "train_images": len(train_set),
+        "train_characters": train_set.n_classes,
+        "val_images": len(val_set),
+        "val_characters": val_set.n_classes,
+    }
+    return Experiment(
+        model=model,
+        objective=objective,
+        train_loader=train,
+        val_loader=val,
+        kl_latents=["z"],
+        sample_latents=[],
+        info=info,
+    )

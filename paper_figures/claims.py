@@ -13,6 +13,7 @@ only" if the direction agrees in every seed but not every seed is significant, "
 otherwise (:func:`seeds_verdict`); the KL and likelihood claims hold only if they hold in every
 seed. Each rule says how many seeds it was judged on ("1 seed" without replicates).
 """
+
 from __future__ import annotations
 
 import pandas as pd
@@ -20,8 +21,7 @@ import pandas as pd
 from analysis.stats import binomial_above, mcnemar
 
 from .metrics import RunData, per_trial, value
-from .tables import (DECODERS, ESTIMATORS, OBJECTIVES, cell_model, fmt, fmt_ci, headline_label, headline_of,
-                     seed_summary)
+from .tables import DECODERS, ESTIMATORS, OBJECTIVES, cell_model, fmt, fmt_ci, headline_label, headline_of, seed_summary
 
 HOLDS, DIRECTION, FAILS, UNMEASURED = "holds", "direction only", "does not hold", "not measured"
 CLASS_OBJECTIVES = ("ns", "resample", "rescale", "vhe")
@@ -47,13 +47,15 @@ def choose_headline(df: pd.DataFrame, exclude=()) -> tuple[dict[str, str], str]:
             parts.append(f"{DECODERS[dec]}: no validation runs were measured, the conditional estimator by default")
             continue
         means = v.groupby("estimator")["value"].mean()
-        order = sorted(means.index, key=lambda m: (-round(float(means[m]), 6),
-                                                   ESTIMATORS.index(m) if m in ESTIMATORS else 99))
+        order = sorted(
+            means.index, key=lambda m: (-round(float(means[m]), 6), ESTIMATORS.index(m) if m in ESTIMATORS else 99)
+        )
         choice[dec] = order[0]
         detail = ", ".join(f"{m} {100 * means[m]:.1f}%" for m in order)
         parts.append(f"{DECODERS[dec]}: best mean over its {v['model'].nunique()} class models, {detail}")
-    return choice, ("chosen per decoder on the validation runs (" + "; ".join(parts)
-                    + "); Lake's runs are not used for the choice")
+    return choice, (
+        "chosen per decoder on the validation runs (" + "; ".join(parts) + "); Lake's runs are not used for the choice"
+    )
 
 
 def _verdict(better: bool, p: float) -> str:
@@ -100,9 +102,11 @@ def _paired_rule(first: str, second: str, seeds) -> str:
     """The rule text of a paired comparison on ``seeds``."""
     if len(list(seeds)) <= 1:
         return f"holds if McNemar's exact test on the same trials gives p < 0.05; {seeds_phrase(seeds)}"
-    return (f"judged on {seeds_phrase(seeds)}: holds if {first} is above {second} with McNemar's exact test "
-            f"on the same trials giving p < 0.05 in every seed, direction only if above in every seed but not "
-            f"significant in all, does not hold otherwise")
+    return (
+        f"judged on {seeds_phrase(seeds)}: holds if {first} is above {second} with McNemar's exact test "
+        f"on the same trials giving p < 0.05 in every seed, direction only if above in every seed but not "
+        f"significant in all, does not hold otherwise"
+    )
 
 
 def paired_by_seed(run: RunData, df: pd.DataFrame, mine: dict, theirs: dict, set_: str = "lake_runs"):
@@ -145,28 +149,44 @@ def kl_claim(run: RunData, df: pd.DataFrame) -> dict:
     if len(kls) <= 1:
         kl_ns, kl_vhe = next(iter(kls.values()), (None, None))
         verdict = UNMEASURED if kl_ns is None else (HOLDS if _kl_holds(kl_ns, kl_vhe) else FAILS)
-        return _claim(claim, "PixelCNN", f"{rule}; {seeds_phrase(kls)}",
-                      f"KL(c): NS {fmt(kl_ns)}, VHE {fmt(kl_vhe)} nats", verdict)
+        return _claim(
+            claim,
+            "PixelCNN",
+            f"{rule}; {seeds_phrase(kls)}",
+            f"KL(c): NS {fmt(kl_ns)}, VHE {fmt(kl_vhe)} nats",
+            verdict,
+        )
     held = [s for s, (a, b) in kls.items() if _kl_holds(a, b)]
-    ev = ("KL(c) in nats: " + "; ".join(f"seed {s}: NS {fmt(a)}, VHE {fmt(b)}" for s, (a, b) in kls.items())
-          + f"; NS {spread([a for a, _ in kls.values()], 1, '', 2)}, "
-          f"VHE {spread([b for _, b in kls.values()], 1, '', 2)}"
-          + f"; holds in {len(held)} of {len(kls)} seeds")
-    return _claim(claim, "PixelCNN", f"{rule}, in every seed; judged on {seeds_phrase(kls)}", ev,
-                  HOLDS if len(held) == len(kls) else FAILS)
+    ev = (
+        "KL(c) in nats: "
+        + "; ".join(f"seed {s}: NS {fmt(a)}, VHE {fmt(b)}" for s, (a, b) in kls.items())
+        + f"; NS {spread([a for a, _ in kls.values()], 1, '', 2)}, "
+        f"VHE {spread([b for _, b in kls.values()], 1, '', 2)}" + f"; holds in {len(held)} of {len(kls)} seeds"
+    )
+    return _claim(
+        claim,
+        "PixelCNN",
+        f"{rule}, in every seed; judged on {seeds_phrase(kls)}",
+        ev,
+        HOLDS if len(held) == len(kls) else FAILS,
+    )
 
 
 def _by_seed_evidence(cmp: dict, first: str, second: str, est: str | None) -> str:
     """Per seed accuracies and McNemar counts, then each side's mean and spread across seeds."""
-    parts = [f"seed {s}: {second} {fmt_ci(rb, 100)} %, {first} {fmt_ci(ra, 100)} %, {first} right where {second} "
-             f"wrong on {t['n10']} trials, the reverse on {t['n01']}, McNemar p = {t['p_value']:.3g}"
-             for s, (ra, rb, t, _) in cmp.items()]
+    parts = [
+        f"seed {s}: {second} {fmt_ci(rb, 100)} %, {first} {fmt_ci(ra, 100)} %, {first} right where {second} "
+        f"wrong on {t['n10']} trials, the reverse on {t['n01']}, McNemar p = {t['p_value']:.3g}"
+        for s, (ra, rb, t, _) in cmp.items()
+    ]
     n_better = sum(1 for *_, better in cmp.values() if better)
     n_sig = sum(1 for _, _, t, better in cmp.values() if better and t["p_value"] < 0.05)
-    means = (f"across {len(cmp)} seeds{f' ({est})' if est else ''}: {second} "
-             f"{spread([rb['value'] for _, rb, _, _ in cmp.values()])}, {first} "
-             f"{spread([ra['value'] for ra, _, _, _ in cmp.values()])}; {first} above {second} in {n_better} of "
-             f"{len(cmp)} seeds, significantly (p < 0.05) in {n_sig}")
+    means = (
+        f"across {len(cmp)} seeds{f' ({est})' if est else ''}: {second} "
+        f"{spread([rb['value'] for _, rb, _, _ in cmp.values()])}, {first} "
+        f"{spread([ra['value'] for ra, _, _, _ in cmp.values()])}; {first} above {second} in {n_better} of "
+        f"{len(cmp)} seeds, significantly (p < 0.05) in {n_sig}"
+    )
     return "; ".join(parts) + "; " + means
 
 
@@ -184,18 +204,22 @@ def classification_claims(run: RunData, df: pd.DataFrame, headline) -> list[dict
         est = headline_of(headline, dec)
         claim = "VHE classifies better than NS (Lake's runs)"
         ns_by, vhe_by = (run.seed_models(cell_model(run, o, dec)) for o in ("ns", "vhe"))
-        cmp, different = paired_by_seed(run, df, {s: (m, est) for s, m in vhe_by.items()},
-                                        {s: (m, est) for s, m in ns_by.items()})
-        rule = (f"VHE's Lake-runs accuracy above NS's with the decoder's headline estimator ({est}); "
-                + _paired_rule("VHE", "NS", cmp))
+        cmp, different = paired_by_seed(
+            run, df, {s: (m, est) for s, m in vhe_by.items()}, {s: (m, est) for s, m in ns_by.items()}
+        )
+        rule = f"VHE's Lake-runs accuracy above NS's with the decoder's headline estimator ({est}); " + _paired_rule(
+            "VHE", "NS", cmp
+        )
         if not cmp:
             out.append(_claim(claim, label, rule, _different(different) or "not measured", UNMEASURED))
             continue
         verdict = seeds_verdict((better, t["p_value"]) for _, _, t, better in cmp.values())
         if len(cmp) == 1:
             r_vhe, r_ns, t, better = next(iter(cmp.values()))
-            ev = (f"NS {fmt_ci(r_ns, 100)} %, VHE {fmt_ci(r_vhe, 100)} % ({est}); VHE right where NS wrong on "
-                  f"{t['n10']} trials, the reverse on {t['n01']}; McNemar p = {t['p_value']:.3g}")
+            ev = (
+                f"NS {fmt_ci(r_ns, 100)} %, VHE {fmt_ci(r_vhe, 100)} % ({est}); VHE right where NS wrong on "
+                f"{t['n10']} trials, the reverse on {t['n01']}; McNemar p = {t['p_value']:.3g}"
+            )
             if verdict != HOLDS:
                 ev += "; the difference is not significant at 5%" if better else "; NS is at least as accurate here"
         else:
@@ -204,14 +228,19 @@ def classification_claims(run: RunData, df: pd.DataFrame, headline) -> list[dict
             ev += "; " + _different(different)
         out.append(_claim(claim, label, rule, ev, verdict))
     claim = "VHE beats Lake's modified-Hausdorff baseline on the same images (Lake's runs, 28x28)"
-    rule = (f"the best VHE model (its decoder's headline estimator: {headline_label(headline)}; best by its mean "
-            "accuracy over its seeds) more accurate than MHD on the same 28x28 trials; ")
+    rule = (
+        f"the best VHE model (its decoder's headline estimator: {headline_label(headline)}; best by its mean "
+        "accuracy over its seeds) more accurate than MHD on the same 28x28 trials; "
+    )
     vhes = {}  # VHE model -> {seed: (model, its decoder's headline estimator)}, the seeds with a Lake-runs accuracy
     for dec in DECODERS:
         est = headline_of(headline, dec)
         base = cell_model(run, "vhe", dec)
-        by = {s: (m, est) for s, m in run.seed_models(base).items()
-              if value(df, m, "accuracy", "lake_runs", est) is not None}
+        by = {
+            s: (m, est)
+            for s, m in run.seed_models(base).items()
+            if value(df, m, "accuracy", "lake_runs", est) is not None
+        }
         if by:
             vhes[base] = by
     mhd = value(df, "mhd_28", "accuracy", "lake_runs", "mhd_28")
@@ -227,22 +256,29 @@ def classification_claims(run: RunData, df: pd.DataFrame, headline) -> list[dict
     rule += _paired_rule(best, "MHD", cmp)
     if not cmp:
         (a, b) = next(iter(different.values()))
-        ev = (f"different trials ({a} vs {b}): evaluation.max_runs differs" if len(different) == 1
-              else _different(different))
+        ev = (
+            f"different trials ({a} vs {b}): evaluation.max_runs differs"
+            if len(different) == 1
+            else _different(different)
+        )
         return out + [_claim(claim, best, rule, ev, UNMEASURED)]
     verdict = seeds_verdict((better, t["p_value"]) for _, _, t, better in cmp.values())
     mhd_105 = fmt_ci(value(df, "mhd_105", "accuracy", "lake_runs", "mhd_105"), 100)
     if len(cmp) == 1:
         r_best, _, t, better = next(iter(cmp.values()))
         est = next(iter(mine.values()))[1]
-        ev = (f"{best} {fmt_ci(r_best, 100)} % ({est}) vs MHD {fmt_ci(mhd, 100)} % (105x105 originals: "
-              f"{mhd_105} %); {best} right where MHD wrong on {t['n10']} trials, the reverse on {t['n01']}; "
-              f"McNemar p = {t['p_value']:.3g}")
+        ev = (
+            f"{best} {fmt_ci(r_best, 100)} % ({est}) vs MHD {fmt_ci(mhd, 100)} % (105x105 originals: "
+            f"{mhd_105} %); {best} right where MHD wrong on {t['n10']} trials, the reverse on {t['n01']}; "
+            f"McNemar p = {t['p_value']:.3g}"
+        )
         if verdict != HOLDS:
             ev += "; not significant at 5%" if better else "; MHD is at least as accurate"
     else:
-        ev = (_by_seed_evidence(cmp, best, "MHD", next(iter(mine.values()))[1])
-              + f" (MHD is deterministic: the same {fmt_ci(mhd, 100)} % in every seed; 105x105 originals: {mhd_105} %)")
+        ev = (
+            _by_seed_evidence(cmp, best, "MHD", next(iter(mine.values()))[1])
+            + f" (MHD is deterministic: the same {fmt_ci(mhd, 100)} % in every seed; 105x105 originals: {mhd_105} %)"
+        )
     if different:
         ev += "; " + _different(different)
     return out + [_claim(claim, best, rule, ev, verdict)]
@@ -276,8 +312,13 @@ def likelihood_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
         verdicts = {}
         for seed, vals in per_seed.items():
             others = {o: v for o, v in vals.items() if o != "vhe" and v is not None}
-            verdicts[seed] = (UNMEASURED if vals["vhe"] is None or not others
-                              else HOLDS if vals["vhe"] <= min(others.values()) else FAILS)
+            verdicts[seed] = (
+                UNMEASURED
+                if vals["vhe"] is None or not others
+                else HOLDS
+                if vals["vhe"] <= min(others.values())
+                else FAILS
+            )
         measured_seeds = [s for s, v in verdicts.items() if v != UNMEASURED]
         rule = "VHE's NLL estimate <= every other measured objective's (lower is better)"
         missing = [OBJECTIVES[o] for o, v in first.items() if o != "vhe" and v is None]
@@ -288,8 +329,10 @@ def likelihood_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
         else:
             verdict = HOLDS if all(verdicts[s] == HOLDS for s in measured_seeds) else FAILS
             ev = "NLL (nats/image): " + "; ".join(
-                f"seed {s}: " + ", ".join(f"{OBJECTIVES[o]} {fmt(v, 3)}" for o, v in per_seed[s].items()
-                                          if v is not None) for s in measured_seeds)
+                f"seed {s}: "
+                + ", ".join(f"{OBJECTIVES[o]} {fmt(v, 3)}" for o, v in per_seed[s].items() if v is not None)
+                for s in measured_seeds
+            )
             ev += f"; holds in {sum(verdicts[s] == HOLDS for s in measured_seeds)} of {len(measured_seeds)} seeds"
             rule += f", in every seed; judged on {seeds_phrase(measured_seeds)}"
         if missing and verdict != UNMEASURED:
@@ -320,18 +363,25 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
                 parts[part] = (float(acc["value"]), float(ch["value"]), n, binomial_above(k, n, float(ch["value"])))
             else:
                 per_seed[seed] = parts
-        rule = ("texture and character accuracies each above chance with a one-sided exact binomial test over "
-                f"the grid's cells, p < 0.05, in every seed; {seeds_phrase(per_seed)}")
+        rule = (
+            "texture and character accuracies each above chance with a one-sided exact binomial test over "
+            f"the grid's cells, p < 0.05, in every seed; {seeds_phrase(per_seed)}"
+        )
         if not per_seed:
             out.append(_claim(claim, name, rule, "not evaluated", UNMEASURED))
             continue
-        results = [(all(a > c for a, c, _, _ in parts.values()), max(p for *_, p in parts.values()))
-                   for parts in per_seed.values()]
+        results = [
+            (all(a > c for a, c, _, _ in parts.values()), max(p for *_, p in parts.values()))
+            for parts in per_seed.values()
+        ]
         ev = "; ".join(
             (f"seed {seed}: " if len(per_seed) > 1 else "")
-            + ", ".join(f"{part} {100 * a:.1f}% vs chance {100 * c:.1f}% over {n} cells (p = {p:.3g})"
-                        for part, (a, c, n, p) in parts.items())
-            for seed, parts in per_seed.items())
+            + ", ".join(
+                f"{part} {100 * a:.1f}% vs chance {100 * c:.1f}% over {n} cells (p = {p:.3g})"
+                for part, (a, c, n, p) in parts.items()
+            )
+            for seed, parts in per_seed.items()
+        )
         out.append(_claim(claim, name, rule, ev, seeds_verdict(results)))
     return out
 
@@ -339,6 +389,10 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
 def check_claims(run: RunData, df: pd.DataFrame, headline) -> pd.DataFrame:
     """Every claim: one row each (claim, scope, rule, evidence, verdict); ``headline`` as in
     :func:`classification_claims`."""
-    rows = ([kl_claim(run, df)] + classification_claims(run, df, headline) + likelihood_claims(run, df)
-            + factorial_claims(run, df))
+    rows = (
+        [kl_claim(run, df)]
+        + classification_claims(run, df, headline)
+        + likelihood_claims(run, df)
+        + factorial_claims(run, df)
+    )
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -5,6 +5,7 @@ figure; :func:`save_all` writes them (PNG + PDF, :func:`experiments.artifacts.sa
 History columns are the trainer's (``experiments.trainer``): ``step``, ``bound`` (training bound,
 nats per image), ``val_bound``, ``val_acc``.
 """
+
 from __future__ import annotations
 
 import math
@@ -139,8 +140,15 @@ def figure_samples(run: RunData, figures: Path):
             try:
                 ax.imshow(mpimg.imread(path), cmap="gray", interpolation="nearest")
             except Exception as e:  # noqa: BLE001 - an unreadable PNG is shown as such, not fatal
-                ax.text(0.5, 0.5, f"unreadable\n{type(e).__name__}", ha="center", va="center",
-                        transform=ax.transAxes, color="grey")
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"unreadable\n{type(e).__name__}",
+                    ha="center",
+                    va="center",
+                    transform=ax.transAxes,
+                    color="grey",
+                )
         else:
             ax.text(0.5, 0.5, NA, ha="center", va="center", transform=ax.transAxes, color="grey")
     fig.suptitle(f"1-shot samples per model (run {run.name})", fontsize=10)

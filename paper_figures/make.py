@@ -18,6 +18,7 @@ Reads ``<run-dir>/metrics/*.json`` (by the exact keys the evaluators define), ``
 Models without metrics show as "n/a"; a metrics file that is not a JSON object, lacks a key its
 evaluator defines or holds a non-number where a number belongs is an error naming file and key.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,36 +49,84 @@ def make(run_dir, wandb_mode: str | None = None, runtime: dict | None = None) ->
     headline, reason = CLAIMS.choose_headline(df, exclude=run.replicate_of)  # on the models' own seeds
 
     obj_csv, obj_disp, obj_note = T.objectives(run, df, headline)
-    T.write_table(obj_disp, tables, "objectives", title=f"Objectives x decoders (run {run.name})", note=obj_note,
-                  csv=obj_csv)
+    T.write_table(
+        obj_disp, tables, "objectives", title=f"Objectives x decoders (run {run.name})", note=obj_note, csv=obj_csv
+    )
     cls_disp, cls_note = T.classification(run, df, headline, reason)
-    T.write_table(cls_disp, tables, "classification", title=f"One-shot classification (run {run.name})",
-                  note=cls_note, csv=T.classification_long(run, df, headline))
+    T.write_table(
+        cls_disp,
+        tables,
+        "classification",
+        title=f"One-shot classification (run {run.name})",
+        note=cls_note,
+        csv=T.classification_long(run, df, headline),
+    )
     st_csv, st_disp, st_note = T.structured(run, df)
-    T.write_table(st_disp, tables, "structured", title=f"Hierarchical and factorial models (run {run.name})",
-                  note=st_note, csv=st_csv)
+    T.write_table(
+        st_disp,
+        tables,
+        "structured",
+        title=f"Hierarchical and factorial models (run {run.name})",
+        note=st_note,
+        csv=st_csv,
+    )
     claims = CLAIMS.check_claims(run, df, headline)
-    T.write_table(claims, tables, "claims", title=f"Claims of the paper checked on run {run.name}",
-                  formats=("csv", "md"))
+    T.write_table(
+        claims, tables, "claims", title=f"Claims of the paper checked on run {run.name}", formats=("csv", "md")
+    )
     seeds_csv, seeds_disp, seeds_note = T.seeds_table(run, df, headline)
-    T.write_table(seeds_disp, tables, "seeds", title=f"Models trained with several seeds (run {run.name})",
-                  note=seeds_note, csv=seeds_csv, formats=("csv", "md"))
+    T.write_table(
+        seeds_disp,
+        tables,
+        "seeds",
+        title=f"Models trained with several seeds (run {run.name})",
+        note=seeds_note,
+        csv=seeds_csv,
+        formats=("csv", "md"),
+    )
     curves = T.learning_curves(run)
     atomic_write_text(curves.to_csv(index=False), tables / "learning_curves.csv")
     lc_disp, lc_note = T.learning_curve_table(curves)
-    T.write_table(lc_disp, tables, "learning_curves", title=f"Learning curves (run {run.name})", note=lc_note,
-                  formats=("md",))
+    T.write_table(
+        lc_disp, tables, "learning_curves", title=f"Learning curves (run {run.name})", note=lc_note, formats=("md",)
+    )
 
     FIG.save_all(run, df, curves, figures, OUT.FIGURE_FORMATS)
-    SUMMARY.write(run, SUMMARY.Tables(objectives=obj_disp, objectives_note=obj_note, classification=cls_disp,
-                                      classification_note=cls_note, headline=T.headline_label(headline),
-                                      headline_reason=reason,
-                                      claims=claims, structured=st_disp, training=T.training(run),
-                                      learning_curves=lc_disp, learning_curves_note=lc_note,
-                                      seeds=seeds_disp, seeds_note=seeds_note))
-    log_wandb(run, {"objectives": obj_disp, "classification": cls_disp, "claims": claims, "structured": st_disp,
-                    "seeds": seeds_disp, "metrics": df}, {"headline_estimator": T.headline_label(headline), "headline_reason": reason,
-                     **{f"headline_estimator/{d}": e for d, e in headline.items()}}, wandb_mode)
+    SUMMARY.write(
+        run,
+        SUMMARY.Tables(
+            objectives=obj_disp,
+            objectives_note=obj_note,
+            classification=cls_disp,
+            classification_note=cls_note,
+            headline=T.headline_label(headline),
+            headline_reason=reason,
+            claims=claims,
+            structured=st_disp,
+            training=T.training(run),
+            learning_curves=lc_disp,
+            learning_curves_note=lc_note,
+            seeds=seeds_disp,
+            seeds_note=seeds_note,
+        ),
+    )
+    log_wandb(
+        run,
+        {
+            "objectives": obj_disp,
+            "classification": cls_disp,
+            "claims": claims,
+            "structured": st_disp,
+            "seeds": seeds_disp,
+            "metrics": df,
+        },
+        {
+            "headline_estimator": T.headline_label(headline),
+            "headline_reason": reason,
+            **{f"headline_estimator/{d}": e for d, e in headline.items()},
+        },
+        wandb_mode,
+    )
     return run
 
 
@@ -112,10 +161,18 @@ def log_wandb(run: RunData, tables: dict, summary: dict, mode: str | None = None
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m paper_figures.make", description=__doc__.split("\n\n")[0])
     ap.add_argument("--run-dir", required=True, help="results/<run>")
-    ap.add_argument("--wandb-mode", choices=["offline", "online", "disabled"], default=None,
-                    help="override the models' wandb.mode for the summary run")
-    ap.add_argument("--runtime", default=None, metavar="JSON",
-                    help="run settings {\"device\": ..., \"wandb\": {...}} (the pipeline passes them here)")
+    ap.add_argument(
+        "--wandb-mode",
+        choices=["offline", "online", "disabled"],
+        default=None,
+        help="override the models' wandb.mode for the summary run",
+    )
+    ap.add_argument(
+        "--runtime",
+        default=None,
+        metavar="JSON",
+        help='run settings {"device": ..., "wandb": {...}} (the pipeline passes them here)',
+    )
     args = ap.parse_args(argv)
     try:
         runtime = json.loads(args.runtime) if args.runtime else None
@@ -130,9 +187,11 @@ def main(argv=None) -> int:
         print(f"paper_figures.make: error: {e}", file=sys.stderr)
         return 1
     rd = Path(args.run_dir)
-    print(f"paper_figures.make: {len([n for n in run.models if n in run.raw])} model metrics, "
-          f"{len(run.histories)} histories -> {rd / 'tables'}, {rd / 'figures'}, {rd / 'summary.md'}, "
-          f"{rd / 'summary.html'}")
+    print(
+        f"paper_figures.make: {len([n for n in run.models if n in run.raw])} model metrics, "
+        f"{len(run.histories)} histories -> {rd / 'tables'}, {rd / 'figures'}, {rd / 'summary.md'}, "
+        f"{rd / 'summary.html'}"
+    )
     return 0
 
 

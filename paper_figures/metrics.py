@@ -30,6 +30,7 @@ Metrics (``metric``; ``set`` says on what):
   ``alphabet_style_real`` (fractions); factorial: ``texture_accuracy``, ``character_accuracy``,
   ``both_accuracy`` with their ``*_chance`` and ``*_real`` (classifier on real images).
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,14 +40,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.metric_rows import (BASELINES, COLUMNS, MetricsError, baseline_rows, evaluate_rows,  # noqa: F401
-                                  need, structured_rows)
+from analysis.metric_rows import (
+    BASELINES,
+    COLUMNS,
+    MetricsError,
+    baseline_rows,
+    evaluate_rows,  # noqa: F401
+    need,
+    structured_rows,
+)
 from analysis.stats import Z95  # noqa: F401 (the statistics every table uses)
 from pipeline import outputs as OUT
 
 #: metrics whose rows carry a 95% interval; a null one (fewer than 2 units: analysis.stats) shows as "[–]"
-INTERVAL_METRICS = frozenset({"nll", "accuracy", "bound", "class_bound", "bound_difference", "class_nll",
-                              "nll_improvement"})
+INTERVAL_METRICS = frozenset(
+    {"nll", "accuracy", "bound", "class_bound", "bound_difference", "class_nll", "nll_improvement"}
+)
 
 
 # --------------------------------------------------------------------------- the run
@@ -112,9 +121,14 @@ def _order(models: dict) -> list[str]:
         exp = info.get("experiment")
         if exp in OUT.CLASS_EXPERIMENTS:
             obj = "vae" if exp == "vae" else info.get("objective")
-            return (0, decoders.index(info["decoder"]) if info.get("decoder") in decoders else 9,
-                    objectives.index(obj) if obj in objectives else 9, name)
+            return (
+                0,
+                decoders.index(info["decoder"]) if info.get("decoder") in decoders else 9,
+                objectives.index(obj) if obj in objectives else 9,
+                name,
+            )
         return (1, list(OUT.STRUCTURED_EXPERIMENTS).index(exp) if exp in OUT.STRUCTURED_EXPERIMENTS else 9, 0, name)
+
     return sorted(models, key=key)
 
 

@@ -7,6 +7,7 @@ runs, all_runs.zip). Only numbers we are sure of are listed; every other cell of
 shows "n/a" in the paper column. Keys: (objective, decoder) -> {metric: value}; accuracies
 in percent, likelihoods in nats per image.
 """
+
 from __future__ import annotations
 
 PAPER_NUMBERS: dict[tuple[str, str], dict[str, float]] = {

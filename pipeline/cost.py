@@ -44,6 +44,7 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    their times; data preparation, baselines and figures (CPU jobs) are not counted, nor (as in 6)
    the structured models' evaluation.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,10 +53,30 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["RATES_PATH", "rates", "network_work", "train_rate", "decode_rate", "evaluation_decodes",
-           "curve_decodes", "pair_decodes", "model_seconds", "usable_cores", "estimate", "OMNIGLOT_EVAL_CHARACTERS", "DRAWINGS",
-           "GPU_RATES_ENV", "GPU_RATES_FORMAT", "GPU_ASSUMPTION", "gpu_rates_path", "gpu_rates", "model_signature",
-           "gpu_decode_rate", "gpu_model_seconds", "gpu_estimate"]
+__all__ = [
+    "RATES_PATH",
+    "rates",
+    "network_work",
+    "train_rate",
+    "decode_rate",
+    "evaluation_decodes",
+    "curve_decodes",
+    "pair_decodes",
+    "model_seconds",
+    "usable_cores",
+    "estimate",
+    "OMNIGLOT_EVAL_CHARACTERS",
+    "DRAWINGS",
+    "GPU_RATES_ENV",
+    "GPU_RATES_FORMAT",
+    "GPU_ASSUMPTION",
+    "gpu_rates_path",
+    "gpu_rates",
+    "model_signature",
+    "gpu_decode_rate",
+    "gpu_model_seconds",
+    "gpu_estimate",
+]
 
 RATES_PATH = Path(__file__).with_name("rates.json")
 OMNIGLOT_EVAL_CHARACTERS = 659
@@ -187,8 +208,15 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     train_s = steps * batch / rate + curve / decode_rate(dec, nets)
     eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"))
     eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
-    return {"experiment": exp, "decoder": dec, "steps": steps, "batch_size": batch, "train_images_per_s": rate,
-            "train_s": train_s, "eval_s": eval_s}
+    return {
+        "experiment": exp,
+        "decoder": dec,
+        "steps": steps,
+        "batch_size": batch,
+        "train_images_per_s": rate,
+        "train_s": train_s,
+        "eval_s": eval_s,
+    }
 
 
 def usable_cores(cores: int) -> int:
@@ -212,8 +240,11 @@ def estimate(config, cores: int = 1) -> dict:
     cfg = load_config(config)
     par = usable_cores(cores)
     flags = cpu_flags()  # this machine's, read once for every model's train.amp_cpu
-    out = {"run": cfg["run"], "parallel": par,
-           "models": {name: model_seconds(cfg, name, flags) for name in cfg["models"]}}
+    out = {
+        "run": cfg["run"],
+        "parallel": par,
+        "models": {name: model_seconds(cfg, name, flags) for name in cfg["models"]},
+    }
     ms = out["models"].values()
     out["train_s"] = sum(v["train_s"] for v in ms)
     out["eval_s"] = sum(v["eval_s"] for v in ms)
@@ -227,9 +258,11 @@ def estimate(config, cores: int = 1) -> dict:
 # ----------------------------------------------------------------------- one GPU (assumption 8)
 GPU_RATES_ENV = "VHE_GPU_RATES"
 GPU_RATES_FORMAT = "vhe.gpu_rates"
-GPU_ASSUMPTION = ("snakemake --cores 8 --resources gpu=1 on one GPU: the GPU jobs (training and evaluation of every "
-                  "model) run one at a time, so the wall-clock is the sum of their times; data preparation, "
-                  "baselines and figures (CPU jobs) and the structured models' evaluation are not counted")
+GPU_ASSUMPTION = (
+    "snakemake --cores 8 --resources gpu=1 on one GPU: the GPU jobs (training and evaluation of every "
+    "model) run one at a time, so the wall-clock is the sum of their times; data preparation, "
+    "baselines and figures (CPU jobs) and the structured models' evaluation are not counted"
+)
 AUTO = "auto"  # gpu_rates argument: the file named by $VHE_GPU_RATES or rates.json's gpu_rates
 
 
@@ -259,8 +292,9 @@ def gpu_rates(path=None) -> dict | None:
     p = Path(path) if path is not None else gpu_rates_path()
     if p is None or not p.is_file():
         if named:
-            raise FileNotFoundError(f"{p}: no GPU-rates file (written by `make gpu-check`; ${GPU_RATES_ENV} or "
-                                    f"--gpu-rates names it)")
+            raise FileNotFoundError(
+                f"{p}: no GPU-rates file (written by `make gpu-check`; ${GPU_RATES_ENV} or --gpu-rates names it)"
+            )
         return None
     data = json.loads(_read_gpu_rates(str(p), p.stat().st_mtime_ns))
     if not isinstance(data, dict) or data.get("format") != GPU_RATES_FORMAT:
@@ -280,10 +314,17 @@ def model_signature(model: dict) -> dict:
     """What a model's measured training rate depends on (a resolved ``model`` section): experiment,
     objective, decoder, nets, batch_size, targets_per_class, k_shot, k_shot_alphabet and amp."""
     tr = model["train"]
-    return {"experiment": model["experiment"], "objective": model.get("objective"), "decoder": model["decoder"],
-            "nets": json.loads(json.dumps(model["nets"])), "batch_size": int(tr["batch_size"]),
-            "targets_per_class": int(tr.get("targets_per_class") or 1), "k_shot": int(tr["k_shot"]),
-            "k_shot_alphabet": tr.get("k_shot_alphabet"), "amp": bool(tr.get("amp"))}
+    return {
+        "experiment": model["experiment"],
+        "objective": model.get("objective"),
+        "decoder": model["decoder"],
+        "nets": json.loads(json.dumps(model["nets"])),
+        "batch_size": int(tr["batch_size"]),
+        "targets_per_class": int(tr.get("targets_per_class") or 1),
+        "k_shot": int(tr["k_shot"]),
+        "k_shot_alphabet": tr.get("k_shot_alphabet"),
+        "amp": bool(tr.get("amp")),
+    }
 
 
 def _measured_train(measured: dict | None, name: str, model: dict) -> dict | None:
@@ -300,7 +341,9 @@ def gpu_decode_rate(cfg: dict, decoder: str, nets: dict, gpu_rates=AUTO) -> tupl
     e = ((measured or {}).get("decoders") or {}).get(decoder)
     if e and e.get("decodes_per_s") and e.get("nets") == json.loads(json.dumps(nets)):
         return float(e["decodes_per_s"]), "measured"
-    return decode_rate(decoder, nets, eval_setting(cfg, decoder, "max_elements")) * rates()["gpu_speedup_guess"], "guess"
+    return decode_rate(decoder, nets, eval_setting(cfg, decoder, "max_elements")) * rates()[
+        "gpu_speedup_guess"
+    ], "guess"
 
 
 def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> dict:
@@ -323,10 +366,18 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
     curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets) * guess
     train_s = steps * batch / rate + curve / curve_rate
     eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
-    return {"experiment": exp, "decoder": dec, "steps": steps, "batch_size": batch, "train_images_per_s": rate,
-            "decodes_per_s": eval_rate, "train_s": train_s, "eval_s": eval_s,
-            "train_source": "measured" if entry else "guess",
-            "eval_source": eval_source if exp in ("class", "vae") else "not counted"}
+    return {
+        "experiment": exp,
+        "decoder": dec,
+        "steps": steps,
+        "batch_size": batch,
+        "train_images_per_s": rate,
+        "decodes_per_s": eval_rate,
+        "train_s": train_s,
+        "eval_s": eval_s,
+        "train_source": "measured" if entry else "guess",
+        "eval_source": eval_source if exp in ("class", "vae") else "not counted",
+    }
 
 
 def gpu_estimate(config, gpu_rates=AUTO) -> dict:
@@ -344,12 +395,15 @@ def gpu_estimate(config, gpu_rates=AUTO) -> dict:
     measured = _gpu_rates_arg(gpu_rates)
     flags = cpu_flags()
     models = {name: gpu_model_seconds(cfg, name, measured, flags) for name in cfg["models"]}
-    out = {"run": cfg["run"], "gpus": 1, "models": models,
-           "train_s": sum(v["train_s"] for v in models.values()),
-           "eval_s": sum(v["eval_s"] for v in models.values())}
+    out = {
+        "run": cfg["run"],
+        "gpus": 1,
+        "models": models,
+        "train_s": sum(v["train_s"] for v in models.values()),
+        "eval_s": sum(v["eval_s"] for v in models.values()),
+    }
     out["job_s"] = out["wall_s"] = out["train_s"] + out["eval_s"]
-    out["measured"] = ({k: measured.get(k) for k in ("path", "date", "device_name", "torch")}
-                       if measured else None)
+    out["measured"] = {k: measured.get(k) for k in ("path", "date", "device_name", "torch")} if measured else None
     out["n_measured"] = sum(v["train_source"] == "measured" for v in models.values())
     out["assumption"] = GPU_ASSUMPTION
     return out

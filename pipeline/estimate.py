@@ -20,6 +20,7 @@ rates ``make gpu-check`` measured (``pipeline/gpu_rates.json``, ``$VHE_GPU_RATES
 ``--gpu-rates``) where they apply, else with ``gpu_speedup_guess``; the breakdown says which
 (cost.py, assumption 8). On a GPU ``--gate`` prints that projection and lets the run start.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,33 @@ import sys
 from pathlib import Path
 
 from pipeline import cost
-from pipeline.cost import (DRAWINGS, curve_decodes, decode_rate, estimate, evaluation_decodes,  # noqa: F401
-                           network_work, train_rate, usable_cores)
+from pipeline.cost import (
+    DRAWINGS,
+    curve_decodes,
+    decode_rate,
+    estimate,
+    evaluation_decodes,
+    network_work,
+    train_rate,
+    usable_cores,
+)
+
+#: the command line, and the cost model's functions it prices with (re-exported for callers of this module)
+__all__ = [
+    "main",
+    "gate",
+    "compare",
+    "measured_times",
+    "fmt_duration",
+    "estimate",
+    "evaluation_decodes",
+    "curve_decodes",
+    "decode_rate",
+    "network_work",
+    "train_rate",
+    "usable_cores",
+    "DRAWINGS",
+]
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (profiles are looked up there)
 # above this wall-clock estimate --gate asks first (the cpu profile never asks; the paper profile
@@ -71,8 +97,10 @@ def measured_times(run_dir) -> dict:
     if not bench.is_dir():
         raise FileNotFoundError(f"{bench}: no Snakemake benchmarks (is {run_dir} a results/<run> directory?)")
     names = {p.stem for sub in ("train", "evaluate") for p in (bench / sub).glob("*.tsv")}
-    return {n: {"train_s": seconds(bench / "train" / f"{n}.tsv"), "eval_s": seconds(bench / "evaluate" / f"{n}.tsv")}
-            for n in sorted(names)}
+    return {
+        n: {"train_s": seconds(bench / "train" / f"{n}.tsv"), "eval_s": seconds(bench / "evaluate" / f"{n}.tsv")}
+        for n in sorted(names)
+    }
 
 
 def compare(est: dict, measured: dict) -> list[dict]:
@@ -87,8 +115,15 @@ def compare(est: dict, measured: dict) -> list[dict]:
             if got is None:
                 continue
             want = v[f"{job}_s"] * slowdown
-            rows.append({"model": name, "job": job, "estimated_s": want, "measured_s": got,
-                         "ratio": got / want if want > 0 else float("nan")})
+            rows.append(
+                {
+                    "model": name,
+                    "job": job,
+                    "estimated_s": want,
+                    "measured_s": got,
+                    "ratio": got / want if want > 0 else float("nan"),
+                }
+            )
     return rows
 
 
@@ -113,8 +148,15 @@ def _confirmed_by_env() -> bool:
     return os.environ.get("CONFIRM", "").strip().lower() in ("1", "y", "yes", "true")
 
 
-def gate(config, cores: int, threshold_hours: float = DEFAULT_THRESHOLD_HOURS, yes: bool = False,
-         assume_cpu: bool = False, stdin=None, out=None) -> int:
+def gate(
+    config,
+    cores: int,
+    threshold_hours: float = DEFAULT_THRESHOLD_HOURS,
+    yes: bool = False,
+    assume_cpu: bool = False,
+    stdin=None,
+    out=None,
+) -> int:
     """Say what the run will cost; 0 = start, 1 = stop (see the module docstring)."""
     stdin = sys.stdin if stdin is None else stdin
     out = sys.stdout if out is None else out
@@ -125,17 +167,21 @@ def gate(config, cores: int, threshold_hours: float = DEFAULT_THRESHOLD_HOURS, y
     if gpu:
         try:
             g = cost.gpu_estimate(config)
-            what = (f"about {fmt_duration(g['wall_s'])} with one GPU, GPU jobs one at a time ({gpu_sources(g)}; "
-                    f"`vhe-estimate --config {config} --gpu` has the breakdown)")
+            what = (
+                f"about {fmt_duration(g['wall_s'])} with one GPU, GPU jobs one at a time ({gpu_sources(g)}; "
+                f"`vhe-estimate --config {config} --gpu` has the breakdown)"
+            )
         except (OSError, ValueError) as e:  # an unreadable GPU-rates file must not block the run
             what = f"no GPU estimate ({type(e).__name__}: {e})"
         print(f"cost: {config} will train on the GPU ({gpu}): {what}.", file=out)
         return 0
     est = estimate(config, cores)
     wall = est["wall_s"]
-    summary = (f"{config} (run '{est['run']}', {len(est['models'])} models) on the CPU: about {fmt_duration(wall)} "
-               f"({est['parallel']} job(s) side by side; training {fmt_duration(est['train_s'])} + evaluation "
-               f"{fmt_duration(est['eval_s'])} of one-thread job time)")
+    summary = (
+        f"{config} (run '{est['run']}', {len(est['models'])} models) on the CPU: about {fmt_duration(wall)} "
+        f"({est['parallel']} job(s) side by side; training {fmt_duration(est['train_s'])} + evaluation "
+        f"{fmt_duration(est['eval_s'])} of one-thread job time)"
+    )
     if wall <= threshold_hours * 3600:
         print(f"cost: {summary}.", file=out)
         return 0
@@ -145,13 +191,15 @@ def gate(config, cores: int, threshold_hours: float = DEFAULT_THRESHOLD_HOURS, y
     default = Path(config).resolve() == (ROOT / "config" / "config.yaml").resolve()
     anyway = "make reproduce " + ("" if default else f"CONFIG={config} ") + "CONFIRM=1"
     why = "the config sets device: cpu" if on_cpu_by_config else "no GPU was found"
-    print(f"\n*** cost: {summary},\n"
-          f"*** estimated from the measured CPU benchmarks (pipeline/rates.json; assumptions in\n"
-          f"*** pipeline/cost.py), above the {threshold_hours:g} h this gate lets start unasked ({why}).\n"
-          f"*** On a CPU run the reduced profile instead{cheaper}:\n"
-          f"***     make reproduce CONFIG={CPU_PROFILE} CORES=2\n"
-          f"*** To start this one anyway: {anyway} (or CONFIRM=1 in the environment).\n",
-          file=out)
+    print(
+        f"\n*** cost: {summary},\n"
+        f"*** estimated from the measured CPU benchmarks (pipeline/rates.json; assumptions in\n"
+        f"*** pipeline/cost.py), above the {threshold_hours:g} h this gate lets start unasked ({why}).\n"
+        f"*** On a CPU run the reduced profile instead{cheaper}:\n"
+        f"***     make reproduce CONFIG={CPU_PROFILE} CORES=2\n"
+        f"*** To start this one anyway: {anyway} (or CONFIRM=1 in the environment).\n",
+        file=out,
+    )
     if yes or _confirmed_by_env():
         print("cost: confirmed (CONFIRM set): starting.", file=out)
         return 0
@@ -171,10 +219,13 @@ def gpu_sources(g: dict) -> str:
     n, total = g["n_measured"], len(g["models"])
     m = g["measured"]
     if not m or not n:
-        return (f"guessed: {cost.rates()['gpu_speedup_guess']}x one CPU thread; `make gpu-check` measures the rates"
-                + (f"; {m['path']} matches none of these models" if m else ""))
-    return (f"training rates of {n} of {total} models measured on {m.get('device_name')} ({m.get('date')}, "
-            f"{m['path']})" + (", the rest guessed" if n < total else ""))
+        return f"guessed: {cost.rates()['gpu_speedup_guess']}x one CPU thread; `make gpu-check` measures the rates" + (
+            f"; {m['path']} matches none of these models" if m else ""
+        )
+    return (
+        f"training rates of {n} of {total} models measured on {m.get('device_name')} ({m.get('date')}, "
+        f"{m['path']})" + (", the rest guessed" if n < total else "")
+    )
 
 
 def print_gpu(config, gpu_rates=cost.AUTO, out=None, label: str | None = None) -> dict:
@@ -183,14 +234,23 @@ def print_gpu(config, gpu_rates=cost.AUTO, out=None, label: str | None = None) -
     out = sys.stdout if out is None else out
     g = cost.gpu_estimate(config, gpu_rates)
     print(f"{label or config}: run '{g['run']}' with one GPU ({gpu_sources(g)})", file=out)
-    print(f"{'model':20s} {'decoder':8s} {'steps':>7s} {'batch':>5s} {'img/s':>8s} {'train':>9s} {'eval':>9s}  source "
-          f"(train/eval)", file=out)
+    print(
+        f"{'model':20s} {'decoder':8s} {'steps':>7s} {'batch':>5s} {'img/s':>8s} {'train':>9s} {'eval':>9s}  source "
+        f"(train/eval)",
+        file=out,
+    )
     for name, v in g["models"].items():
-        print(f"{name:20s} {v['decoder']:8s} {v['steps']:7d} {v['batch_size']:5d} {v['train_images_per_s']:8.1f} "
-              f"{fmt_duration(v['train_s']):>9s} {fmt_duration(v['eval_s']):>9s}  {v['train_source']}/"
-              f"{v['eval_source']}", file=out)
-    print(f"GPU job time: training {fmt_duration(g['train_s'])}, evaluation {fmt_duration(g['eval_s'])}; wall-clock "
-          f"estimate {fmt_duration(g['wall_s'])} ({g['wall_s'] / 3600:.2f} h)", file=out)
+        print(
+            f"{name:20s} {v['decoder']:8s} {v['steps']:7d} {v['batch_size']:5d} {v['train_images_per_s']:8.1f} "
+            f"{fmt_duration(v['train_s']):>9s} {fmt_duration(v['eval_s']):>9s}  {v['train_source']}/"
+            f"{v['eval_source']}",
+            file=out,
+        )
+    print(
+        f"GPU job time: training {fmt_duration(g['train_s'])}, evaluation {fmt_duration(g['eval_s'])}; wall-clock "
+        f"estimate {fmt_duration(g['wall_s'])} ({g['wall_s'] / 3600:.2f} h)",
+        file=out,
+    )
     print(f"assumption: {g['assumption']}", file=out)
     return g
 
@@ -199,20 +259,38 @@ def main(argv=None) -> int:
     """Command line: the breakdown, or with ``--gate`` the decision (exit status 0 = start)."""
     ap = argparse.ArgumentParser(prog="vhe-estimate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="config/config.yaml", help="the profile (default: config/config.yaml)")
-    ap.add_argument("--cores", type=int, default=int(os.environ.get("CORES") or 1),
-                    help="Snakemake --cores (jobs side by side; capped at this machine's CPUs)")
+    ap.add_argument(
+        "--cores",
+        type=int,
+        default=int(os.environ.get("CORES") or 1),
+        help="Snakemake --cores (jobs side by side; capped at this machine's CPUs)",
+    )
     ap.add_argument("--gate", action="store_true", help="print the cost and ask before an expensive CPU run")
-    ap.add_argument("--threshold-hours", type=float, default=DEFAULT_THRESHOLD_HOURS,
-                    help=f"--gate asks above this wall-clock estimate (default {DEFAULT_THRESHOLD_HOURS:g} h)")
+    ap.add_argument(
+        "--threshold-hours",
+        type=float,
+        default=DEFAULT_THRESHOLD_HOURS,
+        help=f"--gate asks above this wall-clock estimate (default {DEFAULT_THRESHOLD_HOURS:g} h)",
+    )
     ap.add_argument("--yes", action="store_true", help="--gate: start without asking (like CONFIRM=1)")
     ap.add_argument("--cpu", action="store_true", help="estimate for the CPU even if a GPU is available")
-    ap.add_argument("--gpu", action="store_true",
-                    help="the projection with one GPU (GPU jobs one at a time; measured rates where they exist)")
-    ap.add_argument("--gpu-rates", metavar="JSON", default=None,
-                    help="--gpu: the GPU-rates file (`make gpu-check`'s output; default $VHE_GPU_RATES, else "
-                         "pipeline/gpu_rates.json when it exists)")
-    ap.add_argument("--measured", metavar="RUN_DIR",
-                    help="compare with the job times of a finished run of this config (results/<run>)")
+    ap.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the projection with one GPU (GPU jobs one at a time; measured rates where they exist)",
+    )
+    ap.add_argument(
+        "--gpu-rates",
+        metavar="JSON",
+        default=None,
+        help="--gpu: the GPU-rates file (`make gpu-check`'s output; default $VHE_GPU_RATES, else "
+        "pipeline/gpu_rates.json when it exists)",
+    )
+    ap.add_argument(
+        "--measured",
+        metavar="RUN_DIR",
+        help="compare with the job times of a finished run of this config (results/<run>)",
+    )
     a = ap.parse_args(argv)
     try:
         if a.gate:
@@ -227,26 +305,36 @@ def main(argv=None) -> int:
     print(f"{a.config}: run '{est['run']}' on the CPU, {est['parallel']} job(s) side by side")
     print(f"{'model':20s} {'decoder':8s} {'steps':>7s} {'batch':>5s} {'img/s':>7s} {'train':>9s} {'eval':>9s}")
     for name, v in est["models"].items():
-        print(f"{name:20s} {v['decoder']:8s} {v['steps']:7d} {v['batch_size']:5d} {v['train_images_per_s']:7.1f} "
-              f"{fmt_duration(v['train_s']):>9s} {fmt_duration(v['eval_s']):>9s}")
-    print(f"one-thread job time: training {fmt_duration(est['train_s'])}, evaluation {fmt_duration(est['eval_s'])}; "
-          f"wall-clock estimate {fmt_duration(est['wall_s'])} ({est['wall_s'] / 3600:.2f} h)")
+        print(
+            f"{name:20s} {v['decoder']:8s} {v['steps']:7d} {v['batch_size']:5d} {v['train_images_per_s']:7.1f} "
+            f"{fmt_duration(v['train_s']):>9s} {fmt_duration(v['eval_s']):>9s}"
+        )
+    print(
+        f"one-thread job time: training {fmt_duration(est['train_s'])}, evaluation {fmt_duration(est['eval_s'])}; "
+        f"wall-clock estimate {fmt_duration(est['wall_s'])} ({est['wall_s'] / 3600:.2f} h)"
+    )
     if a.measured:
         try:
             rows = compare(est, measured_times(a.measured))
         except (OSError, ValueError) as e:
             print(f"cost: cannot compare with {a.measured}: {e}", file=sys.stderr)
             return 2
-        print(f"\nmeasured in {a.measured} (Snakemake benchmarks; estimate x {SIDE_BY_SIDE_SLOWDOWN} when jobs "
-              f"run side by side):")
+        print(
+            f"\nmeasured in {a.measured} (Snakemake benchmarks; estimate x {SIDE_BY_SIDE_SLOWDOWN} when jobs "
+            f"run side by side):"
+        )
         print(f"{'model':20s} {'job':5s} {'estimated':>10s} {'measured':>10s} {'ratio':>6s}")
         for r in rows:
-            print(f"{r['model']:20s} {r['job']:5s} {fmt_duration(r['estimated_s']):>10s} "
-                  f"{fmt_duration(r['measured_s']):>10s} {r['ratio']:6.2f}")
+            print(
+                f"{r['model']:20s} {r['job']:5s} {fmt_duration(r['estimated_s']):>10s} "
+                f"{fmt_duration(r['measured_s']):>10s} {r['ratio']:6.2f}"
+            )
         want, got = sum(r["estimated_s"] for r in rows), sum(r["measured_s"] for r in rows)
         if rows:
-            print(f"all measured jobs: estimated {fmt_duration(want)}, measured {fmt_duration(got)} "
-                  f"(ratio {got / want:.2f})")
+            print(
+                f"all measured jobs: estimated {fmt_duration(want)}, measured {fmt_duration(got)} "
+                f"(ratio {got / want:.2f})"
+            )
     return 0
 
 

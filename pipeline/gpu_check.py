@@ -58,6 +58,7 @@ its entry matches the config; ``vhe-estimate --gpu`` and the rules' runtime reso
 from ``pipeline/gpu_rates.json`` (``$VHE_GPU_RATES`` or ``--gpu-rates`` name another). Once
 measured on a real GPU, commit the file there and add a dated note to docs/results/log.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,21 +76,40 @@ ROOT = Path(__file__).resolve().parent.parent  # the checkout (bench/ is not an 
 DEFAULT_CONFIG = "config/config.yaml"
 DEFAULT_OUT = "results/gpu_check/gpu_rates.json"
 DEFAULT_BUDGET_S, TINY_BUDGET_S = 420.0, 20.0
-TRAIN_SHARE = 0.85          # of the budget; the rest for the decode rates
-MIN_STEPS = 3               # timed steps a model gets even past its share (not past the budget)
-PER_CLASS = 20              # images per class of log p(X) (an Omniglot character's drawings)
-BIG_CHUNK = 8192            # the alternative max_elements measured with time to spare
+TRAIN_SHARE = 0.85  # of the budget; the rest for the decode rates
+MIN_STEPS = 3  # timed steps a model gets even past its share (not past the budget)
+PER_CLASS = 20  # images per class of log p(X) (an Omniglot character's drawings)
+BIG_CHUNK = 8192  # the alternative max_elements measured with time to spare
 EXIT_INCOMPLETE = 3
 #: what --tiny changes in the config (the models' own nets/train overrides are dropped, but for nets.family)
 TINY = {
     "data": {"max_characters": 60},
     "textures": {"source": "procedural", "n_textures": 4, "n_per_character": 4},
-    "nets": {"c_dim": 8, "z_dim": 4, "a_dim": 8, "t_dim": 8, "hidden": 32, "conv_channels": 8, "conv_layers": 2,
-             "deconv_channels": 8, "pixelcnn": {"n_layers": 2, "channels": 8, "kernel_size": 3, "cond_channels": 4}},
-    "train": {"batch_size": 8, "max_steps": 200, "val_batches": 2,
-              "one_shot_curve": {"every": 100, "n_runs": 2, "n_way": 3, "method": "conditional", "n_samples": 2}},
-    "evaluation": {"n_samples": 20, "max_classes": 5, "classification_samples": 2, "max_runs": 1,
-                   "within_alphabet_runs": 1, "validation_runs": {"n_runs": 2, "n_way": 3}},
+    "nets": {
+        "c_dim": 8,
+        "z_dim": 4,
+        "a_dim": 8,
+        "t_dim": 8,
+        "hidden": 32,
+        "conv_channels": 8,
+        "conv_layers": 2,
+        "deconv_channels": 8,
+        "pixelcnn": {"n_layers": 2, "channels": 8, "kernel_size": 3, "cond_channels": 4},
+    },
+    "train": {
+        "batch_size": 8,
+        "max_steps": 200,
+        "val_batches": 2,
+        "one_shot_curve": {"every": 100, "n_runs": 2, "n_way": 3, "method": "conditional", "n_samples": 2},
+    },
+    "evaluation": {
+        "n_samples": 20,
+        "max_classes": 5,
+        "classification_samples": 2,
+        "max_runs": 1,
+        "within_alphabet_runs": 1,
+        "validation_runs": {"n_runs": 2, "n_way": 3},
+    },
 }
 #: measurement settings: (warm-up steps, timed steps, K, K of the probe, classes)
 FULL_SETTINGS = {"warmup": 10, "steps": 300, "k": 1000, "k_probe": 5, "classes": 4}
@@ -102,8 +122,10 @@ def _bench():
         from bench import bench_eval, common
     except ImportError:
         if not (ROOT / "bench" / "common.py").is_file():
-            raise SystemExit("vhe-gpu-check needs the checkout (it builds the models with bench/common.py): run it "
-                             "from a clone of the repository, `make gpu-check`") from None
+            raise SystemExit(
+                "vhe-gpu-check needs the checkout (it builds the models with bench/common.py): run it "
+                "from a clone of the repository, `make gpu-check`"
+            ) from None
         sys.path.insert(0, str(ROOT))
         from bench import bench_eval, common
     return common, bench_eval
@@ -162,8 +184,10 @@ def prepare_data(cfg: dict, tmp: Path, synthetic: bool) -> tuple[dict, dict]:
             tiles, names = procedural_textures(int(tx["n_textures"]), return_names=True)
             t = textured_omniglot(s, tiles, int(tx["n_per_character"]), seed=int(cfg["seed"]), texture_names=names)
             paths["textured"] = str(t.save(tmp / "textured.pt"))
-            sources["textured"] = (f"{src}, {s.n_classes} characters x {tx['n_per_character']} images in "
-                                   f"{tx['n_textures']} procedural textures")
+            sources["textured"] = (
+                f"{src}, {s.n_classes} characters x {tx['n_per_character']} images in "
+                f"{tx['n_textures']} procedural textures"
+            )
     return paths, sources
 
 
@@ -189,8 +213,18 @@ def _free(device) -> None:
         torch.cuda.empty_cache()
 
 
-def train_model(cfg: dict, name: str, device, tmp: Path, share_s: float, budget: Budget, warmup: int, steps: int,
-                data_paths: dict, data: str):
+def train_model(
+    cfg: dict,
+    name: str,
+    device,
+    tmp: Path,
+    share_s: float,
+    budget: Budget,
+    warmup: int,
+    steps: int,
+    data_paths: dict,
+    data: str,
+):
     """Build model ``name`` (``build_experiment`` on ``data_paths``, seeded as the Trainer seeds)
     into a Trainer and time its training steps -> (entry, trainer).
 
@@ -208,9 +242,15 @@ def train_model(cfg: dict, name: str, device, tmp: Path, share_s: float, budget:
     mcfg = model_config(cfg, name)
     mcfg["device"] = str(device)
     m = mcfg["model"]
-    entry = {"experiment": m["experiment"], "objective": m.get("objective"), "decoder": m["decoder"],
-             "signature": cost.model_signature(m), "batch_size": int(m["train"]["batch_size"]), "data": data,
-             "share_s": share_s}
+    entry = {
+        "experiment": m["experiment"],
+        "objective": m.get("objective"),
+        "decoder": m["decoder"],
+        "signature": cost.model_signature(m),
+        "batch_size": int(m["train"]["batch_size"]),
+        "data": data,
+        "share_s": share_s,
+    }
     _reset_peak(device)
     # the data files may lie outside the checkout, where the config's schema refuses paths: the
     # experiment is built from a copy pointing at them (as bench.common.build does), the Trainer
@@ -220,8 +260,11 @@ def train_model(cfg: dict, name: str, device, tmp: Path, share_s: float, budget:
     torch.manual_seed(int(mcfg["seed"]))
     exp = build_experiment(built, device)
     trainer = Trainer(mcfg, tmp / "checkpoints" / name, experiment=exp, device=device, wandb_mode="disabled")
-    entry.update(bf16=bool(trainer.use_amp or trainer.use_amp_cpu), params=sum(p.numel() for p in trainer.model.parameters()),
-                 build_s=time.perf_counter() - t_start)
+    entry.update(
+        bf16=bool(trainer.use_amp or trainer.use_amp_cpu),
+        params=sum(p.numel() for p in trainer.model.parameters()),
+        build_s=time.perf_counter() - t_start,
+    )
     trainer.model.train()
     trainer._it = iter(trainer.exp.train_loader)
 
@@ -251,19 +294,27 @@ def train_model(cfg: dict, name: str, device, tmp: Path, share_s: float, budget:
         n, images, data_t, compute_t = n + 1, images + k, data_t + dt, compute_t + ct
     total = data_t + compute_t
     last = timed[-10:]
-    entry.update(warmup_steps=n_warm, steps=n, images=images,
-                 step_ms=1e3 * total / n if n else None, data_ms=1e3 * data_t / n if n else None,
-                 images_per_s=images / total if n and total > 0 else None, peak_memory_mb=_peak_mb(device),
-                 bound_start=bounds[0] if bounds else None,
-                 bound_end=sum(last) / len(last) if last else None,
-                 bound_end_steps=len(last), seconds=time.perf_counter() - t_start)
+    entry.update(
+        warmup_steps=n_warm,
+        steps=n,
+        images=images,
+        step_ms=1e3 * total / n if n else None,
+        data_ms=1e3 * data_t / n if n else None,
+        images_per_s=images / total if n and total > 0 else None,
+        peak_memory_mb=_peak_mb(device),
+        bound_start=bounds[0] if bounds else None,
+        bound_end=sum(last) / len(last) if last else None,
+        bound_end_steps=len(last),
+        seconds=time.perf_counter() - t_start,
+    )
     if n < MIN_STEPS:
         entry["note"] = f"only {n} timed step(s): the budget ran out"
     return entry, trainer
 
 
-def measure_decodes(model, nets: dict, name: str, device, X, k: int, k_probe: int, max_elements: int,
-                    share_s: float, budget: Budget) -> dict:
+def measure_decodes(
+    model, nets: dict, name: str, device, X, k: int, k_probe: int, max_elements: int, share_s: float, budget: Budget
+) -> dict:
     """The decode rate of log_marginal on ``X`` (classes x 20 images) at K = ``k`` (bench_eval.pick_k)
     with ``max_elements``; with time to spare also at :data:`BIG_CHUNK`."""
     _, bench_eval = _bench()
@@ -272,30 +323,47 @@ def measure_decodes(model, nets: dict, name: str, device, X, k: int, k_probe: in
 
     def one(elements: int, seconds: float) -> dict:
         k_used, t, est = bench_eval.pick_k(model, X, k, k_probe, max(seconds, 1e-3), device, False, elements)
-        return {"max_elements": elements, "k_used": k_used, "seconds": t,
-                "decodes_per_s": k_used * n_classes * per_class / t, "extrapolated": k_used < k,
-                "s_per_class": t / n_classes * k / k_used, "log_p_per_image": float(est.mean()) / per_class}
+        return {
+            "max_elements": elements,
+            "k_used": k_used,
+            "seconds": t,
+            "decodes_per_s": k_used * n_classes * per_class / t,
+            "extrapolated": k_used < k,
+            "s_per_class": t / n_classes * k / k_used,
+            "log_p_per_image": float(est.mean()) / per_class,
+        }
 
     model.eval()
     _reset_peak(device)
     # pick_k: a probe at k_probe, then the largest K whose time fits; half the share for it, half spare
     main = one(max_elements, min(share_s, budget.left()) / 2)
-    entry = {"model": name, "nets": nets, "k_target": k, "classes": int(n_classes), "images_per_class": int(per_class),
-             **main, "peak_memory_mb": _peak_mb(device), "alternatives": []}
+    entry = {
+        "model": name,
+        "nets": nets,
+        "k_target": k,
+        "classes": int(n_classes),
+        "images_per_class": int(per_class),
+        **main,
+        "peak_memory_mb": _peak_mb(device),
+        "alternatives": [],
+    }
     left = min(t_start + share_s, budget.deadline) - time.perf_counter()
     if max_elements != BIG_CHUNK and left > 2 * main["seconds"]:
         alt = one(BIG_CHUNK, left / 2)
-        entry["alternatives"].append({k2: alt[k2] for k2 in ("max_elements", "k_used", "decodes_per_s",
-                                                              "extrapolated")})
+        entry["alternatives"].append(
+            {k2: alt[k2] for k2 in ("max_elements", "k_used", "decodes_per_s", "extrapolated")}
+        )
     return entry
 
 
 def decoder_models(cfg: dict) -> dict:
     """{decoder: the model whose decode rate is measured}: vhe_<decoder>, else a class model, else a VAE."""
     out = {}
-    for rank in (lambda e: e.get("experiment") == "class" and e.get("objective") == "vhe",
-                 lambda e: e.get("experiment") == "class",
-                 lambda e: e.get("experiment") == "vae"):
+    for rank in (
+        lambda e: e.get("experiment") == "class" and e.get("objective") == "vhe",
+        lambda e: e.get("experiment") == "class",
+        lambda e: e.get("experiment") == "vae",
+    ):
         for name, e in cfg["models"].items():
             if rank(e) and e.get("decoder") not in out:
                 out[e["decoder"]] = name
@@ -303,9 +371,20 @@ def decoder_models(cfg: dict) -> dict:
 
 
 # ----------------------------------------------------------------------- the check
-def run(config=DEFAULT_CONFIG, out=DEFAULT_OUT, device: str = "auto", budget_s: float | None = None,
-        tiny: bool = False, models=None, steps: int | None = None, warmup: int | None = None,
-        k: int | None = None, classes: int | None = None, threads: int | None = None, log=print) -> dict:
+def run(
+    config=DEFAULT_CONFIG,
+    out=DEFAULT_OUT,
+    device: str = "auto",
+    budget_s: float | None = None,
+    tiny: bool = False,
+    models=None,
+    steps: int | None = None,
+    warmup: int | None = None,
+    k: int | None = None,
+    classes: int | None = None,
+    threads: int | None = None,
+    log=print,
+) -> dict:
     """Measure, write the JSON to ``out`` and return it (see the module docstring). ``threads``:
     torch threads meanwhile (default: torch's; 1 with ``tiny`` on a CPU, as the pipeline's CPU jobs)."""
     import torch
@@ -346,17 +425,43 @@ def _run(config, out, device, budget_s, tiny, models, steps, warmup, k, classes,
         if v is not None:
             s[key] = int(v)
     s["k_probe"] = min(s["k_probe"], s["k"])
-    settings = {"budget_s": budget.total, "train_share": TRAIN_SHARE, "warmup_steps": s["warmup"], "steps": s["steps"],
-                "min_steps": MIN_STEPS, "k_target": s["k"], "k_probe": s["k_probe"], "classes": s["classes"],
-                "images_per_class": PER_CLASS, "models": names, "torch_threads": torch.get_num_threads(),
-                "step": "Trainer._next_batch + Trainer._optimise (autocast per train.amp, Adam, clipping, schedule)"}
+    settings = {
+        "budget_s": budget.total,
+        "train_share": TRAIN_SHARE,
+        "warmup_steps": s["warmup"],
+        "steps": s["steps"],
+        "min_steps": MIN_STEPS,
+        "k_target": s["k"],
+        "k_probe": s["k_probe"],
+        "classes": s["classes"],
+        "images_per_class": PER_CLASS,
+        "models": names,
+        "torch_threads": torch.get_num_threads(),
+        "step": "Trainer._next_batch + Trainer._optimise (autocast per train.amp, Adam, clipping, schedule)",
+    }
     info = common.machine_info(dev)
-    result = {"format": cost.GPU_RATES_FORMAT, "version": 1,
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": str(dev),
-              "device_name": info["device_name"], "torch": torch.__version__, "cuda": info["cuda"],
-              "git_commit": info["git_commit"], "machine": info, "config": str(config), "run": cfg["run"],
-              "tiny": bool(tiny), "settings": settings, "data": {}, "elapsed_s": None, "complete": False,
-              "stopped": None, "models": {}, "decoders": {}, "projection": None}
+    result = {
+        "format": cost.GPU_RATES_FORMAT,
+        "version": 1,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(dev),
+        "device_name": info["device_name"],
+        "torch": torch.__version__,
+        "cuda": info["cuda"],
+        "git_commit": info["git_commit"],
+        "machine": info,
+        "config": str(config),
+        "run": cfg["run"],
+        "tiny": bool(tiny),
+        "settings": settings,
+        "data": {},
+        "elapsed_s": None,
+        "complete": False,
+        "stopped": None,
+        "models": {},
+        "decoders": {},
+        "projection": None,
+    }
     reps = decoder_models(cfg)
     kept = {}  # decoder -> (model name, trained model): measured after training
     with tempfile.TemporaryDirectory(prefix="vhe-gpu-check-") as tmpdir:
@@ -373,23 +478,33 @@ def _run(config, out, device, budget_s, tiny, models, steps, warmup, k, classes,
         train_end = budget.start + TRAIN_SHARE * budget.total
         for i, name in enumerate(names):
             if budget.over():
-                result["stopped"] = (f"budget of {budget.total:g} s spent after {i} of {len(names)} models; not "
-                                     f"measured: {', '.join(names[i:])}")
+                result["stopped"] = (
+                    f"budget of {budget.total:g} s spent after {i} of {len(names)} models; not "
+                    f"measured: {', '.join(names[i:])}"
+                )
                 break
             share = max(0.0, train_end - time.perf_counter()) / (len(names) - i)
             src = result["data"]["textured" if cfg["models"][name].get("experiment") == "factorial" else "background"]
             try:
-                entry, trainer = train_model(cfg, name, dev, tmp, share, budget, s["warmup"], s["steps"], data_paths,
-                                             src)
+                entry, trainer = train_model(
+                    cfg, name, dev, tmp, share, budget, s["warmup"], s["steps"], data_paths, src
+                )
             except Exception as e:  # noqa: BLE001 - e.g. CUDA out of memory: record it, measure the rest
-                entry, trainer = {"error": f"{type(e).__name__}: {str(e)[:400]}",
-                                  "signature": cost.model_signature(model_config(cfg, name)["model"])}, None
+                entry, trainer = (
+                    {
+                        "error": f"{type(e).__name__}: {str(e)[:400]}",
+                        "signature": cost.model_signature(model_config(cfg, name)["model"]),
+                    },
+                    None,
+                )
                 log(f"gpu-check: {name}: {entry['error']}")
             result["models"][name] = entry
             if entry.get("images_per_s"):
-                log(f"gpu-check: {name}: {entry['steps']} steps, {entry['step_ms']:.1f} ms/step, "
+                log(
+                    f"gpu-check: {name}: {entry['steps']} steps, {entry['step_ms']:.1f} ms/step, "
                     f"{entry['images_per_s']:.0f} images/s, bound {entry['bound_start']:.1f} -> "
-                    f"{entry['bound_end']:.1f}, peak {_fmt_mb(entry['peak_memory_mb'])}")
+                    f"{entry['bound_end']:.1f}, peak {_fmt_mb(entry['peak_memory_mb'])}"
+                )
             dec = entry.get("decoder")
             if trainer is not None and reps.get(dec) == name and entry.get("images_per_s"):
                 kept[dec] = (name, trainer.model, model_config(cfg, name)["model"]["nets"])
@@ -403,8 +518,9 @@ def _run(config, out, device, budget_s, tiny, models, steps, warmup, k, classes,
             X = bench_eval.classes_tensor(s["classes"], PER_CLASS, dev)
         for j, dec in enumerate(decoders):
             if result["stopped"] is None and budget.over():
-                result["stopped"] = (f"budget of {budget.total:g} s spent before the decode rate of "
-                                     f"{', '.join(decoders[j:])}")
+                result["stopped"] = (
+                    f"budget of {budget.total:g} s spent before the decode rate of {', '.join(decoders[j:])}"
+                )
             if result["stopped"] is not None:
                 break
             name, model, nets = kept[dec]
@@ -417,23 +533,38 @@ def _run(config, out, device, budget_s, tiny, models, steps, warmup, k, classes,
                 result["decoders"][dec] = {"model": name, "error": f"{type(ex).__name__}: {str(ex)[:400]}"}
                 continue
             result["decoders"][dec] = e
-            log(f"gpu-check: {dec} decodes ({name}, max_elements {max_el}): {e['decodes_per_s']:.0f}/s, "
+            log(
+                f"gpu-check: {dec} decodes ({name}, max_elements {max_el}): {e['decodes_per_s']:.0f}/s, "
                 f"{e['s_per_class']:.2f} s per class of {PER_CLASS} at K={s['k']}"
-                + (f" (extrapolated from K={e['k_used']})" if e["extrapolated"] else ""))
+                + (f" (extrapolated from K={e['k_used']})" if e["extrapolated"] else "")
+            )
             kept.pop(dec)
             del model
             _free(dev)
         kept.clear()
     result["elapsed_s"] = budget.elapsed()
-    result["complete"] = (result["stopped"] is None and all(v.get("images_per_s") for v in result["models"].values())
-                          and len(result["models"]) == len(names) and set(result["decoders"]) == set(reps)
-                          and all(v.get("decodes_per_s") for v in result["decoders"].values()))
+    result["complete"] = (
+        result["stopped"] is None
+        and all(v.get("images_per_s") for v in result["models"].values())
+        and len(result["models"]) == len(names)
+        and set(result["decoders"]) == set(reps)
+        and all(v.get("decodes_per_s") for v in result["decoders"].values())
+    )
     g = cost.gpu_estimate(full, {**result, "path": str(out)})
     result["projection"] = {
-        "assumption": g["assumption"], "wall_s": g["wall_s"], "train_s": g["train_s"], "eval_s": g["eval_s"],
+        "assumption": g["assumption"],
+        "wall_s": g["wall_s"],
+        "train_s": g["train_s"],
+        "eval_s": g["eval_s"],
         "n_measured": g["n_measured"],
-        "models": {n: {k2: v[k2] for k2 in ("train_s", "eval_s", "train_images_per_s", "decodes_per_s",
-                                             "train_source", "eval_source")} for n, v in g["models"].items()}}
+        "models": {
+            n: {
+                k2: v[k2]
+                for k2 in ("train_s", "eval_s", "train_images_per_s", "decodes_per_s", "train_source", "eval_source")
+            }
+            for n, v in g["models"].items()
+        },
+    }
     from vhe.files import write_json
 
     write_json(result, Path(out))
@@ -456,14 +587,20 @@ def report(result: dict, out, log=print) -> None:
         cfg = tiny_config(load_config(cfg))
     log("")
     estimate.print_gpu(cfg, {**result, "path": str(out)}, label=label)
-    log(f"\nmeasured on {result['device_name']} ({result['device']}, torch {result['torch']}) in "
-        f"{result['elapsed_s']:.0f} s; wrote {out}")
+    log(
+        f"\nmeasured on {result['device_name']} ({result['device']}, torch {result['torch']}) in "
+        f"{result['elapsed_s']:.0f} s; wrote {out}"
+    )
     if not result["complete"]:
-        log(f"gpu-check: INCOMPLETE: {result['stopped'] or 'some models or decoders failed (see their error)'}; "
-            f"the missing rates stay guessed")
+        log(
+            f"gpu-check: INCOMPLETE: {result['stopped'] or 'some models or decoders failed (see their error)'}; "
+            f"the missing rates stay guessed"
+        )
     elif result["device"].startswith("cuda") and not result["tiny"]:
-        log("To use these rates: commit the file as pipeline/gpu_rates.json and add a dated note to "
-            "docs/results/log.md (docs/operations.md, 'Running on a cluster').")
+        log(
+            "To use these rates: commit the file as pipeline/gpu_rates.json and add a dated note to "
+            "docs/results/log.md (docs/operations.md, 'Running on a cluster')."
+        )
 
 
 def main(argv=None) -> int:
@@ -472,20 +609,32 @@ def main(argv=None) -> int:
     ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"the profile (default {DEFAULT_CONFIG})")
     ap.add_argument("--out", default=DEFAULT_OUT, help=f"the JSON (default {DEFAULT_OUT})")
     ap.add_argument("--device", default="auto", help="cuda | cuda:N | cpu | auto (default: cuda when available)")
-    ap.add_argument("--budget-s", type=float, default=None,
-                    help=f"seconds for all the measurements (default {DEFAULT_BUDGET_S:g}; --tiny {TINY_BUDGET_S:g})")
-    ap.add_argument("--tiny", action="store_true", help="tiny networks, steps, K and data: the whole check on a CPU "
-                                                        "in seconds (tests)")
+    ap.add_argument(
+        "--budget-s",
+        type=float,
+        default=None,
+        help=f"seconds for all the measurements (default {DEFAULT_BUDGET_S:g}; --tiny {TINY_BUDGET_S:g})",
+    )
+    ap.add_argument(
+        "--tiny",
+        action="store_true",
+        help="tiny networks, steps, K and data: the whole check on a CPU in seconds (tests)",
+    )
     ap.add_argument("--models", nargs="+", default=None, help="only these models of the config")
     ap.add_argument("--steps", type=int, default=None, help=f"timed steps per model (default {FULL_SETTINGS['steps']})")
     ap.add_argument("--warmup", type=int, default=None, help=f"warm-up steps (default {FULL_SETTINGS['warmup']})")
     ap.add_argument("--k", type=int, default=None, help=f"importance samples K (default {FULL_SETTINGS['k']})")
-    ap.add_argument("--classes", type=int, default=None, help=f"classes of log p(X) (default {FULL_SETTINGS['classes']})")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads (default: torch's; --tiny on a CPU: 1, as the pipeline's CPU jobs)")
+    ap.add_argument(
+        "--classes", type=int, default=None, help=f"classes of log p(X) (default {FULL_SETTINGS['classes']})"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's; --tiny on a CPU: 1, as the pipeline's CPU jobs)",
+    )
     a = ap.parse_args(argv)
-    result = run(a.config, a.out, a.device, a.budget_s, a.tiny, a.models, a.steps, a.warmup, a.k, a.classes,
-                 a.threads)
+    result = run(a.config, a.out, a.device, a.budget_s, a.tiny, a.models, a.steps, a.warmup, a.k, a.classes, a.threads)
     report(result, a.out)
     return 0 if result["complete"] else EXIT_INCOMPLETE
 

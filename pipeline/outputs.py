@@ -4,17 +4,47 @@
 All paths are relative to the repository root (the Snakemake working directory) and built
 from ``cfg["paths"]`` (filled by ``experiments.config.load_config``).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 __all__ = [
-    "CLASS_EXPERIMENTS", "STRUCTURED_EXPERIMENTS", "STRUCTURED_FIGURES", "TABLES", "FIGURES", "FIGURE_FORMATS",
-    "results_dir", "models", "class_models", "structured_models", "checkpoint_dir", "checkpoint_outputs",
-    "metrics_file", "baseline_files", "sample_figure", "structured_figures", "data_files", "table_files",
-    "figure_files", "summary_files", "paper_figure_outputs", "expected_outputs", "config_file",
-    "evaluation_config_file", "raw_file", "raw_files", "RAW_DIR", "DTD_ARCHIVE", "within_alphabet_way",
-    "comparison_model", "resume_dir", "same_paths", "train_data", "eval_data", "job_data",
+    "CLASS_EXPERIMENTS",
+    "STRUCTURED_EXPERIMENTS",
+    "STRUCTURED_FIGURES",
+    "TABLES",
+    "FIGURES",
+    "FIGURE_FORMATS",
+    "results_dir",
+    "models",
+    "class_models",
+    "structured_models",
+    "checkpoint_dir",
+    "checkpoint_outputs",
+    "metrics_file",
+    "baseline_files",
+    "sample_figure",
+    "structured_figures",
+    "data_files",
+    "table_files",
+    "figure_files",
+    "summary_files",
+    "paper_figure_outputs",
+    "expected_outputs",
+    "config_file",
+    "evaluation_config_file",
+    "raw_file",
+    "raw_files",
+    "RAW_DIR",
+    "DTD_ARCHIVE",
+    "within_alphabet_way",
+    "comparison_model",
+    "resume_dir",
+    "same_paths",
+    "train_data",
+    "eval_data",
+    "job_data",
 ]
 
 #: raw downloads, shared by every run (rules/data.smk's fetch rules)
@@ -32,9 +62,24 @@ STRUCTURED_FIGURES = {
     "factorial": ("factorial_samples",),
 }
 #: tables written by ``paper_figures.make`` under results/<run>/tables/
-TABLES = ("metrics.csv", "objectives.csv", "objectives.md", "objectives.tex", "claims.csv", "claims.md", "classification.csv",
-          "classification.md", "classification.tex", "learning_curves.csv", "learning_curves.md", "structured.csv", "structured.md", "structured.tex",
-          "seeds.csv", "seeds.md")
+TABLES = (
+    "metrics.csv",
+    "objectives.csv",
+    "objectives.md",
+    "objectives.tex",
+    "claims.csv",
+    "claims.md",
+    "classification.csv",
+    "classification.md",
+    "classification.tex",
+    "learning_curves.csv",
+    "learning_curves.md",
+    "structured.csv",
+    "structured.md",
+    "structured.tex",
+    "seeds.csv",
+    "seeds.md",
+)
 #: figure stems written by ``paper_figures.make`` under results/<run>/figures/, each in FIGURE_FORMATS
 FIGURES = ("training_curves", "learning_curves", "kl_c", "samples_montage")
 FIGURE_FORMATS = ("png", "pdf")
@@ -95,9 +140,15 @@ def comparison_model(cfg: Mapping, model: str) -> str | None:
     if entries.get(model, {}).get("experiment") != "hierarchical":
         return None
     mine = entries[model]
-    same = [other for other, entry in entries.items()
-            if (entry.get("experiment") == "class" and entry.get("objective", "vhe") == mine.get("objective", "vhe")
-                and entry.get("decoder", "deconv") == mine.get("decoder", "deconv"))]
+    same = [
+        other
+        for other, entry in entries.items()
+        if (
+            entry.get("experiment") == "class"
+            and entry.get("objective", "vhe") == mine.get("objective", "vhe")
+            and entry.get("decoder", "deconv") == mine.get("decoder", "deconv")
+        )
+    ]
     seeded = [other for other in same if entries[other].get("seed") == mine.get("seed")]
     return (seeded or same or [None])[0]
 
@@ -162,15 +213,22 @@ def structured_figures(cfg: Mapping, model: str) -> list[str]:
     # figure names carry the experiment name; a second model of the same experiment would
     # collide, so the model name is used when it differs from the experiment's
     prefix = exp if model == exp else model
-    return [f"{results_dir(cfg)}/figures/{stem.replace(exp, prefix, 1)}.png"
-            for stem in STRUCTURED_FIGURES.get(exp, ())]
+    return [
+        f"{results_dir(cfg)}/figures/{stem.replace(exp, prefix, 1)}.png" for stem in STRUCTURED_FIGURES.get(exp, ())
+    ]
 
 
 def data_files(cfg: Mapping) -> list[str]:
     """The prepared data (rules/data.smk) and the measured domain gap."""
     p = cfg["paths"]
-    return [p["background"], p["evaluation"], p["lake_runs"], p["within_alphabet_runs"], p["textured"],
-            f"{results_dir(cfg)}/metrics/data_gap.json"]
+    return [
+        p["background"],
+        p["evaluation"],
+        p["lake_runs"],
+        p["within_alphabet_runs"],
+        p["textured"],
+        f"{results_dir(cfg)}/metrics/data_gap.json",
+    ]
 
 
 def table_files(cfg: Mapping) -> list[str]:

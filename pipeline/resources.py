@@ -2,6 +2,7 @@
 model (``pipeline/cost.py``) and the memory bounds in ``pipeline/rates.json``. A GPU job's runtime
 comes from the measured GPU rates where ``make gpu-check`` measured them, else from
 ``gpu_speedup_guess`` (cost.py, assumption 8)."""
+
 from __future__ import annotations
 
 import math
@@ -9,8 +10,17 @@ from functools import lru_cache
 
 from . import cost
 
-__all__ = ["uses_gpu", "model_settings", "threads", "train_minutes", "eval_minutes", "MEM_MB", "FETCH_RESOURCES",
-           "DATA_RESOURCES", "CONFIG_RESOURCES"]
+__all__ = [
+    "uses_gpu",
+    "model_settings",
+    "threads",
+    "train_minutes",
+    "eval_minutes",
+    "MEM_MB",
+    "FETCH_RESOURCES",
+    "DATA_RESOURCES",
+    "CONFIG_RESOURCES",
+]
 
 _R = cost.rates()
 MEM_MB = {k: v for k, v in _R["mem_mb"].items() if not k.startswith("_")}

@@ -42,6 +42,7 @@ reads every metrics JSON, ``tables/metrics.csv`` and ``tables/claims.csv`` of th
 Each content failure names the file and the key (or the CSV line). Exits 1 naming every missing
 or empty file, content failure or W&B gap, 2 on a bad config.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,10 +71,15 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=".", help="the pipeline's working directory (default: .)")
     ap.add_argument("--report", action="append", default=[], help="also expect this file (e.g. the HTML report)")
     ap.add_argument("--list", action="store_true", help="print the expected files and exit")
-    ap.add_argument("--content", action=argparse.BooleanOptionalAction, default=True,
-                    help="also check what the metrics and tables hold (default: on; --no-content: presence only)")
-    ap.add_argument("--wandb", action="store_true",
-                    help="also check W&B's offline runs (training, model artifacts, evaluation)")
+    ap.add_argument(
+        "--content",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also check what the metrics and tables hold (default: on; --no-content: presence only)",
+    )
+    ap.add_argument(
+        "--wandb", action="store_true", help="also check W&B's offline runs (training, model artifacts, evaluation)"
+    )
     args = ap.parse_args(argv)
     root = Path(args.root)
     try:
@@ -89,8 +95,11 @@ def main(argv=None) -> int:
     empty = [f for f in files if f.is_file() and os.path.getsize(f) == 0]
     rc = 0
     if missing or empty:
-        print(f"check_outputs: {len(missing)} missing and {len(empty)} empty of {len(files)} expected outputs "
-              f"({args.configfile}):", file=sys.stderr)
+        print(
+            f"check_outputs: {len(missing)} missing and {len(empty)} empty of {len(files)} expected outputs "
+            f"({args.configfile}):",
+            file=sys.stderr,
+        )
         for f in missing:
             print(f"  missing: {f}", file=sys.stderr)
         for f in empty:
@@ -108,9 +117,11 @@ def main(argv=None) -> int:
                 print(f"  {line}", file=sys.stderr)
             rc = 1
         else:
-            print("check_outputs: content: every metric finite or null with a reason, accuracies in [0, 1], "
-                  "intervals around their values, claims measured, Lake's MHD as in "
-                  f"{MHD_REFERENCE.relative_to(ROOT)}")
+            print(
+                "check_outputs: content: every metric finite or null with a reason, accuracies in [0, 1], "
+                "intervals around their values, claims measured, Lake's MHD as in "
+                f"{MHD_REFERENCE.relative_to(ROOT)}"
+            )
     if args.wandb:
         rc = max(rc, check_wandb(args.configfile, root))
     return rc
@@ -189,7 +200,7 @@ def _metric(p: Problems, path: Path, d: dict, key: str, prefix: str = "", **kw):
 
 def _interval(p: Problems, path: Path, key: str, iv, point, lo=None, hi=None) -> None:
     """[low, high]: numbers, finite, ordered, inside [lo, hi] and around ``point``."""
-    if (not isinstance(iv, (list, tuple)) or len(iv) != 2 or not all(_is_num(x) for x in iv)):
+    if not isinstance(iv, (list, tuple)) or len(iv) != 2 or not all(_is_num(x) for x in iv):
         p.add(path, key, f"should be a [low, high] pair of numbers, got {iv!r}")
         return
     a, b = float(iv[0]), float(iv[1])
@@ -270,8 +281,11 @@ def _accuracy_entry(p: Problems, path: Path, key: str, e, reason=None) -> None:
         if not isinstance(trials, list) or any(t not in (0, 1) or isinstance(t, bool) for t in trials):
             p.add(path, f"{key}.per_trial", "should be a list of 0/1 outcomes")
         elif len(trials) != n or (correct is not None and sum(trials) != correct):
-            p.add(path, f"{key}.per_trial", f"{len(trials)} trials with {sum(trials)} correct, but n_trials = {n} "
-                                            f"and correct = {correct}")
+            p.add(
+                path,
+                f"{key}.per_trial",
+                f"{len(trials)} trials with {sum(trials)} correct, but n_trials = {n} and correct = {correct}",
+            )
     for ci in ("ci95", "ci95_wilson"):
         if ci not in e:
             if ci == "ci95":
@@ -279,8 +293,11 @@ def _accuracy_entry(p: Problems, path: Path, key: str, e, reason=None) -> None:
             continue
         if e[ci] is None:
             if not e.get("ci95_reason"):
-                p.add(path, f"{key}.{ci}", "null without ci95_reason (an interval is undefined only from fewer "
-                                           "than 2 trials)")
+                p.add(
+                    path,
+                    f"{key}.{ci}",
+                    "null without ci95_reason (an interval is undefined only from fewer than 2 trials)",
+                )
             continue
         _interval(p, path, f"{key}.{ci}", e[ci], acc, 0.0, 1.0)
 
@@ -318,15 +335,24 @@ def check_evaluate(p: Problems, path: Path, d: dict, ev) -> None:
     if kl is None:
         _number(p, path, "kl_c", None, reason=reason("kl_c"))
     else:
-        _number(p, path, "kl_c.mean", kl.get("mean") if isinstance(kl, dict) else kl, reason=reason("kl_c.mean"),
-                missing=isinstance(kl, dict) and "mean" not in kl)
+        _number(
+            p,
+            path,
+            "kl_c.mean",
+            kl.get("mean") if isinstance(kl, dict) else kl,
+            reason=reason("kl_c.mean"),
+            missing=isinstance(kl, dict) and "mean" not in kl,
+        )
     cl = d.get("classification")
     if cl is None:
         if not reason("classification"):
             p.add(path, "classification", "null without a reason")
         return
-    wanted = {"validation_runs": ev.validation_runs["n_runs"] > 0 and not reason("classification.validation_runs"),
-              "lake_runs": bool(ev.lake_runs), "within_alphabet_runs": ev.within_alphabet_runs > 0}
+    wanted = {
+        "validation_runs": ev.validation_runs["n_runs"] > 0 and not reason("classification.validation_runs"),
+        "lake_runs": bool(ev.lake_runs),
+        "within_alphabet_runs": ev.within_alphabet_runs > 0,
+    }
     sets = {s: cl.get(s) for s in wanted}
     episodes = cl.get("episodes") or {}
     for w in ev.episodes.get("ways", []):
@@ -411,8 +437,11 @@ def mhd_reference(max_runs: int | None) -> dict:
     n = len(ref["runs"]) if max_runs is None else min(int(max_runs), len(ref["runs"]))
     out = {}
     for name, counts in ref["correct"].items():
-        out[name] = {"correct": sum(counts[:n]), "n_trials": sum(ref["n_queries"][:n]),
-                     "runs": list(zip(ref["runs"][:n], counts[:n]))}
+        out[name] = {
+            "correct": sum(counts[:n]),
+            "n_trials": sum(ref["n_queries"][:n]),
+            "runs": list(zip(ref["runs"][:n], counts[:n])),
+        }
     return out
 
 
@@ -437,16 +466,23 @@ def check_baselines(p: Problems, path: Path, d: dict, max_runs: int | None) -> N
             continue
         ref = f"{MHD_REFERENCE.relative_to(ROOT)} (the first {len(want['runs'])} of Lake's runs)"
         if (got.get("correct"), got.get("n_trials")) != (want["correct"], want["n_trials"]):
-            p.add(path, f"lake_runs.{name}", f"{got.get('correct')}/{got.get('n_trials')} correct, expected "
-                                             f"{want['correct']}/{want['n_trials']} from {ref}")
+            p.add(
+                path,
+                f"lake_runs.{name}",
+                f"{got.get('correct')}/{got.get('n_trials')} correct, expected "
+                f"{want['correct']}/{want['n_trials']} from {ref}",
+            )
         elif not (_is_num(got.get("accuracy")) and abs(got["accuracy"] - want["correct"] / want["n_trials"]) <= TOL):
-            p.add(path, f"lake_runs.{name}.accuracy", f"{got.get('accuracy')!r}, expected "
-                                                      f"{want['correct'] / want['n_trials']} from {ref}")
+            p.add(
+                path,
+                f"lake_runs.{name}.accuracy",
+                f"{got.get('accuracy')!r}, expected {want['correct'] / want['n_trials']} from {ref}",
+            )
         runs = got.get("runs")
-        if isinstance(runs, list) and [(r.get("name"), r.get("correct")) for r in runs if isinstance(r, dict)] \
-                != [tuple(x) for x in want["runs"]]:
-            p.add(path, f"lake_runs.{name}.runs", f"per-run correct answers differ from {ref}: "
-                                                  f"expected {want['runs']}")
+        if isinstance(runs, list) and [(r.get("name"), r.get("correct")) for r in runs if isinstance(r, dict)] != [
+            tuple(x) for x in want["runs"]
+        ]:
+            p.add(path, f"lake_runs.{name}.runs", f"per-run correct answers differ from {ref}: expected {want['runs']}")
 
 
 def _csv_rows(p: Problems, path: Path, columns) -> list[dict] | None:
@@ -514,8 +550,13 @@ def check_metrics_csv(p: Problems, path: Path, cfg) -> None:
     wanted = list(models(cfg)) + (list(BASELINES) if cfg["evaluation"]["lake_runs"] else [])
     for m in wanted:
         if m not in have:
-            p.add(path, m, "no row: the profile measures this model" if m in models(cfg) else
-                  "no row: the profile evaluates Lake's runs, so this baseline")
+            p.add(
+                path,
+                m,
+                "no row: the profile measures this model"
+                if m in models(cfg)
+                else "no row: the profile evaluates Lake's runs, so this baseline",
+            )
 
 
 def measurable_claims(cfg) -> dict:
@@ -524,8 +565,11 @@ def measurable_claims(cfg) -> dict:
     evaluation.lake_runs is on). A claim text not listed here is only checked for its verdict."""
     from paper_figures.tables import DECODERS
 
-    have = {(e.get("objective", "vhe"), e.get("decoder", "deconv"))
-            for e in (cfg.get("models") or {}).values() if e.get("experiment") == "class"}
+    have = {
+        (e.get("objective", "vhe"), e.get("decoder", "deconv"))
+        for e in (cfg.get("models") or {}).values()
+        if e.get("experiment") == "class"
+    }
     lake = bool(cfg["evaluation"]["lake_runs"])
     label_to_dec = {label: dec for dec, label in DECODERS.items()}
 
@@ -547,10 +591,12 @@ def measurable_claims(cfg) -> dict:
         ok = bool(dec) and ("vhe", dec) in have and any(o != "vhe" and d == dec for o, d in have)
         return ok, f"the profile has a vhe {dec} class model and another objective with that decoder"
 
-    return {"With a PixelCNN decoder the NS objective leaves c nearly unused while VHE uses it": kl,
-            "VHE classifies better than NS (Lake's runs)": vs_ns,
-            "VHE beats Lake's modified-Hausdorff baseline on the same images (Lake's runs, 28x28)": vs_mhd,
-            "VHE's test likelihood is the best of the four objectives": nll}
+    return {
+        "With a PixelCNN decoder the NS objective leaves c nearly unused while VHE uses it": kl,
+        "VHE classifies better than NS (Lake's runs)": vs_ns,
+        "VHE beats Lake's modified-Hausdorff baseline on the same images (Lake's runs, 28x28)": vs_mhd,
+        "VHE's test likelihood is the best of the four objectives": nll,
+    }
 
 
 def check_claims_csv(p: Problems, path: Path, cfg) -> None:
@@ -645,8 +691,10 @@ def check_wandb(configfile, root: Path) -> int:
         for g in gaps:
             print(f"  {g}", file=sys.stderr)
         return 1
-    print(f"check_outputs: W&B offline runs hold the training run, model artifact and evaluation run of all "
-          f"{len(models(cfg))} models and the summary run")
+    print(
+        f"check_outputs: W&B offline runs hold the training run, model artifact and evaluation run of all "
+        f"{len(models(cfg))} models and the summary run"
+    )
     return 0
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """The cost estimate of a pipeline run: kept for old commands; it is ``vhe-estimate``
 (``python -m pipeline.estimate``, see there)."""
+
 import sys
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 experiments only (paper_figures may import pipeline). Every import statement counts, at module
 level or inside a function, relative ones resolved; so does ``importlib.import_module("literal")``.
 """
+
 from __future__ import annotations
 
 import ast
@@ -29,8 +30,12 @@ def _package_of(path: Path) -> list[str]:
 def _is_import_module(node) -> bool:
     """``importlib.import_module("a.b")`` (or ``import_module("a.b")``) with a literal name."""
     name = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
-    return (name == "import_module" and bool(node.args) and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, str))
+    return (
+        name == "import_module"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
 
 
 def imported_modules(path: Path) -> list[tuple[int, str]]:
@@ -41,7 +46,7 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             out += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = _package_of(path)[:len(_package_of(path)) - node.level + 1] if node.level else []
+            base = _package_of(path)[: len(_package_of(path)) - node.level + 1] if node.level else []
             out.append((node.lineno, ".".join(base + ([node.module] if node.module else []))))
         elif _is_import_module(node):
             out.append((node.lineno, node.args[0].value))
@@ -67,11 +72,20 @@ def test_the_checker_sees_relative_and_nested_imports(tmp_path, monkeypatch):
     pkg = tmp_path / "vhe" / "data"
     pkg.mkdir(parents=True)
     (tmp_path / "vhe" / "__init__.py").write_text("")
-    (pkg / "mod.py").write_text("import os\nfrom . import runs\nfrom ..files import x\n\n\ndef f():\n"
-                                "    from paper_figures.metrics import COLUMNS\n"
-                                "    importlib.import_module('analysis.stats')\n")
+    (pkg / "mod.py").write_text(
+        "import os\nfrom . import runs\nfrom ..files import x\n\n\ndef f():\n"
+        "    from paper_figures.metrics import COLUMNS\n"
+        "    importlib.import_module('analysis.stats')\n"
+    )
     monkeypatch.setitem(globals(), "REPO", tmp_path)
-    assert [m for _, m in imported_modules(pkg / "mod.py")] == ["os", "vhe.data", "vhe.files",
-                                                                "paper_figures.metrics", "analysis.stats"]
-    assert upward_imports("vhe") == ["vhe/data/mod.py:7 imports paper_figures.metrics",
-                                     "vhe/data/mod.py:8 imports analysis.stats"]
+    assert [m for _, m in imported_modules(pkg / "mod.py")] == [
+        "os",
+        "vhe.data",
+        "vhe.files",
+        "paper_figures.metrics",
+        "analysis.stats",
+    ]
+    assert upward_imports("vhe") == [
+        "vhe/data/mod.py:7 imports paper_figures.metrics",
+        "vhe/data/mod.py:8 imports analysis.stats",
+    ]

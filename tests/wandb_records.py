@@ -4,6 +4,7 @@
 the file, and on a loaded machine ``run.finish()`` has been seen to return before it had
 (CI, 2026-12-06: a run record missing right after ``evaluate`` returned).
 """
+
 import time
 
 from experiments.tracking import offline_records as records  # noqa: F401

@@ -17,6 +17,7 @@ each query to one support image (one per class) and break ties by the lowest sup
 ``ink_points`` to ~1e-13 px) without the |A| x |B| distance matrices: see ``_mean_nearest``. All
 20 runs of Lake's all_runs.zip take a few seconds at 105x105 on one core.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -58,8 +59,10 @@ def modified_hausdorff_distance(a_points, b_points) -> float:
     a = torch.as_tensor(a_points, dtype=torch.float64)
     b = torch.as_tensor(b_points, dtype=torch.float64)
     if a.dim() != 2 or b.dim() != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"modified_hausdorff_distance: expected (n, d) and (m, d) point sets, got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"modified_hausdorff_distance: expected (n, d) and (m, d) point sets, got "
+            f"{tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if len(a) == 0 or len(b) == 0:
         return float("inf")
     d = torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist")
@@ -85,15 +88,21 @@ def pixel_nearest_neighbour(support, query) -> tuple[torch.Tensor, torch.Tensor]
 def _points(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Ink of a stack (n, H, W): points int64 (P, 2) (row, col) concatenated, owner int64 (P,),
     count int64 (n,), centroid float64 (n, 2) (0 for an image without ink)."""
-    idx = masks.nonzero()                                                  # (P, 3) sorted by image
+    idx = masks.nonzero()  # (P, 3) sorted by image
     owner, points = idx[:, 0], idx[:, 1:]
     count = torch.bincount(owner, minlength=len(masks))
     sums = torch.zeros(len(masks), 2, dtype=torch.float64).index_add_(0, owner, points.to(torch.float64))
     return points, owner, count, sums / count.clamp_min(1)[:, None]
 
 
-def _mean_nearest(target: torch.Tensor, t_centroid: torch.Tensor, points: torch.Tensor, owner: torch.Tensor,
-                  count: torch.Tensor, centroid: torch.Tensor) -> torch.Tensor:
+def _mean_nearest(
+    target: torch.Tensor,
+    t_centroid: torch.Tensor,
+    points: torch.Tensor,
+    owner: torch.Tensor,
+    count: torch.Tensor,
+    centroid: torch.Tensor,
+) -> torch.Tensor:
     """For each source image k: mean over its centred ink points of the distance to the nearest centred ink
     pixel of ``target`` (bool (H, W), with ink), float64 (K,) pixels (nan for a source without ink).
 
@@ -107,23 +116,23 @@ def _mean_nearest(target: torch.Tensor, t_centroid: torch.Tensor, points: torch.
     h, w_full = target.shape
     cols = target.any(0).nonzero().flatten()
     x0 = int(cols[0])
-    m = target[:, x0:int(cols[-1]) + 1]
+    m = target[:, x0 : int(cols[-1]) + 1]
     w = m.shape[1]
     rows = torch.arange(h, dtype=torch.float64)[:, None]
     far = torch.tensor(_FAR, dtype=torch.float64)
     edge = torch.full((1, w), _FAR, dtype=torch.float64)
-    up = torch.cat([-edge, torch.where(m, rows, -far).cummax(0).values])               # (h + 1, w): r0 = -1 .. h-1
+    up = torch.cat([-edge, torch.where(m, rows, -far).cummax(0).values])  # (h + 1, w): r0 = -1 .. h-1
     down = torch.cat([torch.where(m, rows, far).flip(0).cummin(0).values.flip(0), edge])  # (h + 1, w): r1 = 0 .. h
     k = len(centroid)
-    shift = t_centroid[None] - centroid                                                 # (K, 2)
-    py = torch.arange(h, dtype=torch.float64)[None] + shift[:, :1]                      # (K, h) source rows
+    shift = t_centroid[None] - centroid  # (K, 2)
+    py = torch.arange(h, dtype=torch.float64)[None] + shift[:, :1]  # (K, h) source rows
     f = py.floor().long()
     r0, r1 = f.clamp(-1, h - 1) + 1, (f + 1).clamp(0, h)
     py = py[..., None]
-    dy = torch.minimum((py - up[r0]).square(), (down[r1] - py).square())                # (K, h, w)
-    px = torch.arange(w_full, dtype=torch.float64)[None] + shift[:, 1:]                 # (K, W) source columns
-    dx = (px[..., None] - torch.arange(x0, x0 + w, dtype=torch.float64)).square()       # (K, W, w)
-    d2 = dy.reshape(k * h, w).index_select(0, owner * h + points[:, 0])                 # (P, w)
+    dy = torch.minimum((py - up[r0]).square(), (down[r1] - py).square())  # (K, h, w)
+    px = torch.arange(w_full, dtype=torch.float64)[None] + shift[:, 1:]  # (K, W) source columns
+    dx = (px[..., None] - torch.arange(x0, x0 + w, dtype=torch.float64)).square()  # (K, W, w)
+    d2 = dy.reshape(k * h, w).index_select(0, owner * h + points[:, 0])  # (P, w)
     d2 += dx.reshape(k * w_full, w).index_select(0, owner * w_full + points[:, 1])
     d = d2.amin(1).sqrt()
     return torch.zeros(k, dtype=torch.float64).index_add_(0, owner, d) / count
@@ -139,8 +148,9 @@ def mhd_classify(support, query) -> tuple[torch.Tensor, torch.Tensor]:
     """
     s_mask, q_mask = _images(support, "support"), _images(query, "query")
     if s_mask.shape[1:] != q_mask.shape[1:]:
-        raise ValueError(f"mhd_classify: support images are {tuple(s_mask.shape[1:])}, "
-                         f"queries {tuple(q_mask.shape[1:])}")
+        raise ValueError(
+            f"mhd_classify: support images are {tuple(s_mask.shape[1:])}, queries {tuple(q_mask.shape[1:])}"
+        )
     n, nq = len(s_mask), len(q_mask)
     s_pts, s_own, s_cnt, s_cen = _points(s_mask)
     q_pts, q_own, q_cnt, q_cen = _points(q_mask)

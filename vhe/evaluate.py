@@ -12,6 +12,7 @@ With K samples from that proposal,
 
 All quantities are in nats per class (divide by N for nats per image).
 """
+
 from __future__ import annotations
 
 import math
@@ -22,9 +23,20 @@ from tqdm.auto import tqdm
 
 from .model import VHE
 
-__all__ = ["log_marginal", "log_conditional", "log_predictive", "kl_class", "classify", "class_scores",
-           "class_scores_many", "log_marginal_given_context", "class_scores_given_context",
-           "CLASSIFY_METHODS", "eval_mode", "EvaluationError"]
+__all__ = [
+    "log_marginal",
+    "log_conditional",
+    "log_predictive",
+    "kl_class",
+    "classify",
+    "class_scores",
+    "class_scores_many",
+    "log_marginal_given_context",
+    "class_scores_given_context",
+    "CLASSIFY_METHODS",
+    "eval_mode",
+    "EvaluationError",
+]
 
 #: few-shot classification estimators of :func:`classify` (formulas and costs in its docstring)
 CLASSIFY_METHODS = ("marginal_ratio", "conditional", "ns_kl", "symmetric")
@@ -82,8 +94,15 @@ def _log_weights(model: VHE, X: torch.Tensor, n: int, cls, elem) -> torch.Tensor
     return (logw + le.view(n * B, N).sum(dim=1)).view(n, B)
 
 
-def log_marginal(model: VHE, X: torch.Tensor, n_samples: int = 1000, per_element=("z",),
-                 max_elements: int = 8192, return_elbo: bool = False, progress: bool = False):
+def log_marginal(
+    model: VHE,
+    X: torch.Tensor,
+    n_samples: int = 1000,
+    per_element=("z",),
+    max_elements: int = 8192,
+    return_elbo: bool = False,
+    progress: bool = False,
+):
     """Importance-sampled estimate of log p(X) for each class in a batch.
 
     Args:
@@ -105,18 +124,21 @@ def log_marginal(model: VHE, X: torch.Tensor, n_samples: int = 1000, per_element
     est, elbo = [], []
     with eval_mode(model):
         for b0 in tqdm(range(0, B, class_batch), disable=not progress, desc="log p(X)", leave=False):
-            Xb = X[b0:b0 + class_batch]
+            Xb = X[b0 : b0 + class_batch]
             chunk = max(1, max_elements // (len(Xb) * N))
-            lw = torch.cat([_log_weights(model, Xb, min(chunk, n_samples - s), cls, elem)
-                            for s in range(0, n_samples, chunk)], dim=0)
+            lw = torch.cat(
+                [_log_weights(model, Xb, min(chunk, n_samples - s), cls, elem) for s in range(0, n_samples, chunk)],
+                dim=0,
+            )
             est.append(torch.logsumexp(lw, dim=0) - math.log(n_samples))
             elbo.append(lw.mean(dim=0))
     est = torch.cat(est)
     return (est, torch.cat(elbo)) if return_elbo else est
 
 
-def log_conditional(model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int = 100,
-                    per_element=("z",), max_elements: int = 8192) -> torch.Tensor:
+def log_conditional(
+    model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int = 100, per_element=("z",), max_elements: int = 8192
+) -> torch.Tensor:
     """The marginal-ratio estimator log p(x | D) = log p({x} ∪ D) - log p(D), each
     importance-sampled with :func:`log_marginal` (nats per query); see :func:`log_predictive` for
     the lower-variance conditional estimator.
@@ -125,8 +147,9 @@ def log_conditional(model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int
     """
     _class_latents(model, per_element)
     joint = torch.cat([D, x.unsqueeze(1)], dim=1)
-    return (log_marginal(model, joint, n_samples, per_element, max_elements)
-            - log_marginal(model, D, n_samples, per_element, max_elements))
+    return log_marginal(model, joint, n_samples, per_element, max_elements) - log_marginal(
+        model, D, n_samples, per_element, max_elements
+    )
 
 
 def _class_latents(model: VHE, per_element):
@@ -134,7 +157,8 @@ def _class_latents(model: VHE, per_element):
     if not cls:
         raise EvaluationError(
             "conditional likelihoods need a class-level latent shared by x and D; this model's "
-            f"latents {model.order} are all per-element")
+            f"latents {model.order} are all per-element"
+        )
     return cls, elem
 
 
@@ -160,8 +184,9 @@ def _log_px_given_class(model: VHE, x: torch.Tensor, values: dict, elem) -> torc
     return lw + log_px.float()
 
 
-def log_predictive(model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int = 10, per_element=("z",),
-                   max_elements: int = 8192) -> torch.Tensor:
+def log_predictive(
+    model: VHE, x: torch.Tensor, D: torch.Tensor, n_samples: int = 10, per_element=("z",), max_elements: int = 8192
+) -> torch.Tensor:
     """The conditional estimator of log p(x | D), nats per query.
 
         log p̂(x | D) = log (1/S) sum_s p(x | c_s, z_s) p(z_s | c_s) / q(z_s | x, c_s),
@@ -196,20 +221,35 @@ def _check_classify_inputs(support: torch.Tensor, query: torch.Tensor, n_samples
     if support.dim() < 3:
         raise ValueError(f"support must be (classes, shots, ...), got shape {tuple(support.shape)}")
     if query.shape[1:] != support.shape[2:]:
-        raise ValueError(f"query elements {tuple(query.shape[1:])} and support elements "
-                         f"{tuple(support.shape[2:])} differ in shape")
+        raise ValueError(
+            f"query elements {tuple(query.shape[1:])} and support elements {tuple(support.shape[2:])} differ in shape"
+        )
     if n_samples < 1:
         raise ValueError(f"n_samples must be >= 1, got {n_samples}")
 
 
-def class_scores(model: VHE, support: torch.Tensor, query: torch.Tensor, method: str = "conditional",
-                 n_samples: int = 10, per_element=("z",), max_elements: int = 8192) -> torch.Tensor:
+def class_scores(
+    model: VHE,
+    support: torch.Tensor,
+    query: torch.Tensor,
+    method: str = "conditional",
+    n_samples: int = 10,
+    per_element=("z",),
+    max_elements: int = 8192,
+) -> torch.Tensor:
     """Scores (Q, W) of every query against every class (higher = more likely); see :func:`classify`."""
     return class_scores_many(model, support, query, (method,), n_samples, per_element, max_elements)[method]
 
 
-def class_scores_many(model: VHE, support: torch.Tensor, query: torch.Tensor, methods=CLASSIFY_METHODS,
-                      n_samples: int = 10, per_element=("z",), max_elements: int = 8192) -> dict[str, torch.Tensor]:
+def class_scores_many(
+    model: VHE,
+    support: torch.Tensor,
+    query: torch.Tensor,
+    methods=CLASSIFY_METHODS,
+    n_samples: int = 10,
+    per_element=("z",),
+    max_elements: int = 8192,
+) -> dict[str, torch.Tensor]:
     """Scores (Q, W) in nats of every estimator in ``methods`` (see :func:`classify`) from shared draws.
 
     Each estimator is computed as :func:`class_scores` computes it alone, but what two of them
@@ -241,10 +281,16 @@ def class_scores_many(model: VHE, support: torch.Tensor, query: torch.Tensor, me
             reverse = _reverse_conditional_scores(model, support, query, n_samples, cls, elem, max_elements)
         out["symmetric"] = 0.5 * (forward + reverse - log_pD[None, :])
     if "marginal_ratio" in methods:
-        pairs = torch.cat([support.unsqueeze(0).expand(Q, *support.shape),
-                           query.unsqueeze(1).unsqueeze(1).expand(Q, W, 1, *query.shape[1:])], dim=2)
-        log_joint = log_marginal(model, pairs.reshape(Q * W, S + 1, *support.shape[2:]), n_samples,
-                                 per_element, max_elements).view(Q, W)
+        pairs = torch.cat(
+            [
+                support.unsqueeze(0).expand(Q, *support.shape),
+                query.unsqueeze(1).unsqueeze(1).expand(Q, W, 1, *query.shape[1:]),
+            ],
+            dim=2,
+        )
+        log_joint = log_marginal(
+            model, pairs.reshape(Q * W, S + 1, *support.shape[2:]), n_samples, per_element, max_elements
+        ).view(Q, W)
         out["marginal_ratio"] = log_joint - log_pD[None, :]
     return {m: out[m] for m in methods}
 
@@ -283,7 +329,7 @@ def _conditional_scores(model: VHE, support, query, n_samples, cls, elem, max_el
     q_chunk = max(1, max_elements // rows)
     scores = []
     for q0 in range(0, Q, q_chunk):
-        qs = query[q0:q0 + q_chunk]
+        qs = query[q0 : q0 + q_chunk]
         n = len(qs)
         xr = qs.unsqueeze(1).expand(n, rows, *qs.shape[1:]).reshape(n * rows, *qs.shape[1:])
         vr = {k: v.unsqueeze(0).expand(n, *v.shape).reshape(n * rows, *v.shape[1:]) for k, v in values.items()}
@@ -305,7 +351,7 @@ def _reverse_conditional_scores(model: VHE, support, query, n_samples, cls, elem
     e_chunk = max(1, max_elements // rows)
     parts = []
     for e0 in range(0, W * S, e_chunk):
-        es = elements[e0:e0 + e_chunk]
+        es = elements[e0 : e0 + e_chunk]
         n = len(es)
         xr = es.unsqueeze(1).expand(n, rows, *es.shape[1:]).reshape(n * rows, *es.shape[1:])
         vr = {k: v.unsqueeze(0).expand(n, *v.shape).reshape(n * rows, *v.shape[1:]) for k, v in values.items()}
@@ -314,9 +360,15 @@ def _reverse_conditional_scores(model: VHE, support, query, n_samples, cls, elem
     return torch.logsumexp(lw, dim=0) - math.log(n_samples)
 
 
-def classify(model: VHE, support: torch.Tensor, query: torch.Tensor, n_samples: int = 10,
-             per_element=("z",), max_elements: int = 8192,
-             method: str = "conditional") -> tuple[torch.Tensor, torch.Tensor]:
+def classify(
+    model: VHE,
+    support: torch.Tensor,
+    query: torch.Tensor,
+    n_samples: int = 10,
+    per_element=("z",),
+    max_elements: int = 8192,
+    method: str = "conditional",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Few-shot classification: predict, for every query, the class that scores it highest.
 
     support: (W, S, ...) W classes with S examples each (D_j = support[j]); query: (Q, ...).
@@ -342,13 +394,13 @@ def classify(model: VHE, support: torch.Tensor, query: torch.Tensor, n_samples: 
 
     Returns (predictions (Q,) int64, scores (Q, W): nats, higher = more likely).
     """
-    scores = class_scores(model, support, query, method=method, n_samples=n_samples, per_element=per_element,
-                          max_elements=max_elements)
+    scores = class_scores(
+        model, support, query, method=method, n_samples=n_samples, per_element=per_element, max_elements=max_elements
+    )
     return scores.argmax(dim=1), scores
 
 
-def kl_class(model: VHE, D: torch.Tensor, latent: str = "c", n_samples: int = 100,
-             per_element=("z",)) -> torch.Tensor:
+def kl_class(model: VHE, D: torch.Tensor, latent: str = "c", n_samples: int = 100, per_element=("z",)) -> torch.Tensor:
     """Monte Carlo estimate of KL(q(latent | D) || p(latent | parents)) in nats, per class.
 
     D: (B, k, ...). The latent's class-level parents are drawn from their own encoders given D
@@ -397,7 +449,8 @@ def _context_split(model: VHE, cls, elem, context_latents) -> tuple[list, list]:
         if outside:
             raise EvaluationError(
                 f"context latent {k!r} depends on {sorted(outside)}, which the context does not determine; "
-                f"name them in context_latents too")
+                f"name them in context_latents too"
+            )
     return ctx, [k for k in cls if k not in want]
 
 
@@ -440,9 +493,17 @@ def _log_weights_given(model: VHE, X: torch.Tensor, n: int, values: dict, cls, e
     return (logw + le.view(n * B, N).sum(dim=1)).view(n, B)
 
 
-def log_marginal_given_context(model: VHE, X: torch.Tensor, context: torch.Tensor | None, n_samples: int = 1000,
-                               context_latents=("a",), per_element=("z",), max_elements: int = 8192,
-                               return_elbo: bool = False, progress: bool = False):
+def log_marginal_given_context(
+    model: VHE,
+    X: torch.Tensor,
+    context: torch.Tensor | None,
+    n_samples: int = 1000,
+    context_latents=("a",),
+    per_element=("z",),
+    max_elements: int = 8192,
+    return_elbo: bool = False,
+    progress: bool = False,
+):
     """log p(X | C): the likelihood of a class X given a context set C that shares some of its
     latents (the hierarchical model: X a new character, C images of *other* characters of its
     alphabet, the shared latent the alphabet a). Nats per class.
@@ -489,16 +550,17 @@ def log_marginal_given_context(model: VHE, X: torch.Tensor, context: torch.Tenso
     M = 0
     if context is not None:
         if context.dim() < 3 or context.shape[0] != B:
-            raise ValueError(f"context must be (classes, elements, ...) with the {B} classes of X, got shape "
-                             f"{tuple(context.shape)}")
+            raise ValueError(
+                f"context must be (classes, elements, ...) with the {B} classes of X, got shape {tuple(context.shape)}"
+            )
         M = context.shape[1]
     per_class = N + M
     class_batch = max(1, min(B, max_elements // max(per_class, 1)))
     est, elbo = [], []
     with eval_mode(model):
         for b0 in tqdm(range(0, B, class_batch), disable=not progress, desc="log p(X | C)", leave=False):
-            Xb = X[b0:b0 + class_batch]
-            Cb = None if context is None else context[b0:b0 + class_batch]
+            Xb = X[b0 : b0 + class_batch]
+            Cb = None if context is None else context[b0 : b0 + class_batch]
             chunk = max(1, max_elements // (len(Xb) * per_class))
             parts = []
             for s in range(0, n_samples, chunk):
@@ -511,9 +573,16 @@ def log_marginal_given_context(model: VHE, X: torch.Tensor, context: torch.Tenso
     return (est, torch.cat(elbo)) if return_elbo else est
 
 
-def class_scores_given_context(model: VHE, support: torch.Tensor, query: torch.Tensor, context: torch.Tensor | None,
-                               n_samples: int = 10, context_latents=("a",), per_element=("z",),
-                               max_elements: int = 8192) -> torch.Tensor:
+def class_scores_given_context(
+    model: VHE,
+    support: torch.Tensor,
+    query: torch.Tensor,
+    context: torch.Tensor | None,
+    n_samples: int = 10,
+    context_latents=("a",),
+    per_element=("z",),
+    max_elements: int = 8192,
+) -> torch.Tensor:
     """Few-shot scores log p̂(x_q | D_j, C) (Q, W), nats: every class D_j = support[j] and the query
     share the context C (one set for the whole episode: e.g. other characters of the alphabet).
 
@@ -538,8 +607,10 @@ def class_scores_given_context(model: VHE, support: torch.Tensor, query: torch.T
     cls, elem = _class_latents(model, per_element)
     ctx, rest = _context_split(model, cls, elem, context_latents)
     if context is not None and (context.dim() < 2 or context.shape[1:] != support.shape[2:]):
-        raise ValueError(f"context must be (M, ...) with elements like the support's {tuple(support.shape[2:])}, "
-                         f"got shape {tuple(context.shape)}")
+        raise ValueError(
+            f"context must be (M, ...) with elements like the support's {tuple(support.shape[2:])}, "
+            f"got shape {tuple(context.shape)}"
+        )
     W, S = support.shape[:2]
     Q = query.shape[0]
     rows_per_sample = W
@@ -565,15 +636,14 @@ def class_scores_given_context(model: VHE, support: torch.Tensor, query: torch.T
             q_chunk = max(1, max_elements // rows)
             lq = []
             for q0 in range(0, Q, q_chunk):
-                qs = query[q0:q0 + q_chunk]
+                qs = query[q0 : q0 + q_chunk]
                 m = len(qs)
                 xr = qs.unsqueeze(1).expand(m, rows, *qs.shape[1:]).reshape(m * rows, *qs.shape[1:])
-                vq = {k: v.unsqueeze(0).expand(m, *v.shape).reshape(m * rows, *v.shape[1:])
-                      for k, v in values.items()}
+                vq = {k: v.unsqueeze(0).expand(m, *v.shape).reshape(m * rows, *v.shape[1:]) for k, v in values.items()}
                 lq.append(_log_px_given_class(model, xr, vq, elem).view(m, n, W))
             lv = log_v.view(n, W)
-            num.append(torch.cat(lq) + lv[None])    # (Q, n, W)
-            den.append(lv)                          # (n, W)
+            num.append(torch.cat(lq) + lv[None])  # (Q, n, W)
+            den.append(lv)  # (n, W)
     num = torch.logsumexp(torch.cat(num, dim=1), dim=1)
     den = torch.logsumexp(torch.cat(den, dim=0), dim=0)
     return num - den[None, :]

@@ -5,6 +5,7 @@ numpy values become Python numbers; a non-finite float (a diverged model's NaN, 
 bound) is never written as a number: it becomes ``null`` and its dotted key is listed, with the
 reason when the caller gives one, under ``non_finite``, so a reader sees *why* a value is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,10 @@ def remove_orphans(path) -> list[Path]:
     """
     path = Path(path)
     suffix = path.suffix or ".tmp"
-    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+"
-                         rf"{re.escape(suffix)}$")
+    pattern = re.compile(
+        rf"^\.{re.escape(path.name)}\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+"
+        rf"{re.escape(suffix)}$"
+    )
     removed = []
     try:
         siblings = list(path.parent.iterdir())

@@ -14,6 +14,7 @@ instead declare them explicitly with the attributes ``vhe_variable`` (str) and
 ``vhe_parents`` (tuple of str), e.g. through :func:`declare`; it is then called with
 the parents positionally, in the declared order, and the variable by keyword.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -98,7 +99,7 @@ def factor_of(module: nn.Module, role: str, variable: str | None = None) -> Fact
             f"{role} {type(module).__name__} is registered under {variable!r} but its forward's "
             f"last parameter is {var_param.name!r}; rename it or use vhe.declare"
         )
-    parent_params = named[(1 if role == "encoder" else 0):-1]
+    parent_params = named[(1 if role == "encoder" else 0) : -1]
     keyword = frozenset(p.name for p in parent_params if p.kind == inspect.Parameter.KEYWORD_ONLY)
     if role == "encoder" and named[0].kind == inspect.Parameter.KEYWORD_ONLY:
         raise GraphError(f"encoder {type(module).__name__}: `inputs` must be positional")
@@ -119,7 +120,7 @@ def topological_order(edges: dict[str, set[str]]) -> list[str]:
         if state.get(v) == 2:
             return
         if state.get(v) == 1:
-            cycle = stack[stack.index(v):] + [v]
+            cycle = stack[stack.index(v) :] + [v]
             raise GraphError("the latent variables form a cycle: " + " -> ".join(cycle))
         state[v] = 1
         stack.append(v)

@@ -32,6 +32,7 @@ All randomness comes from one ``torch.Generator`` on the data's device (``seed=`
 loader's state (generator, epoch permutation, position) round-trips through
 ``state_dict`` so an interrupted run resumes with the same episodes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -172,9 +173,22 @@ class DataLoader:
             with the most classes); only used when T > 1.
     """
 
-    def __init__(self, data, labels: Mapping, k_shot: Mapping, batch_size: int = 1, transforms=(),
-                 resample=True, shuffle: bool = True, drop_last: bool = False, seed: int | None = None,
-                 device=None, dtype=None, targets_per_class: int = 1, group: str | None = None):
+    def __init__(
+        self,
+        data,
+        labels: Mapping,
+        k_shot: Mapping,
+        batch_size: int = 1,
+        transforms=(),
+        resample=True,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int | None = None,
+        device=None,
+        dtype=None,
+        targets_per_class: int = 1,
+        group: str | None = None,
+    ):
         data = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
         self.data = data.to(device) if device is not None else data
         self.device = self.data.device
@@ -229,8 +243,10 @@ class DataLoader:
         if small < T:
             raise ValueError(f"targets_per_class={T} but a class of {group!r} has only {small} elements")
         if not self.resample[group] and T > self.k_shot[group]:
-            raise ValueError(f"with resample=False for {group!r} the targets are members of D: targets_per_class={T} "
-                             f"must be <= k_shot[{group!r}]={self.k_shot[group]}")
+            raise ValueError(
+                f"with resample=False for {group!r} the targets are members of D: targets_per_class={T} "
+                f"must be <= k_shot[{group!r}]={self.k_shot[group]}"
+            )
         gid = g.ids.cpu().numpy()
         for k, other in self.groups.items():
             pairs = np.unique(np.stack([gid, other.ids.cpu().numpy()]), axis=1).shape[1]
@@ -238,8 +254,10 @@ class DataLoader:
                 self.shared.add(k)
         for k in self.shared - {group}:
             if not self.resample[k]:
-                raise ValueError(f"targets_per_class > 1 with resample=False for the shared latent {k!r} is not "
-                                 f"supported (only the group latent {group!r} can contain its targets)")
+                raise ValueError(
+                    f"targets_per_class > 1 with resample=False for the shared latent {k!r} is not "
+                    f"supported (only the group latent {group!r} can contain its targets)"
+                )
         self.group = group
 
     @property
@@ -261,8 +279,7 @@ class DataLoader:
         anchors = torch.as_tensor(targets, dtype=torch.long, device=self.device)
         gen, T = self.generator, self.targets_per_class
         n_groups = len(anchors)
-        t_args = [torch.randint(len(t.args), (n_groups,), generator=gen, device=self.device)
-                  for t in self.transforms]
+        t_args = [torch.randint(len(t.args), (n_groups,), generator=gen, device=self.device) for t in self.transforms]
         group_support = None
         if T == 1:
             targets = anchors
@@ -298,8 +315,7 @@ class DataLoader:
         images = self._transformed(torch.cat(index), [torch.cat(a) for a in args])
         pieces = images.split([len(i) for i in index])
         inputs = {k: p.reshape(*shapes[k], *p.shape[1:]) for k, p in zip(self.groups, pieces[1:])}
-        return Batch(inputs=inputs, sizes=sizes, target=pieces[0], index=targets, labels=labels,
-                     targets_per_class=T)
+        return Batch(inputs=inputs, sizes=sizes, target=pieces[0], index=targets, labels=labels, targets_per_class=T)
 
     def _transformed(self, index: torch.Tensor, args: list[torch.Tensor]) -> torch.Tensor:
         x = self.data.index_select(0, index)
@@ -322,19 +338,25 @@ class DataLoader:
         """One epoch (or the rest of the current one, after a break or a resume)."""
         n = len(self.data)
         if self._perm is None or self._exhausted():
-            self._perm = (torch.randperm(n, generator=self.generator, device=self.device)
-                          if self.shuffle else torch.arange(n, device=self.device))
+            self._perm = (
+                torch.randperm(n, generator=self.generator, device=self.device)
+                if self.shuffle
+                else torch.arange(n, device=self.device)
+            )
             self._pos = 0
         while not self._exhausted():
-            targets = self._perm[self._pos:self._pos + self.groups_per_batch]
+            targets = self._perm[self._pos : self._pos + self.groups_per_batch]
             self._pos += len(targets)
             yield self.episode(targets)
 
     # ---------------------------------------------------------- resumption
     def state_dict(self) -> dict:
         """Generator state and position in the current epoch (for exact resumption)."""
-        return {"generator": self.generator.get_state(),
-                "perm": None if self._perm is None else self._perm.cpu(), "pos": self._pos}
+        return {
+            "generator": self.generator.get_state(),
+            "perm": None if self._perm is None else self._perm.cpu(),
+            "pos": self._pos,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])

@@ -13,6 +13,7 @@ Statistician's per-element weighting. The other switch of the paper's comparison
 *resample* (whether the target is a member of D), is a property of how episodes are drawn:
 see :class:`vhe.DataLoader` (``resample=``) and :mod:`vhe.objectives`.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -193,12 +194,15 @@ class VHE(nn.Module):
         if len(smaller) > 1 or any(n_targets % b for b in smaller):
             raise ValueError(
                 f"support sets disagree on the batch size: {batch} for {n_targets} targets; each latent needs "
-                f"one support set per target, or one per group of T targets (n_targets / T rows, the same T for all)")
+                f"one support set per target, or one per group of T targets (n_targets / T rows, the same T for all)"
+            )
         for k in self.order:
             for p in self.parents_of[k]:
                 if batch[p] > batch[k]:
-                    raise ValueError(f"latent {k!r} has {batch[k]} support sets but its parent {p!r} has {batch[p]}: "
-                                     f"a latent shared by a group of targets cannot depend on a per-target one")
+                    raise ValueError(
+                        f"latent {k!r} has {batch[k]} support sets but its parent {p!r} has {batch[p]}: "
+                        f"a latent shared by a group of targets cannot depend on a per-target one"
+                    )
         return batch
 
     @staticmethod
@@ -209,8 +213,17 @@ class VHE(nn.Module):
     def _parents_at(self, values: dict, rows: int) -> dict:
         return {k: self._broadcast(v, rows) for k, v in values.items()}
 
-    def score(self, inputs, sizes=None, x=None, kl_factor=1.0, return_kl: bool = False,
-              rescale: bool = True, reduction: str = "mean", **observed):
+    def score(
+        self,
+        inputs,
+        sizes=None,
+        x=None,
+        kl_factor=1.0,
+        return_kl: bool = False,
+        rescale: bool = True,
+        reduction: str = "mean",
+        **observed,
+    ):
         """The VHE lower bound on log p(x) (nats per target element).
 
         Args:
@@ -304,8 +317,7 @@ class VHE(nn.Module):
 
     # ----------------------------------------------------------------- sampling
     @torch.no_grad()
-    def sample(self, inputs=None, batch_size: int | None = None, return_latents: bool = False,
-               values=None):
+    def sample(self, inputs=None, batch_size: int | None = None, return_latents: bool = False, values=None):
         """Draw x from the model, in eval mode and without gradients.
 
         Args:

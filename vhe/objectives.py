@@ -5,6 +5,7 @@
 * rescale: the class latent's KL is divided by |X| (``VHE.score(rescale=True)``) instead of
   by |D| (``rescale=False``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Default prior: an isotropic standard normal N(0, I) over one latent, as a proper module."""
+
 from __future__ import annotations
 
 import math

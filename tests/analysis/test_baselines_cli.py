@@ -1,4 +1,5 @@
 """analysis.baselines end to end on a tiny synthetic all_runs.zip and its prepared 28x28 runs."""
+
 import json
 
 import pytest
@@ -13,17 +14,21 @@ KEYS = ("pixel_nn_28", "mhd_28", "pixel_nn_105", "mhd_105")
 
 def _two_runs_zip(path):
     """run01 (3-way, tests/vhe/data/helpers.runs_zip) + run02 (2-way) in Lake's layout."""
-    extra = {"run02/training/class01.png": bar_png(5), "run02/training/class02.png": bar_png(9),
-             "run02/test/item01.png": bar_png(2), "run02/test/item02.png": bar_png(7),
-             "run02/class_labels.txt": "run02/test/item01.png run02/training/class02.png\n"
-                                       "run02/test/item02.png run02/training/class01.png\n"}
+    extra = {
+        "run02/training/class01.png": bar_png(5),
+        "run02/training/class02.png": bar_png(9),
+        "run02/test/item01.png": bar_png(2),
+        "run02/test/item02.png": bar_png(7),
+        "run02/class_labels.txt": "run02/test/item01.png run02/training/class02.png\n"
+        "run02/test/item02.png run02/training/class01.png\n",
+    }
     return runs_zip(path, extra=extra)
 
 
 @pytest.fixture
 def files(tmp_path):
     z = _two_runs_zip(tmp_path / "all_runs.zip")
-    runs = load_lake_runs(z)                       # 28x28, as `vhe.data.cli prepare-runs` writes them
+    runs = load_lake_runs(z)  # 28x28, as `vhe.data.cli prepare-runs` writes them
     save_runs(runs[::-1], tmp_path / "lake_runs.pt")  # stored out of order: name order is what counts
     return z, tmp_path / "lake_runs.pt"
 

@@ -4,6 +4,7 @@ Synthetic data follow the formats of vhe.data: OmniglotSet dicts (format 'vhe.Om
 one-shot runs (vhe.data.runs.save_runs) and a TexturedSet (vhe.data.textures). Checkpoints are
 the trainer's best.pt (2 training steps) or an untrained model saved in the same format.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,19 +21,41 @@ from tests.experiments import below_cwd
 from experiments.registry import build_experiment
 from vhe.data.runs import OneShotRun, save_runs
 
-NETS = {"c_dim": 6, "z_dim": 3, "a_dim": 4, "t_dim": 4, "hidden": 16, "conv_channels": 4, "conv_layers": 2,
-        "deconv_channels": 4, "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2}}
-TRAIN = {"batch_size": 8, "k_shot": 3, "lr": 1e-3, "max_steps": 2, "val_every": 2, "val_batches": 1,
-         "checkpoint_every": 2, "log_every": 1, "sample_every": 0, "patience": None, "num_threads": 1}
-MODELS = {"vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"},
-          "ns_deconv": {"experiment": "class", "objective": "ns", "decoder": "deconv"},
-          "vae_deconv": {"experiment": "vae", "decoder": "deconv"},
-          "vhe_pixelcnn": {"experiment": "class", "objective": "vhe", "decoder": "pixelcnn"},
-          "hierarchical": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
-          "factorial": {"experiment": "factorial", "objective": "vhe", "decoder": "deconv"}}
-N_PER = 8        # drawings per synthetic character
-N_EVAL = 6       # evaluation characters
-K_SAMPLES = 4    # --n-samples
+NETS = {
+    "c_dim": 6,
+    "z_dim": 3,
+    "a_dim": 4,
+    "t_dim": 4,
+    "hidden": 16,
+    "conv_channels": 4,
+    "conv_layers": 2,
+    "deconv_channels": 4,
+    "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2},
+}
+TRAIN = {
+    "batch_size": 8,
+    "k_shot": 3,
+    "lr": 1e-3,
+    "max_steps": 2,
+    "val_every": 2,
+    "val_batches": 1,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "sample_every": 0,
+    "patience": None,
+    "num_threads": 1,
+}
+MODELS = {
+    "vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"},
+    "ns_deconv": {"experiment": "class", "objective": "ns", "decoder": "deconv"},
+    "vae_deconv": {"experiment": "vae", "decoder": "deconv"},
+    "vhe_pixelcnn": {"experiment": "class", "objective": "vhe", "decoder": "pixelcnn"},
+    "hierarchical": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
+    "factorial": {"experiment": "factorial", "objective": "vhe", "decoder": "deconv"},
+}
+N_PER = 8  # drawings per synthetic character
+N_EVAL = 6  # evaluation characters
+K_SAMPLES = 4  # --n-samples
 
 
 def blobs(n_chars, n_per, seed):
@@ -53,10 +76,20 @@ def save_set(path, n_chars, n_alphabets, seed):
     images = blobs(n_chars, N_PER, seed)
     character = torch.arange(n_chars).repeat_interleave(N_PER)
     alphabet = character * n_alphabets // n_chars
-    torch.save({"format": "vhe.OmniglotSet", "version": 1, "images": images, "character": character,
-                "alphabet": alphabet, "drawer": torch.arange(N_PER).repeat(n_chars),
-                "character_names": [f"A{c * n_alphabets // n_chars}/character{c:02d}" for c in range(n_chars)],
-                "alphabet_names": [f"A{a}" for a in range(n_alphabets)], "source": "synthetic"}, path)
+    torch.save(
+        {
+            "format": "vhe.OmniglotSet",
+            "version": 1,
+            "images": images,
+            "character": character,
+            "alphabet": alphabet,
+            "drawer": torch.arange(N_PER).repeat(n_chars),
+            "character_names": [f"A{c * n_alphabets // n_chars}/character{c:02d}" for c in range(n_chars)],
+            "alphabet_names": [f"A{a}" for a in range(n_alphabets)],
+            "source": "synthetic",
+        },
+        path,
+    )
 
 
 def random_runs(n_runs, way, seed):
@@ -66,7 +99,9 @@ def random_runs(n_runs, way, seed):
     for r in range(n_runs):
         support = (torch.rand(way, 1, 28, 28, generator=g) < 0.2).to(torch.uint8)
         query = (torch.rand(way, 1, 28, 28, generator=g) < 0.2).to(torch.uint8)
-        runs.append(OneShotRun(support=support, query=query, answer=torch.randperm(way, generator=g), name=f"run{r:02d}"))
+        runs.append(
+            OneShotRun(support=support, query=query, answer=torch.randperm(way, generator=g), name=f"run{r:02d}")
+        )
     return runs
 
 
@@ -90,14 +125,32 @@ def _setup(root):
 
     textured = textured_omniglot(OmniglotSet.load(res / "background.pt"), procedural_textures(3), n_per_character=3)
     textured.save(res / "textured.pt")
-    paths = {k: below_cwd(res / f"{k}.pt") for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs",
-                                               "textured")}
+    paths = {
+        k: below_cwd(res / f"{k}.pt")
+        for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs", "textured")
+    }
     paths["results"] = below_cwd(root / "results")
-    raw = {"run": "test", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"}, "data": {"val_fraction": 0.25},
-           "paths": paths, "nets": NETS, "train": TRAIN, "models": MODELS,
-           "evaluation": {"n_samples": 3, "max_classes": 4, "classification_samples": 2, "lake_runs": True,
-                          "within_alphabet_runs": 1, "episodes": {"ways": [5], "shots": [1, 2], "n_episodes": 2},
-                          "validation_runs": {"n_runs": 2, "n_way": 2}, "seed": 0}}
+    raw = {
+        "run": "test",
+        "seed": 0,
+        "device": "cpu",
+        "wandb": {"mode": "disabled"},
+        "data": {"val_fraction": 0.25},
+        "paths": paths,
+        "nets": NETS,
+        "train": TRAIN,
+        "models": MODELS,
+        "evaluation": {
+            "n_samples": 3,
+            "max_classes": 4,
+            "classification_samples": 2,
+            "lake_runs": True,
+            "within_alphabet_runs": 1,
+            "episodes": {"ways": [5], "shots": [1, 2], "n_episodes": 2},
+            "validation_runs": {"n_runs": 2, "n_way": 2},
+            "seed": 0,
+        },
+    }
     cfg = load_config(raw)
     configs = {}
     for name in MODELS:
@@ -121,8 +174,10 @@ def checkpoint(root, configs, name, train_steps=0):
         torch.manual_seed(0)
         exp = build_experiment(cfg, "cpu")
         out.mkdir(parents=True, exist_ok=True)
-        save_checkpoint({"model": exp.model.state_dict(), "step": 0, "val_bound": float("nan"),
-                         "val_kl": {}, "config": cfg}, out / "best.pt")
+        save_checkpoint(
+            {"model": exp.model.state_dict(), "step": 0, "val_bound": float("nan"), "val_kl": {}, "config": cfg},
+            out / "best.pt",
+        )
     assert (out / "best.pt").is_file()
     return out / "best.pt"
 
@@ -131,8 +186,23 @@ def run_cli(root, configs, name, *extra, train_steps=0):
     ckpt = checkpoint(root, configs, name, train_steps)
     out = root / "metrics" / f"{name}.json"
     figs = root / "figures"
-    rc = ev.main(["--config", str(configs[name]), "--checkpoint", str(ckpt), "--out", str(out),
-                  "--figures", str(figs), "--n-samples", str(K_SAMPLES), "--device", "cpu", *extra])
+    rc = ev.main(
+        [
+            "--config",
+            str(configs[name]),
+            "--checkpoint",
+            str(ckpt),
+            "--out",
+            str(out),
+            "--figures",
+            str(figs),
+            "--n-samples",
+            str(K_SAMPLES),
+            "--device",
+            "cpu",
+            *extra,
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())  # strict JSON: no NaN
     assert set(ev.OUTPUT_KEYS) <= set(data), set(ev.OUTPUT_KEYS) - set(data)
@@ -176,8 +246,12 @@ def check_likelihood(data, n_classes):
 def test_class_model_every_section(setup):
     root, configs = setup
     data, figs = run_cli(root, configs, "vhe_deconv", train_steps=2)
-    assert (data["model"], data["experiment"], data["objective"], data["decoder"]) == \
-        ("vhe_deconv", "class", "vhe", "deconv")
+    assert (data["model"], data["experiment"], data["objective"], data["decoder"]) == (
+        "vhe_deconv",
+        "class",
+        "vhe",
+        "deconv",
+    )
     assert data["run"] == "test" and data["seed"] == 0
     assert data["checkpoint"]["step"] == 2 and data["checkpoint"]["path"].endswith("best.pt")
     prov = data["provenance"]
@@ -211,8 +285,18 @@ def test_class_model_every_section(setup):
             check_accuracy(e, "n_episodes")
             assert e["n_episodes"] == 2 and e["n_trials"] == 10
     assert data["not_defined"] == {}
-    for section in ("setup", "likelihood", "bounds", "kl_c", "validation_runs", "lake_runs", "within_alphabet_runs",
-                    "episodes", "samples_figure", "total"):
+    for section in (
+        "setup",
+        "likelihood",
+        "bounds",
+        "kl_c",
+        "validation_runs",
+        "lake_runs",
+        "within_alphabet_runs",
+        "episodes",
+        "samples_figure",
+        "total",
+    ):
         assert finite(data["eval_seconds"][section]), section
     assert (figs / "samples_vhe_deconv.png").stat().st_size > 0
     assert (figs / "samples_vhe_deconv.pdf").stat().st_size > 0
@@ -221,8 +305,22 @@ def test_class_model_every_section(setup):
 
 def test_ns_objective_and_cli_overrides(setup):
     root, configs = setup
-    data, _ = run_cli(root, configs, "ns_deconv", "--max-classes", "2", "--no-lake-runs", "--within-alphabet-runs",
-                      "0", "--ways", "2", "--shots", "1", "--n-episodes", "1")
+    data, _ = run_cli(
+        root,
+        configs,
+        "ns_deconv",
+        "--max-classes",
+        "2",
+        "--no-lake-runs",
+        "--within-alphabet-runs",
+        "0",
+        "--ways",
+        "2",
+        "--shots",
+        "1",
+        "--n-episodes",
+        "1",
+    )
     check_likelihood(data, n_classes=2)
     assert data["bounds"]["test"]["rescale"] is False and data["bounds"]["test"]["resample"]["c"] is False
     assert "lake_runs" not in data["classification"] and "within_alphabet_runs" not in data["classification"]
@@ -231,8 +329,20 @@ def test_ns_objective_and_cli_overrides(setup):
 
 def test_pixelcnn_decoder_samples_without_probs(setup):
     root, configs = setup
-    data, figs = run_cli(root, configs, "vhe_pixelcnn", "--max-classes", "2", "--no-lake-runs",
-                         "--within-alphabet-runs", "0", "--n-episodes", "1", "--shots", "1")
+    data, figs = run_cli(
+        root,
+        configs,
+        "vhe_pixelcnn",
+        "--max-classes",
+        "2",
+        "--no-lake-runs",
+        "--within-alphabet-runs",
+        "0",
+        "--n-episodes",
+        "1",
+        "--shots",
+        "1",
+    )
     check_likelihood(data, n_classes=2)
     check_accuracy(data["classification"]["episodes"]["5way_1shot"]["conditional"], "n_episodes")
     assert (figs / "samples_vhe_pixelcnn.png").is_file()
@@ -240,8 +350,22 @@ def test_pixelcnn_decoder_samples_without_probs(setup):
 
 def test_episodes_with_too_few_characters_are_skipped(setup):
     root, configs = setup
-    data, _ = run_cli(root, configs, "vhe_deconv", "--max-classes", "1", "--no-lake-runs", "--within-alphabet-runs",
-                      "0", "--ways", "20", "--shots", "1", "--n-episodes", "1")
+    data, _ = run_cli(
+        root,
+        configs,
+        "vhe_deconv",
+        "--max-classes",
+        "1",
+        "--no-lake-runs",
+        "--within-alphabet-runs",
+        "0",
+        "--ways",
+        "20",
+        "--shots",
+        "1",
+        "--n-episodes",
+        "1",
+    )
     e = data["classification"]["episodes"]["20way_1shot"]["conditional"]
     assert e["accuracy"] is None and "characters" in e["skipped"]
     # one test class: no spread and no standard error (analysis.stats: null with a reason, not 0)
@@ -418,8 +542,10 @@ def test_evaluation_is_logged_to_wandb_offline_and_nothing_when_disabled(setup):
     data = json.loads((root / "metrics" / "wb_offline.json").read_text())
     assert found["job_type"] == "eval" and found["group"] == "test/vhe_deconv"  # its own run (training: untracked)
     assert found["summary"]["eval/nll/test"] == pytest.approx(data["nll_estimate"])
-    assert found["summary"]["eval/accuracy/lake_runs/conditional"] == data["classification"]["lake_runs"][
-        "conditional"]["accuracy"]
+    assert (
+        found["summary"]["eval/accuracy/lake_runs/conditional"]
+        == data["classification"]["lake_runs"]["conditional"]["accuracy"]
+    )
     assert found["media"]["eval/classification"] == "table-file"
 
 
@@ -430,10 +556,15 @@ def test_test_classes_are_drawn_from_every_alphabet():
     sizes = [4, 2, 6]
     character = torch.arange(12).repeat_interleave(3)
     alphabet = torch.tensor([a for a, n in enumerate(sizes) for _ in range(n)]).repeat_interleave(3)
-    s = OmniglotSet(images=torch.zeros(36, 1, 28, 28, dtype=torch.uint8), character=character, alphabet=alphabet,
-                    drawer=torch.arange(3).repeat(12), character_names=[f"c{i}" for i in range(12)],
-                    alphabet_names=["A", "B", "C"])
-    assert ev.stratified_classes(s, 5) == [0, 1, 4, 5, 6]      # A0 B0 C0, then A1 B1
+    s = OmniglotSet(
+        images=torch.zeros(36, 1, 28, 28, dtype=torch.uint8),
+        character=character,
+        alphabet=alphabet,
+        drawer=torch.arange(3).repeat(12),
+        character_names=[f"c{i}" for i in range(12)],
+        alphabet_names=["A", "B", "C"],
+    )
+    assert ev.stratified_classes(s, 5) == [0, 1, 4, 5, 6]  # A0 B0 C0, then A1 B1
     assert ev.stratified_classes(s, 8) == [0, 1, 2, 4, 5, 6, 7, 8]
     assert ev.stratified_classes(s, None) == list(range(12)) == ev.stratified_classes(s, 50)
     X, idx, names = ev.test_classes(s, 3)

@@ -16,6 +16,7 @@ for ignore and leak), the row-texture share (~100% for leak, ~0 for copy), the K
 when q(t | D) is the prior, large when t is used); and the texture classifier's robustness to flipped
 pixels on real images.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal
 
 import vhe
-from analysis.factorial import (flip_pixels, latent_kls, row_texture_leak, t_swap_test, texture_robustness, _cells)
+from analysis.factorial import flip_pixels, latent_kls, row_texture_leak, t_swap_test, texture_robustness, _cells
 from analysis.structured_common import fit_logistic, texture_features
 from vhe.data import OmniglotSet, procedural_textures, textured_omniglot
 
@@ -41,13 +42,18 @@ def _shapes() -> OmniglotSet:
     for c, (y0, x0, y1, x1) in enumerate(boxes):
         for d in range(2):
             im = torch.zeros(1, H, H, dtype=torch.uint8)
-            im[0, y0 + d:y1 + d, x0:x1] = 1
+            im[0, y0 + d : y1 + d, x0:x1] = 1
             images.append(im)
             character.append(c)
     n = len(images)
-    return OmniglotSet(images=torch.stack(images), character=torch.tensor(character),
-                       alphabet=torch.zeros(n, dtype=torch.int64), drawer=torch.arange(n) % 2,
-                       character_names=[f"c{i}" for i in range(N_CHARS)], alphabet_names=["A0"])
+    return OmniglotSet(
+        images=torch.stack(images),
+        character=torch.tensor(character),
+        alphabet=torch.zeros(n, dtype=torch.int64),
+        drawer=torch.arange(n) % 2,
+        character_names=[f"c{i}" for i in range(N_CHARS)],
+        alphabet_names=["A0"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +143,13 @@ class Decoder(nn.Module):
         if self.mode == "copy":
             k = t.argmax(dim=1)
         elif self.mode == "leak":
-            k = c[:, H * H:].argmax(dim=1)
+            k = c[:, H * H :].argmax(dim=1)
         else:
             k = (u[:, 0] * N_TEX).long()
         off = (u[:, 1] * H).long()
         rows = (torch.arange(H, device=z.device)[None] + off[:, None]) % H
         crops = self.tiles[k[:, None, None], rows[:, :, None], rows[:, None, :]]
-        mask = (c[:, :H * H] > 0.5).float().view(-1, H, H)
+        mask = (c[:, : H * H] > 0.5).float().view(-1, H, H)
         return (0.01 + 0.98 * mask * crops)[:, None]
 
     def forward(self, c, t, z, x=None):
@@ -155,8 +161,10 @@ class Decoder(nn.Module):
 
 def _model(data, mode: str) -> vhe.VHE:
     s, tex, predict = data
-    return vhe.VHE(encoder=[QC(predict, leak=mode == "leak"), QT(predict, informative=mode == "copy"), QZ()],
-                   decoder=Decoder(tex, mode))
+    return vhe.VHE(
+        encoder=[QC(predict, leak=mode == "leak"), QT(predict, informative=mode == "copy"), QZ()],
+        decoder=Decoder(tex, mode),
+    )
 
 
 def _grid(s):
@@ -190,7 +198,7 @@ def test_t_swap_follows_t_only_when_the_decoder_uses_t(data, mode):
         assert out["follows_t"] >= 0.9 and out["changed"] >= 0.9 and out["p_value_above_chance"] < 1e-6
     else:  # the same c and z give the same image whatever t is: the texture never follows the swap
         assert out["changed"] == 0.0
-        assert out["follows_t"] < 0.5 and out["p_value_above_chance"] > 0.01   # 24 cells around chance 1/4
+        assert out["follows_t"] < 0.5 and out["p_value_above_chance"] > 0.01  # 24 cells around chance 1/4
 
 
 @pytest.mark.parametrize("mode", ["copy", "leak"])
@@ -222,8 +230,16 @@ def test_latent_kls_show_a_collapsed_t(data, mode):
     """KL(t) is exactly 0 when q(t | D) is the prior (a t the decoder cannot use) and large when t is
     informative; KL(z) is 0 for both (q(z) = p(z)), KL(c) > 0."""
     s, _, _ = data
-    out = latent_kls(_model(data, mode), s, {"c": 3, "t": 3, "z": 1}, {"c": True, "t": True, "z": True}, "cpu",
-                     seed=0, batch_size=16, max_targets=32)
+    out = latent_kls(
+        _model(data, mode),
+        s,
+        {"c": 3, "t": 3, "z": 1},
+        {"c": True, "t": True, "z": True},
+        "cpu",
+        seed=0,
+        batch_size=16,
+        max_targets=32,
+    )
     kl, se = out["kl"], out["kl_episodes"]["se"]
     assert set(kl) == set(se) == {"c", "t", "z"} and out["kl_episodes"]["n_targets"] == 32
     assert abs(kl["z"]) < 1e-5 and kl["c"] > 100

@@ -2,6 +2,7 @@
 map latent c (C x 28 x 28) goes through analysis.evaluate (every section) and analysis.structured
 (hierarchical: c ~ p(c | a) from a PixelCNN prior conditioned on a) unchanged. Tiny networks, two
 training steps."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,23 @@ from tests.analysis.test_evaluate_cli import NETS, TRAIN, random_runs, save_set
 from tests.experiments import below_cwd
 from vhe.data.runs import save_runs
 
-SPATIAL = {"family": "spatial", "spatial": {"c_channels": 2, "z_dim": 3, "stn_channels": 2, "enc_channels": 2,
-                                            "warp_hidden": 4, "prior": "pixelcnn", "prior_layers": 1,
-                                            "prior_channels": 4}}
-MODELS = {"vhe_spatial": {"experiment": "class", "objective": "vhe", "decoder": "deconv", "nets": SPATIAL},
-          "hierarchical_spatial": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv",
-                                   "nets": SPATIAL}}
+SPATIAL = {
+    "family": "spatial",
+    "spatial": {
+        "c_channels": 2,
+        "z_dim": 3,
+        "stn_channels": 2,
+        "enc_channels": 2,
+        "warp_hidden": 4,
+        "prior": "pixelcnn",
+        "prior_layers": 1,
+        "prior_channels": 4,
+    },
+}
+MODELS = {
+    "vhe_spatial": {"experiment": "class", "objective": "vhe", "decoder": "deconv", "nets": SPATIAL},
+    "hierarchical_spatial": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv", "nets": SPATIAL},
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,16 +57,33 @@ def setup(tmp_path_factory, _one_thread):
         save_set(res / "evaluation.pt", 6, 2, seed=1)
         save_runs(random_runs(1, 5, seed=2), res / "lake_runs.pt")
         save_runs(random_runs(1, 5, seed=3), res / "within_alphabet_runs.pt")
-        paths = {k: below_cwd(res / f"{k}.pt") for k in ("background", "evaluation", "lake_runs",
-                                                         "within_alphabet_runs")}
+        paths = {
+            k: below_cwd(res / f"{k}.pt") for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs")
+        }
         paths["results"] = below_cwd(root / "results")
-        cfg = load_config({"run": "test", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"},
-                           "data": {"val_fraction": 0.25}, "paths": paths, "nets": NETS, "train": TRAIN,
-                           "models": MODELS,
-                           "evaluation": {"n_samples": 2, "max_classes": 2, "classification_samples": 1,
-                                          "lake_runs": True, "within_alphabet_runs": 1,
-                                          "episodes": {"ways": [3], "shots": [1], "n_episodes": 1},
-                                          "validation_runs": {"n_runs": 1, "n_way": 2}, "seed": 0}})
+        cfg = load_config(
+            {
+                "run": "test",
+                "seed": 0,
+                "device": "cpu",
+                "wandb": {"mode": "disabled"},
+                "data": {"val_fraction": 0.25},
+                "paths": paths,
+                "nets": NETS,
+                "train": TRAIN,
+                "models": MODELS,
+                "evaluation": {
+                    "n_samples": 2,
+                    "max_classes": 2,
+                    "classification_samples": 1,
+                    "lake_runs": True,
+                    "within_alphabet_runs": 1,
+                    "episodes": {"ways": [3], "shots": [1], "n_episodes": 1},
+                    "validation_runs": {"n_runs": 1, "n_way": 2},
+                    "seed": 0,
+                },
+            }
+        )
         configs, ckpts = {}, {}
         for name in MODELS:
             configs[name] = root / "configs" / f"{name}.json"
@@ -68,8 +97,22 @@ def setup(tmp_path_factory, _one_thread):
 def test_class_model_with_a_spatial_c_evaluates(setup):
     root, configs, ckpts = setup
     out = root / "metrics" / "vhe_spatial.json"
-    rc = ev.main(["--config", str(configs["vhe_spatial"]), "--checkpoint", str(ckpts["vhe_spatial"]), "--out", str(out),
-                  "--figures", str(root / "figures"), "--n-samples", "2", "--device", "cpu"])
+    rc = ev.main(
+        [
+            "--config",
+            str(configs["vhe_spatial"]),
+            "--checkpoint",
+            str(ckpts["vhe_spatial"]),
+            "--out",
+            str(out),
+            "--figures",
+            str(root / "figures"),
+            "--n-samples",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     assert data["graph"] == {"latents": ["c", "z"], "class_latents": ["c"], "element_latents": ["z"]}
@@ -82,11 +125,37 @@ def test_class_model_with_a_spatial_c_evaluates(setup):
 def test_hierarchical_model_with_a_spatial_c_evaluates(setup):
     root, configs, ckpts = setup
     out = root / "metrics" / "hierarchical_spatial.json"
-    rc = st.main(["--config", str(configs["hierarchical_spatial"]), "--checkpoint", str(ckpts["hierarchical_spatial"]),
-                  "--out", str(out), "--figures", str(root / "figures"), "--device", "cpu", "--quiet",
-                  "--class-checkpoint", str(ckpts["vhe_spatial"]), "--class-config", str(configs["vhe_spatial"]),
-                  "--n-alphabets", "2", "--nll-classes", "2", "--n-shown", "1", "--n-new", "2", "--n-draws", "2",
-                  "--style-new", "2"])
+    rc = st.main(
+        [
+            "--config",
+            str(configs["hierarchical_spatial"]),
+            "--checkpoint",
+            str(ckpts["hierarchical_spatial"]),
+            "--out",
+            str(out),
+            "--figures",
+            str(root / "figures"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--class-checkpoint",
+            str(ckpts["vhe_spatial"]),
+            "--class-config",
+            str(configs["vhe_spatial"]),
+            "--n-alphabets",
+            "2",
+            "--nll-classes",
+            "2",
+            "--n-shown",
+            "1",
+            "--n-new",
+            "2",
+            "--n-draws",
+            "2",
+            "--style-new",
+            "2",
+        ]
+    )
     assert rc == 0
     data = json.loads(out.read_text())
     assert isinstance(data["bound_per_image"], float) and data["kl"]["c"] > 0

@@ -1,5 +1,6 @@
 """analysis.stats against known values: Wilson, McNemar, the 1.96, the mean with its interval,
 and the one rule for intervals from too few units (null with a reason, rendered as "[–]")."""
+
 from __future__ import annotations
 
 import math
@@ -17,23 +18,26 @@ from analysis.structured_common import _mean_se, se_reasons
 def _wilson_by_hand(k, n, z=1.959963984540054):
     """The Wilson score interval written out: (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)."""
     p = k / n
-    centre = p + z ** 2 / (2 * n)
-    half = z * math.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2))
-    return [(centre - half) / (1 + z ** 2 / n), (centre + half) / (1 + z ** 2 / n)]
+    centre = p + z**2 / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
+    return [(centre - half) / (1 + z**2 / n), (centre + half) / (1 + z**2 / n)]
 
 
 def test_z95_is_the_two_sided_95_percent_normal_quantile():
     assert math.erf(stats.Z95 / math.sqrt(2)) == pytest.approx(0.95, abs=1e-12)  # P(|Z| < z) = erf(z / sqrt 2)
 
 
-@pytest.mark.parametrize("k, n, expected", [
-    (8, 10, [0.4902, 0.9433]),     # the textbook example
-    (0, 10, [0.0, 0.2775]),
-    (10, 10, [0.7225, 1.0]),
-    (1, 2, [0.0945, 0.9055]),
-    (81, 100, [0.7222, 0.8749]),
-    (163, 200, [0.7554, 0.8627]),
-])
+@pytest.mark.parametrize(
+    "k, n, expected",
+    [
+        (8, 10, [0.4902, 0.9433]),  # the textbook example
+        (0, 10, [0.0, 0.2775]),
+        (10, 10, [0.7225, 1.0]),
+        (1, 2, [0.0945, 0.9055]),
+        (81, 100, [0.7222, 0.8749]),
+        (163, 200, [0.7554, 0.8627]),
+    ],
+)
 def test_wilson_interval_matches_known_values(k, n, expected):
     lo, hi = stats.wilson_interval(k, n)
     assert [lo, hi] == pytest.approx(expected, abs=5e-5)
@@ -48,16 +52,19 @@ def test_wilson_interval_with_fewer_than_two_trials_is_undefined():
 def _exact_two_sided(n01, n10):
     """2 P[Bin(n, 1/2) <= min], capped at 1, in exact fractions."""
     n, k = n01 + n10, min(n01, n10)
-    return min(Fraction(1), 2 * sum(Fraction(math.comb(n, i), 2 ** n) for i in range(k + 1)))
+    return min(Fraction(1), 2 * sum(Fraction(math.comb(n, i), 2**n) for i in range(k + 1)))
 
 
-@pytest.mark.parametrize("n10, n01, concordant, p", [
-    (9, 1, 30, 22 / 1024),          # 2 (1 + 10) / 2^10
-    (6, 2, 5, 74 / 256),            # 2 (1 + 8 + 28) / 2^8
-    (5, 5, 0, 1.0),                 # balanced: capped at 1
-    (12, 0, 3, 2 / 4096),
-    (0, 0, 7, 1.0),                 # no discordant trial
-])
+@pytest.mark.parametrize(
+    "n10, n01, concordant, p",
+    [
+        (9, 1, 30, 22 / 1024),  # 2 (1 + 10) / 2^10
+        (6, 2, 5, 74 / 256),  # 2 (1 + 8 + 28) / 2^8
+        (5, 5, 0, 1.0),  # balanced: capped at 1
+        (12, 0, 3, 2 / 4096),
+        (0, 0, 7, 1.0),  # no discordant trial
+    ],
+)
 def test_mcnemar_on_known_tables(n10, n01, concordant, p):
     a = [1] * n10 + [0] * n01 + [1] * concordant
     b = [0] * n10 + [1] * n01 + [1] * concordant
@@ -96,8 +103,13 @@ def test_fewer_than_two_units_give_no_standard_error_and_no_interval(values):
 
 
 def test_se_reasons_explain_only_measured_values_without_a_standard_error():
-    out = {"bound_per_image": -90.0, "bound_se": None, "bound_difference": None, "bound_difference_se": None,
-           "nll": {"nll_per_image": 95.0, "nll_se": 0.3, "nll_improvement": 1.0, "nll_improvement_se": None}}
+    out = {
+        "bound_per_image": -90.0,
+        "bound_se": None,
+        "bound_difference": None,
+        "bound_difference_se": None,
+        "nll": {"nll_per_image": 95.0, "nll_se": 0.3, "nll_improvement": 1.0, "nll_improvement_se": None},
+    }
     se_reasons(out)
     assert out["bound_se_reason"].startswith("n < 2")
     assert "bound_difference_se_reason" not in out  # not measured (no class model), not "too few units"

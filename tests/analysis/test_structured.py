@@ -1,5 +1,6 @@
 """analysis.structured (the CLI) end to end on a tiny synthetic setup: the hierarchical and factorial CLIs
 write their figures (PNG + PDF) and a metrics JSON with the documented keys."""
+
 from __future__ import annotations
 
 import json
@@ -15,9 +16,11 @@ from experiments.registry import build_experiment
 from tests.experiments import below_cwd, make_set, tiny_config
 from vhe.data import OmniglotSet, procedural_textures, textured_omniglot
 
-MODELS = {"hierarchical": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
-          "factorial": {"experiment": "factorial", "objective": "vhe", "decoder": "deconv"},
-          "vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"}}
+MODELS = {
+    "hierarchical": {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
+    "factorial": {"experiment": "factorial", "objective": "vhe", "decoder": "deconv"},
+    "vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"},
+}
 N_TEX = 4
 
 
@@ -34,9 +37,14 @@ def _setup(root):
     bg = make_set(res / "background.pt", n_chars=12, n_per=6, n_alphabets=3, seed=0)
     make_set(res / "evaluation.pt", n_chars=12, n_per=6, n_alphabets=3, seed=1)
     textured_omniglot(OmniglotSet.load(bg), procedural_textures(N_TEX), 4, seed=0).save(res / "textured.pt")
-    cfg = load_config(tiny_config(root, models=MODELS, paths={"evaluation": below_cwd(res / "evaluation.pt"),
-                                                               "textured": below_cwd(res / "textured.pt")},
-                                  evaluation={"n_samples": 2, "max_classes": 4, "seed": 0}))
+    cfg = load_config(
+        tiny_config(
+            root,
+            models=MODELS,
+            paths={"evaluation": below_cwd(res / "evaluation.pt"), "textured": below_cwd(res / "textured.pt")},
+            evaluation={"n_samples": 2, "max_classes": 4, "seed": 0},
+        )
+    )
     configs, ckpts = {}, {}
     for name in MODELS:
         mcfg = model_config(cfg, name)
@@ -49,7 +57,7 @@ def _setup(root):
             from experiments.trainer import train
 
             train(mcfg, ckpts[name].parent, max_steps=2)
-        else:                    # an untrained model in the trainer's best.pt format
+        else:  # an untrained model in the trainer's best.pt format
             torch.manual_seed(0)
             exp = build_experiment(mcfg, "cpu")
             save_checkpoint({"model": exp.model.state_dict(), "step": 0, "config": mcfg}, ckpts[name])
@@ -59,8 +67,22 @@ def _setup(root):
 def run_cli(root, configs, ckpts, name, *extra):
     out = root / "metrics" / f"{name}_structured.json"
     figs = root / "figures"
-    rc = st.main(["--config", str(configs[name]), "--checkpoint", str(ckpts[name]), "--out", str(out),
-                  "--figures", str(figs), "--device", "cpu", "--quiet", *extra])
+    rc = st.main(
+        [
+            "--config",
+            str(configs[name]),
+            "--checkpoint",
+            str(ckpts[name]),
+            "--out",
+            str(out),
+            "--figures",
+            str(figs),
+            "--device",
+            "cpu",
+            "--quiet",
+            *extra,
+        ]
+    )
     return rc, out, figs
 
 
@@ -75,9 +97,24 @@ def assert_figure(path: Path):
 
 def test_hierarchical_cli(setup):
     root, configs, ckpts = setup
-    rc, out, figs = run_cli(root, configs, ckpts, "hierarchical", "--class-checkpoint", str(ckpts["vhe_deconv"]),
-                            "--class-config", str(configs["vhe_deconv"]), "--n-alphabets", "2", "--nll-classes", "3",
-                            "--n-shown", "1", "--style-new", "3")
+    rc, out, figs = run_cli(
+        root,
+        configs,
+        ckpts,
+        "hierarchical",
+        "--class-checkpoint",
+        str(ckpts["vhe_deconv"]),
+        "--class-config",
+        str(configs["vhe_deconv"]),
+        "--n-alphabets",
+        "2",
+        "--nll-classes",
+        "3",
+        "--n-shown",
+        "1",
+        "--style-new",
+        "3",
+    )
     assert rc == 0
     assert_figure(figs / "hierarchical_samples.png")
     m = json.loads(out.read_text())
@@ -89,8 +126,8 @@ def test_hierarchical_cli(setup):
     assert set(m["kl"]) == {"a", "c", "z"}
     cm = m["class_model"]
     assert cm["name"] == "vhe_deconv" and cm["k_shot"] == {"c": 3, "z": 1} and set(cm["kl"]) == {"c", "z"}
-    assert cm["same_training_steps"] is True                     # both untrained checkpoints: step 0
-    assert cm["val_bound_at_matched_step"] is None               # untrained: no history to compare
+    assert cm["same_training_steps"] is True  # both untrained checkpoints: step 0
+    assert cm["val_bound_at_matched_step"] is None  # untrained: no history to compare
     assert m["alphabet_improves_bound"] == (m["bound_per_image"] > cm["bound_per_image"])
     assert m["bound_difference"] == pytest.approx(m["bound_per_image"] - cm["bound_per_image"], abs=1e-6)
     assert m["nll"]["n_samples"] == 2 and m["nll"]["characters"] == 3
@@ -121,12 +158,19 @@ def test_hierarchical_cli(setup):
     assert {"mcnemar_vs_no_context", "mcnemar_vs_prior_a", "mcnemar_vs_class_model"} <= set(one)
     from analysis.metric_rows import structured_rows
 
-    rows = structured_rows("hierarchical", {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"},
-                           m, "test")
+    rows = structured_rows(
+        "hierarchical", {"experiment": "hierarchical", "objective": "vhe", "decoder": "deconv"}, m, "test"
+    )
     metrics = {(r["metric"], r["estimator"]) for r in rows}
-    assert {("nll_context", None), ("context_gain", None), ("context_gain_vs_class", None),
-            ("oneshot_accuracy", "with_context"), ("oneshot_accuracy", "no_context"),
-            ("alphabet_style_class_model", None), ("alphabet_style_prior_a", None)} <= metrics
+    assert {
+        ("nll_context", None),
+        ("context_gain", None),
+        ("context_gain_vs_class", None),
+        ("oneshot_accuracy", "with_context"),
+        ("oneshot_accuracy", "no_context"),
+        ("alphabet_style_class_model", None),
+        ("alphabet_style_prior_a", None),
+    } <= metrics
     assert all(r["unit"] for r in rows)
     p = m["provenance"]
     assert {"git_commit", "torch", "date", "seed"} <= set(p) and p["seed"] == 0
@@ -146,8 +190,20 @@ def test_hierarchical_cli_without_class_model_is_deterministic(setup):
 
 def test_factorial_cli(setup):
     root, configs, ckpts = setup
-    rc, out, figs = run_cli(root, configs, ckpts, "factorial", "--grid-rows", "3", "--grid-cols", "4",
-                            "--swap-pairs", "2", "--metric-rows", "3")
+    rc, out, figs = run_cli(
+        root,
+        configs,
+        ckpts,
+        "factorial",
+        "--grid-rows",
+        "3",
+        "--grid-cols",
+        "4",
+        "--swap-pairs",
+        "2",
+        "--metric-rows",
+        "3",
+    )
     assert rc == 0
     for stem in ("factorial_grid", "factorial_swap", "factorial_samples"):
         assert_figure(figs / f"{stem}.png")
@@ -175,8 +231,18 @@ def test_factorial_cli(setup):
 
     rows = structured_rows("factorial", {"experiment": "factorial", "objective": "vhe", "decoder": "deconv"}, m, "test")
     metrics = {r["metric"] for r in rows}
-    assert {"kl_c", "kl_t", "kl_z", "t_swap_follows_t", "t_swap_changed", "t_swap_chance", "texture_follows_row",
-            "texture_follows_row_chance", "texture_real_flip2pct", "texture_real_flip5pct"} <= metrics
+    assert {
+        "kl_c",
+        "kl_t",
+        "kl_z",
+        "t_swap_follows_t",
+        "t_swap_changed",
+        "t_swap_chance",
+        "texture_follows_row",
+        "texture_follows_row_chance",
+        "texture_real_flip2pct",
+        "texture_real_flip5pct",
+    } <= metrics
     assert all(r["unit"] in ("fraction", "nats") for r in rows)
 
 

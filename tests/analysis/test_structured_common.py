@@ -1,5 +1,6 @@
 """analysis.structured_common: the features of the texture and shape classifiers the structured
 measures use."""
+
 from __future__ import annotations
 
 import torch
@@ -32,9 +33,9 @@ def test_classifier_features():
 def test_bootstrap_interval():
     from analysis.structured_common import bootstrap_interval
 
-    assert bootstrap_interval([0.3]) is None                          # fewer than 2 units: undefined
+    assert bootstrap_interval([0.3]) is None  # fewer than 2 units: undefined
     assert bootstrap_interval([0.5, 0.5, 0.5]) == [0.5, 0.5]
     v = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     lo, hi = bootstrap_interval(v, seed=0)
     assert lo < 0.5 < hi and hi - lo < 0.8
-    assert bootstrap_interval(v, seed=0) == [lo, hi]                 # seeded
+    assert bootstrap_interval(v, seed=0) == [lo, hi]  # seeded

@@ -1,4 +1,5 @@
 """The benchmark's per-element baseline samples the same kind of episodes as vhe.DataLoader."""
+
 import pytest
 import torch
 
@@ -13,8 +14,14 @@ DATA = torch.arange(N, dtype=torch.uint8)[:, None, None, None].expand(N, 1, 2, 2
 
 
 def loaders(resample=True, batch_size=8, k=4):
-    kw = dict(labels={"c": LABELS, "z": torch.arange(N)}, k_shot={"c": k, "z": 1}, batch_size=batch_size,
-              resample=resample, seed=0, dtype=torch.float32)
+    kw = dict(
+        labels={"c": LABELS, "z": torch.arange(N)},
+        k_shot={"c": k, "z": 1},
+        batch_size=batch_size,
+        resample=resample,
+        seed=0,
+        dtype=torch.float32,
+    )
     return DataLoader(DATA, **kw), NaiveDataLoader(DATA, **kw)
 
 

@@ -5,6 +5,7 @@ file (characters of random blobs, each drawing a 1-pixel jitter of its character
 prototype) and ``tiny_config`` a config dict with tiny nets that trains in well under a
 second per step on one CPU core.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,20 +37,47 @@ def make_set(path, n_chars: int = 12, n_per: int = 6, n_alphabets: int = 3, seed
     """Save an OmniglotSet-like dict (format 'vhe.OmniglotSet') to ``path``."""
     images, character = make_images(n_chars, n_per, seed)
     alphabet = character * n_alphabets // n_chars
-    d = {"format": "vhe.OmniglotSet", "version": 1, "images": images, "character": character,
-         "alphabet": alphabet, "drawer": torch.arange(n_per).repeat(n_chars),
-         "character_names": [f"A{c * n_alphabets // n_chars}/character{c:02d}" for c in range(n_chars)],
-         "alphabet_names": [f"A{a}" for a in range(n_alphabets)], "source": "synthetic"}
+    d = {
+        "format": "vhe.OmniglotSet",
+        "version": 1,
+        "images": images,
+        "character": character,
+        "alphabet": alphabet,
+        "drawer": torch.arange(n_per).repeat(n_chars),
+        "character_names": [f"A{c * n_alphabets // n_chars}/character{c:02d}" for c in range(n_chars)],
+        "alphabet_names": [f"A{a}" for a in range(n_alphabets)],
+        "source": "synthetic",
+    }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(d, path)
     return path
 
 
-TINY_NETS = {"c_dim": 6, "z_dim": 3, "a_dim": 4, "t_dim": 4, "hidden": 16, "conv_channels": 4, "conv_layers": 2,
-             "deconv_channels": 4, "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2}}
-TINY_TRAIN = {"batch_size": 8, "k_shot": 3, "lr": 1e-3, "max_steps": 6, "val_every": 3, "val_batches": 2,
-              "checkpoint_every": 3, "log_every": 2, "sample_every": 0, "patience": None, "num_threads": 1}
+TINY_NETS = {
+    "c_dim": 6,
+    "z_dim": 3,
+    "a_dim": 4,
+    "t_dim": 4,
+    "hidden": 16,
+    "conv_channels": 4,
+    "conv_layers": 2,
+    "deconv_channels": 4,
+    "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2},
+}
+TINY_TRAIN = {
+    "batch_size": 8,
+    "k_shot": 3,
+    "lr": 1e-3,
+    "max_steps": 6,
+    "val_every": 3,
+    "val_batches": 2,
+    "checkpoint_every": 3,
+    "log_every": 2,
+    "sample_every": 0,
+    "patience": None,
+    "num_threads": 1,
+}
 
 
 def below_cwd(path) -> str:
@@ -57,8 +85,9 @@ def below_cwd(path) -> str:
     refuses absolute and '..' paths): tests chdir to their tmp_path first (tests/conftest.py)."""
     rel = os.path.relpath(path)
     if rel == ".." or rel.startswith(".." + os.sep):
-        raise RuntimeError(f"{path} is not below the working directory {os.getcwd()}: chdir to it first "
-                           f"(config paths are relative)")
+        raise RuntimeError(
+            f"{path} is not below the working directory {os.getcwd()}: chdir to it first (config paths are relative)"
+        )
     return rel
 
 
@@ -67,11 +96,17 @@ def tiny_config(tmp_path, models=None, **overrides) -> dict:
     bg = Path(tmp_path) / "resources" / "background.pt"
     if not bg.exists():
         make_set(bg)
-    cfg = {"run": "test", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"},
-           "data": {"val_fraction": 0.25},
-           "paths": {"background": below_cwd(bg), "results": below_cwd(Path(tmp_path) / "results")},
-           "nets": copy.deepcopy(TINY_NETS), "train": copy.deepcopy(TINY_TRAIN),
-           "models": models or {"vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"}}}
+    cfg = {
+        "run": "test",
+        "seed": 0,
+        "device": "cpu",
+        "wandb": {"mode": "disabled"},
+        "data": {"val_fraction": 0.25},
+        "paths": {"background": below_cwd(bg), "results": below_cwd(Path(tmp_path) / "results")},
+        "nets": copy.deepcopy(TINY_NETS),
+        "train": copy.deepcopy(TINY_TRAIN),
+        "models": models or {"vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"}},
+    }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
             cfg[key].update(value)

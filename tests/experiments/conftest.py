@@ -1,4 +1,5 @@
 """Every test here runs inside its tmp_path (config paths are relative to the working directory)."""
+
 from __future__ import annotations
 
 import pytest

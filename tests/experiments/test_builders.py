@@ -1,4 +1,5 @@
 """experiments builders (vae, class-structured) and the registry, on a synthetic set."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -14,12 +15,15 @@ from experiments.registry import build_experiment
 from tests.experiments import tiny_config
 
 N_PER = 6  # drawings per synthetic character
-K = 3      # train.k_shot in tiny_config
+K = 3  # train.k_shot in tiny_config
 
 
 def build(tmp_path, experiment="class", objective="vhe", decoder="deconv", **overrides):
-    cfg = load_config(tiny_config(tmp_path, models={"m": {"experiment": experiment, "objective": objective,
-                                                          "decoder": decoder}}, **overrides))
+    cfg = load_config(
+        tiny_config(
+            tmp_path, models={"m": {"experiment": experiment, "objective": objective, "decoder": decoder}}, **overrides
+        )
+    )
     return build_experiment(model_config(cfg, "m"), "cpu")
 
 
@@ -44,8 +48,10 @@ def test_builds_scores_and_backprops(tmp_path, experiment, decoder):
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
     if decoder == "deconv":  # (PixelCNN sampling is slow and tested in tests/vhe/nets)
-        x = exp.model.sample(inputs={k: b.inputs[k][:2] for k in latents if k != "z"} or None,
-                             batch_size=None if experiment == "class" else 2)
+        x = exp.model.sample(
+            inputs={k: b.inputs[k][:2] for k in latents if k != "z"} or None,
+            batch_size=None if experiment == "class" else 2,
+        )
         assert x.shape == (2, 1, 28, 28)
 
 

@@ -1,5 +1,6 @@
 """experiments.checkpoints: checkpoints load with weights_only=True; pickled objects are refused;
 format-1 checkpoints get a clear error and convert; a resumed run after conversion is exact."""
+
 from __future__ import annotations
 
 import math
@@ -30,8 +31,11 @@ def _cfg(tmp_path, **train):
 def test_a_pickled_object_is_refused_without_the_conversion_hint(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"version": ck.CHECKPOINT_VERSION, "model": {}, "extra": Payload()}, path)
-    with pytest.raises(ck.CheckpointFormatError, match=r"evil\.pt holds pickled Python objects \(builtins\.print\).*"
-                                                       r"refused and will not be converted") as e:
+    with pytest.raises(
+        ck.CheckpointFormatError,
+        match=r"evil\.pt holds pickled Python objects \(builtins\.print\).*"
+        r"refused and will not be converted",
+    ) as e:
         ck.read_checkpoint(path)
     assert "experiments.checkpoints convert" not in str(e.value)
     assert "this ran" not in capsys.readouterr().out
@@ -41,8 +45,9 @@ def test_save_refuses_objects_that_would_need_unpickling(tmp_path):
     with pytest.raises(TypeError, match=r"checkpoint\.extra is a .*Payload"):
         ck.save_checkpoint({"model": {}, "extra": Payload()}, tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
-    ck.save_checkpoint({"model": {"w": torch.ones(2)}, "loss": np.float32(1.5), "config": {"a": [1, None]}},
-                       tmp_path / "ok.pt")
+    ck.save_checkpoint(
+        {"model": {"w": torch.ones(2)}, "loss": np.float32(1.5), "config": {"a": [1, None]}}, tmp_path / "ok.pt"
+    )
     back = ck.read_checkpoint(tmp_path / "ok.pt")
     assert back["loss"] == 1.5 and type(back["loss"]) is float and back["config"] == {"a": [1, None]}
     assert back["version"] == ck.CHECKPOINT_VERSION
@@ -69,9 +74,15 @@ def _as_format_1(path):
     new = ck.read_checkpoint(path)
     rng = new["rng"]
     n, p = rng["numpy"], rng["python"]
-    old = {**new, "version": 1, "rng": {**rng, "numpy": (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
-                                                          n["has_gauss"], n["cached_gaussian"]),
-                                        "python": (p["version"], tuple(p["internal"].tolist()), p["gauss_next"])}}
+    old = {
+        **new,
+        "version": 1,
+        "rng": {
+            **rng,
+            "numpy": (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]),
+            "python": (p["version"], tuple(p["internal"].tolist()), p["gauss_next"]),
+        },
+    }
     torch.save(old, path)
 
 
@@ -116,8 +127,9 @@ def _evil(tmp_path, name="last.pt", version=1):
     (tmp_path / "outside").mkdir(exist_ok=True)
     path = tmp_path / "run" / name
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"version": version, "model": {"w": torch.ones(2)}, "extra": Marker(tmp_path / "outside" / "MARKER")},
-               path)
+    torch.save(
+        {"version": version, "model": {"w": torch.ones(2)}, "extra": Marker(tmp_path / "outside" / "MARKER")}, path
+    )
     return path
 
 
@@ -128,7 +140,7 @@ def test_convert_refuses_an_arbitrary_pickle_without_running_it(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"{path} holds pickled Python objects" in err and "open" in err and "will not be converted" in err
     assert not (tmp_path / "outside" / "MARKER").exists()
-    assert _files(tmp_path) == before                         # nothing written, the file left as it was
+    assert _files(tmp_path) == before  # nothing written, the file left as it was
     with pytest.raises(ck.CheckpointFormatError, match="will not be converted"):
         ck.convert(path, out=tmp_path / "run" / "converted.pt")
     assert not (tmp_path / "run" / "converted.pt").exists() and not (tmp_path / "outside" / "MARKER").exists()
@@ -148,15 +160,31 @@ def test_convert_refuses_unreadable_files(tmp_path, capsys, content):
 
 
 def test_format_1_globals_are_exactly_numpys_arrays_dtypes_and_scalars(tmp_path):
-    assert ck.FORMAT_1_GLOBALS >= {"numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
-                                   "numpy.core.multiarray.scalar", "numpy.dtypes.UInt32DType"}
+    assert ck.FORMAT_1_GLOBALS >= {
+        "numpy.ndarray",
+        "numpy.dtype",
+        "numpy.core.multiarray._reconstruct",
+        "numpy.core.multiarray.scalar",
+        "numpy.dtypes.UInt32DType",
+    }
     assert all(g.startswith("numpy.") for g in ck.FORMAT_1_GLOBALS)
     path = tmp_path / "old.pt"
     state = np.random.get_state()
-    torch.save({"version": 1, "model": {"w": torch.ones(2)}, "val_bound": np.float64(-1.5), "step": np.int64(7),
-                "rng": {"torch": torch.get_rng_state(), "numpy": state, "python": random.getstate()}}, path)
-    with pytest.raises(ck.CheckpointFormatError, match=r"earlier version of this project.*experiments\.checkpoints "
-                                                       r"convert"):
+    torch.save(
+        {
+            "version": 1,
+            "model": {"w": torch.ones(2)},
+            "val_bound": np.float64(-1.5),
+            "step": np.int64(7),
+            "rng": {"torch": torch.get_rng_state(), "numpy": state, "python": random.getstate()},
+        },
+        path,
+    )
+    with pytest.raises(
+        ck.CheckpointFormatError,
+        match=r"earlier version of this project.*experiments\.checkpoints "
+        r"convert",
+    ):
         ck.read_checkpoint(path)
     assert ck.main(["convert", str(path)]) == 0
     new = ck.read_checkpoint(path)
@@ -168,8 +196,9 @@ def test_train_exits_3_on_a_refused_last_pt_and_writes_nothing(tmp_path, capsys,
     from experiments import train
     from experiments.config import dump_json_if_changed
 
-    assert len({train.EXIT_OK, train.EXIT_DIVERGED, train.EXIT_CONFIG, train.EXIT_CHECKPOINT,
-                train.EXIT_INTERRUPTED}) == 5
+    assert (
+        len({train.EXIT_OK, train.EXIT_DIVERGED, train.EXIT_CONFIG, train.EXIT_CHECKPOINT, train.EXIT_INTERRUPTED}) == 5
+    )
     monkeypatch.chdir(tmp_path)
     cfg_file = tmp_path / "configs" / "vhe_deconv.json"
     dump_json_if_changed(_cfg(tmp_path), cfg_file)
@@ -180,4 +209,4 @@ def test_train_exits_3_on_a_refused_last_pt_and_writes_nothing(tmp_path, capsys,
     err = capsys.readouterr().err
     assert "checkpoint refused" in err and str(last) in err
     assert not (tmp_path / "outside" / "MARKER").exists()
-    assert _files(tmp_path) == before                          # last.pt untouched, no best.pt / summary / config
+    assert _files(tmp_path) == before  # last.pt untouched, no best.pt / summary / config

@@ -1,4 +1,5 @@
 """experiments.config: defaults, validation messages, profiles, per-model configs."""
+
 from __future__ import annotations
 
 import json
@@ -8,13 +9,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.config import (ConfigError, config_json, dump_json_if_changed, load_config, load_schema,
-                                model_config, read_config_file, training_config)
+from experiments.config import (
+    ConfigError,
+    config_json,
+    dump_json_if_changed,
+    load_config,
+    load_schema,
+    model_config,
+    read_config_file,
+    training_config,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ["config/config.yaml", "config/cpu.yaml", "config/smoke.yaml", "config/cpu-seeds.yaml"]
 ALL_MODELS = {"vae_deconv", "vae_pixelcnn", "hierarchical", "factorial"} | {
-    f"{o}_{d}" for o in ("ns", "resample", "rescale", "vhe") for d in ("deconv", "pixelcnn")}
+    f"{o}_{d}" for o in ("ns", "resample", "rescale", "vhe") for d in ("deconv", "pixelcnn")
+}
 #: models a profile has beyond ALL_MODELS (the paper's likelihood headline, spatial family)
 EXTRA_MODELS = {"config/config.yaml": {"hierarchical_pixelcnn"}}
 
@@ -28,8 +38,13 @@ def test_defaults_filled_recursively():
     assert cfg["evaluation"]["episodes"]["ways"] == [5, 20]
     assert cfg["data"]["max_characters"] is None and cfg["data"]["val_fraction"] == 0.1
     assert set(cfg["models"]) == ALL_MODELS
-    assert cfg["models"]["ns_pixelcnn"] == {"experiment": "class", "objective": "ns", "decoder": "pixelcnn",
-                                            "nets": {}, "train": {}}
+    assert cfg["models"]["ns_pixelcnn"] == {
+        "experiment": "class",
+        "objective": "ns",
+        "decoder": "pixelcnn",
+        "nets": {},
+        "train": {},
+    }
     assert "model" not in cfg
 
 
@@ -99,8 +114,15 @@ def test_profiles_validate_and_list_all_models(profile):
     cfg = load_config(ROOT / profile)
     expected = ALL_MODELS | EXTRA_MODELS.get(profile, set())
     assert {n for n, e in cfg["models"].items() if "replicate_of" not in e} == expected
-    assert cfg["run"] == {"config/config.yaml": "paper", "config/cpu.yaml": "cpu", "config/smoke.yaml": "smoke",
-                          "config/cpu-seeds.yaml": "cpu"}[profile]
+    assert (
+        cfg["run"]
+        == {
+            "config/config.yaml": "paper",
+            "config/cpu.yaml": "cpu",
+            "config/smoke.yaml": "smoke",
+            "config/cpu-seeds.yaml": "cpu",
+        }[profile]
+    )
     for name in cfg["models"]:
         m = model_config(cfg, name)["model"]
         assert m["nets"]["pixelcnn"]["n_layers"] >= 1 and m["train"]["max_steps"] >= 1
@@ -109,11 +131,21 @@ def test_profiles_validate_and_list_all_models(profile):
 
 
 def test_model_config_merges_overrides():
-    cfg = load_config({"nets": {"c_dim": 32},
-                       "train": {"lr": 0.01},
-                       "models": {"a": {"experiment": "class", "decoder": "pixelcnn",
-                                        "nets": {"pixelcnn": {"n_layers": 2}}, "train": {"max_steps": 7}},
-                                  "b": {"experiment": "vae"}}})
+    cfg = load_config(
+        {
+            "nets": {"c_dim": 32},
+            "train": {"lr": 0.01},
+            "models": {
+                "a": {
+                    "experiment": "class",
+                    "decoder": "pixelcnn",
+                    "nets": {"pixelcnn": {"n_layers": 2}},
+                    "train": {"max_steps": 7},
+                },
+                "b": {"experiment": "vae"},
+            },
+        }
+    )
     mc = model_config(cfg, "a")
     m = mc["model"]
     assert m["name"] == "a" and m["experiment"] == "class" and m["objective"] == "vhe" and m["decoder"] == "pixelcnn"
@@ -138,13 +170,12 @@ def test_per_model_json_unchanged_when_another_model_changes(tmp_path):
 
 
 def test_training_config_depends_on_textures_only_for_factorial():
-    base = {"models": {"a": {"experiment": "class"}, "f": {"experiment": "factorial"}},
-            "evaluation": {"n_samples": 3}}
+    base = {"models": {"a": {"experiment": "class"}, "f": {"experiment": "factorial"}}, "evaluation": {"n_samples": 3}}
     first = {m: training_config(load_config(base), m) for m in ("a", "f")}
     assert "evaluation" not in first["a"] and "textures" not in first["a"] and "textures" in first["f"]
     base["textures"] = {"n_per_character": 7}
     base["evaluation"] = {"n_samples": 9}
-    assert training_config(load_config(base), "a") == first["a"]          # not retrained
+    assert training_config(load_config(base), "a") == first["a"]  # not retrained
     assert training_config(load_config(base), "f")["textures"]["n_per_character"] == 7
 
 
@@ -195,16 +226,27 @@ def test_paths_stay_below_the_working_directory(path):
 def test_absolute_paths_only_where_documented():
     cfg = load_config({"data": {"mirror": "/srv/mirror"}, "paths": {"resume_store": "/shared/vhe/{run}"}})
     assert cfg["paths"]["resume_store"] == "/shared/vhe/paper"
-    for bad in ({"data": {"mirror": "/srv/../etc"}}, {"paths": {"resume_store": "x;rm"}},
-                {"textures": {"source": "$(id)"}}):
+    for bad in (
+        {"data": {"mirror": "/srv/../etc"}},
+        {"paths": {"resume_store": "x;rm"}},
+        {"textures": {"source": "$(id)"}},
+    ):
         with pytest.raises(ConfigError):
             load_config(bad)
 
 
-@pytest.mark.parametrize("key, value", [(("train", "lr"), float("nan")), (("train", "lr"), float("inf")),
-                                        (("data", "val_fraction"), float("nan")), (("nets", "hidden"), 2**40),
-                                        (("evaluation", "n_samples"), 10**12), (("seed",), 2**40),
-                                        (("seed",), -1)])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        (("train", "lr"), float("nan")),
+        (("train", "lr"), float("inf")),
+        (("data", "val_fraction"), float("nan")),
+        (("nets", "hidden"), 2**40),
+        (("evaluation", "n_samples"), 10**12),
+        (("seed",), 2**40),
+        (("seed",), -1),
+    ],
+)
 def test_numbers_are_finite_and_bounded(key, value):
     cfg = {}
     node = cfg
@@ -279,8 +321,10 @@ def test_with_runtime_applies_only_run_settings():
     base = training_config(load_config({}), "vhe_deconv")
     cfg = with_runtime(base, '{"device": "cpu", "wandb": {"mode": "disabled"}}')
     assert cfg["device"] == "cpu" and cfg["wandb"]["mode"] == "disabled" and cfg["model"]["name"] == "vhe_deconv"
-    assert runtime_settings(cfg) == {"device": "cpu", "wandb": {"mode": "disabled", "project": "vhe-reproduction",
-                                                                "entity": None}}
+    assert runtime_settings(cfg) == {
+        "device": "cpu",
+        "wandb": {"mode": "disabled", "project": "vhe-reproduction", "entity": None},
+    }
     with pytest.raises(ConfigError, match="--runtime: only device, wandb"):
         with_runtime(base, '{"train": {"lr": 1}}')
     with pytest.raises(ConfigError, match="--runtime"):
@@ -298,8 +342,8 @@ def test_replicates_expand_into_models_with_their_seed_and_origin():
     cfg = _replicated(["vhe_deconv", "factorial"], [1, 2], {"seed": 7})
     assert "replicates" not in cfg  # consumed: the resolved config only lists models
     names = list(cfg["models"])
-    assert names[:len(ALL_MODELS)] == list(load_config({})["models"])  # the models first, unchanged
-    assert names[len(ALL_MODELS):] == ["vhe_deconv_seed1", "vhe_deconv_seed2", "factorial_seed1", "factorial_seed2"]
+    assert names[: len(ALL_MODELS)] == list(load_config({})["models"])  # the models first, unchanged
+    assert names[len(ALL_MODELS) :] == ["vhe_deconv_seed1", "vhe_deconv_seed2", "factorial_seed1", "factorial_seed2"]
     rep = cfg["models"]["vhe_deconv_seed2"]
     assert rep == {**cfg["models"]["vhe_deconv"], "seed": 2, "replicate_of": "vhe_deconv"}
     assert cfg["models"]["factorial_seed1"]["replicate_of"] == "factorial"
@@ -315,8 +359,9 @@ def test_a_replicate_trains_and_evaluates_with_its_seed():
     base = model_config(cfg, "vhe_deconv")
     assert base["seed"] == 7 and "replicate_of" not in base["model"]
     tc = training_config(cfg, "vhe_deconv_seed3")
-    assert {k for k in tc if k not in ("seed", "model", "models")} == {k for k in training_config(cfg, "vhe_deconv")
-                                                                       if k not in ("seed", "model", "models")}
+    assert {k for k in tc if k not in ("seed", "model", "models")} == {
+        k for k in training_config(cfg, "vhe_deconv") if k not in ("seed", "model", "models")
+    }
 
 
 @pytest.mark.parametrize("profile", ["config/smoke.yaml", "config/cpu.yaml"])
@@ -324,8 +369,7 @@ def test_adding_replicates_leaves_every_other_model_config_unchanged(profile):
     raw = yaml.safe_load((ROOT / profile).read_text())
     raw.pop("replicates", None)
     plain = load_config(raw)
-    seeded = load_config({**raw, "replicates": {"models": ["vhe_deconv", "ns_pixelcnn", "factorial"],
-                                                "seeds": [1, 2]}})
+    seeded = load_config({**raw, "replicates": {"models": ["vhe_deconv", "ns_pixelcnn", "factorial"], "seeds": [1, 2]}})
     assert len(seeded["models"]) == len(plain["models"]) + 6
     for name in plain["models"]:  # the same text: adding seeds to a finished run retrains nothing trained
         assert config_json(training_config(seeded, name)) == config_json(training_config(plain, name)), name
@@ -349,26 +393,33 @@ def test_smoke_profile_trains_one_replicate_of_the_deconv_pair():
     assert reps == {"vhe_deconv_seed1": ("vhe_deconv", 1), "ns_deconv_seed1": ("ns_deconv", 1)}
 
 
-@pytest.mark.parametrize("replicates, match", [
-    ({"models": ["vhe_dcnv"], "seeds": [1]},
-     r"replicates\.models\.0: 'vhe_dcnv' is not a model; did you mean 'vhe_deconv'"),
-    ({"models": ["vhe_deconv", "nope"], "seeds": [1]}, r"replicates\.models\.1: 'nope' is not a model"),
-    ({"models": ["../x"], "seeds": [1]}, r"replicates\.models\.0"),
-    ({"models": ["vhe_deconv"], "seeds": [1, 0]}, r"replicates\.seeds\.1: 0 is the seed 'vhe_deconv' trains with"),
-    ({"models": ["vhe_deconv"], "seeds": [-1]}, r"replicates\.seeds\.0"),
-    ({"models": ["vhe_deconv"], "seeds": [2**40]}, r"replicates\.seeds\.0"),
-    ({"models": ["vhe_deconv"], "seeds": [1, 1]}, r"replicates\.seeds"),
-    ({"models": ["vhe_deconv"], "seeds": "1"}, r"replicates\.seeds"),
-    ({"model": ["vhe_deconv"], "seeds": [1]}, r"unknown key 'model' in replicates; did you mean 'models'"),
-])
+@pytest.mark.parametrize(
+    "replicates, match",
+    [
+        (
+            {"models": ["vhe_dcnv"], "seeds": [1]},
+            r"replicates\.models\.0: 'vhe_dcnv' is not a model; did you mean 'vhe_deconv'",
+        ),
+        ({"models": ["vhe_deconv", "nope"], "seeds": [1]}, r"replicates\.models\.1: 'nope' is not a model"),
+        ({"models": ["../x"], "seeds": [1]}, r"replicates\.models\.0"),
+        ({"models": ["vhe_deconv"], "seeds": [1, 0]}, r"replicates\.seeds\.1: 0 is the seed 'vhe_deconv' trains with"),
+        ({"models": ["vhe_deconv"], "seeds": [-1]}, r"replicates\.seeds\.0"),
+        ({"models": ["vhe_deconv"], "seeds": [2**40]}, r"replicates\.seeds\.0"),
+        ({"models": ["vhe_deconv"], "seeds": [1, 1]}, r"replicates\.seeds"),
+        ({"models": ["vhe_deconv"], "seeds": "1"}, r"replicates\.seeds"),
+        ({"model": ["vhe_deconv"], "seeds": [1]}, r"unknown key 'model' in replicates; did you mean 'models'"),
+    ],
+)
 def test_bad_replicates_name_the_key(replicates, match):
     with pytest.raises(ConfigError, match=match):
         load_config({"replicates": replicates})
 
 
 def test_replicate_names_must_be_free_plain_and_not_replicates_themselves():
-    taken = {"models": {"m": {"experiment": "class"}, "m_seed1": {"experiment": "vae"}},
-             "replicates": {"models": ["m"], "seeds": [1]}}
+    taken = {
+        "models": {"m": {"experiment": "class"}, "m_seed1": {"experiment": "vae"}},
+        "replicates": {"models": ["m"], "seeds": [1]},
+    }
     with pytest.raises(ConfigError, match=r"replicates: 'm_seed1' .* is already the name of another entry"):
         load_config(taken)
     long = "m" * 62
@@ -395,9 +446,19 @@ def test_no_replicates_by_default():
 def test_evaluation_for_applies_the_decoders_non_null_overrides():
     from experiments.config import evaluation_for
 
-    cfg = load_config({"evaluation": {"n_samples": 50, "classification_samples": 10, "max_elements": 256,
-                                      "per_decoder": {"pixelcnn": {"n_samples": 5, "classification_samples": None},
-                                                      "deconv": {"max_elements": 64}}}})
+    cfg = load_config(
+        {
+            "evaluation": {
+                "n_samples": 50,
+                "classification_samples": 10,
+                "max_elements": 256,
+                "per_decoder": {
+                    "pixelcnn": {"n_samples": 5, "classification_samples": None},
+                    "deconv": {"max_elements": 64},
+                },
+            }
+        }
+    )
     pix = evaluation_for(cfg, "pixelcnn")
     assert pix["n_samples"] == 5 and pix["classification_samples"] == 10  # null: the section's value
     assert pix["max_elements"] == 256 and "per_decoder" not in pix
@@ -410,14 +471,20 @@ def test_evaluation_for_applies_the_decoders_non_null_overrides():
 
 
 def test_a_profile_extends_another_in_its_folder(tmp_path):
-    (tmp_path / "base.yaml").write_text("run: base1\ntrain: {lr: 0.01, max_steps: 5}\n"
-                                        "models:\n  m: {experiment: vae}\n")
+    (tmp_path / "base.yaml").write_text(
+        "run: base1\ntrain: {lr: 0.01, max_steps: 5}\nmodels:\n  m: {experiment: vae}\n"
+    )
     (tmp_path / "child.yaml").write_text("extends: base.yaml\ntrain: {max_steps: 9}\n")
     cfg = load_config(tmp_path / "child.yaml")
     assert cfg["run"] == "base1" and cfg["train"]["lr"] == 0.01 and cfg["train"]["max_steps"] == 9
     assert set(cfg["models"]) == {"m"} and "extends" not in cfg
-    for bad, match in (("../base.yaml", "expected the file name"), ("/etc/x.yaml", "expected the file name"),
-                       ("child.yaml", "loop"), ("missing.yaml", "does not exist"), ("[1]", "expected the file name")):
+    for bad, match in (
+        ("../base.yaml", "expected the file name"),
+        ("/etc/x.yaml", "expected the file name"),
+        ("child.yaml", "loop"),
+        ("missing.yaml", "does not exist"),
+        ("[1]", "expected the file name"),
+    ):
         (tmp_path / "child.yaml").write_text(f"extends: {bad}\n")
         with pytest.raises(ConfigError, match=match):
             load_config(tmp_path / "child.yaml")
@@ -428,10 +495,23 @@ def test_a_profile_extends_another_in_its_folder(tmp_path):
 def test_command_line_values_become_numbers_booleans_and_null():
     from experiments.config import command_line_values
 
-    got = command_line_values({"train": {"max_steps": "100", "lr": "1e-3", "grad_clip": "null", "amp": "false",
-                                         "name": "abc", "seeds": ["1", "2"]}, "run": "x1"})
-    assert got == {"train": {"max_steps": 100, "lr": 1e-3, "grad_clip": None, "amp": False, "name": "abc",
-                             "seeds": [1, 2]}, "run": "x1"}
+    got = command_line_values(
+        {
+            "train": {
+                "max_steps": "100",
+                "lr": "1e-3",
+                "grad_clip": "null",
+                "amp": "false",
+                "name": "abc",
+                "seeds": ["1", "2"],
+            },
+            "run": "x1",
+        }
+    )
+    assert got == {
+        "train": {"max_steps": 100, "lr": 1e-3, "grad_clip": None, "amp": False, "name": "abc", "seeds": [1, 2]},
+        "run": "x1",
+    }
     assert load_config({"train": command_line_values({"max_steps": "100"})})["train"]["max_steps"] == 100
 
 
@@ -444,8 +524,9 @@ def test_a_vector_models_config_and_fingerprint_ignore_the_spatial_settings():
     assert "family" not in tc["nets"] and "spatial" not in tc["nets"]
     assert "family" not in tc["model"]["nets"] and "spatial" not in tc["model"]["nets"]
     mc = model_config(cfg, "vhe_deconv")
-    other = model_config(load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}),
-                         "vhe_deconv")
+    other = model_config(
+        load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}), "vhe_deconv"
+    )
     assert _fingerprint(mc) == _fingerprint(other)  # a vector model ignores nets.spatial
     paper = load_config(ROOT / "config" / "config.yaml")
     spatial = training_config(paper, "vhe_pixelcnn")

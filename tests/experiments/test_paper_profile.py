@@ -8,6 +8,7 @@ and validation batches, the data (12 synthetic characters, a quarter held out fo
 procedural textures) and the run settings
 (CPU, one thread, fp32, W&B off). The networks, objectives, k_shot and augmentation are the paper's.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,9 +30,19 @@ from vhe.evaluate import kl_class, log_marginal
 
 PAPER = Path(__file__).resolve().parents[2] / "config" / "config.yaml"
 N_CHARS, N_PER, N_ALPHA = 12, 6, 3
-TEST_TRAIN = {"batch_size": 2, "targets_per_class": 1, "max_steps": 2, "val_every": 2, "val_batches": 1,
-              "checkpoint_every": 2, "log_every": 1, "sample_every": 0, "num_threads": 1, "amp_cpu": False,
-              "patience": None}
+TEST_TRAIN = {
+    "batch_size": 2,
+    "targets_per_class": 1,
+    "max_steps": 2,
+    "val_every": 2,
+    "val_batches": 1,
+    "checkpoint_every": 2,
+    "log_every": 1,
+    "sample_every": 0,
+    "num_threads": 1,
+    "amp_cpu": False,
+    "patience": None,
+}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -52,7 +63,8 @@ def data_dir(in_tmp_path):
     """Synthetic background and textured sets (28x28, binary) in the test's folder."""
     bg = make_set(in_tmp_path / "resources" / "background.pt", N_CHARS, N_PER, N_ALPHA)
     textured_omniglot(OmniglotSet.load(bg), procedural_textures(4), 4, seed=0).save(
-        in_tmp_path / "resources" / "textured.pt")
+        in_tmp_path / "resources" / "textured.pt"
+    )
     return in_tmp_path
 
 
@@ -62,8 +74,11 @@ def paper_config(data_dir) -> dict:
     raw.update(device="cpu", wandb={"mode": "disabled"}, run="paper")
     raw["textures"] = {"source": "procedural", "n_textures": 4, "n_per_character": 4}
     raw["data"]["val_fraction"] = 0.25
-    raw["paths"] = {"background": below_cwd(data_dir / "resources" / "background.pt"),
-                    "textured": below_cwd(data_dir / "resources" / "textured.pt"), "results": "results"}
+    raw["paths"] = {
+        "background": below_cwd(data_dir / "resources" / "background.pt"),
+        "textured": below_cwd(data_dir / "resources" / "textured.pt"),
+        "results": "results",
+    }
     raw["train"].update(TEST_TRAIN)
     for entry in raw["models"].values():  # a model's own train overrides must not undo the test's
         entry["train"] = {**(entry.get("train") or {}), **TEST_TRAIN}
@@ -94,8 +109,10 @@ def test_paper_model_trains_two_steps_and_evaluates(name, data_dir):
         assert model.encoder["c"].latent_shape == (nets.spatial["c_channels"], 28, 28)
         prior = {"gaussian": vhe.nets.SpatialGaussianPrior, "pixelcnn": vhe.nets.SpatialPixelCNNPrior}
         assert isinstance(model.prior["c"], prior[nets.spatial["prior"]])
-        assert isinstance(model.decoder, vhe.nets.SpatialPixelCNNDecoder if m["decoder"] == "pixelcnn" else
-                          vhe.nets.SpatialConvDecoder)
+        assert isinstance(
+            model.decoder,
+            vhe.nets.SpatialPixelCNNDecoder if m["decoder"] == "pixelcnn" else vhe.nets.SpatialConvDecoder,
+        )
         if m["experiment"] == "hierarchical":
             assert model.prior["c"].vhe_parents == ("a",) and model.encoder["c"].vhe_parents == ("a",)
     else:

@@ -1,4 +1,5 @@
 """experiments.precision: train.amp_cpu = auto | true | false against the CPU's bf16 flags."""
+
 import logging
 
 import pytest
@@ -17,8 +18,9 @@ def test_cpu_flags_reads_the_first_processor(tmp_path):
     assert cpu_flags(tmp_path / "missing") == frozenset()  # not Linux: nothing known
 
 
-@pytest.mark.parametrize("flags, fast", [(AVX2_ONLY, False), (GENOA, True), (SAPPHIRE_RAPIDS, True),
-                                         (frozenset(), False)])
+@pytest.mark.parametrize(
+    "flags, fast", [(AVX2_ONLY, False), (GENOA, True), (SAPPHIRE_RAPIDS, True), (frozenset(), False)]
+)
 def test_auto_uses_bf16_only_with_native_instructions(flags, fast):
     assert cpu_has_fast_bf16(flags) is fast
     assert resolve_amp_cpu("auto", flags) is fast

@@ -1,4 +1,5 @@
 """experiments.sections: the typed sections have exactly the schema's keys and no defaults."""
+
 import dataclasses
 
 import pytest
@@ -37,8 +38,12 @@ def test_built_from_a_filled_config_and_strict():
 
 
 def test_per_decoder_overrides():
-    cfg = load_config({"run": "t", "evaluation": {"classification_samples": 10,
-                                                  "per_decoder": {"pixelcnn": {"classification_samples": 3}}}})
+    cfg = load_config(
+        {
+            "run": "t",
+            "evaluation": {"classification_samples": 10, "per_decoder": {"pixelcnn": {"classification_samples": 3}}},
+        }
+    )
     ev = Evaluation.of(cfg["evaluation"])
     assert ev.for_decoder("pixelcnn").classification_samples == 3
     assert ev.for_decoder("deconv").classification_samples == 10

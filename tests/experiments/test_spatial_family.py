@@ -1,5 +1,6 @@
 """nets.family: spatial in the builders (experiments.common.spatial_nets): which modules, sizes from the
 config, the hierarchical p(c | a), and the experiments that refuse it. Tiny networks."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,6 +12,7 @@ from experiments.registry import build_experiment
 from tests.experiments import below_cwd, tiny_config
 from tests.experiments.test_structured import write_textured
 
+
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """Many tiny ops (PixelCNN sampling): one thread avoids OpenMP contention on a shared machine."""
@@ -20,16 +22,27 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-SPATIAL = {"c_channels": 3, "z_dim": 4, "stn_channels": 2, "enc_channels": 2, "warp_hidden": 4, "prior_layers": 1,
-           "prior_channels": 4}
+SPATIAL = {
+    "c_channels": 3,
+    "z_dim": 4,
+    "stn_channels": 2,
+    "enc_channels": 2,
+    "warp_hidden": 4,
+    "prior_layers": 1,
+    "prior_channels": 4,
+}
 
 
 def build(tmp_path, experiment="class", decoder="deconv", prior="gaussian", family="spatial"):
     tex = write_textured(tmp_path)
     nets = {"family": family, "spatial": {**SPATIAL, "prior": prior}}
-    cfg = load_config(tiny_config(tmp_path, models={"m": {"experiment": experiment, "objective": "vhe",
-                                                          "decoder": decoder, "nets": nets}},
-                                  paths={"textured": below_cwd(tex)}))
+    cfg = load_config(
+        tiny_config(
+            tmp_path,
+            models={"m": {"experiment": experiment, "objective": "vhe", "decoder": decoder, "nets": nets}},
+            paths={"textured": below_cwd(tex)},
+        )
+    )
     return build_experiment(model_config(cfg, "m"), "cpu")
 
 
@@ -40,10 +53,12 @@ def test_class_model_builds_the_spatial_family(tmp_path, decoder, prior):
     assert model.order == ["c", "z"]
     assert isinstance(model.encoder["c"], vhe.nets.SpatialSetEncoder) and model.encoder["c"].latent_shape == (3, 28, 28)
     assert isinstance(model.encoder["z"], vhe.nets.SpatialImageEncoder) and model.encoder["z"].latent_dim == 4
-    assert isinstance(model.prior["c"], {"gaussian": vhe.nets.SpatialGaussianPrior,
-                                         "pixelcnn": vhe.nets.SpatialPixelCNNPrior}[prior])
-    assert isinstance(model.decoder, {"deconv": vhe.nets.SpatialConvDecoder,
-                                      "pixelcnn": vhe.nets.SpatialPixelCNNDecoder}[decoder])
+    assert isinstance(
+        model.prior["c"], {"gaussian": vhe.nets.SpatialGaussianPrior, "pixelcnn": vhe.nets.SpatialPixelCNNPrior}[prior]
+    )
+    assert isinstance(
+        model.decoder, {"deconv": vhe.nets.SpatialConvDecoder, "pixelcnn": vhe.nets.SpatialPixelCNNDecoder}[decoder]
+    )
     b = next(iter(exp.train_loader))
     bound, kl = model.score(b.inputs, b.sizes, x=b.target, rescale=exp.objective.rescale, return_kl=True)
     assert torch.isfinite(bound) and set(kl) == {"c", "z"}

@@ -1,5 +1,6 @@
 """The hierarchical (a -> c -> z, p(c | a)) and factorial (c, t -> x) builders: graphs, loader
 labels, support sets, sizes and KL weights, on tiny synthetic sets with known labels."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,9 +19,9 @@ from vhe.data import OmniglotSet, procedural_textures, textured_omniglot
 from vhe.nets import GaussianConditionalPrior
 from vhe.priors import NormalPrior
 
-N_CHARS, N_PER, N_ALPHA = 12, 6, 3   # background: 12 characters x 6 drawings, 3 alphabets of 4 characters
-K = 3                                # train.k_shot in tiny_config
-N_TEX, M_PER = 4, 4                  # textured: 4 textures, 4 images per character
+N_CHARS, N_PER, N_ALPHA = 12, 6, 3  # background: 12 characters x 6 drawings, 3 alphabets of 4 characters
+K = 3  # train.k_shot in tiny_config
+N_TEX, M_PER = 4, 4  # textured: 4 textures, 4 images per character
 
 
 def write_textured(tmp_path) -> Path:
@@ -36,9 +37,14 @@ def write_textured(tmp_path) -> Path:
 
 def build(tmp_path, experiment, objective="vhe", decoder="deconv", **overrides):
     tex = write_textured(tmp_path)
-    cfg = load_config(tiny_config(tmp_path, models={"m": {"experiment": experiment, "objective": objective,
-                                                          "decoder": decoder}},
-                                  paths={"textured": below_cwd(tex)}, **overrides))
+    cfg = load_config(
+        tiny_config(
+            tmp_path,
+            models={"m": {"experiment": experiment, "objective": objective, "decoder": decoder}},
+            paths={"textured": below_cwd(tex)},
+            **overrides,
+        )
+    )
     cfg = model_config(cfg, "m")
     return build_experiment(cfg, "cpu"), cfg
 
@@ -90,8 +96,9 @@ def kl_weights_follow(model, b, rescale: bool):
     # one latent at a time: only its own KL, divided by its own size
     for k in kl:
         torch.manual_seed(0)
-        bk = model.score(b.inputs, b.sizes, x=b.target, rescale=rescale, kl_factor={j: float(j == k) for j in kl},
-                         reduction="none")
+        bk = model.score(
+            b.inputs, b.sizes, x=b.target, rescale=rescale, kl_factor={j: float(j == k) for j in kl}, reduction="none"
+        )
         torch.testing.assert_close(bk - b0, -kl[k] / div[k], rtol=1e-4, atol=1e-3)
 
 
@@ -143,7 +150,7 @@ def test_hierarchical_kl_weights_score_and_sample(tmp_path, rescale):
     (-bound).backward()
     grads = [p.grad for p in exp.model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
-    assert exp.model.prior["c"].mlp[0].weight.grad.abs().sum() > 0   # p(c | a) is learned
+    assert exp.model.prior["c"].mlp[0].weight.grad.abs().sum() > 0  # p(c | a) is learned
     x, v = exp.model.sample(inputs={"a": b.inputs["a"][:3]}, return_latents=True)
     assert x.shape == (3, 1, 28, 28) and set(x.unique().tolist()) <= {0.0, 1.0}
     assert set(v) == {"a", "c", "z"}
@@ -174,7 +181,7 @@ def test_factorial_graph(tmp_path):
     m = exp.model
     assert m.order == ["c", "t", "z"] and exp.kl_latents == ["c", "t", "z"] and exp.sample_latents == ["c", "t"]
     assert m.parents_of == {"c": frozenset(), "t": frozenset(), "z": frozenset({"c", "t"})}
-    assert m.decoder.vhe_parents == ("c", "t", "z")          # content and style are both parents of x
+    assert m.decoder.vhe_parents == ("c", "t", "z")  # content and style are both parents of x
     assert m.encoder["c"].vhe_parents == () and m.encoder["t"].vhe_parents == ()
     assert all(isinstance(m.prior[k], NormalPrior) for k in ("c", "t", "z"))
 

@@ -2,6 +2,7 @@
 that logs its best.pt as a model artifact and an evaluation run of its own in the same group; the
 summary page is one run however often it is rerun; a wandb too old is an error, not silence;
 mode disabled writes nothing."""
+
 from __future__ import annotations
 
 import json
@@ -31,16 +32,43 @@ def _in_tmp(tmp_path, monkeypatch):
 
 def _cfg(tmp_path, mode):
     """The tiny model's config; its paths (resources/, results/) relative, i.e. below tmp_path."""
-    return model_config(load_config(tiny_config(Path("."), wandb={"mode": mode, "project": "test"},
-                                                train={"max_steps": 2, "val_every": 2, "log_every": 1})),
-                        "vhe_deconv")
+    return model_config(
+        load_config(
+            tiny_config(
+                Path("."),
+                wandb={"mode": mode, "project": "test"},
+                train={"max_steps": 2, "val_every": 2, "log_every": 1},
+            )
+        ),
+        "vhe_deconv",
+    )
 
 
 def _rows(nll=123.5):
-    return pd.DataFrame([{"metric": "nll", "set": "test", "estimator": None, "value": nll, "ci_low": None,
-                          "ci_high": None, "n": 4, "K": 3},
-                         {"metric": "accuracy", "set": "lake_runs", "estimator": "conditional", "value": 0.25,
-                          "ci_low": 0.1, "ci_high": 0.5, "n": 20, "K": 3}])
+    return pd.DataFrame(
+        [
+            {
+                "metric": "nll",
+                "set": "test",
+                "estimator": None,
+                "value": nll,
+                "ci_low": None,
+                "ci_high": None,
+                "n": 4,
+                "K": 3,
+            },
+            {
+                "metric": "accuracy",
+                "set": "lake_runs",
+                "estimator": "conditional",
+                "value": 0.25,
+                "ci_low": 0.1,
+                "ci_high": 0.5,
+                "n": 20,
+                "K": 3,
+            },
+        ]
+    )
 
 
 def test_training_logs_its_model_artifact_and_the_evaluation_is_a_run_of_its_own(tmp_path):
@@ -60,7 +88,11 @@ def test_training_logs_its_model_artifact_and_the_evaluation_is_a_run_of_its_own
     (evaluation,) = [r for r in found if r["job_type"] == "eval"]
 
     assert (train["id"], train["job_type"], train["group"], train["name"]) == (
-        run_id, "train", "test/vhe_deconv", "test/vhe_deconv")
+        run_id,
+        "train",
+        "test/vhe_deconv",
+        "test/vhe_deconv",
+    )
     assert train["tags"] == ["test"]
     assert "loss" in train["history_keys"] and "val_bound" in train["history_keys"]
     (model,) = [a for a in train["artifacts"] if a["type"] == "model"]
@@ -72,12 +104,19 @@ def test_training_logs_its_model_artifact_and_the_evaluation_is_a_run_of_its_own
 
     # not a resumed training run: its own id, in the training run's group
     assert (evaluation["id"], evaluation["job_type"], evaluation["group"], evaluation["name"]) == (
-        f"{run_id}-eval", "eval", "test/vhe_deconv", "test/vhe_deconv/eval")
+        f"{run_id}-eval",
+        "eval",
+        "test/vhe_deconv",
+        "test/vhe_deconv/eval",
+    )
     assert evaluation["summary"]["eval/nll/test"] == 123.5
     assert evaluation["summary"]["eval/accuracy/lake_runs/conditional"] == 0.25
     assert evaluation["summary"]["eval/checkpoint_step"] == summary["best_step"]
-    assert evaluation["media"] == {"eval/metrics": "table-file", "eval/classification": "table-file",
-                                   "eval/samples": "image-file"}
+    assert evaluation["media"] == {
+        "eval/metrics": "table-file",
+        "eval/classification": "table-file",
+        "eval/samples": "image-file",
+    }
     assert evaluation["steps"] == [summary["best_step"]]  # one history row, at the checkpoint's step
     assert "eval/nll/test" in evaluation["history_keys"]
     assert evaluation["artifacts"] and all(a["type"] != "model" for a in evaluation["artifacts"])  # its tables
@@ -88,7 +127,8 @@ def test_training_logs_its_model_artifact_and_the_evaluation_is_a_run_of_its_own
     assert [g for g in other if g.startswith("test/other")] == [
         "test/other: no training run with history (job_type train)",
         "test/other: no model artifact test-other (type model, alias best) logged by its training run",
-        "test/other: no evaluation run (job_type eval) with eval/* summary values"]
+        "test/other: no evaluation run (job_type eval) with eval/* summary values",
+    ]
 
     # re-evaluating updates the same evaluation run: a second offline session of its id (wandb
     # 0.19.9 writes a session started in the same second as the first into the same folder)
@@ -114,8 +154,20 @@ def test_an_untracked_training_gets_an_eval_run_with_a_stable_id(tmp_path):
     out = tmp_path / "ckpt"
     assert Trainer(cfg, out).fit()["wandb_id"] is None
     assert not (tmp_path / "results" / "wandb").exists()  # disabled: nothing written
-    rows = pd.DataFrame([{"metric": "nll", "set": "test", "estimator": None, "value": 1.0, "ci_low": None,
-                          "ci_high": None, "n": 1, "K": 1}])
+    rows = pd.DataFrame(
+        [
+            {
+                "metric": "nll",
+                "set": "test",
+                "estimator": None,
+                "value": 1.0,
+                "ci_low": None,
+                "ci_high": None,
+                "n": 1,
+                "K": 1,
+            }
+        ]
+    )
     assert not tracking.log_evaluation(cfg, "vhe_deconv", out / "best.pt", rows, {})  # still disabled
     cfg["wandb"]["mode"] = "offline"
     assert tracking.log_evaluation(cfg, "vhe_deconv", out / "best.pt", rows, {})
@@ -129,14 +181,26 @@ def test_a_session_without_its_exit_record_is_waited_for_then_reported_unfinishe
     """A file W&B's service has not finished (here: its header alone) reads as not exited; the
     tests' reader waits for the exit record up to its timeout, then returns what it found."""
     cfg = _cfg(tmp_path, "offline")
-    rows = pd.DataFrame([{"metric": "nll", "set": "test", "estimator": None, "value": 1.0, "ci_low": None,
-                          "ci_high": None, "n": 1, "K": 1}])
+    rows = pd.DataFrame(
+        [
+            {
+                "metric": "nll",
+                "set": "test",
+                "estimator": None,
+                "value": 1.0,
+                "ci_low": None,
+                "ci_high": None,
+                "n": 1,
+                "K": 1,
+            }
+        ]
+    )
     assert tracking.log_evaluation(cfg, "vhe_deconv", tmp_path / "best.pt", rows, {})
     wdir = tmp_path / "results" / "wandb"
     (done,) = runs(wdir)  # finish() may return before W&B's service has written the exit record
     assert done["exited"] and done["job_type"] == "eval"
     path = Path(done["file"])
-    path.write_bytes(path.read_bytes()[:tracking.HEADER])  # as if nothing after the header were written yet
+    path.write_bytes(path.read_bytes()[: tracking.HEADER])  # as if nothing after the header were written yet
     (cut,) = tracking.offline_runs(wdir)
     assert not cut["exited"] and "job_type" not in cut
     t0 = time.monotonic()
@@ -163,8 +227,7 @@ def test_the_summary_page_is_one_run_however_often_it_is_made(tmp_path):
         assert summary["group"] == "synthetic/summary"
         assert summary["summary"]["headline_estimator"] == "conditional"
         media = summary["media"]
-        assert {media[k] for k in ("objectives", "claims", "classification", "structured", "metrics")} == {
-            "table-file"}
+        assert {media[k] for k in ("objectives", "claims", "classification", "structured", "metrics")} == {"table-file"}
         assert media["learning_curves"] == media["kl_c"] == "image-file"
 
 

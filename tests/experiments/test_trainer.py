@@ -1,4 +1,5 @@
 """experiments.trainer / experiments.train: files, exact resumption, NaN stop, early stopping, CLI."""
+
 from __future__ import annotations
 
 import csv
@@ -40,12 +41,20 @@ def read_history(path):
 
 
 def test_a_few_steps_write_every_file(tmp_path):
-    cfg = mcfg(tmp_path, train={"max_steps": 5, "val_every": 2, "checkpoint_every": 2, "log_every": 2,
-                                "sample_every": 4})
+    cfg = mcfg(
+        tmp_path, train={"max_steps": 5, "val_every": 2, "checkpoint_every": 2, "log_every": 2, "sample_every": 4}
+    )
     out = tmp_path / "ckpt"
     summary = Trainer(cfg, out).fit()
-    for f in ("best.pt", "last.pt", "config.json", "provenance.json", "history.csv", "train_summary.json",
-              "samples.png"):
+    for f in (
+        "best.pt",
+        "last.pt",
+        "config.json",
+        "provenance.json",
+        "history.csv",
+        "train_summary.json",
+        "samples.png",
+    ):
         assert (out / f).is_file(), f
     assert summary == json.loads((out / "train_summary.json").read_text())
     assert summary["status"] == "completed" and summary["steps"] == 5
@@ -75,8 +84,9 @@ def test_a_few_steps_write_every_file(tmp_path):
 RESUME_CASES = {
     "deconv": {},
     "targets_per_class_2": {"train": {"targets_per_class": 2}},
-    "one_shot_curve": {"train": {"one_shot_curve": {"every": 3, "n_runs": 2, "n_way": 2, "method": "conditional",
-                                                    "n_samples": 2}}},
+    "one_shot_curve": {
+        "train": {"one_shot_curve": {"every": 3, "n_runs": 2, "n_way": 2, "method": "conditional", "n_samples": 2}}
+    },
     "pixelcnn": {"model": ("vhe_pixelcnn", {"experiment": "class", "objective": "vhe", "decoder": "pixelcnn"})},
     "bf16_cpu": {"train": {"amp_cpu": True}},
 }
@@ -96,8 +106,9 @@ def _assert_same_training_state(straight, resumed, dir_a, dir_b):
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(ob["state"][i][key])), (i, key)
     assert straight.scheduler.state_dict() == resumed.scheduler.state_dict()
     ha, hb = read_history(dir_a / "history.csv"), read_history(dir_b / "history.csv")
-    assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == \
-           [{k: v for k, v in r.items() if k not in TIMING} for r in hb]
+    assert [{k: v for k, v in r.items() if k not in TIMING} for r in ha] == [
+        {k: v for k, v in r.items() if k not in TIMING} for r in hb
+    ]
     sum_a = json.loads((dir_a / "train_summary.json").read_text())
     sum_b = json.loads((dir_b / "train_summary.json").read_text())
     assert sum_a["best_val_bound"] == sum_b["best_val_bound"] and sum_b["steps"] == sum_a["steps"]
@@ -114,18 +125,32 @@ def test_exact_resume(tmp_path, case):
 
     over = RESUME_CASES[case]
     if over.get("train", {}).get("amp_cpu") and not cpu_has_fast_bf16():
-        pytest.skip("this CPU has no native bf16 (avx512_bf16 / amx_bf16): bf16 autocast is emulated, slow and "
-                    "not what any profile runs here (amp_cpu: auto)")
+        pytest.skip(
+            "this CPU has no native bf16 (avx512_bf16 / amx_bf16): bf16 autocast is emulated, slow and "
+            "not what any profile runs here (amp_cpu: auto)"
+        )
     if "one_shot_curve" in over.get("train", {}):
         make_set(tmp_path / "resources" / "background.pt", n_alphabets=1)  # 3 validation characters, one alphabet
     name, models = "vhe_deconv", None
     if "model" in over:
         name, entry = over["model"]
         models = {name: entry}
-    cfg = mcfg(tmp_path, name=name, models=models,
-               train={"max_steps": 16, "checkpoint_every": 8, "val_every": 4, "log_every": 3,
-                      "lr_schedule": "cosine", "kl_anneal_steps": 5, "batch_size": 8, **over.get("train", {})},
-               data={"augment_dihedral": True})
+    cfg = mcfg(
+        tmp_path,
+        name=name,
+        models=models,
+        train={
+            "max_steps": 16,
+            "checkpoint_every": 8,
+            "val_every": 4,
+            "log_every": 3,
+            "lr_schedule": "cosine",
+            "kl_anneal_steps": 5,
+            "batch_size": 8,
+            **over.get("train", {}),
+        },
+        data={"augment_dihedral": True},
+    )
     straight = Trainer(cfg, tmp_path / "a")
     straight.fit()
     t1 = Trainer(cfg, tmp_path / "b")
@@ -148,9 +173,30 @@ def test_exact_resume(tmp_path, case):
 
 
 #: last.pt's entries (format 2), as read back by read_checkpoint; runs written by earlier versions resume
-LAST_PT_ENTRIES = {"version", "fingerprint", "config", "model", "optimizer", "scheduler", "train_loader", "rng",
-                   "step", "status", "best_val", "best_step", "best_val_kl", "last_val", "bad_validations", "history",
-                   "window", "images_seen", "step_time", "data_time", "elapsed", "wandb_id"}
+LAST_PT_ENTRIES = {
+    "version",
+    "fingerprint",
+    "config",
+    "model",
+    "optimizer",
+    "scheduler",
+    "train_loader",
+    "rng",
+    "step",
+    "status",
+    "best_val",
+    "best_step",
+    "best_val_kl",
+    "last_val",
+    "bad_validations",
+    "history",
+    "window",
+    "images_seen",
+    "step_time",
+    "data_time",
+    "elapsed",
+    "wandb_id",
+}
 
 
 def test_last_pt_holds_the_train_state_and_an_older_one_without_window_resumes(tmp_path):
@@ -172,8 +218,12 @@ def test_last_pt_holds_the_train_state_and_an_older_one_without_window_resumes(t
     del last["window"]
     save_checkpoint({k: v for k, v in last.items() if k != "version"}, out / "last.pt")
     resumed = Trainer(cfg, out)
-    assert resumed.resumed_from == 2 and resumed.state.window == {"stats": [], "images": 0, "time": 0.0,
-                                                                   "data_time": 0.0}
+    assert resumed.resumed_from == 2 and resumed.state.window == {
+        "stats": [],
+        "images": 0,
+        "time": 0.0,
+        "data_time": 0.0,
+    }
     summary = resumed.fit()
     assert summary["status"] == "completed" and summary["steps"] == 4
     assert [int(r["step"]) for r in read_history(out / "history.csv")] == [2, 3, 4]
@@ -235,8 +285,8 @@ def test_config_change_starts_afresh(tmp_path):
     assert Trainer(cfg, out, max_steps=5).resumed_from == 3  # extending a run resumes it
     cos = mcfg(tmp_path, train={"max_steps": 3, "lr_schedule": "cosine"})
     Trainer(cos, tmp_path / "cos").fit()
-    assert Trainer(cos, tmp_path / "cos").resumed_from == 3   # an interrupted/finished cosine run resumes...
-    longer = Trainer(cos, tmp_path / "cos", max_steps=6)      # ...but a longer one has another schedule
+    assert Trainer(cos, tmp_path / "cos").resumed_from == 3  # an interrupted/finished cosine run resumes...
+    longer = Trainer(cos, tmp_path / "cos", max_steps=6)  # ...but a longer one has another schedule
     assert longer.resumed_from is None and longer.step == 0
     cfg["model"]["nets"]["c_dim"] = 5
     t = Trainer(cfg, out)
@@ -257,16 +307,35 @@ def test_schedules_and_kl_annealing(tmp_path):
 
 @pytest.mark.parametrize("model", ["vae_pixelcnn"])
 def test_cli_end_to_end(tmp_path, model):
-    models = {"vae_pixelcnn": {"experiment": "vae", "decoder": "pixelcnn"},
-              "ns_pixelcnn": {"experiment": "class", "objective": "ns", "decoder": "pixelcnn"}}
+    models = {
+        "vae_pixelcnn": {"experiment": "vae", "decoder": "pixelcnn"},
+        "ns_pixelcnn": {"experiment": "class", "objective": "ns", "decoder": "pixelcnn"},
+    }
     cfg = load_config(tiny_config(tmp_path, models=models))
     cfg_file = tmp_path / "configs" / f"{model}.json"
     dump_json_if_changed(model_config(cfg, model), cfg_file)
     out = tmp_path / "ckpt" / model
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(cfg_file), "--out", str(out),
-                           "--max-steps", "4", "--device", "cpu"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            "--config",
+            str(cfg_file),
+            "--out",
+            str(out),
+            "--max-steps",
+            "4",
+            "--device",
+            "cpu",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["steps"] == 4 and summary["model"] == model and summary["decoder"] == "pixelcnn"
@@ -280,9 +349,24 @@ def test_cli_end_to_end(tmp_path, model):
     raw = tiny_config(tmp_path, models=models)
     raw["train"]["lrr"] = 1
     yml.write_text(yaml.safe_dump(raw))
-    proc = subprocess.run([sys.executable, "-m", "experiments.train", "--config", str(yml), "--model", "ns_pixelcnn",
-                           "--out", str(tmp_path / "x")], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "experiments.train",
+            "--config",
+            str(yml),
+            "--model",
+            "ns_pixelcnn",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2 and "unknown key 'lrr' in train; did you mean 'lr'?" in proc.stderr
 
 

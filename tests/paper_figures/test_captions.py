@@ -1,4 +1,5 @@
 """The report captions (paper_figures/report/*.rst) render with each profile's config and state its settings."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """paper_figures.claims: McNemar, the headline choice (validation runs only), the claims' verdicts."""
+
 import pytest
 
 from paper_figures import claims as C
@@ -9,7 +10,7 @@ from tests.pipeline.synthetic import acc, make_run, replicate
 def test_mcnemar_exact_values():
     # 10 discordant trials, all in one direction: p = 2 / 2^10
     t = C.mcnemar([1] * 10 + [0] * 5, [0] * 10 + [0] * 5)
-    assert (t["n10"], t["n01"]) == (10, 0) and t["p_value"] == pytest.approx(2 / 2 ** 10)
+    assert (t["n10"], t["n01"]) == (10, 0) and t["p_value"] == pytest.approx(2 / 2**10)
     assert C.mcnemar([1, 0, 1, 0], [0, 1, 0, 1])["p_value"] == pytest.approx(1.0)
     # 8 vs 2 of 10: p = 2 * P(X <= 2), X ~ Bin(10, 1/2) = 2 * 56 / 1024
     assert C.mcnemar([1] * 8 + [0] * 2, [0] * 8 + [1] * 2)["p_value"] == pytest.approx(2 * (1 + 10 + 45) / 1024)
@@ -29,16 +30,26 @@ def _set_accuracy(rd, model, set_, accs):
 
 def test_headline_is_chosen_on_validation_runs_never_on_lake_runs(tmp_path):
     rd = make_run(tmp_path)
-    for model in ("ns_deconv", "vhe_deconv", "ns_pixelcnn", "vhe_pixelcnn", "resample_deconv", "rescale_deconv",
-                  "resample_pixelcnn", "rescale_pixelcnn"):
+    for model in (
+        "ns_deconv",
+        "vhe_deconv",
+        "ns_pixelcnn",
+        "vhe_pixelcnn",
+        "resample_deconv",
+        "rescale_deconv",
+        "resample_pixelcnn",
+        "rescale_pixelcnn",
+    ):
         _set_accuracy(rd, model, "lake_runs", {"marginal_ratio": 0.2, "conditional": 0.3, "ns_kl": 0.9})
         _set_accuracy(rd, model, "validation_runs", {"marginal_ratio": 0.7, "conditional": 0.5, "ns_kl": 0.1})
     df = metrics_frame(read_run(rd))
     best, reason = C.choose_headline(df)
     assert best == {"deconv": "marginal_ratio", "pixelcnn": "marginal_ratio"}
     assert "validation runs" in reason and "not used" in reason
-    assert C.choose_headline(df[df["set"] != "validation_runs"])[0] == {"deconv": "conditional",
-                                                                        "pixelcnn": "conditional"}  # the default
+    assert C.choose_headline(df[df["set"] != "validation_runs"])[0] == {
+        "deconv": "conditional",
+        "pixelcnn": "conditional",
+    }  # the default
 
 
 def test_headline_is_chosen_per_decoder(tmp_path):
@@ -186,8 +197,13 @@ def test_seeds_are_paired_by_training_seed(tmp_path):
     assert rows[("VHE classifies bette", "PixelCNN")]["verdict"] == C.HOLDS
     assert "1 seed (seed 0)" in rows[("VHE classifies bette", "PixelCNN")]["rule"]
     assert "1 seed (seed 0)" in rows[("With a PixelCNN deco", "PixelCNN")]["rule"]
-    rd = make_run(tmp_path / "kl", replicates={"vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, kl_c=0.5),
-                                               "ns_pixelcnn_seed1": replicate("ns_pixelcnn", 1)})
+    rd = make_run(
+        tmp_path / "kl",
+        replicates={
+            "vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, kl_c=0.5),
+            "ns_pixelcnn_seed1": replicate("ns_pixelcnn", 1),
+        },
+    )
     kl = _claims(rd)[("With a PixelCNN deco", "PixelCNN")]
     assert kl["verdict"] == C.FAILS and "holds in 1 of 2 seeds" in kl["evidence"]
 
@@ -198,8 +214,9 @@ def test_replicates_stay_out_of_the_headline_choice_and_the_per_model_tables(tmp
     rd = _seeded_run(tmp_path, vhe=(0.78, 0.70), ns=(0.35, 0.40))
     for seed in (1, 2):  # validation runs where ns_kl would win if the replicates counted
         for m in ("vhe_pixelcnn", "ns_pixelcnn"):
-            _set_accuracy(rd, f"{m}_seed{seed}", "validation_runs",
-                          {"marginal_ratio": 0.1, "conditional": 0.1, "ns_kl": 0.99})
+            _set_accuracy(
+                rd, f"{m}_seed{seed}", "validation_runs", {"marginal_ratio": 0.1, "conditional": 0.1, "ns_kl": 0.99}
+            )
     run = read_run(rd)
     df = metrics_frame(run)
     assert run.replicate_of == {f"{m}_seed{s}": m for m in ("vhe_pixelcnn", "ns_pixelcnn") for s in (1, 2)}
@@ -215,9 +232,11 @@ def test_replicates_stay_out_of_the_headline_choice_and_the_per_model_tables(tmp
 def test_seeds_table_mean_and_spread(tmp_path):
     from paper_figures import tables as T
 
-    reps = {"vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, lake=0.78, nll=86.0),
-            "vhe_pixelcnn_seed2": replicate("vhe_pixelcnn", 2, lake=0.70, nll=88.0),
-            "factorial_seed1": replicate("factorial", 1, texture={"accuracy": 0.3})}
+    reps = {
+        "vhe_pixelcnn_seed1": replicate("vhe_pixelcnn", 1, lake=0.78, nll=86.0),
+        "vhe_pixelcnn_seed2": replicate("vhe_pixelcnn", 2, lake=0.70, nll=88.0),
+        "factorial_seed1": replicate("factorial", 1, texture={"accuracy": 0.3}),
+    }
     run = read_run(make_run(tmp_path, replicates=reps))
     table, disp, note = T.seeds_table(run, metrics_frame(run), "conditional")
     acc = table[(table["model"] == "vhe_pixelcnn") & (table["metric"] == "accuracy")].iloc[0]
@@ -254,8 +273,10 @@ def test_binomial_above_chance_exact_values():
 
 
 def test_factorial_claim_needs_both_parts_above_chance_in_every_seed(tmp_path):
-    reps = {"factorial_seed1": replicate("factorial", 1, texture={"accuracy": 0.45}),
-            "factorial_seed2": replicate("factorial", 2, texture={"accuracy": 0.138})}
+    reps = {
+        "factorial_seed1": replicate("factorial", 1, texture={"accuracy": 0.45}),
+        "factorial_seed2": replicate("factorial", 2, texture={"accuracy": 0.138}),
+    }
     rd = make_run(tmp_path, replicates=reps)
     row = _claims(rd)[("Factorial VHE: gener", "factorial")]
     assert row["verdict"] == C.DIRECTION  # seed 2's texture (13.8% of 320 at chance 12.5%) is not significant

@@ -1,4 +1,5 @@
 """paper_figures.metrics: one long-form frame read by exact keys; a missing key names itself."""
+
 import json
 
 import pytest

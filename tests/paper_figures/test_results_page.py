@@ -1,4 +1,5 @@
 """paper_figures.results_page: a finished run's docs/results page, generated from its tables."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,18 @@ from tests.pipeline.synthetic import make_run
 def test_page_holds_the_run_tables_and_provenance(tmp_path):
     rd = make_run(tmp_path)
     PF.make(rd, wandb_mode="disabled")
-    (rd / "metrics" / "extra.json").write_text(json.dumps({"provenance": {
-        "git_commit": "abc1234", "hostname": "node7", "torch": "2.14.1", "date": "2026-12-06T10:00:00+00:00"}}))
+    (rd / "metrics" / "extra.json").write_text(
+        json.dumps(
+            {
+                "provenance": {
+                    "git_commit": "abc1234",
+                    "hostname": "node7",
+                    "torch": "2.14.1",
+                    "date": "2026-12-06T10:00:00+00:00",
+                }
+            }
+        )
+    )
     text = RP.page(rd)
     assert "abc1234" in text and "node7" in text and "evaluated 2026-12-06" in text
     for name in RP.TABLE_ORDER:

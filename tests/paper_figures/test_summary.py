@@ -1,5 +1,6 @@
 """paper_figures.summary: every text that reaches summary.html is escaped (a cell, header, note or
 name holding markup shows as text), and the page keeps its tables, colours and structure."""
+
 from __future__ import annotations
 
 import re
@@ -17,10 +18,21 @@ SCRIPT = "<script>alert('x')</script>"
 def _tables(evil: str = SCRIPT) -> Tables:
     table = pd.DataFrame({"model": [evil, "vhe_deconv"], f"bound {evil}": [-90.5, None]})
     claims = pd.DataFrame({"claim": [evil, "VHE beats NS"], "verdict": [HOLDS, FAILS]})
-    return Tables(objectives=table, objectives_note=f"note {evil}", classification=table,
-                  classification_note=evil, headline=evil, headline_reason=evil, claims=claims,
-                  structured=table, training=table, learning_curves=table, learning_curves_note=evil,
-                  seeds=table, seeds_note=evil)
+    return Tables(
+        objectives=table,
+        objectives_note=f"note {evil}",
+        classification=table,
+        classification_note=evil,
+        headline=evil,
+        headline_reason=evil,
+        claims=claims,
+        structured=table,
+        training=table,
+        learning_curves=table,
+        learning_curves_note=evil,
+        seeds=table,
+        seeds_note=evil,
+    )
 
 
 class _Tags(HTMLParser):
@@ -43,8 +55,8 @@ def _run(tmp_path, evil: str = SCRIPT) -> RunData:
 
 def test_markup_in_cells_headers_notes_and_names_is_escaped(tmp_path):
     html = page(_run(tmp_path), _tables())
-    assert "<script" not in html                                  # no live script anywhere
-    assert "&lt;script&gt;alert(" in html                       # ... but shown as text
+    assert "<script" not in html  # no live script anywhere
+    assert "&lt;script&gt;alert(" in html  # ... but shown as text
     parser = _Tags()
     parser.feed(html)
     assert "script" not in parser.tags

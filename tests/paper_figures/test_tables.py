@@ -1,4 +1,5 @@
 """paper_figures.tables: the learning curves side by side, one row per measured step."""
+
 import math
 
 import pandas as pd
@@ -14,20 +15,21 @@ def _curves():
         ("vhe_pixelcnn", "class", "vhe", "pixelcnn", 1800, 16.0, 0.53, -62.36),
         ("vhe_deconv", "class", "vhe", "deconv", 1000, 2.0, 0.60, -138.9),
         ("ns_deconv", "class", "ns", "deconv", 1000, 2.0, 0.52, nan),
-        ("vae_deconv", "vae", None, "deconv", 1000, 2.0, nan, -133.5),   # no curve: no column
+        ("vae_deconv", "vae", None, "deconv", 1000, 2.0, nan, -133.5),  # no curve: no column
     ]
-    return pd.DataFrame(rows, columns=["model", "experiment", "objective", "decoder", "step", "time_s",
-                                       "val_acc", "val_bound"])
+    return pd.DataFrame(
+        rows, columns=["model", "experiment", "objective", "decoder", "step", "time_s", "val_acc", "val_bound"]
+    )
 
 
 def test_one_row_per_measured_step_and_one_column_per_model_with_a_curve():
     table, note = learning_curve_table(_curves())
     assert list(table.columns) == ["step", "ns_deconv", "vhe_deconv", "vhe_pixelcnn"]  # decoder, then objective
-    assert list(table["step"]) == ["1000", "1800"]                                        # 500: no accuracy
+    assert list(table["step"]) == ["1000", "1800"]  # 500: no accuracy
     first, last = table.iloc[0], table.iloc[1]
     assert first["vhe_deconv"] == "60% / -138.9" and first["vhe_pixelcnn"] == "50% / -63.8"
-    assert first["ns_deconv"] == "52% / n/a"                                              # accuracy without a bound
-    assert last["vhe_pixelcnn"] == "53% / -62.4" and last["vhe_deconv"] == "-"          # not measured there
+    assert first["ns_deconv"] == "52% / n/a"  # accuracy without a bound
+    assert last["vhe_pixelcnn"] == "53% / -62.4" and last["vhe_deconv"] == "-"  # not measured there
     assert "nats per image" in note
 
 

@@ -20,6 +20,7 @@ never waits on a timer. ``trace`` lists every atomic rename of the process (one 
 **A full disk.** :func:`full_disk` patches ``open`` so that writes to a temporary file of
 ``atomic_path`` fail with ENOSPC after a given number of bytes (part of the file is written).
 """
+
 from __future__ import annotations
 
 import builtins
@@ -37,7 +38,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 
-SITECUSTOMIZE = r'''
+SITECUSTOMIZE = r"""
 # written by tests/pipeline/faults.py: SIGKILL or pause this process at its n-th atomic write
 import json as _json
 import os as _os
@@ -83,22 +84,29 @@ if _SPEC:
             _os.kill(_os.getpid(), _signal.SIGKILL)
 
     _os.replace = _replace
-'''
+"""
 
 
 def base_env(**extra) -> dict:
     """The environment of every subprocess of the fault tests: one thread, no display, W&B off,
     reproducible PDFs (matplotlib dates them by SOURCE_DATE_EPOCH), the checkout importable."""
     env = {k: v for k, v in os.environ.items() if k not in ("VHE_FAULT",)}
-    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", MPLBACKEND="Agg", SOURCE_DATE_EPOCH="0",
-               WANDB_MODE="disabled", PYTHONHASHSEED="0")
+    env.update(
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        MPLBACKEND="Agg",
+        SOURCE_DATE_EPOCH="0",
+        WANDB_MODE="disabled",
+        PYTHONHASHSEED="0",
+    )
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     env.update(extra)
     return env
 
 
-def fault_env(tmp_path, module: str, n: int | None = None, action: str = "kill-mid", trace: bool = False,
-              **extra) -> tuple[dict, Path, Path]:
+def fault_env(
+    tmp_path, module: str, n: int | None = None, action: str = "kill-mid", trace: bool = False, **extra
+) -> tuple[dict, Path, Path]:
     """(environment, marker file, trace file) for a process to be faulted at its n-th atomic write
     (``n=None``: no fault, only the trace)."""
     hook = Path(tmp_path) / "fault_hook"
@@ -110,8 +118,9 @@ def fault_env(tmp_path, module: str, n: int | None = None, action: str = "kill-m
             f.unlink()
     env = base_env(**extra)
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env["PYTHONPATH"]])
-    env["VHE_FAULT"] = json.dumps({"module": module, "n": n, "action": action, "marker": str(marker),
-                                   "trace": str(trace_file) if trace else None})
+    env["VHE_FAULT"] = json.dumps(
+        {"module": module, "n": n, "action": action, "marker": str(marker), "trace": str(trace_file) if trace else None}
+    )
     return env, marker, trace_file
 
 
@@ -121,24 +130,43 @@ def traced(trace_file: Path) -> list[str]:
 
 def run_module(module: str, args, env, cwd=None, timeout=240) -> subprocess.CompletedProcess:
     """``python -m module args`` (returncode -9 when it was SIGKILLed)."""
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def snakemake_cmd(workdir, targets, configfile, *options) -> list[str]:
     """Targets before ``--configfile`` (which takes several files)."""
     exe = Path(sys.executable).parent / "snakemake"
     base = [str(exe)] if exe.is_file() else [sys.executable, "-m", "snakemake"]
-    return [*base, "-s", str(REPO / "Snakefile"), "-d", str(workdir), *map(str, targets), "--cores", "1",
-            *options, "--configfile", str(configfile)]
+    return [
+        *base,
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        *map(str, targets),
+        "--cores",
+        "1",
+        *options,
+        "--configfile",
+        str(configfile),
+    ]
 
 
 def snakemake(workdir, targets, configfile, *options, env, check=True, timeout=300) -> subprocess.CompletedProcess:
     cmd = snakemake_cmd(workdir, targets, configfile, *options)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n"
-                             f"{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 
@@ -152,8 +180,9 @@ def kill_group_when(cmd, env, marker: Path, timeout=240) -> subprocess.Completed
             while not marker.exists():
                 if proc.poll() is not None:
                     out.seek(0)
-                    raise AssertionError(f"{' '.join(cmd)} ended ({proc.returncode}) before the fault fired:\n"
-                                         f"{out.read()[-3000:]}")
+                    raise AssertionError(
+                        f"{' '.join(cmd)} ended ({proc.returncode}) before the fault fired:\n{out.read()[-3000:]}"
+                    )
                 if time.monotonic() > deadline:
                     raise AssertionError(f"the fault did not fire within {timeout} s")
                 time.sleep(0.1)
@@ -169,15 +198,25 @@ def kill_group_when(cmd, env, marker: Path, timeout=240) -> subprocess.Completed
 def snapshot(root: Path, files=None) -> dict[str, bytes]:
     """{relative path: bytes} of ``files`` (default: every non-hidden file under ``root``)."""
     root = Path(root)
-    paths = [root / f for f in files] if files is not None else [
-        p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    paths = (
+        [root / f for f in files]
+        if files is not None
+        else [
+            p
+            for p in root.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        ]
+    )
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(paths) if p.is_file()}
 
 
 def hidden_temporaries(root: Path) -> list[Path]:
     """Files an interrupted atomic write left behind (``.<name>.<host>-<pid>.<random><suffix>``)."""
-    return sorted(p for p in Path(root).rglob(".*") if p.is_file() and ".snakemake" not in p.parts
-                  and re.match(r"^\..+\.[^.]+\..*$", p.name))
+    return sorted(
+        p
+        for p in Path(root).rglob(".*")
+        if p.is_file() and ".snakemake" not in p.parts and re.match(r"^\..+\.[^.]+\..*$", p.name)
+    )
 
 
 #: fields that record when and how long, not what: left out when metrics JSON are compared

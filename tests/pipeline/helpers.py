@@ -1,5 +1,6 @@
 """Helpers of the pipeline tests: Snakemake in a scratch working directory, dry-run parsing,
 a placeholder finished smoke run."""
+
 from __future__ import annotations
 
 import os
@@ -10,12 +11,23 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["REPO", "SNAKEFILE", "SMOKE", "snakemake_cmd", "snakemake", "job_counts", "planned_jobs", "smoke_cfg",
-           "needs_smoke", "pretend_finished"]
+__all__ = [
+    "REPO",
+    "SNAKEFILE",
+    "SMOKE",
+    "snakemake_cmd",
+    "snakemake",
+    "job_counts",
+    "planned_jobs",
+    "smoke_cfg",
+    "needs_smoke",
+    "pretend_finished",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEFILE = REPO / "Snakefile"
 SMOKE = REPO / "config" / "smoke.yaml"
+
 
 def snakemake_cmd():
     exe = Path(sys.executable).parent / "snakemake"
@@ -29,7 +41,9 @@ def snakemake(workdir, *args, configfile=SMOKE, check=True):
     env = {**os.environ, "VHE_DATA_MIRROR": str(REPO.parent / "shared" / "data" / "omniglot")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     return proc
 
 

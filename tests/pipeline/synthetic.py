@@ -1,5 +1,6 @@
 """A synthetic results/<run>/ tree (configs, metrics, histories, sample PNGs) for the
 paper_figures tests: hand-made numbers whose claims verdicts are known."""
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,13 @@ def acc(a, n=N_TRIALS):
         return None
     a = max(0.0, min(1.0, a))
     k = round(a * n)
-    return {"accuracy": k / n, "ci95": [max(0.0, k / n - 0.05), min(1.0, k / n + 0.05)], "n_trials": n,
-            "correct": k, "per_trial": [1] * k + [0] * (n - k)}
+    return {
+        "accuracy": k / n,
+        "ci95": [max(0.0, k / n - 0.05), min(1.0, k / n + 0.05)],
+        "n_trials": n,
+        "correct": k,
+        "per_trial": [1] * k + [0] * (n - k),
+    }
 
 
 def by_estimator(a):
@@ -41,15 +47,29 @@ def by_estimator(a):
 
 def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
     """A metrics JSON in the analysis.evaluate layout (the keys paper_figures.metrics reads)."""
-    m = {"model": name, **entry, "K": k, "n_classes": 20, "nll_estimate": nll, "nll_stderr": 0.5, "elbo": nll + 1.0,
-         "bounds": {"test": {"value": nll + 3.0, "n_images": 400}, "train": {"value": nll + 2.0, "n_images": 400}},
-         "kl_c": {"mean": kl_c, "n_classes": 20} if kl_c is not None else None,
-         "checkpoint": {"step": 100}, "provenance": {"git_commit": "0" * 40}, "not_defined": {}}
+    m = {
+        "model": name,
+        **entry,
+        "K": k,
+        "n_classes": 20,
+        "nll_estimate": nll,
+        "nll_stderr": 0.5,
+        "elbo": nll + 1.0,
+        "bounds": {"test": {"value": nll + 3.0, "n_images": 400}, "train": {"value": nll + 2.0, "n_images": 400}},
+        "kl_c": {"mean": kl_c, "n_classes": 20} if kl_c is not None else None,
+        "checkpoint": {"step": 100},
+        "provenance": {"git_commit": "0" * 40},
+        "not_defined": {},
+    }
     if kl_c is None:  # as analysis.evaluate: an undefined quantity is null with its reason
         m["not_defined"]["kl_c"] = "the model has no class latent 'c' (synthetic)"
     if entry.get("experiment") == "class":
-        cl = {"estimators": list(ESTIMATOR_OFFSET), "n_samples": 5,
-              "validation_runs": by_estimator(lake + 0.1), "lake_runs": by_estimator(lake)}
+        cl = {
+            "estimators": list(ESTIMATOR_OFFSET),
+            "n_samples": 5,
+            "validation_runs": by_estimator(lake + 0.1),
+            "lake_runs": by_estimator(lake),
+        }
         if within is not None:
             cl["within_alphabet_runs"] = by_estimator(within)
         cl["episodes"] = {"5way_1shot": by_estimator(way5)} if way5 is not None else {}
@@ -62,8 +82,9 @@ def metrics_for(name, entry, *, nll, kl_c, lake, within=None, way5=None, k=10):
 
 def baselines(mhd_28=0.55):
     """metrics/baselines.json in the analysis.baselines layout."""
-    return {"lake_runs": {"pixel_nn_28": acc(0.40), "mhd_28": acc(mhd_28), "pixel_nn_105": acc(0.45),
-                          "mhd_105": acc(0.612)}}
+    return {
+        "lake_runs": {"pixel_nn_28": acc(0.40), "mhd_28": acc(mhd_28), "pixel_nn_105": acc(0.45), "mhd_105": acc(0.612)}
+    }
 
 
 #: hand-made numbers: with PixelCNN, NS's c is unused (0.3 nats vs VHE's 40); VHE beats NS on
@@ -82,18 +103,38 @@ NUMBERS = {
 
 
 #: analysis.structured layouts (the keys paper_figures.metrics reads)
-HIERARCHICAL = {"model": "hierarchical", "experiment": "hierarchical", "checkpoint_step": 100,
-                "provenance": {"git_commit": "0" * 40}, "bound_per_image": -120.0, "bound_se": 1.0,
-                "kl": {"a": 3.5, "c": 20.1, "z": 4.0},
-                "class_model": {"bound_per_image": -130.0, "bound_se": 1.0}, "bound_difference": 10.0,
-                "bound_difference_se": 0.5,
-                "nll": {"n_samples": 10, "nll_per_image": 115.0, "nll_se": 1.0, "class_nll_per_image": 125.0,
-                        "class_nll_se": 1.0, "nll_improvement": 10.0, "nll_improvement_se": 0.4},
-                "alphabet_style": {"accuracy": 0.12, "chance": 0.05, "classifier_accuracy_real": 0.33}}
-FACTORIAL = {"model": "factorial", "experiment": "factorial", "checkpoint_step": 100,
-             "provenance": {"git_commit": "0" * 40}, "cells": 320,
-             "texture": {"accuracy": 0.4, "chance": 0.125, "classifier_accuracy_real": 0.98},
-             "character": {"accuracy": 0.2, "chance": 0.025, "classifier_accuracy_real": 0.66}, "both_accuracy": 0.1}
+HIERARCHICAL = {
+    "model": "hierarchical",
+    "experiment": "hierarchical",
+    "checkpoint_step": 100,
+    "provenance": {"git_commit": "0" * 40},
+    "bound_per_image": -120.0,
+    "bound_se": 1.0,
+    "kl": {"a": 3.5, "c": 20.1, "z": 4.0},
+    "class_model": {"bound_per_image": -130.0, "bound_se": 1.0},
+    "bound_difference": 10.0,
+    "bound_difference_se": 0.5,
+    "nll": {
+        "n_samples": 10,
+        "nll_per_image": 115.0,
+        "nll_se": 1.0,
+        "class_nll_per_image": 125.0,
+        "class_nll_se": 1.0,
+        "nll_improvement": 10.0,
+        "nll_improvement_se": 0.4,
+    },
+    "alphabet_style": {"accuracy": 0.12, "chance": 0.05, "classifier_accuracy_real": 0.33},
+}
+FACTORIAL = {
+    "model": "factorial",
+    "experiment": "factorial",
+    "checkpoint_step": 100,
+    "provenance": {"git_commit": "0" * 40},
+    "cells": 320,
+    "texture": {"accuracy": 0.4, "chance": 0.125, "classifier_accuracy_real": 0.98},
+    "character": {"accuracy": 0.2, "chance": 0.025, "classifier_accuracy_real": 0.66},
+    "both_accuracy": 0.1,
+}
 
 
 def write_png(path: Path, seed: int = 0):
@@ -114,8 +155,9 @@ def replicate(of: str, seed: int, **numbers) -> dict:
     return {"of": of, "seed": seed, **numbers}
 
 
-def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, structured=True,
-             replicates=None) -> Path:
+def make_run(
+    root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, structured=True, replicates=None
+) -> Path:
     """results/<run>/ with configs for every model and metrics for those in NUMBERS (not ``skip``).
 
     ``replicates``: {name: :func:`replicate`} adds models trained again with another seed (their
@@ -133,7 +175,8 @@ def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, 
         curve = entry["experiment"] == "class"  # the one-shot learning curve: every 50 steps
         rows = ["step,bound,val_bound,val_acc"] + [
             f"{s},{200 - s / 10 + i},{'' if s % 20 else 210 - s / 10 + i},{0.2 + s / 500 if curve and s % 50 == 0 else ''}"
-            for s in range(0, 101, 10)]
+            for s in range(0, 101, 10)
+        ]
         (ck / "final").mkdir(exist_ok=True)
         (ck / "final" / "history.csv").write_text("\n".join(rows) + "\n")
         (ck / "train_summary.json").write_text(json.dumps({"steps": 100, "best_val_bound": 190.0 + i}))
@@ -148,8 +191,9 @@ def make_run(root: Path, run="synthetic", skip=("vae_pixelcnn",), samples=True, 
         write_png(rd / "figures" / "factorial_samples.png", 101)
     for j, (name, r) in enumerate((replicates or {}).items()):
         entry, numbers = models[r["of"]], {k: v for k, v in r.items() if k not in ("of", "seed")}
-        (rd / "configs" / f"{name}.json").write_text(json.dumps(
-            {"run": run, "seed": r["seed"], "model": {"name": name, **entry, "replicate_of": r["of"]}}))
+        (rd / "configs" / f"{name}.json").write_text(
+            json.dumps({"run": run, "seed": r["seed"], "model": {"name": name, **entry, "replicate_of": r["of"]}})
+        )
         ck = rd / "checkpoints" / name
         (ck / "final").mkdir(parents=True, exist_ok=True)
         (ck / "final" / "history.csv").write_text("step,bound,val_bound,val_acc\n0,200,210,\n100,190,200,\n")

@@ -4,6 +4,7 @@ Dry runs only, in a temporary working directory. With snakemake-executor-plugin-
 (the ``test`` extra) the paper run is planned through the slurm executor itself; without it the
 profile is still parsed and applied with the executor overridden to local.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -24,12 +25,24 @@ MODEL_RULES = ("train", "evaluate", "evaluate_structured")
 
 
 def dry_run(workdir, configfile, *args):
-    cmd = [*snakemake_cmd(), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--profile", str(PROFILE), "-n",
-           "--configfile", str(configfile), *args]
+    cmd = [
+        *snakemake_cmd(),
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(workdir),
+        "--profile",
+        str(PROFILE),
+        "-n",
+        "--configfile",
+        str(configfile),
+        *args,
+    ]
     env = {**os.environ, "VHE_DATA_MIRROR": str(REPO.parent / "shared" / "data" / "omniglot")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
-    assert proc.returncode == 0, (f"{' '.join(cmd)} failed ({proc.returncode}):\n"
-                                  f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    assert proc.returncode == 0, (
+        f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     return proc.stdout + proc.stderr
 
 
@@ -79,9 +92,12 @@ def test_profile_resources_applied_with_local_executor(tmp_path):
     assert {r["gpu"] for rule, f, r in jobs if rule in MODEL_RULES} == {"0"}  # smoke: device cpu
 
 
-@pytest.mark.skipif(not HAS_SLURM_PLUGIN, reason="snakemake-executor-plugin-slurm not installed "
-                                                   "(pip install -e '.[cluster]'); the profile is still "
-                                                   "checked with the local executor above")
+@pytest.mark.skipif(
+    not HAS_SLURM_PLUGIN,
+    reason="snakemake-executor-plugin-slurm not installed "
+    "(pip install -e '.[cluster]'); the profile is still "
+    "checked with the local executor above",
+)
 def test_slurm_profile_plans_the_paper_run(tmp_path):
     """`snakemake --profile profiles/slurm -n` plans the paper run through the slurm executor;
     --config device=cuda makes every model job ask for one GPU."""

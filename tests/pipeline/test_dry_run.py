@@ -1,5 +1,6 @@
 """A dry run changes nothing; settings that do not change results (device, W&B) rerun nothing; the
 workflow parses and plans without a shared filesystem (Snakemake's fs storage plugin)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -42,15 +43,28 @@ def test_a_dry_run_of_a_new_run_writes_nothing(tmp_path):
 
 
 @needs_smoke
-@pytest.mark.skipif(importlib.util.find_spec("snakemake_storage_plugin_fs") is None,
-                    reason="snakemake-storage-plugin-fs is not installed (the test extra has it)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("snakemake_storage_plugin_fs") is None,
+    reason="snakemake-storage-plugin-fs is not installed (the test extra has it)",
+)
 def test_plans_without_a_shared_filesystem(tmp_path):
     work, store = tmp_path / "work", tmp_path / "store"
     work.mkdir()
     store.mkdir()
-    proc = snakemake(work, "-n", "--shared-fs-usage", "none", "--default-storage-provider", "fs",
-                     "--default-storage-prefix", str(store), "--local-storage-prefix", str(work / ".local"),
-                     "--config", f"paths={{resume_store: {store}/resume}}")
+    proc = snakemake(
+        work,
+        "-n",
+        "--shared-fs-usage",
+        "none",
+        "--default-storage-provider",
+        "fs",
+        "--default-storage-prefix",
+        str(store),
+        "--local-storage-prefix",
+        str(work / ".local"),
+        "--config",
+        f"paths={{resume_store: {store}/resume}}",
+    )
     counts = job_counts(proc.stdout + proc.stderr)
     assert counts.get("train", 0) >= 1 and counts.get("paper_figures") == 1, counts
     assert snapshot(work) == {} and snapshot(store) == {}
@@ -66,5 +80,7 @@ def test_adding_seeds_to_a_finished_run_plans_only_the_new_replicates(tmp_path):
     out = proc.stdout + proc.stderr
     counts = job_counts(out)
     assert counts == {"model_config": 2, "train": 2, "evaluate": 2, "paper_figures": 1, "all": 1}, counts
-    assert set(re.findall(r"wildcards: (?:model|class_model)=(\w+)", proc.stdout)) == {"vhe_deconv_seed2",
-                                                                                      "ns_deconv_seed2"}
+    assert set(re.findall(r"wildcards: (?:model|class_model)=(\w+)", proc.stdout)) == {
+        "vhe_deconv_seed2",
+        "ns_deconv_seed2",
+    }

@@ -1,4 +1,5 @@
 """pipeline/estimate.py (vhe-estimate, scripts/estimate_cost.py): the CPU cost estimate `make reproduce` prints, and its gate."""
+
 from __future__ import annotations
 
 import copy
@@ -41,7 +42,9 @@ class _Stdin(io.StringIO):
 
 def test_paper_profile_on_cpu_is_days_and_cpu_smoke_profiles_are_not():
     paper = ec.estimate(PAPER, cores=2)
-    assert paper["wall_s"] > 24 * HOUR and paper["run"] == "paper" and len(paper["models"]) == 13  # 12 + hierarchical_pixelcnn
+    assert (
+        paper["wall_s"] > 24 * HOUR and paper["run"] == "paper" and len(paper["models"]) == 13
+    )  # 12 + hierarchical_pixelcnn
     # the measured point it is built on: a paper-size deconv class model trains at 59 images/s
     assert paper["models"]["vhe_deconv"]["train_images_per_s"] == pytest.approx(59.0)
     assert paper["models"]["vhe_pixelcnn"]["train_images_per_s"] == pytest.approx(6.2)
@@ -49,7 +52,7 @@ def test_paper_profile_on_cpu_is_days_and_cpu_smoke_profiles_are_not():
         assert ec.estimate(CPU, cores=cores)["wall_s"] < ec.DEFAULT_THRESHOLD_HOURS * HOUR
         assert ec.estimate(SMOKE, cores=cores)["wall_s"] < 0.5 * HOUR
     cpu2 = ec.estimate(CPU, cores=2)
-    assert 0.5 * HOUR < cpu2["wall_s"] < 3 * HOUR            # README: the cpu profile takes ~2 h on 2 cores
+    assert 0.5 * HOUR < cpu2["wall_s"] < 3 * HOUR  # README: the cpu profile takes ~2 h on 2 cores
     assert ec.estimate(PAPER, cores=8)["wall_s"] > 24 * HOUR  # more cores do not make it affordable
 
 
@@ -57,7 +60,7 @@ def test_estimate_scales_with_max_steps():
     raw = yaml.safe_load(CPU.read_text())
     base = ec.estimate(raw, cores=1)
     longer = copy.deepcopy(raw)
-    longer["train"]["max_steps"] *= 2                          # models without their own max_steps
+    longer["train"]["max_steps"] *= 2  # models without their own max_steps
     est = ec.estimate(longer, cores=1)
     for name in ("vhe_deconv", "vae_deconv"):
         assert est["models"][name]["train_s"] == pytest.approx(2 * base["models"][name]["train_s"], rel=0.02)
@@ -77,7 +80,7 @@ def test_a_vae_evaluation_is_its_likelihood_alone():
     raw = yaml.safe_load(CPU.read_text())
     base = ec.estimate(raw, cores=1)["models"]
     fewer = copy.deepcopy(raw)
-    fewer["evaluation"]["estimators"] = ["ns_kl"]             # no decodes for classification
+    fewer["evaluation"]["estimators"] = ["ns_kl"]  # no decodes for classification
     fewer["evaluation"]["validation_runs"] = {"n_runs": 0, "n_way": 5}
     cut = ec.estimate(fewer, cores=1)["models"]
     for name in ("vae_deconv", "vae_pixelcnn"):
@@ -110,9 +113,13 @@ def test_rates_follow_the_stated_assumptions():
     assert ec.train_rate("vae", "pixelcnn", nets) == pytest.approx(85.0 / 0.82)
     assert ec.train_rate("class", "pixelcnn", ec._PAPER_NETS) == pytest.approx(6.2)
     bigger = {**ec._PAPER_NETS, "pixelcnn": {"n_layers": 24, "channels": 64, "kernel_size": 5}}
-    assert ec.train_rate("class", "pixelcnn", bigger) < 6.2   # extrapolated beyond the paper networks
-    tiny = {"conv_layers": 2, "conv_channels": 8, "deconv_channels": 8,
-            "pixelcnn": {"n_layers": 2, "channels": 8, "kernel_size": 3}}
+    assert ec.train_rate("class", "pixelcnn", bigger) < 6.2  # extrapolated beyond the paper networks
+    tiny = {
+        "conv_layers": 2,
+        "conv_channels": 8,
+        "deconv_channels": 8,
+        "pixelcnn": {"n_layers": 2, "channels": 8, "kernel_size": 3},
+    }
     assert ec.train_rate("class", "deconv", tiny) == pytest.approx(187.0)  # no faster than the cpu networks
 
 
@@ -158,27 +165,28 @@ def test_cli_breakdown(capsys):
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_reproduce_runs_the_gate_first_and_ci_does_not_call_it():
-    r = subprocess.run(["make", "-n", "reproduce", "CONFIG=config/cpu.yaml"], cwd=REPO, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        ["make", "-n", "reproduce", "CONFIG=config/cpu.yaml"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     lines = [ln for ln in r.stdout.splitlines() if "vhe-estimate" in ln or "snakemake --cores" in ln]
     assert r.returncode == 0 and len(lines) == 2, r.stdout + r.stderr
     assert "--gate" in lines[0] and "--config config/cpu.yaml" in lines[0] and "snakemake" in lines[1]
     ci = REPO / ".ci" / "run"
     if ci.is_file():
         code = [ln.split("#", 1)[0] for ln in ci.read_text().splitlines()]
-        assert not any("make reproduce" in ln for ln in code)   # CI runs make test and snakemake directly
+        assert not any("make reproduce" in ln for ln in code)  # CI runs make test and snakemake directly
 
 
 def _benchmark(path: Path, seconds: float):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("s\th:m:s\tmax_rss\tcpu_time\n" f"{seconds}\t0:00:00\t100.0\t{seconds * 0.9}\n")
+    path.write_text(f"s\th:m:s\tmax_rss\tcpu_time\n{seconds}\t0:00:00\t100.0\t{seconds * 0.9}\n")
 
 
 def test_measured_job_times_are_compared_with_the_estimate(tmp_path, capsys):
     run = tmp_path / "results" / "cpu"
     est = ec.estimate(CPU, cores=2)
     want = est["models"]["vhe_deconv"]["train_s"] * ec.SIDE_BY_SIDE_SLOWDOWN
-    _benchmark(run / "benchmarks" / "train" / "vhe_deconv.tsv", 2 * want)       # twice the estimate
+    _benchmark(run / "benchmarks" / "train" / "vhe_deconv.tsv", 2 * want)  # twice the estimate
     _benchmark(run / "benchmarks" / "evaluate" / "vhe_deconv.tsv", 60.0)
     _benchmark(run / "benchmarks" / "train" / "factorial.tsv", 100.0)
     measured = ec.measured_times(run)

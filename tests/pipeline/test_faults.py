@@ -18,6 +18,7 @@ Smoke scale: the data rules on the first 20 characters of the shared mirror, eva
 tiny synthetic set with an untrained model, the tables and figures on the synthetic run of
 tests/pipeline/synthetic.py.
 """
+
 from __future__ import annotations
 
 import errno
@@ -193,18 +194,38 @@ def test_data_preparation_killed(tmp_path):
     raw = work / "resources" / "raw" / "train_small.npz"  # as fetch_raw leaves it
     raw.parent.mkdir(parents=True)
     shutil.copyfile(MIRROR / raw.name, raw)
-    prepare = ["prepare-omniglot", "--npz", "resources/raw/train_small.npz", "--out", target,
-               "--max-characters", cfg["data"]["max_characters"]]  # the rule's command
+    prepare = [
+        "prepare-omniglot",
+        "--npz",
+        "resources/raw/train_small.npz",
+        "--out",
+        target,
+        "--max-characters",
+        cfg["data"]["max_characters"],
+    ]  # the rule's command
     prepare += ["--center-ink"] if cfg["data"].get("center_ink") else []
     _ok(_run("vhe.data.cli", prepare, faults.base_env(), work))
     reference = out.read_bytes()
 
     # the commands, a previous version present
     gap = work / cfg["paths"]["results"] / "metrics" / "data_gap.json"
-    commands = {out: prepare,
-                gap: ["gap", "--npz", raw, "--quick", "--max-characters", 5, "--out", gap,
-                      "--lake-zip", MIRROR / "images_background_small1.zip",
-                      "--lake-zip", MIRROR / "images_background_small2.zip"]}
+    commands = {
+        out: prepare,
+        gap: [
+            "gap",
+            "--npz",
+            raw,
+            "--quick",
+            "--max-characters",
+            5,
+            "--out",
+            gap,
+            "--lake-zip",
+            MIRROR / "images_background_small1.zip",
+            "--lake-zip",
+            MIRROR / "images_background_small2.zip",
+        ],
+    }
     env, marker, _ = faults.fault_env(tmp_path, "vhe.data.cli", n=1, action="kill-mid")
     for path, args in commands.items():
         previous = _previous(path, b"previous complete version of " + path.name.encode())
@@ -244,29 +265,67 @@ def _eval_setup(root: Path):
         protos = (torch.rand(n_chars, 1, 28, 28, generator=g) < 0.15).to(torch.uint8)
         images = protos.repeat_interleave(n_per, dim=0)
         character = torch.arange(n_chars).repeat_interleave(n_per)
-        torch.save({"format": "vhe.OmniglotSet", "version": 1, "images": images, "character": character,
-                    "alphabet": character * n_alphabets // n_chars, "drawer": torch.arange(n_per).repeat(n_chars),
-                    "character_names": [f"A{c * n_alphabets // n_chars}/c{c:02d}" for c in range(n_chars)],
-                    "alphabet_names": [f"A{a}" for a in range(n_alphabets)], "source": "synthetic"}, path)
+        torch.save(
+            {
+                "format": "vhe.OmniglotSet",
+                "version": 1,
+                "images": images,
+                "character": character,
+                "alphabet": character * n_alphabets // n_chars,
+                "drawer": torch.arange(n_per).repeat(n_chars),
+                "character_names": [f"A{c * n_alphabets // n_chars}/c{c:02d}" for c in range(n_chars)],
+                "alphabet_names": [f"A{a}" for a in range(n_alphabets)],
+                "source": "synthetic",
+            },
+            path,
+        )
 
     save_set(res / "background.pt", 6, 1)
     save_set(res / "evaluation.pt", 5, 1)
-    runs = [OneShotRun(support=(torch.rand(4, 1, 28, 28, generator=g) < 0.2).to(torch.uint8),
-                       query=(torch.rand(4, 1, 28, 28, generator=g) < 0.2).to(torch.uint8),
-                       answer=torch.randperm(4, generator=g), name="run00")]
+    runs = [
+        OneShotRun(
+            support=(torch.rand(4, 1, 28, 28, generator=g) < 0.2).to(torch.uint8),
+            query=(torch.rand(4, 1, 28, 28, generator=g) < 0.2).to(torch.uint8),
+            answer=torch.randperm(4, generator=g),
+            name="run00",
+        )
+    ]
     save_runs(runs, res / "lake_runs.pt")
     paths = {k: f"resources/{k}.pt" for k in ("background", "evaluation", "lake_runs")}  # relative to root
     paths["results"] = "results"
-    nets = {"c_dim": 4, "z_dim": 2, "a_dim": 4, "t_dim": 4, "hidden": 8, "conv_channels": 4, "conv_layers": 2,
-            "deconv_channels": 4, "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2}}
-    raw = {"run": "faults", "seed": 0, "device": "cpu", "wandb": {"mode": "disabled"}, "data": {"val_fraction": 0.34},
-           "paths": paths, "nets": nets,
-           "train": {"batch_size": 4, "k_shot": 2, "max_steps": 1, "num_threads": 1, "patience": None},
-           "models": {"vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"}},
-           "evaluation": {"n_samples": 2, "max_classes": 3, "classification_samples": 1, "lake_runs": True,
-                          "within_alphabet_runs": 0, "estimators": ["conditional"],
-                          "episodes": {"ways": [2], "shots": [1], "n_episodes": 1},
-                          "validation_runs": {"n_runs": 0, "n_way": 2}, "seed": 0}}
+    nets = {
+        "c_dim": 4,
+        "z_dim": 2,
+        "a_dim": 4,
+        "t_dim": 4,
+        "hidden": 8,
+        "conv_channels": 4,
+        "conv_layers": 2,
+        "deconv_channels": 4,
+        "pixelcnn": {"n_layers": 2, "channels": 4, "kernel_size": 3, "cond_channels": 2},
+    }
+    raw = {
+        "run": "faults",
+        "seed": 0,
+        "device": "cpu",
+        "wandb": {"mode": "disabled"},
+        "data": {"val_fraction": 0.34},
+        "paths": paths,
+        "nets": nets,
+        "train": {"batch_size": 4, "k_shot": 2, "max_steps": 1, "num_threads": 1, "patience": None},
+        "models": {"vhe_deconv": {"experiment": "class", "objective": "vhe", "decoder": "deconv"}},
+        "evaluation": {
+            "n_samples": 2,
+            "max_classes": 3,
+            "classification_samples": 1,
+            "lake_runs": True,
+            "within_alphabet_runs": 0,
+            "estimators": ["conditional"],
+            "episodes": {"ways": [2], "shots": [1], "n_episodes": 1},
+            "validation_runs": {"n_runs": 0, "n_way": 2},
+            "seed": 0,
+        },
+    }
     cfg = model_config(load_config(raw), "vhe_deconv")
     config = root / "configs" / "vhe_deconv.json"
     config.parent.mkdir()
@@ -277,8 +336,18 @@ def _eval_setup(root: Path):
         exp = build_experiment(load_config(str(config)), "cpu")
     ckpt = root / "checkpoints" / "vhe_deconv" / "best.pt"
     save_checkpoint({"model": exp.model.state_dict(), "step": 0, "config": cfg}, ckpt)
-    return ["--config", config, "--checkpoint", ckpt, "--out", root / "metrics" / "vhe_deconv.json",
-            "--figures", root / "figures", "--device", "cpu"]
+    return [
+        "--config",
+        config,
+        "--checkpoint",
+        ckpt,
+        "--out",
+        root / "metrics" / "vhe_deconv.json",
+        "--figures",
+        root / "figures",
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.mark.slow  # subprocesses and Snakemake: 10-40 s
@@ -317,8 +386,9 @@ def _synthetic_smoke_run(work: Path, cfg) -> list[str]:
     from pipeline import outputs as OUT
     from tests.pipeline import synthetic
 
-    replicates = {n: synthetic.replicate(e["replicate_of"], e["seed"]) for n, e in cfg["models"].items()
-                  if "replicate_of" in e}  # the profile's models trained with other seeds
+    replicates = {
+        n: synthetic.replicate(e["replicate_of"], e["seed"]) for n, e in cfg["models"].items() if "replicate_of" in e
+    }  # the profile's models trained with other seeds
     synthetic.make_run(work, run=cfg["run"], skip=(), replicates=replicates)
     models = synthetic.model_entries()
     for name, entry in models.items():
@@ -327,8 +397,15 @@ def _synthetic_smoke_run(work: Path, cfg) -> list[str]:
             metrics.write_text(json.dumps(synthetic.metrics_for(name, entry, nll=112.0, kl_c=None, lake=0.2)))
     ours = set(OUT.paper_figure_outputs(cfg))
     inputs = [f for f in OUT.expected_outputs(cfg) if f not in ours and "/configs/" not in f] + [
-        f"resources/raw/{n}" for n in ("train_small.npz", "test_small.npz", "images_background_small1.zip",
-                                       "images_background_small2.zip", "all_runs.zip")]
+        f"resources/raw/{n}"
+        for n in (
+            "train_small.npz",
+            "test_small.npz",
+            "images_background_small1.zip",
+            "images_background_small2.zip",
+            "all_runs.zip",
+        )
+    ]
     for f in inputs:
         p = work / f
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -366,8 +443,9 @@ def test_tables_and_figures_killed_part_way(tmp_path):
 
     half = len(outputs) // 2
     target = [OUT.summary_files(cfg)[0]]
-    env, marker, _ = faults.fault_env(tmp_path, "paper_figures.make", n=half, action="pause-after",
-                                      VHE_DATA_MIRROR=str(MIRROR))
+    env, marker, _ = faults.fault_env(
+        tmp_path, "paper_figures.make", n=half, action="pause-after", VHE_DATA_MIRROR=str(MIRROR)
+    )
     faults.kill_group_when(faults.snakemake_cmd(work, target, config), env, marker)
     now = faults.snapshot(run_dir, outputs)
     assert len(now) == half and all(not faults.same_outputs({f: now[f]}, {f: reference[f]}) for f in now)

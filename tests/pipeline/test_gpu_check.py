@@ -1,6 +1,7 @@
 """pipeline/gpu_check.py (vhe-gpu-check, make gpu-check): the measured GPU rates file, and the cost
 model, the rules' runtimes and vhe-estimate --gpu pricing GPU jobs from it (cost.py, assumption 8).
 Run with --tiny --device cpu: the same code path as on a GPU, in seconds."""
+
 from __future__ import annotations
 
 import io
@@ -54,7 +55,9 @@ def test_tiny_check_measures_every_model_and_decoder(tiny_run):
         assert e["model"] == f"vhe_{dec}" and e["decodes_per_s"] > 0 and e["k_target"] == gpu_check.TINY_SETTINGS["k"]
         assert e["max_elements"] == 256 and e["classes"] == 1 and e["images_per_class"] == 20
     p = data["projection"]
-    assert p["n_measured"] == len(load_config(PAPER)["models"]) and p["wall_s"] == pytest.approx(p["train_s"] + p["eval_s"])
+    assert p["n_measured"] == len(load_config(PAPER)["models"]) and p["wall_s"] == pytest.approx(
+        p["train_s"] + p["eval_s"]
+    )
     assert "one at a time" in p["assumption"]
     assert {v["train_source"] for v in p["models"].values()} == {"measured"}
 
@@ -64,8 +67,10 @@ def test_projection_uses_the_measured_rates(tiny_run, tiny_cfg, monkeypatch):
     name = "vhe_deconv"
     m, d = data["models"][name], data["decoders"]["deconv"]
     tr = tiny_cfg["train"]
-    want_train = (tr["max_steps"] * tr["batch_size"] / m["images_per_s"]
-                  + cost.curve_decodes(tr, tr["max_steps"]) / d["decodes_per_s"])
+    want_train = (
+        tr["max_steps"] * tr["batch_size"] / m["images_per_s"]
+        + cost.curve_decodes(tr, tr["max_steps"]) / d["decodes_per_s"]
+    )
     got = cost.gpu_model_seconds(tiny_cfg, name, gpu_rates=out)
     assert got["train_source"] == got["eval_source"] == "measured"
     assert got["train_s"] == pytest.approx(want_train)
@@ -125,7 +130,9 @@ def test_budget_overrun_stops_cleanly_with_what_was_measured(tmp_path, monkeypat
     assert 1 <= len(measured) < n_models and len(data["models"]) < n_models
     assert data["projection"]["n_measured"] == len(measured)
     srcs = {n: v["train_source"] for n, v in data["projection"]["models"].items()}
-    assert all(srcs[n] == "measured" for n in measured) and list(srcs.values()).count("guess") == n_models - len(measured)
+    assert all(srcs[n] == "measured" for n in measured) and list(srcs.values()).count("guess") == n_models - len(
+        measured
+    )
     assert "INCOMPLETE" in capsys.readouterr().out
 
 

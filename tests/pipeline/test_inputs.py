@@ -1,6 +1,7 @@
 """Inputs cannot run code or write outside the run: every value reaching a shell is quoted, and a
 bad name or path in a config stops the workflow, naming the key and where it came from, before
 anything is written."""
+
 from __future__ import annotations
 
 import re
@@ -24,7 +25,7 @@ def shell_commands(path: Path) -> list[tuple[int, str]]:
             continue
         indent = len(line) - len(line.lstrip())
         block = []
-        for nxt in lines[i + 1:]:
+        for nxt in lines[i + 1 :]:
             if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
                 break
             block.append(nxt)
@@ -54,11 +55,14 @@ def test_every_shell_placeholder_is_quoted():
     assert not found, f"unquoted placeholders (add :q): {found}"
 
 
-@pytest.mark.parametrize("override, key", [
-    ("run=../../escape", "run"),
-    ("paths={background: /etc/x.pt}", "paths.background"),
-    ("paths={results: 'results/$(touch pwned)'}", "paths.results"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("run=../../escape", "run"),
+        ("paths={background: /etc/x.pt}", "paths.background"),
+        ("paths={results: 'results/$(touch pwned)'}", "paths.results"),
+    ],
+)
 def test_a_bad_override_stops_before_anything_is_written(tmp_path, override, key):
     proc = snakemake(tmp_path, "-n", "--config", override, check=False)
     err = proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
 """pipeline.outputs: the outputs of a run's replicates (models trained again with other seeds)."""
+
 from __future__ import annotations
 
 from experiments.config import load_config

@@ -1,4 +1,5 @@
 """pipeline/resources.py: the rules' runtime resources come from the one cost model and grow with the attempt."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,6 +3,7 @@
 Every Snakemake call here is a dry run (or --touch) in a temporary working directory, so the
 tests are fast and never write into the repository's results/.
 """
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.helpers import (REPO, SMOKE, SNAKEFILE, job_counts, needs_smoke, planned_jobs,  # noqa: F401
-                                    pretend_finished, smoke_cfg, snakemake)
+from tests.pipeline.helpers import (
+    REPO,
+    SMOKE,
+    SNAKEFILE,
+    job_counts,
+    needs_smoke,
+    planned_jobs,  # noqa: F401
+    pretend_finished,
+    smoke_cfg,
+    snakemake,
+)
 from tests.pipeline.synthetic import make_run, model_entries
 
 pytestmark = pytest.mark.skipif(not SNAKEFILE.is_file(), reason="no Snakefile")
@@ -113,7 +123,7 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
     # the learning curves side by side (synthetic: accuracy at steps 0, 50, 100 of the class models)
     curves = (rd / "tables" / "learning_curves.md").read_text()
     i = list(model_entries()).index("vhe_pixelcnn")
-    cell = f"40% / {200 + i:.1f}"                     # step 100: val_acc 0.4, val_bound 200 + i
+    cell = f"40% / {200 + i:.1f}"  # step 100: val_acc 0.4, val_bound 200 + i
     assert "vhe_pixelcnn" in curves and "vae_deconv" not in curves and cell in curves
     assert cell in (rd / "summary.md").read_text() and cell in html
     # every table comes from metrics.csv: its numbers are the ones the tables show
@@ -121,9 +131,14 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
 
     metrics = pd.read_csv(rd / "tables" / "metrics.csv")
     assert {"model", "metric", "set", "estimator", "value", "ci_low", "ci_high", "K", "steps", "git_commit"} <= set(
-        metrics.columns)
-    vhe_lake = metrics[(metrics["model"] == "vhe_pixelcnn") & (metrics["metric"] == "accuracy")
-                       & (metrics["set"] == "lake_runs") & (metrics["estimator"] == "conditional")]
+        metrics.columns
+    )
+    vhe_lake = metrics[
+        (metrics["model"] == "vhe_pixelcnn")
+        & (metrics["metric"] == "accuracy")
+        & (metrics["set"] == "lake_runs")
+        & (metrics["estimator"] == "conditional")
+    ]
     assert vhe_lake["value"].tolist() == [0.8]
     structured = (rd / "tables" / "structured.md").read_text()
     assert "grid cells with the column's texture (%)" in structured and "40.0" in structured
@@ -143,8 +158,12 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
     with open(rd / "tables" / "classification.csv", newline="") as f:
         cls = list(csv.DictReader(f))
     assert {r["estimator"] for r in cls if r["headline"] == "True"} == {"conditional"}
-    assert {r["model"] for r in cls if r["experiment"] == "baseline"} == {"pixel_nn_28", "mhd_28", "pixel_nn_105",
-                                                                          "mhd_105"}
+    assert {r["model"] for r in cls if r["experiment"] == "baseline"} == {
+        "pixel_nn_28",
+        "mhd_28",
+        "pixel_nn_105",
+        "mhd_105",
+    }
     md = (rd / "tables" / "classification.md").read_text()
     assert "Lake runs: headline estimator" in md and "(conditional)" in md and "Lake's MHD (105x105)" in md
     assert "tabular" in (rd / "tables" / "classification.tex").read_text()
@@ -172,9 +191,16 @@ def test_paper_figures_missing_everything(tmp_path):
     assert (rd / "figures" / "samples_montage.png").is_file()
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"nll_estimate": "low"}',
-                                     '{"lake_runs": {"accuracy": 0.5, "ci95": [0.4]}}',
-                                     '{"classification": {"n_samples": 2, "lake_runs": {"conditional": {"accuracy": 0.5}}}}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"nll_estimate": "low"}',
+        '{"lake_runs": {"accuracy": 0.5, "ci95": [0.4]}}',
+        '{"classification": {"n_samples": 2, "lake_runs": {"conditional": {"accuracy": 0.5}}}}',
+    ],
+)
 def test_paper_figures_fails_on_malformed_metrics(tmp_path, content, capsys):
     from paper_figures import make as PF
 
@@ -188,8 +214,14 @@ def test_paper_figures_fails_on_malformed_metrics(tmp_path, content, capsys):
 def test_check_outputs_reports_missing(tmp_path):
     cfgfile = tmp_path / "c.yaml"
     cfgfile.write_text("run: chk\nmodels:\n  vhe_deconv: {experiment: class, objective: vhe, decoder: deconv}\n")
-    script = [sys.executable, str(REPO / "scripts" / "check_outputs.py"), "--configfile", str(cfgfile),
-              "--root", str(tmp_path)]
+    script = [
+        sys.executable,
+        str(REPO / "scripts" / "check_outputs.py"),
+        "--configfile",
+        str(cfgfile),
+        "--root",
+        str(tmp_path),
+    ]
     listed = subprocess.run(script + ["--list"], capture_output=True, text=True, check=True).stdout.split()
     assert any(p.endswith("checkpoints/vhe_deconv/final/best.pt") for p in listed)
     assert any(p.endswith("metrics/vhe_deconv.json") for p in listed)
@@ -209,6 +241,9 @@ def test_check_outputs_reports_missing(tmp_path):
 
     typo = tmp_path / "typo.yaml"
     typo.write_text("run: chk\nmodles: {}\n")
-    res = subprocess.run([sys.executable, str(REPO / "scripts" / "check_outputs.py"), "--configfile", str(typo)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "check_outputs.py"), "--configfile", str(typo)],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "modles" in res.stderr

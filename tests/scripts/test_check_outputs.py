@@ -3,6 +3,7 @@
 metrics JSON, tables/metrics.csv or tables/claims.csv fails with a message naming the file and the
 key; Lake's MHD reference (analysis/lake_mhd_reference.json) against Lake's published error and
 against the data mirror."""
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,14 @@ RD = f"results/{RUN}"
 def profile(models=None, **evaluation) -> dict:
     """A profile for make_run's models (vae_pixelcnn has no metrics there), on all 20 of Lake's
     runs (400 trials, as the synthetic accuracies), without within-alphabet runs or episodes."""
-    ev = {"lake_runs": True, "max_runs": None, "within_alphabet_runs": 0, "episodes": {"ways": [], "shots": []},
-          "estimators": list(synthetic.ESTIMATOR_OFFSET), "validation_runs": {"n_runs": 2, "n_way": 3}}
+    ev = {
+        "lake_runs": True,
+        "max_runs": None,
+        "within_alphabet_runs": 0,
+        "episodes": {"ways": [], "shots": []},
+        "estimators": list(synthetic.ESTIMATOR_OFFSET),
+        "validation_runs": {"n_runs": 2, "n_way": 3},
+    }
     ev.update(evaluation)
     entries = {k: v for k, v in synthetic.model_entries().items() if k != "vae_pixelcnn"}
     if models is not None:
@@ -142,51 +149,109 @@ def _lake(d, est="conditional"):
 
 CORRUPT_JSON = {
     "nan": ("vhe_deconv", lambda d: d.update(nll_estimate=float("nan")), "nll_estimate: not finite (nan)"),
-    "infinite_bound": ("ns_pixelcnn", lambda d: d["bounds"]["test"].update(value=float("inf")),
-                       "bounds.test.value: not finite (inf)"),
-    "non_finite_listed": ("vhe_deconv", lambda d: d.update(nll_estimate=None, non_finite={
-        "nll_estimate": "a diverged model"}), "nll_estimate: not finite (written as null; non_finite: a diverged"),
-    "accuracy_above_one": ("vhe_pixelcnn", lambda d: _lake(d).update(accuracy=1.7),
-                           "classification.lake_runs.conditional.accuracy: 1.7 is not in [0.0, 1.0]"),
-    "accuracy_not_correct_over_n": ("vhe_pixelcnn", lambda d: _lake(d).update(accuracy=0.7),
-                                    "classification.lake_runs.conditional.accuracy: 0.7 is not correct / n_trials"),
-    "interval_without_point": ("vhe_deconv", lambda d: _lake(d).update(ci95=[0.1, 0.2]),
-                               "classification.lake_runs.conditional.ci95: [0.1, 0.2] does not contain its point "
-                               "estimate 0.5"),
-    "interval_reversed": ("vhe_deconv", lambda d: _lake(d).update(ci95=[0.55, 0.45]),
-                          "classification.lake_runs.conditional.ci95: not ordered"),
-    "ci_null_without_reason": ("ns_deconv", lambda d: _lake(d, "ns_kl").update(ci95=None),
-                               "classification.lake_runs.ns_kl.ci95: null without ci95_reason"),
-    "stderr_null_without_reason": ("vhe_deconv", lambda d: d.update(nll_stderr=None),
-                                   "nll_stderr: null without a reason"),
-    "vae_kl_null_without_reason": ("vae_deconv", lambda d: d["not_defined"].pop("kl_c"),
-                                   "kl_c: null without a reason"),
-    "nll_above_elbo": ("vhe_deconv", lambda d: d.update(elbo=d["nll_estimate"] - 1.0),
-                       "nll_estimate: 100.5 exceeds -ELBO 99.5"),
-    "lake_runs_missing": ("ns_deconv", lambda d: d["classification"].pop("lake_runs"),
-                          "classification.lake_runs: missing or empty, but the profile evaluates it"),
-    "estimator_missing": ("ns_deconv", lambda d: d["classification"]["validation_runs"].pop("ns_kl"),
-                          "classification.validation_runs.ns_kl: missing"),
-    "per_trial_inconsistent": ("vhe_deconv", lambda d: _lake(d).update(per_trial=[1] * 400),
-                               "classification.lake_runs.conditional.per_trial: 400 trials with 400 correct"),
-    "bound_null": ("ns_deconv", lambda d: d["bounds"]["train"].update(value=None),
-                   "bounds.train.value: null without a reason"),
-    "hierarchical_class_bound_null": ("hierarchical", lambda d: d["class_model"].update(bound_per_image=None),
-                                      "class_model.bound_per_image: null without a reason"),
-    "hierarchical_class_nll_se_null": ("hierarchical", lambda d: d["nll"].update(class_nll_se=None),
-                                       "nll.class_nll_se: null without a reason"),
-    "hierarchical_style": ("hierarchical", lambda d: d["alphabet_style"].update(accuracy=1.5),
-                           "alphabet_style.accuracy: 1.5 is not in [0.0, 1.0]"),
+    "infinite_bound": (
+        "ns_pixelcnn",
+        lambda d: d["bounds"]["test"].update(value=float("inf")),
+        "bounds.test.value: not finite (inf)",
+    ),
+    "non_finite_listed": (
+        "vhe_deconv",
+        lambda d: d.update(nll_estimate=None, non_finite={"nll_estimate": "a diverged model"}),
+        "nll_estimate: not finite (written as null; non_finite: a diverged",
+    ),
+    "accuracy_above_one": (
+        "vhe_pixelcnn",
+        lambda d: _lake(d).update(accuracy=1.7),
+        "classification.lake_runs.conditional.accuracy: 1.7 is not in [0.0, 1.0]",
+    ),
+    "accuracy_not_correct_over_n": (
+        "vhe_pixelcnn",
+        lambda d: _lake(d).update(accuracy=0.7),
+        "classification.lake_runs.conditional.accuracy: 0.7 is not correct / n_trials",
+    ),
+    "interval_without_point": (
+        "vhe_deconv",
+        lambda d: _lake(d).update(ci95=[0.1, 0.2]),
+        "classification.lake_runs.conditional.ci95: [0.1, 0.2] does not contain its point estimate 0.5",
+    ),
+    "interval_reversed": (
+        "vhe_deconv",
+        lambda d: _lake(d).update(ci95=[0.55, 0.45]),
+        "classification.lake_runs.conditional.ci95: not ordered",
+    ),
+    "ci_null_without_reason": (
+        "ns_deconv",
+        lambda d: _lake(d, "ns_kl").update(ci95=None),
+        "classification.lake_runs.ns_kl.ci95: null without ci95_reason",
+    ),
+    "stderr_null_without_reason": (
+        "vhe_deconv",
+        lambda d: d.update(nll_stderr=None),
+        "nll_stderr: null without a reason",
+    ),
+    "vae_kl_null_without_reason": ("vae_deconv", lambda d: d["not_defined"].pop("kl_c"), "kl_c: null without a reason"),
+    "nll_above_elbo": (
+        "vhe_deconv",
+        lambda d: d.update(elbo=d["nll_estimate"] - 1.0),
+        "nll_estimate: 100.5 exceeds -ELBO 99.5",
+    ),
+    "lake_runs_missing": (
+        "ns_deconv",
+        lambda d: d["classification"].pop("lake_runs"),
+        "classification.lake_runs: missing or empty, but the profile evaluates it",
+    ),
+    "estimator_missing": (
+        "ns_deconv",
+        lambda d: d["classification"]["validation_runs"].pop("ns_kl"),
+        "classification.validation_runs.ns_kl: missing",
+    ),
+    "per_trial_inconsistent": (
+        "vhe_deconv",
+        lambda d: _lake(d).update(per_trial=[1] * 400),
+        "classification.lake_runs.conditional.per_trial: 400 trials with 400 correct",
+    ),
+    "bound_null": (
+        "ns_deconv",
+        lambda d: d["bounds"]["train"].update(value=None),
+        "bounds.train.value: null without a reason",
+    ),
+    "hierarchical_class_bound_null": (
+        "hierarchical",
+        lambda d: d["class_model"].update(bound_per_image=None),
+        "class_model.bound_per_image: null without a reason",
+    ),
+    "hierarchical_class_nll_se_null": (
+        "hierarchical",
+        lambda d: d["nll"].update(class_nll_se=None),
+        "nll.class_nll_se: null without a reason",
+    ),
+    "hierarchical_style": (
+        "hierarchical",
+        lambda d: d["alphabet_style"].update(accuracy=1.5),
+        "alphabet_style.accuracy: 1.5 is not in [0.0, 1.0]",
+    ),
     "hierarchical_se_null": ("hierarchical", lambda d: d.update(bound_se=None), "bound_se: null without a reason"),
-    "hierarchical_nan": ("hierarchical", lambda d: d["nll"].update(nll_improvement=float("nan")),
-                         "nll.nll_improvement: not finite (nan)"),
-    "hierarchical_no_class_model": ("hierarchical", lambda d: d.update(class_model=None),
-                                    "class_model: null, but the profile has the comparison model vhe_deconv"),
-    "factorial_accuracy": ("factorial", lambda d: d["texture"].update(accuracy=1.25),
-                           "texture.accuracy: 1.25 is not in [0.0, 1.0]"),
+    "hierarchical_nan": (
+        "hierarchical",
+        lambda d: d["nll"].update(nll_improvement=float("nan")),
+        "nll.nll_improvement: not finite (nan)",
+    ),
+    "hierarchical_no_class_model": (
+        "hierarchical",
+        lambda d: d.update(class_model=None),
+        "class_model: null, but the profile has the comparison model vhe_deconv",
+    ),
+    "factorial_accuracy": (
+        "factorial",
+        lambda d: d["texture"].update(accuracy=1.25),
+        "texture.accuracy: 1.25 is not in [0.0, 1.0]",
+    ),
     "data_gap_nan": ("data_gap", lambda d: d.update(pixel_agreement=float("nan")), "pixel_agreement: not finite"),
-    "baseline_accuracy": ("baselines", lambda d: d["lake_runs"]["pixel_nn_28"].update(accuracy=-0.1),
-                          "lake_runs.pixel_nn_28.accuracy: -0.1 is not in [0.0, 1.0]"),
+    "baseline_accuracy": (
+        "baselines",
+        lambda d: d["lake_runs"]["pixel_nn_28"].update(accuracy=-0.1),
+        "lake_runs.pixel_nn_28.accuracy: -0.1 is not in [0.0, 1.0]",
+    ),
 }
 
 
@@ -204,13 +269,25 @@ def test_nulls_with_their_reasons_pass(run, capsys):
     """The evaluators' conventions for an undefined value: not_defined[<key>], ci95_reason,
     <name>_se_reason, skipped."""
     root, cfgfile = run
-    edit_json(root, "vhe_deconv", lambda d: (d.update(nll_stderr=None),
-                                             d["not_defined"].update(nll_stderr="n < 2: one test class")))
+    edit_json(
+        root,
+        "vhe_deconv",
+        lambda d: (d.update(nll_stderr=None), d["not_defined"].update(nll_stderr="n < 2: one test class")),
+    )
     edit_json(root, "ns_deconv", lambda d: _lake(d, "ns_kl").update(ci95=None, ci95_reason="n < 2 trials"))
     edit_json(root, "hierarchical", lambda d: d.update(bound_se=None, bound_se_reason="n < 2 units"))
     edit_json(root, "hierarchical", lambda d: d.update(alphabet_style={"skipped": "fewer than 2 alphabets"}))
-    edit_json(root, "vhe_pixelcnn", lambda d: d["classification"]["episodes"].update(
-        {"20way_1shot": {m: {"accuracy": None, "skipped": "too few characters"} for m in synthetic.ESTIMATOR_OFFSET}}))
+    edit_json(
+        root,
+        "vhe_pixelcnn",
+        lambda d: d["classification"]["episodes"].update(
+            {
+                "20way_1shot": {
+                    m: {"accuracy": None, "skipped": "too few characters"} for m in synthetic.ESTIMATOR_OFFSET
+                }
+            }
+        ),
+    )
     rc, out = check(root, cfgfile, capsys)
     assert rc == 0, out
 
@@ -223,6 +300,7 @@ def _set(match: dict, **values):
                 r.update(values)
                 return
         raise AssertionError(match)
+
     return change
 
 
@@ -230,16 +308,19 @@ LAKE_VHE = {"model": "vhe_pixelcnn", "metric": "accuracy", "set": "lake_runs", "
 NLL_NS = {"model": "ns_deconv", "metric": "nll", "set": "test"}
 
 
-@pytest.mark.parametrize("match,values,message", [
-    (LAKE_VHE, {"value": "1.7"}, "value: 1.7 is not in [0.0, 1.0]"),
-    (LAKE_VHE, {"value": "nan"}, "value: not finite (nan)"),
-    (LAKE_VHE, {"value": ""}, "value is empty"),
-    (LAKE_VHE, {"ci_low": "0.1", "ci_high": "0.2"}, "ci: [0.1, 0.2] does not contain its point estimate 0.8"),
-    (LAKE_VHE, {"ci_high": ""}, "ci: only one end of the interval"),
-    (NLL_NS, {"ci_low": "101", "ci_high": "99"}, "ci: not ordered"),
-    (NLL_NS, {"ci_low": "", "ci_high": ""}, "ci: no interval from n = 20 units"),
-    ({"model": "factorial", "metric": "both_accuracy"}, {"value": "2"}, "value: 2.0 is not in [0.0, 1.0]"),
-])
+@pytest.mark.parametrize(
+    "match,values,message",
+    [
+        (LAKE_VHE, {"value": "1.7"}, "value: 1.7 is not in [0.0, 1.0]"),
+        (LAKE_VHE, {"value": "nan"}, "value: not finite (nan)"),
+        (LAKE_VHE, {"value": ""}, "value is empty"),
+        (LAKE_VHE, {"ci_low": "0.1", "ci_high": "0.2"}, "ci: [0.1, 0.2] does not contain its point estimate 0.8"),
+        (LAKE_VHE, {"ci_high": ""}, "ci: only one end of the interval"),
+        (NLL_NS, {"ci_low": "101", "ci_high": "99"}, "ci: not ordered"),
+        (NLL_NS, {"ci_low": "", "ci_high": ""}, "ci: no interval from n = 20 units"),
+        ({"model": "factorial", "metric": "both_accuracy"}, {"value": "2"}, "value: 2.0 is not in [0.0, 1.0]"),
+    ],
+)
 def test_corrupted_metrics_csv_fails_naming_file_and_row(run, capsys, match, values, message):
     root, cfgfile = run
     line = csv_line(root, "metrics.csv", **match)
@@ -252,8 +333,13 @@ def test_corrupted_metrics_csv_fails_naming_file_and_row(run, capsys, match, val
 
 def test_metrics_csv_needs_rows_for_every_model_and_baseline(run, capsys):
     root, cfgfile = run
-    edit_csv(root, "metrics.csv", lambda rows: rows.__setitem__(
-        slice(None), [r for r in rows if r["model"] not in ("rescale_deconv", "mhd_105")]))
+    edit_csv(
+        root,
+        "metrics.csv",
+        lambda rows: rows.__setitem__(
+            slice(None), [r for r in rows if r["model"] not in ("rescale_deconv", "mhd_105")]
+        ),
+    )
     rc, out = check(root, cfgfile, capsys)
     assert rc == 1
     assert f"{RD}/tables/metrics.csv: rescale_deconv: no row" in out
@@ -266,8 +352,10 @@ def test_unknown_verdict_fails(run, capsys):
     edit_csv(root, "claims.csv", lambda rows: rows[1].update(verdict="maybe"))
     rc, out = check(root, cfgfile, capsys)
     assert rc == 1
-    assert (f"{RD}/tables/claims.csv: line 3 (VHE classifies better than NS (Lake's runs) [deconv]) verdict: "
-            f"'maybe' is not one of ['holds', 'direction only', 'does not hold', 'not measured']") in out, out
+    assert (
+        f"{RD}/tables/claims.csv: line 3 (VHE classifies better than NS (Lake's runs) [deconv]) verdict: "
+        f"'maybe' is not one of ['holds', 'direction only', 'does not hold', 'not measured']"
+    ) in out, out
 
 
 def test_all_claims_not_measured_fails(run, capsys):
@@ -284,9 +372,11 @@ def test_a_measurable_claim_must_be_measured(run, capsys):
     edit_csv(root, "claims.csv", lambda rows: rows[0].update(verdict="not measured"))
     rc, out = check(root, cfgfile, capsys)
     assert rc == 1
-    assert (f"{RD}/tables/claims.csv: line 2 (With a PixelCNN decoder the NS objective leaves c nearly unused while "
-            f"VHE uses it [PixelCNN]) verdict: not measured, but the profile has ns and vhe class models with a "
-            f"PixelCNN decoder") in out, out
+    assert (
+        f"{RD}/tables/claims.csv: line 2 (With a PixelCNN decoder the NS objective leaves c nearly unused while "
+        f"VHE uses it [PixelCNN]) verdict: not measured, but the profile has ns and vhe class models with a "
+        f"PixelCNN decoder"
+    ) in out, out
 
 
 def test_a_claim_the_profile_cannot_measure_may_be_not_measured(tmp_path, capsys):
@@ -307,8 +397,10 @@ def test_wrong_mhd_fails(run, capsys):
     (root / RD / "metrics" / "baselines.json").write_text(json.dumps(synthetic.baselines(mhd_28=0.55)))
     rc, out = check(root, cfgfile, capsys)
     assert rc == 1
-    assert (f"{RD}/metrics/baselines.json: lake_runs.mhd_28: 220/400 correct, expected 224/400 from "
-            f"analysis/lake_mhd_reference.json (the first 20 of Lake's runs)") in out, out
+    assert (
+        f"{RD}/metrics/baselines.json: lake_runs.mhd_28: 220/400 correct, expected 224/400 from "
+        f"analysis/lake_mhd_reference.json (the first 20 of Lake's runs)"
+    ) in out, out
 
 
 def test_mhd_is_compared_on_the_profiles_runs_per_run(run, capsys):
@@ -362,8 +454,7 @@ def test_mhd_reference_matches_the_mirror():
     from vhe.data.runs import load_lake_runs
 
     runs_28 = first_runs(load_lake_runs(MIRROR / "all_runs.zip"), None)
-    centred = [dataclasses.replace(r, support=center_ink(r.support), query=center_ink(r.query))
-               for r in runs_28[:3]]
+    centred = [dataclasses.replace(r, support=center_ink(r.support), query=center_ink(r.query)) for r in runs_28[:3]]
     runs_105 = first_runs(load_lake_runs(MIRROR / "all_runs.zip", size=105), 3)
     for name, runs, res in (("mhd_28", runs_28, 28), ("mhd_28", centred, 28), ("mhd_105", runs_105, 105)):
         ref = co.mhd_reference(len(runs))[name]

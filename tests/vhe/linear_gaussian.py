@@ -23,6 +23,7 @@ q(c | X) = p(c | X) (or q(a | X) = p(a | X), q(c | X, a) = p(c | X, a)) and q(z 
 inflated), so that the importance weights vary and K matters. q(z | x, c) is linear in (x, c)
 (mean B x + C c, covariance S), which the closed-form ELBO and bound below use.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,9 +50,13 @@ def kl_mvn(m0, S0, m1, S1) -> torch.Tensor:
     d = m0.shape[-1]
     S1inv = torch.linalg.inv(S1)
     diff = (m1 - m0).unsqueeze(-1)
-    return 0.5 * (torch.einsum("...ij,...ji->...", S1inv, S0.expand(*m0.shape[:-1], d, d))
-                  + (diff.transpose(-1, -2) @ S1inv @ diff)[..., 0, 0] - d
-                  + torch.logdet(S1) - torch.logdet(S0))
+    return 0.5 * (
+        torch.einsum("...ij,...ji->...", S1inv, S0.expand(*m0.shape[:-1], d, d))
+        + (diff.transpose(-1, -2) @ S1inv @ diff)[..., 0, 0]
+        - d
+        + torch.logdet(S1)
+        - torch.logdet(S0)
+    )
 
 
 # --------------------------------------------------------------------------- modules
@@ -109,8 +114,8 @@ class ZEncoder(_GaussianEncoder):
     def linear(self):
         """(B, C, S): q(z | x, c) = N(B x + C c, S)."""
         m = self.m
-        S = torch.linalg.inv(torch.eye(m.dz, dtype=DTYPE) + m.V.T @ m.V / m.s ** 2)
-        B = self.mean_scale * S @ m.V.T / m.s ** 2
+        S = torch.linalg.inv(torch.eye(m.dz, dtype=DTYPE) + m.V.T @ m.V / m.s**2)
+        B = self.mean_scale * S @ m.V.T / m.s**2
         return B, -B @ m.W, self.cov_scale * S
 
     def forward(self, inputs, c, z=None):
@@ -145,7 +150,7 @@ class CEncoder(_GaussianEncoder):
             prior_prec = torch.eye(m.dc, dtype=DTYPE)
         else:
             prior_mean = a @ m.U.T
-            prior_prec = torch.eye(m.dc, dtype=DTYPE) / m.tau ** 2
+            prior_prec = torch.eye(m.dc, dtype=DTYPE) / m.tau**2
         mean, cov = self.posterior(inputs, prior_mean, prior_prec)
         return self._out(mean, cov, c)
 
@@ -174,7 +179,7 @@ class AEncoder(_GaussianEncoder):
         n = inputs.shape[1]
         # X | a ~ N((1 ⊗ W U) a, blocks tau^2 W W^T (+ V V^T + s^2 I on the diagonal))
         G = (m.W @ m.U).repeat(n, 1)  # (n dx, da)
-        SX = m.class_cov(n, cov_c=m.tau ** 2 * torch.eye(m.dc, dtype=DTYPE))
+        SX = m.class_cov(n, cov_c=m.tau**2 * torch.eye(m.dc, dtype=DTYPE))
         SX_inv = torch.linalg.inv(SX)
         cov = torch.linalg.inv(torch.eye(m.da, dtype=DTYPE) + G.T @ SX_inv @ G)
         mean = inputs.reshape(inputs.shape[0], -1) @ (SX_inv @ G) @ cov.T
@@ -217,18 +222,17 @@ class LinearGaussian:
         """Cov(c) with a marginalised: I (flat) or U U^T + tau^2 I."""
         if not self.hierarchical:
             return torch.eye(self.dc, dtype=DTYPE)
-        return self.U @ self.U.T + self.tau ** 2 * torch.eye(self.dc, dtype=DTYPE)
+        return self.U @ self.U.T + self.tau**2 * torch.eye(self.dc, dtype=DTYPE)
 
     def sigma_given_c(self) -> torch.Tensor:
         """Cov(x_i | c) = V V^T + s^2 I."""
-        return self.V @ self.V.T + self.s ** 2 * torch.eye(self.dx, dtype=DTYPE)
+        return self.V @ self.V.T + self.s**2 * torch.eye(self.dx, dtype=DTYPE)
 
     def class_cov(self, n, cov_c=None) -> torch.Tensor:
         """Cov of (x_1; ..; x_n) (n dx, n dx): W C W^T everywhere plus V V^T + s^2 I on the diagonal blocks."""
         C = self.cov_c() if cov_c is None else cov_c
         shared = self.W @ C @ self.W.T
-        return (shared.repeat(n, n)
-                + torch.block_diag(*[self.sigma_given_c()] * n))
+        return shared.repeat(n, n) + torch.block_diag(*[self.sigma_given_c()] * n)
 
     # ---- exact quantities
     def log_marginal(self, X) -> torch.Tensor:
@@ -263,12 +267,12 @@ class LinearGaussian:
         0 between)."""
         assert self.hierarchical
         between = torch.zeros(self.dx, self.dx, dtype=DTYPE) if given_a else self.W @ self.U @ self.U.T @ self.W.T
-        within = between + self.tau ** 2 * self.W @ self.W.T
+        within = between + self.tau**2 * self.W @ self.W.T
         n, d = int(sum(sizes)), self.dx
         cov = between.repeat(n, n)
         i = 0
         for k in sizes:
-            cov[i * d:(i + k) * d, i * d:(i + k) * d] = within.repeat(k, k)
+            cov[i * d : (i + k) * d, i * d : (i + k) * d] = within.repeat(k, k)
             i += k
         return cov + torch.block_diag(*[self.sigma_given_c()] * n)
 
@@ -276,8 +280,9 @@ class LinearGaussian:
         """log p(all the characters of ``sets`` jointly, one alphabet per row): sets = [(B, n_j, dx)] -> (B,)."""
         Y = torch.cat(list(sets), dim=1).to(DTYPE)
         sizes = [t.shape[1] for t in sets]
-        return _mvn(torch.zeros(Y.shape[1] * self.dx, dtype=DTYPE),
-                    self.alphabet_cov(sizes)).log_prob(Y.reshape(Y.shape[0], -1))
+        return _mvn(torch.zeros(Y.shape[1] * self.dx, dtype=DTYPE), self.alphabet_cov(sizes)).log_prob(
+            Y.reshape(Y.shape[0], -1)
+        )
 
     def log_given_context(self, X, context_sets) -> torch.Tensor:
         """log p(X | C) = log p(C ∪ {X}) - log p(C): X (B, n, dx) one character, C the characters
@@ -302,7 +307,7 @@ class LinearGaussian:
         encoder's q(a | C) it is the limit of vhe.evaluate.log_marginal_given_context."""
         B, n, _ = X.shape
         G = (self.W @ self.U).repeat(n, 1)
-        cov = G @ S @ G.T + self.class_cov(n, cov_c=self.tau ** 2 * torch.eye(self.dc, dtype=DTYPE))
+        cov = G @ S @ G.T + self.class_cov(n, cov_c=self.tau**2 * torch.eye(self.dc, dtype=DTYPE))
         return _mvn(m @ G.T, cov).log_prob(X.reshape(B, -1).to(DTYPE))
 
     def sample_alphabets(self, n_alphabets, n_chars, n, seed=0) -> torch.Tensor:
@@ -316,8 +321,16 @@ class LinearGaussian:
         return (c @ self.W.T)[:, :, None] + z @ self.V.T + self.s * e
 
     # ---- the VHE
-    def vhe(self, mean_scale=1.0, cov_scale=1.0, z_mean_scale=None, z_cov_scale=None, a_mean_scale=None,
-            a_cov_scale=None, context_group=None) -> vhe.VHE:
+    def vhe(
+        self,
+        mean_scale=1.0,
+        cov_scale=1.0,
+        z_mean_scale=None,
+        z_cov_scale=None,
+        a_mean_scale=None,
+        a_cov_scale=None,
+        context_group=None,
+    ) -> vhe.VHE:
         """The VHE with (optionally imperfect) encoders; the z encoder (and, hierarchical, the a encoder)
         takes its own scales when given. ``context_group``: q(a | ·) is :class:`ContextAEncoder` for
         sets of characters of that many images (the exact p(a | C) of a context), else :class:`AEncoder`."""
@@ -330,8 +343,11 @@ class LinearGaussian:
         ams = mean_scale if a_mean_scale is None else a_mean_scale
         acs = cov_scale if a_cov_scale is None else a_cov_scale
         qa = AEncoder(self, ams, acs) if context_group is None else ContextAEncoder(self, context_group, ams, acs)
-        return vhe.VHE(encoder=[qa, HierCEncoder(self, mean_scale, cov_scale), qz],
-                       decoder=dec, prior=[ConditionalPrior(self.U, self.tau)])
+        return vhe.VHE(
+            encoder=[qa, HierCEncoder(self, mean_scale, cov_scale), qz],
+            decoder=dec,
+            prior=[ConditionalPrior(self.U, self.tau)],
+        )
 
     def sample_classes(self, n_classes, n, seed=0) -> torch.Tensor:
         """X (n_classes, n, dx) drawn from the model."""
@@ -349,15 +365,17 @@ class LinearGaussian:
         """E_q[log p(x | c, z)] and E_q[KL(q(z | x, c) || p(z))] for targets x (B, dx) under
         c ~ N(m_c (B, dc), S_c (B, dc, dc)), z ~ q(z | x, c): both (B,)."""
         Bz, Cz, Sz = model.encoder["z"].linear()
-        mu_z = x @ Bz.T + m_c @ Cz.T                              # E[mean of z]
-        A = self.W + self.V @ Cz                                  # W c + V (B x + C c) = A c + V B x
+        mu_z = x @ Bz.T + m_c @ Cz.T  # E[mean of z]
+        A = self.W + self.V @ Cz  # W c + V (B x + C c) = A c + V B x
         mean_x = m_c @ A.T + (x @ Bz.T) @ self.V.T
-        cov_x = A @ S_c @ A.T + self.V @ Sz @ self.V.T             # Cov(W c + V z)
+        cov_x = A @ S_c @ A.T + self.V @ Sz @ self.V.T  # Cov(W c + V z)
         d = self.dx
-        e_log_px = (-0.5 * d * math.log(2 * math.pi * self.s ** 2)
-                    - 0.5 * ((x - mean_x) ** 2).sum(-1) / self.s ** 2
-                    - 0.5 * torch.einsum("bii->b", cov_x) / self.s ** 2)
-        e_mu2 = (mu_z ** 2).sum(-1) + torch.einsum("bii->b", Cz @ S_c @ Cz.T)
+        e_log_px = (
+            -0.5 * d * math.log(2 * math.pi * self.s**2)
+            - 0.5 * ((x - mean_x) ** 2).sum(-1) / self.s**2
+            - 0.5 * torch.einsum("bii->b", cov_x) / self.s**2
+        )
+        e_mu2 = (mu_z**2).sum(-1) + torch.einsum("bii->b", Cz @ S_c @ Cz.T)
         e_kl_z = 0.5 * (torch.trace(Sz) + e_mu2 - self.dz - torch.logdet(Sz))
         return e_log_px, e_kl_z
 
@@ -408,8 +426,8 @@ class DiagonalQc(nn.Module):
         self.latent_shape = (d,)
 
     def forward(self, inputs, c=None):
-        mean = inputs[..., :self.d].mean(dim=1)
-        std = (0.5 * inputs[..., self.d:].mean(dim=1)).exp()
+        mean = inputs[..., : self.d].mean(dim=1)
+        std = (0.5 * inputs[..., self.d :].mean(dim=1)).exp()
         dist = Normal(mean, std)
         if c is None:
             c = dist.rsample()

@@ -1,4 +1,5 @@
 """vhe.baselines: pixel nearest neighbour and Lake's modified Hausdorff distance (MHD)."""
+
 import io
 import math
 import zipfile
@@ -36,8 +37,10 @@ def _random_images(n, h, w, seed, p=0.08):
 
 
 def _brute(support, query):
-    return torch.tensor([[modified_hausdorff_distance(ink_points(q), ink_points(s)) for s in support]
-                         for q in query], dtype=torch.float64)
+    return torch.tensor(
+        [[modified_hausdorff_distance(ink_points(q), ink_points(s)) for s in support] for q in query],
+        dtype=torch.float64,
+    )
 
 
 # --------------------------------------------------------------------------- the distance
@@ -61,7 +64,7 @@ def test_mhd_is_symmetric_and_hand_computed():
 
 def test_translation_does_not_change_mhd():
     shape = _canvas(pixels=L_SHAPE)
-    moved = torch.roll(shape, shifts=(4, 5), dims=(0, 1))          # stays inside the canvas
+    moved = torch.roll(shape, shifts=(4, 5), dims=(0, 1))  # stays inside the canvas
     bar = _canvas(pixels=BAR)
     assert modified_hausdorff_distance(ink_points(shape), ink_points(moved)) < 1e-12
     d1 = modified_hausdorff_distance(ink_points(shape), ink_points(bar))
@@ -90,8 +93,9 @@ def test_mhd_classify_equals_brute_force(h, w, seed):
 
 # --------------------------------------------------------------------------- the classifiers
 def test_query_equal_to_a_support_image_is_classified_to_it():
-    support = torch.stack([_canvas(pixels=L_SHAPE), _canvas(pixels=BAR), _canvas(pixels=DOT),
-                           _canvas(pixels=L_SHAPE + BAR)])[:, None]
+    support = torch.stack(
+        [_canvas(pixels=L_SHAPE), _canvas(pixels=BAR), _canvas(pixels=DOT), _canvas(pixels=L_SHAPE + BAR)]
+    )[:, None]
     query = support[[2, 0, 3, 1]]
     for classify in (pixel_nearest_neighbour, mhd_classify):
         pred, scores = classify(support, query)

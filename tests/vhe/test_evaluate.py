@@ -1,10 +1,18 @@
 """Importance-sampled log p(X) on a model whose likelihood is exact."""
+
 import pytest
 import torch
 
 from vhe import VHE
-from vhe.evaluate import (CLASSIFY_METHODS, EvaluationError, classify, kl_class, log_conditional, log_marginal,
-                          log_predictive)
+from vhe.evaluate import (
+    CLASSIFY_METHODS,
+    EvaluationError,
+    classify,
+    kl_class,
+    log_conditional,
+    log_marginal,
+    log_predictive,
+)
 
 from .toy_models import LinearPx, Px, Qc, Qz, ScaledQc, exact_log_marginal, exact_posterior_qc, sample_classes
 
@@ -105,8 +113,7 @@ def test_classification_estimators_converge_to_the_exact_conditional(method):
     errors = []
     for k in (1, 10, 1000):
         torch.manual_seed(1)
-        _, scores = classify(model, support, query, n_samples=k, per_element=(), method=method,
-                             max_elements=1 << 16)
+        _, scores = classify(model, support, query, n_samples=k, per_element=(), method=method, max_elements=1 << 16)
         errors.append((scores - exact).abs().mean().item())
     assert errors[2] < errors[0]
     assert errors[2] < 0.05 * max(1.0, exact.abs().mean().item()), errors
@@ -139,8 +146,9 @@ def test_symmetric_estimator_converges_to_the_exact_conditional_up_to_a_per_quer
     errors = []
     for k in (1, 10, 20000):
         torch.manual_seed(1)
-        _, scores = classify(model, support, query, n_samples=k, per_element=(), method="symmetric",
-                             max_elements=1 << 20)
+        _, scores = classify(
+            model, support, query, n_samples=k, per_element=(), method="symmetric", max_elements=1 << 20
+        )
         errors.append((scores - target).abs().mean().item())
     assert errors[2] < errors[1] < errors[0] and errors[2] < 0.05, errors
     # the per-query constant does not change the ranking: same predictions as the exact conditional
@@ -155,10 +163,16 @@ def test_symmetric_reverse_term_multiplies_over_the_support_set():
     support, query = X[:, :3], X[:, 3]
     model = VHE(encoder=[exact_posterior_qc(1)], decoder=LinearPx())  # exact for q(c | x)
     from vhe.evaluate import _reverse_conditional_scores
+
     with torch.no_grad():
         rev = _reverse_conditional_scores(model, support, query, 20000, ["c"], [], 1 << 20)
-    exact = torch.stack([exact_log_marginal(torch.cat([support, q.expand(4, 1, *q.shape)], dim=1))
-                         - exact_log_marginal(q.expand(1, 1, *q.shape)) for q in query])  # log p(D_j | x_q)
+    exact = torch.stack(
+        [
+            exact_log_marginal(torch.cat([support, q.expand(4, 1, *q.shape)], dim=1))
+            - exact_log_marginal(q.expand(1, 1, *q.shape))
+            for q in query
+        ]
+    )  # log p(D_j | x_q)
     # the matching pairs (query and support from one class), where q(c | {x}) is a good proposal
     # for D; far pairs converge too, but slowly (heavy-tailed weights)
     assert rev.shape == (4, 4)
@@ -180,8 +194,9 @@ def test_every_method_runs_with_per_element_z_and_bad_input_is_an_error():
     torch.manual_seed(0)
     model = VHE(encoder=[Qc(), Qz()], decoder=Px())
     for method in CLASSIFY_METHODS:
-        pred, scores = classify(model, torch.randn(4, 2, 2), torch.randn(3, 2), n_samples=3, method=method,
-                                max_elements=7)  # tiny chunks exercise the chunking
+        pred, scores = classify(
+            model, torch.randn(4, 2, 2), torch.randn(3, 2), n_samples=3, method=method, max_elements=7
+        )  # tiny chunks exercise the chunking
         assert pred.shape == (3,) and scores.shape == (3, 4) and torch.isfinite(scores).all()
     with pytest.raises(ValueError, match="unknown classification method"):
         classify(model, torch.randn(4, 2, 2), torch.randn(3, 2), method="nearest")

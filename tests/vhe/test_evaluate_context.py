@@ -24,6 +24,7 @@ The mean of single log-weights (return_elbo, exact c and z encoders: log w = log
 mean-type estimator: R = 4000 single draws must average to E_{p(a|C)} log p(X | a) in closed form
 within 4 standard errors.
 """
+
 from __future__ import annotations
 
 import math
@@ -36,12 +37,16 @@ from vhe.evaluate import EvaluationError, class_scores_given_context, log_margin
 from .linear_gaussian import DTYPE, AEncoder, ContextAEncoder, LinearGaussian, _mvn
 
 K_BIG = 3000
-PER = 3          # images per character
-N_CTX = 3        # context characters
+PER = 3  # images per character
+N_CTX = 3  # context characters
 MAE_BIG = {"exact": 0.04, "imperfect_cz": 0.06, "imperfect_a": 0.05, "prior": 0.12}
 MAE_BIG_SCORES = {"exact": 0.1, "imperfect_cz": 0.08, "imperfect_a": 0.12, "prior": 0.2}
-ENCODERS = {"exact": {}, "imperfect_cz": dict(mean_scale=0.9, cov_scale=1.5, a_mean_scale=1.0, a_cov_scale=1.0),
-            "imperfect_a": dict(a_mean_scale=0.9, a_cov_scale=1.5), "prior": {}}
+ENCODERS = {
+    "exact": {},
+    "imperfect_cz": dict(mean_scale=0.9, cov_scale=1.5, a_mean_scale=1.0, a_cov_scale=1.0),
+    "imperfect_a": dict(a_mean_scale=0.9, a_cov_scale=1.5),
+    "prior": {},
+}
 
 
 def hier():
@@ -110,8 +115,7 @@ def test_log_marginal_given_context_converges_to_its_limit(encoders):
         assert _mae(target, exact) > 0.1
     else:
         target, ctx = exact, C
-    errors = _convergence(lambda k: log_marginal_given_context(model, X, ctx, n_samples=k), target,
-                          MAE_BIG[encoders])
+    errors = _convergence(lambda k: log_marginal_given_context(model, X, ctx, n_samples=k), target, MAE_BIG[encoders])
     if encoders == "imperfect_a":
         torch.manual_seed(1)
         assert _mae(log_marginal_given_context(model, X, ctx, n_samples=K_BIG), exact) > 3 * errors[2]
@@ -141,13 +145,13 @@ def test_single_log_weights_average_to_the_expected_log_likelihood_under_q_a():
     model = m.vhe(context_group=PER, a_mean_scale=0.9, a_cov_scale=1.5)
     mean, cov = _q_a(m, C, "imperfect_a")
     G = (m.W @ m.U).repeat(PER, 1)
-    Sig = m.class_cov(PER, cov_c=m.tau ** 2 * torch.eye(m.dc, dtype=DTYPE))
-    expected = (_mvn(mean @ G.T, Sig).log_prob(X.reshape(4, -1))
-                - 0.5 * torch.trace(torch.linalg.solve(Sig, G @ cov @ G.T)))
+    Sig = m.class_cov(PER, cov_c=m.tau**2 * torch.eye(m.dc, dtype=DTYPE))
+    expected = _mvn(mean @ G.T, Sig).log_prob(X.reshape(4, -1)) - 0.5 * torch.trace(
+        torch.linalg.solve(Sig, G @ cov @ G.T)
+    )
     R = 4000
     torch.manual_seed(0)
-    _, single = log_marginal_given_context(model, X.repeat(R, 1, 1), C.repeat(R, 1, 1), n_samples=1,
-                                           return_elbo=True)
+    _, single = log_marginal_given_context(model, X.repeat(R, 1, 1), C.repeat(R, 1, 1), n_samples=1, return_elbo=True)
     single = single.double().view(R, 4)
     se = single.std(0) / math.sqrt(R)
     assert ((single.mean(0) - expected).abs() <= 4 * se + 1e-6).all(), (single.mean(0) - expected, se)
@@ -166,7 +170,7 @@ def _score_targets(m, al, W, mode, q_a=None):
     character j, x = the second image of character q."""
     out = []
     for b in range(al.shape[0]):
-        A = al[b:b + 1]
+        A = al[b : b + 1]
         C = [A[:, W + j] for j in range(N_CTX)]
         rows = []
         for q in range(W):
@@ -180,7 +184,7 @@ def _score_targets(m, al, W, mode, q_a=None):
                 elif mode == "none":
                     row.append(m.log_marginal(joint) - m.log_marginal(Dj))
                 else:
-                    mu, S = q_a[0][b:b + 1], q_a[1]
+                    mu, S = q_a[0][b : b + 1], q_a[1]
                     row.append(m.log_expected_likelihood_a(joint, mu, S) - m.log_expected_likelihood_a(Dj, mu, S))
             rows.append(torch.cat(row))
         out.append(torch.stack(rows))
@@ -202,9 +206,14 @@ def test_class_scores_given_context_converge_to_their_limit(encoders):
         target = _score_targets(m, al, W, "context")
 
     def estimate(k):
-        return torch.stack([class_scores_given_context(model, al[b, :W, :1], al[b, :W, 1],
-                                                       None if encoders == "prior" else contexts[b], n_samples=k)
-                            for b in range(al.shape[0])])
+        return torch.stack(
+            [
+                class_scores_given_context(
+                    model, al[b, :W, :1], al[b, :W, 1], None if encoders == "prior" else contexts[b], n_samples=k
+                )
+                for b in range(al.shape[0])
+            ]
+        )
 
     _convergence(estimate, target, MAE_BIG_SCORES[encoders])
 

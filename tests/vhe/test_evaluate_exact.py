@@ -23,6 +23,7 @@ Tolerances (all with fixed seeds, so every test is deterministic):
   0.15, <= 0.106). Mis-weighted importance weights (e.g. the z term log p(z) - log q(z | x, c)
   halved in vhe.evaluate) fail these tests: checked by applying such mutations by hand.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,20 +34,31 @@ import torch
 from analysis.evaluate import kl_c_section, likelihood
 from analysis.hierarchical import _nll
 from vhe import VHE
-from vhe.evaluate import (CLASSIFY_METHODS, class_scores, class_scores_many, classify, kl_class, log_conditional,
-                          log_marginal, log_predictive)
+from vhe.evaluate import (
+    CLASSIFY_METHODS,
+    class_scores,
+    class_scores_many,
+    classify,
+    kl_class,
+    log_conditional,
+    log_marginal,
+    log_predictive,
+)
 
 from .linear_gaussian import DTYPE, DiagonalPx, DiagonalQc, LinearGaussian, kl_mvn
 
-EXACT_ATOL = 1e-4       # float32 accumulation of float64 log-weights (measured ~1e-6)
-Z_MAX = 4.0             # |mean - exact| / SE for mean-type estimators
+EXACT_ATOL = 1e-4  # float32 accumulation of float64 log-weights (measured ~1e-6)
+Z_MAX = 4.0  # |mean - exact| / SE for mean-type estimators
 K_BIG = 3000
 #: bound on the mean absolute error at K_BIG (1.4-2x the largest error measured over 8 seeds)
 MAE_BIG = {"log_marginal": 0.06, "marginal_ratio": 0.05, "conditional": 0.1, "symmetric": 0.2, "ns_kl": 0.15}
 
 #: encoder settings: exact posteriors; c and z both imperfect (mean x0.9, covariance x1.5); only z imperfect
-ENCODERS = {"exact": {}, "imperfect": dict(mean_scale=0.9, cov_scale=1.5),
-            "imperfect_z": dict(z_mean_scale=0.8, z_cov_scale=1.5)}
+ENCODERS = {
+    "exact": {},
+    "imperfect": dict(mean_scale=0.9, cov_scale=1.5),
+    "imperfect_z": dict(z_mean_scale=0.8, z_cov_scale=1.5),
+}
 
 
 def flat():
@@ -155,8 +167,13 @@ def test_model_score_averages_to_the_closed_form_bound(rescale):
     torch.manual_seed(0)
     with torch.no_grad():
         xr = x.repeat(R, 1)
-        b = model.score({"c": D.repeat(R, 1, 1), "z": xr[:, None]}, {"c": class_size, "z": 1}, x=xr,
-                        rescale=rescale, reduction="none").view(R, len(x))
+        b = model.score(
+            {"c": D.repeat(R, 1, 1), "z": xr[:, None]},
+            {"c": class_size, "z": 1},
+            x=xr,
+            rescale=rescale,
+            reduction="none",
+        ).view(R, len(x))
     expected = m.expected_bound(model, x, D, class_size if rescale else D.shape[1])
     _z_check(b, expected, "bound")
     other = m.expected_bound(model, x, D, D.shape[1] if rescale else class_size)
@@ -197,11 +214,16 @@ def _limits(m, model, support, query):
     mD, SD = m.q_c(model, support)
     mx, Sx = m.q_c(model, query[:, None])
     cond = torch.stack([m.log_expected_likelihood(q.expand(W, 1, *q.shape), mD, SD) for q in query])
-    rev = torch.stack([m.log_expected_likelihood(support, mx[i].expand(W, -1), Sx[i].expand(W, -1, -1))
-                       for i in range(len(query))])
+    rev = torch.stack(
+        [m.log_expected_likelihood(support, mx[i].expand(W, -1), Sx[i].expand(W, -1, -1)) for i in range(len(query))]
+    )
     kl = torch.stack([kl_mvn(mx[i].expand(W, -1), Sx[i].expand(W, -1, -1), mD, SD) for i in range(len(query))])
-    return {"marginal_ratio": m.log_conditional_matrix(support, query), "conditional": cond,
-            "symmetric": 0.5 * (cond + rev - m.log_marginal(support)[None]), "ns_kl": -kl}
+    return {
+        "marginal_ratio": m.log_conditional_matrix(support, query),
+        "conditional": cond,
+        "symmetric": 0.5 * (cond + rev - m.log_marginal(support)[None]),
+        "ns_kl": -kl,
+    }
 
 
 def test_the_limits_are_the_exact_conditional_with_exact_posteriors_and_differ_without():

@@ -1,4 +1,5 @@
 """Episode sampling: support sets from the right class, sizes, resample switch, transforms, resume."""
+
 import pytest
 import torch
 
@@ -73,15 +74,27 @@ def test_transforms_new_classes_or_within_class_variation():
     data = torch.arange(12).float()[:, None]
     labels = torch.arange(12) // 4
     negate = Transform(lambda x, s: x * s, args=[1.0, -1.0], share_labels=["c", "z"])
-    loader = DataLoader(data + 1, labels={"c": labels, "z": range(12)}, k_shot={"c": 3, "z": 1}, batch_size=12,
-                        transforms=[negate], seed=0)
+    loader = DataLoader(
+        data + 1,
+        labels={"c": labels, "z": range(12)},
+        k_shot={"c": 3, "z": 1},
+        batch_size=12,
+        transforms=[negate],
+        seed=0,
+    )
     batch = next(iter(loader))
     sign = batch.target.sign()
     assert (batch.inputs["c"].sign() == sign[:, None]).all()  # the transform defines new classes
     assert (batch.sizes["c"] == 4).all()
     vary = Transform(lambda x, s: x * s, args=[1.0, -1.0], share_labels=["z"])
-    loader = DataLoader(data + 1, labels={"c": labels, "z": range(12)}, k_shot={"c": 3, "z": 1}, batch_size=12,
-                        transforms=[vary], seed=0)
+    loader = DataLoader(
+        data + 1,
+        labels={"c": labels, "z": range(12)},
+        k_shot={"c": 3, "z": 1},
+        batch_size=12,
+        transforms=[vary],
+        seed=0,
+    )
     batches = [next(iter(loader)) for _ in range(10)]
     assert all((b.sizes["c"] == 8).all() for b in batches)  # the class is the union over the transform
     mixed = torch.cat([(b.inputs["c"].sign() != b.target.sign()[:, None]).flatten() for b in batches])

@@ -1,4 +1,5 @@
 """VHE graph construction, the bound, sampling, errors and state_dict round trips."""
+
 import math
 
 import pytest
@@ -10,8 +11,7 @@ import vhe
 from vhe import VHE, GraphError, declare
 from vhe.priors import NormalPrior
 
-from .toy_models import (LinearPx, Px, Qc, Qz, ScaledQc, exact_log_marginal, exact_posterior_qc,
-                         sample_classes)
+from .toy_models import LinearPx, Px, Qc, Qz, ScaledQc, exact_log_marginal, exact_posterior_qc, sample_classes
 
 
 class GaussianLeaf(nn.Module):
@@ -98,9 +98,11 @@ def test_encoder_receives_only_declared_parents():
 
 def test_hierarchical_and_factorial_graphs_build_score_sample():
     # hierarchical a -> c -> z -> x with p(c | a)
-    model = VHE(encoder=[GaussianLeaf("a"), GaussianLeaf("c", ("a",)), GaussianLeaf("z", ("c",))],
-                decoder=GaussianLeaf("x", ("c", "z"), encoder=False),
-                prior={"c": GaussianLeaf("c", ("a",), encoder=False)})
+    model = VHE(
+        encoder=[GaussianLeaf("a"), GaussianLeaf("c", ("a",)), GaussianLeaf("z", ("c",))],
+        decoder=GaussianLeaf("x", ("c", "z"), encoder=False),
+        prior={"c": GaussianLeaf("c", ("a",), encoder=False)},
+    )
     assert model.order == ["a", "c", "z"]
     inputs = {"a": torch.randn(4, 6, 2), "c": torch.randn(4, 3, 2), "z": torch.randn(4, 1, 2)}
     b, kl = model.score(inputs, {"a": 100, "c": 20, "z": 1}, x=torch.randn(4, 2), return_kl=True)
@@ -116,7 +118,10 @@ def test_hierarchical_and_factorial_graphs_build_score_sample():
 
 def test_errors_cycle_missing_parent_and_bad_sizes():
     with pytest.raises(GraphError, match="cycle: (a -> b -> a|b -> a -> b)"):
-        VHE(encoder=[GaussianLeaf("a", ("b",)), GaussianLeaf("b", ("a",))], decoder=GaussianLeaf("x", ("a",), encoder=False))
+        VHE(
+            encoder=[GaussianLeaf("a", ("b",)), GaussianLeaf("b", ("a",))],
+            decoder=GaussianLeaf("x", ("a",), encoder=False),
+        )
     with pytest.raises(GraphError, match="parent 'q'"):
         VHE(encoder=[GaussianLeaf("c", ("q",))], decoder=GaussianLeaf("x", ("c",), encoder=False))
     with pytest.raises(GraphError, match="decoder .* parent 'w'"):
@@ -145,8 +150,7 @@ def test_kl_weights_rescale_and_kl_factor():
 
     def run(**kw):
         torch.manual_seed(0)
-        return model.score(inputs, {"c": torch.full((3,), 20.0), "z": 1}, x=x, reduction="none",
-                           return_kl=True, **kw)
+        return model.score(inputs, {"c": torch.full((3,), 20.0), "z": 1}, x=x, reduction="none", return_kl=True, **kw)
 
     b1, kl = run()
     b0, _ = run(kl_factor=0.0)  # log p(x | c, z) alone
@@ -222,9 +226,13 @@ def test_determinism_under_seed():
     def run():
         torch.manual_seed(123)
         model = VHE(encoder=[Qc(), Qz()], decoder=Px())
-        loader = vhe.DataLoader(torch.randn(40, 2, generator=torch.Generator().manual_seed(1)),
-                                labels={"c": torch.arange(40) // 8, "z": range(40)},
-                                k_shot={"c": 3, "z": 1}, batch_size=8, seed=7)
+        loader = vhe.DataLoader(
+            torch.randn(40, 2, generator=torch.Generator().manual_seed(1)),
+            labels={"c": torch.arange(40) // 8, "z": range(40)},
+            k_shot={"c": 3, "z": 1},
+            batch_size=8,
+            seed=7,
+        )
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         for batch in loader:
             opt.zero_grad()
@@ -252,7 +260,9 @@ def test_reinforce_credit_assignment_for_discrete_latent():
 
     class Uniform2(nn.Module):
         def forward(self, d=None, batch_size=1):
-            dist = torch.distributions.OneHotCategorical(probs=torch.full((batch_size if d is None else d.shape[0], 2), 0.5))
+            dist = torch.distributions.OneHotCategorical(
+                probs=torch.full((batch_size if d is None else d.shape[0], 2), 0.5)
+            )
             d = dist.sample() if d is None else d
             return d, dist.log_prob(d)
 
@@ -302,14 +312,25 @@ def test_several_targets_per_support_set_leave_the_objective_unchanged_in_expect
     for resample, rescale in ((True, True), (False, False)):
         means = {}
         for T in (1, 4):
-            loader = DataLoader(data, labels=labels, k_shot={"c": 4, "z": 1}, batch_size=800, seed=1,
-                                targets_per_class=T, resample={"c": resample, "z": True})
+            loader = DataLoader(
+                data,
+                labels=labels,
+                k_shot={"c": 4, "z": 1},
+                batch_size=800,
+                seed=1,
+                targets_per_class=T,
+                resample={"c": resample, "z": True},
+            )
             with torch.no_grad():
-                vals = torch.cat([model.score(b.inputs, b.sizes, x=b.target, rescale=rescale, reduction="none")
-                                  for b in (loader.sample() for _ in range(40))])
+                vals = torch.cat(
+                    [
+                        model.score(b.inputs, b.sizes, x=b.target, rescale=rescale, reduction="none")
+                        for b in (loader.sample() for _ in range(40))
+                    ]
+                )
             means[T] = (vals.mean().item(), vals.std().item() / len(vals) ** 0.5)
         (m1, s1), (m4, s4) = means[1], means[4]
-        assert abs(m1 - m4) < 4 * (s1 ** 2 + s4 ** 2) ** 0.5 + 0.02, (resample, means)
+        assert abs(m1 - m4) < 4 * (s1**2 + s4**2) ** 0.5 + 0.02, (resample, means)
 
 
 def test_group_shared_inputs_are_broadcast_and_mismatches_are_errors():

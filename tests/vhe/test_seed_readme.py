@@ -1,4 +1,5 @@
 """The seed README's four steps, written exactly as documented, and its toy example."""
+
 import torch
 import torch.optim as optim
 
@@ -21,11 +22,15 @@ def test_readme_steps_1_to_4_train():
     model = VHE(encoder=[Qc(), Qz()], decoder=Px())  # Use default prior c,z ~ N(0, 1)
     vhe = model
     # Step 3.
-    data_loader = DataLoader(data=data,
-                             labels={"c": class_labels,  # The class label for each element in data
-                                     "z": range(len(data))},  # A unique label for each element in data
-                             k_shot={"c": 5, "z": 1},  # Number of elements given to each encoder
-                             batch_size=batch_size)
+    data_loader = DataLoader(
+        data=data,
+        labels={
+            "c": class_labels,  # The class label for each element in data
+            "z": range(len(data)),
+        },  # A unique label for each element in data
+        k_shot={"c": 5, "z": 1},  # Number of elements given to each encoder
+        batch_size=batch_size,
+    )
     # Step 4.
     optimiser = optim.Adam(vhe.parameters(), lr=3e-2)
     first = None

@@ -1,4 +1,5 @@
 """Small modules shared by the library tests: linear-Gaussian models whose likelihood is exact."""
+
 import math
 
 import torch

@@ -23,6 +23,7 @@ with a ``..`` component), and an image over the pixel limit or that does not dec
 readers use for any corrupt archive. The limits are module constants, read at call time.
 :func:`open_zip` opens a fetched zip with errors that name the file and say how to fetch it again.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,11 +39,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .fetch import DataIntegrityError
 
-__all__ = ["MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "MAX_IMAGE_PIXELS", "IMAGE_FORMATS", "CORRUPT_ARCHIVE",
-           "MemberReader", "check_member_name", "check_zip_sizes", "decode_image", "member_error", "open_zip"]
+__all__ = [
+    "MAX_MEMBER_BYTES",
+    "MAX_TOTAL_BYTES",
+    "MAX_IMAGE_PIXELS",
+    "IMAGE_FORMATS",
+    "CORRUPT_ARCHIVE",
+    "MemberReader",
+    "check_member_name",
+    "check_zip_sizes",
+    "decode_image",
+    "member_error",
+    "open_zip",
+]
 
-MAX_MEMBER_BYTES = 64 * 2 ** 20
-MAX_TOTAL_BYTES = 2 * 2 ** 30
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 2 * 2**30
 MAX_IMAGE_PIXELS = 40_000_000
 IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")
 #: what every corrupt-archive message ends with
@@ -52,8 +64,16 @@ _CHUNK = 1 << 20
 #: an encrypted member, NotImplementedError: an unknown compression method)
 _READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, ValueError, RuntimeError)
 #: what PIL raises for an image it cannot (or must not) decode
-_IMAGE_ERRORS = (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning, OSError,
-                 SyntaxError, ValueError, EOFError, zlib.error)
+_IMAGE_ERRORS = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    zlib.error,
+)
 
 
 def member_error(archive, member: str, reason: str, advice: str = CORRUPT_ARCHIVE) -> DataIntegrityError:
@@ -65,13 +85,17 @@ def open_zip(zip_path: Path) -> zipfile.ZipFile:
     """Open a fetched archive, with errors that name the file and say how to get a good copy."""
     zip_path = Path(zip_path)
     if not zip_path.is_file():
-        raise FileNotFoundError(f"{zip_path} does not exist; fetch it with "
-                                f"`python -m vhe.data.fetch --name {zip_path.name} --dest {zip_path.parent}`")
+        raise FileNotFoundError(
+            f"{zip_path} does not exist; fetch it with "
+            f"`python -m vhe.data.fetch --name {zip_path.name} --dest {zip_path.parent}`"
+        )
     try:
         return zipfile.ZipFile(zip_path)
     except (zipfile.BadZipFile, OSError) as e:
-        raise DataIntegrityError(f"{zip_path} is not a readable zip archive ({e}); delete it and fetch it again "
-                                 f"(checksum in vhe/data/MANIFEST.tsv)") from e
+        raise DataIntegrityError(
+            f"{zip_path} is not a readable zip archive ({e}); delete it and fetch it again "
+            f"(checksum in vhe/data/MANIFEST.tsv)"
+        ) from e
 
 
 def check_member_name(archive, name: str) -> str:
@@ -92,8 +116,10 @@ def check_zip_sizes(zf: zipfile.ZipFile, archive) -> None:
             raise member_error(archive, info.filename, _too_big(info.file_size, declared=True))
         total += info.file_size
     if total > MAX_TOTAL_BYTES:
-        raise DataIntegrityError(f"{archive}: its members declare {total} bytes in all, over the limit of "
-                                 f"{MAX_TOTAL_BYTES} (vhe.data.archives.MAX_TOTAL_BYTES); {CORRUPT_ARCHIVE}")
+        raise DataIntegrityError(
+            f"{archive}: its members declare {total} bytes in all, over the limit of "
+            f"{MAX_TOTAL_BYTES} (vhe.data.archives.MAX_TOTAL_BYTES); {CORRUPT_ARCHIVE}"
+        )
 
 
 def _too_big(n: int, declared: bool) -> str:
@@ -127,8 +153,10 @@ class MemberReader:
 
     def read_file(self, path: Path, name: str) -> bytes:
         """The bytes of a folder file, opened without following a symlink (``name`` as in errors)."""
+
         def open_nofollow():
             return os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+
         try:
             declared = os.lstat(path).st_size
         except OSError as e:
@@ -142,8 +170,11 @@ class MemberReader:
         for m in tf:
             declared += max(m.size, 0)
             if declared > MAX_TOTAL_BYTES:
-                raise self._error(m.name, f"takes the sizes declared in {self.archive} past {MAX_TOTAL_BYTES} "
-                                          f"bytes uncompressed (vhe.data.archives.MAX_TOTAL_BYTES)")
+                raise self._error(
+                    m.name,
+                    f"takes the sizes declared in {self.archive} past {MAX_TOTAL_BYTES} "
+                    f"bytes uncompressed (vhe.data.archives.MAX_TOTAL_BYTES)",
+                )
             yield m
 
     def _error(self, member: str, reason: str) -> DataIntegrityError:
@@ -154,8 +185,11 @@ class MemberReader:
         if n > MAX_MEMBER_BYTES:
             raise self._error(member, _too_big(n, declared))
         if self.total + n > MAX_TOTAL_BYTES:
-            raise self._error(member, f"takes what was read from {self.archive} past "
-                                      f"{MAX_TOTAL_BYTES} bytes uncompressed (vhe.data.archives.MAX_TOTAL_BYTES)")
+            raise self._error(
+                member,
+                f"takes what was read from {self.archive} past "
+                f"{MAX_TOTAL_BYTES} bytes uncompressed (vhe.data.archives.MAX_TOTAL_BYTES)",
+            )
 
     def _read(self, open_stream: Callable, member: str, declared: int) -> bytes:
         """Read at most the limits and exactly ``declared`` bytes from ``open_stream()``."""
@@ -184,8 +218,14 @@ def _known_formats() -> list[str]:
     return [f for f in IMAGE_FORMATS if f in Image.OPEN]
 
 
-def decode_image(data: bytes, where: str, what: str = "image", advice: str = CORRUPT_ARCHIVE,
-                 exif_transpose: bool = False, mode: str = "L") -> Image.Image:
+def decode_image(
+    data: bytes,
+    where: str,
+    what: str = "image",
+    advice: str = CORRUPT_ARCHIVE,
+    exif_transpose: bool = False,
+    mode: str = "L",
+) -> Image.Image:
     """Decode an image file's bytes into a PIL image of ``mode``, within :data:`MAX_IMAGE_PIXELS`.
 
     ``where`` names the file (e.g. ``"<zip>: member 'x.png'"``) in errors; ``what`` the expected
@@ -200,8 +240,10 @@ def decode_image(data: bytes, where: str, what: str = "image", advice: str = COR
             with Image.open(io.BytesIO(data), formats=_known_formats()) as im:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
-                    raise Image.DecompressionBombError(f"it declares {w}x{h} = {w * h} pixels, over the limit of "
-                                                       f"{MAX_IMAGE_PIXELS} (vhe.data.archives.MAX_IMAGE_PIXELS)")
+                    raise Image.DecompressionBombError(
+                        f"it declares {w}x{h} = {w * h} pixels, over the limit of "
+                        f"{MAX_IMAGE_PIXELS} (vhe.data.archives.MAX_IMAGE_PIXELS)"
+                    )
                 im.load()
                 out = ImageOps.exif_transpose(im) if exif_transpose else im
                 return out.convert(mode)

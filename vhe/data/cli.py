@@ -14,6 +14,7 @@
 (``vhe.data.center_ink``; config key ``data.center_ink``). Every command prints a one-line
 summary and exits 1 with a message on error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,7 @@ def _prepare_omniglot(a) -> str:
 
 
 def _prepare_lake(a) -> str:
-    s = load_lake_archive(a.zip, filter=a.filter, threshold=a.threshold, align=a.align,
-                          max_characters=a.max_characters)
+    s = load_lake_archive(a.zip, filter=a.filter, threshold=a.threshold, align=a.align, max_characters=a.max_characters)
     s.save(a.out)
     return f"{a.out}: {len(s)} images, {s.n_classes} characters, {s.n_alphabets} alphabets"
 
@@ -102,27 +102,39 @@ def _fetch_dtd(a) -> str:
 def _gap(a) -> str:
     arrays = load_npz_arrays(a.npz)
     if a.quick:
-        cands = [Preprocessing(DEFAULT_FILTER, DEFAULT_THRESHOLD, DEFAULT_ALIGN), Preprocessing("bilinear", 0.5, "center")]
+        cands = [
+            Preprocessing(DEFAULT_FILTER, DEFAULT_THRESHOLD, DEFAULT_ALIGN),
+            Preprocessing("bilinear", 0.5, "center"),
+        ]
     else:
         cands = default_candidates()
     choice = choose_preprocessing(arrays, a.lake_zip, cands, max_characters=a.max_characters)
     default = {"filter": DEFAULT_FILTER, "threshold": DEFAULT_THRESHOLD, "align": DEFAULT_ALIGN}
     lake = concat_sets([load_lake_archive(z, max_characters=a.max_characters) for z in a.lake_zip])
-    out = {"definitions": {
-               "ink_fraction": "mean over images of (ink pixels / pixels), 28x28",
-               "thickness": "mean over inked images of 2*A/P px: A ink pixels, P 4-neighbour ink/paper edges "
-                            "(border = paper)",
-               "pixel_agreement": "mean over resized originals of the best fraction of equal pixels among the "
-                                  "array images of the same character"},
-           "npz": str(a.npz), "lake_zips": [str(z) for z in a.lake_zip], "max_characters": a.max_characters,
-           "default_preprocessing": default, "chosen_preprocessing": choice["best"],
-           "default_matches_choice": choice["best"] == default,
-           "gap_with_default": measure_domain_gap(arrays, lake), "candidates": choice["results"]}
+    out = {
+        "definitions": {
+            "ink_fraction": "mean over images of (ink pixels / pixels), 28x28",
+            "thickness": "mean over inked images of 2*A/P px: A ink pixels, P 4-neighbour ink/paper edges "
+            "(border = paper)",
+            "pixel_agreement": "mean over resized originals of the best fraction of equal pixels among the "
+            "array images of the same character",
+        },
+        "npz": str(a.npz),
+        "lake_zips": [str(z) for z in a.lake_zip],
+        "max_characters": a.max_characters,
+        "default_preprocessing": default,
+        "chosen_preprocessing": choice["best"],
+        "default_matches_choice": choice["best"] == default,
+        "gap_with_default": measure_domain_gap(arrays, lake),
+        "candidates": choice["results"],
+    }
     write_json(out, a.out)  # atomically: a killed job leaves no partial data_gap.json
     g = out["gap_with_default"]
-    return (f"{a.out}: chosen {choice['best']}; with the default, ink {g['lake']['ink_fraction']:.4f} vs "
-            f"{(g['arrays_matched'] or g['arrays'])['ink_fraction']:.4f}, pixel agreement "
-            f"{g['matched']['pixel_agreement']}")
+    return (
+        f"{a.out}: chosen {choice['best']}; with the default, ink {g['lake']['ink_fraction']:.4f} vs "
+        f"{(g['arrays_matched'] or g['arrays'])['ink_fraction']:.4f}, pixel agreement "
+        f"{g['matched']['pixel_agreement']}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(sp):
         sp.add_argument("--out", required=True, help="output file")
-        sp.add_argument("--max-characters", type=int, default=None,
-                        help="keep the first K characters in sorted order (smoke runs)")
+        sp.add_argument(
+            "--max-characters", type=int, default=None, help="keep the first K characters in sorted order (smoke runs)"
+        )
         return sp
 
     sp = common(sub.add_parser("prepare-omniglot", help="28x28 npz arrays -> OmniglotSet .pt"))
@@ -152,8 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("prepare-runs", help="Lake's all_runs.zip -> one-shot runs .pt")
     sp.add_argument("--zip", required=True)
     sp.add_argument("--out", required=True)
-    sp.add_argument("--center-ink", action="store_true",
-                    help="move each 28x28 image's ink centroid to the centre (the 105x105 originals stay as they are)")
+    sp.add_argument(
+        "--center-ink",
+        action="store_true",
+        help="move each 28x28 image's ink centroid to the centre (the 105x105 originals stay as they are)",
+    )
     sp.set_defaults(func=_prepare_runs)
 
     sp = common(sub.add_parser("within-alphabet-runs", help="in-distribution runs from an OmniglotSet .pt"))
@@ -171,10 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dilate", type=int, default=1, help="dilate each drawing by this many pixels")
     sp.add_argument("--texture-size", type=int, default=28, help="texture tile size (px)")
     src = sp.add_mutually_exclusive_group()
-    src.add_argument("--dtd", default=None, help="torchvision's DTD archive dtd-r1.0.1.tar.gz (md5-verified; "
-                                                 "one image per category)")
-    src.add_argument("--texture-folder", default=None, help="folder, zip or tar of texture images "
-                                                            "(default: procedural)")
+    src.add_argument(
+        "--dtd", default=None, help="torchvision's DTD archive dtd-r1.0.1.tar.gz (md5-verified; one image per category)"
+    )
+    src.add_argument(
+        "--texture-folder", default=None, help="folder, zip or tar of texture images (default: procedural)"
+    )
     sp.set_defaults(func=_textured)
 
     sp = sub.add_parser("fetch-dtd", help="torchvision's DTD archive: existing file, mirror, else download (md5)")

@@ -17,6 +17,7 @@ The texture archive of the paper profile (DTD) is not in the manifest: torchvisi
 URL and md5, and ``vhe.data.textures.fetch_dtd`` passes them to ``fetch_file`` (with
 torchvision's downloader).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,9 @@ def read_manifest(path: str | os.PathLike = DEFAULT_MANIFEST) -> dict[str, Entry
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} does not exist; pass --manifest PATH "
-                                f"(the package ships one at {DEFAULT_MANIFEST})")
+        raise FileNotFoundError(
+            f"manifest {path} does not exist; pass --manifest PATH (the package ships one at {DEFAULT_MANIFEST})"
+        )
     lines = path.read_text(encoding="utf-8").splitlines()
     if not lines:
         raise ValueError(f"manifest {path} is empty; expected a header 'file\\turl\\tsha256\\twhat'")
@@ -90,8 +92,10 @@ def read_manifest(path: str | os.PathLike = DEFAULT_MANIFEST) -> dict[str, Entry
             continue
         cols = line.split("\t")
         if len(cols) < 3:
-            raise ValueError(f"manifest {path} line {i}: expected at least 3 tab-separated columns "
-                             f"(file, url, sha256), got {len(cols)}: {line!r}")
+            raise ValueError(
+                f"manifest {path} line {i}: expected at least 3 tab-separated columns "
+                f"(file, url, sha256), got {len(cols)}: {line!r}"
+            )
         name, url, sha = cols[0].strip(), cols[1].strip(), cols[2].strip().lower()
         if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
             raise ValueError(f"manifest {path} line {i}: sha256 for {name!r} is not 64 hex digits: {sha!r}")
@@ -121,8 +125,16 @@ def _hasher(algorithm: str):
     return hashlib.new(algorithm, usedforsecurity=False)  # a checksum, not a signature (md5 under FIPS)
 
 
-def verify_checksum(path: str | os.PathLike, expected: str, algorithm: str = "sha256", *, name: str | None = None,
-                    source: str | None = None, advice: str = "", origin: str = "") -> None:
+def verify_checksum(
+    path: str | os.PathLike,
+    expected: str,
+    algorithm: str = "sha256",
+    *,
+    name: str | None = None,
+    source: str | None = None,
+    advice: str = "",
+    origin: str = "",
+) -> None:
     """Raise ``DataIntegrityError`` unless the file at ``path`` has the checksum ``expected``.
 
     The message: ``checksum mismatch for <name>: expected <algorithm> <expected> (<origin>), got
@@ -135,7 +147,8 @@ def verify_checksum(path: str | os.PathLike, expected: str, algorithm: str = "sh
         where = f" ({origin})" if origin else ""
         raise DataIntegrityError(
             f"checksum mismatch for {name or path.name}: expected {algorithm} {expected.lower()}{where}, got {actual} "
-            f"(source: {source or path}). {advice}".rstrip())
+            f"(source: {source or path}). {advice}".rstrip()
+        )
 
 
 def _resolve_mirror(mirror: str | os.PathLike | None) -> Path | None:
@@ -160,8 +173,9 @@ def _urllib_download(url: str, part: Path, timeout: float) -> None:
     """The default downloader: stream ``url`` into the file ``part`` with ``urllib``."""
     with open(part, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
         total = resp.headers.get("Content-Length") if getattr(resp, "headers", None) else None
-        with tqdm(total=int(total) if total else None, unit="B", unit_scale=True,
-                  desc=f"download {part.name}", disable=None) as bar:
+        with tqdm(
+            total=int(total) if total else None, unit="B", unit_scale=True, desc=f"download {part.name}", disable=None
+        ) as bar:
             for chunk in iter(lambda: resp.read(_CHUNK), b""):
                 out.write(chunk)
                 bar.update(len(chunk))
@@ -172,9 +186,21 @@ def _noun(name: str) -> str:
     return "archive" if name.lower().endswith(_ARCHIVE_SUFFIXES) else "file"
 
 
-def fetch_file(name: str, url: str, dest_dir: str | os.PathLike, checksum: str, algorithm: str = "sha256", *,
-               mirror: str | os.PathLike | None = None, timeout: float = DOWNLOAD_TIMEOUT_S, download: bool = True,
-               downloader: Downloader | None = None, label: str = "", origin: str = "", fallback: str = "") -> Path:
+def fetch_file(
+    name: str,
+    url: str,
+    dest_dir: str | os.PathLike,
+    checksum: str,
+    algorithm: str = "sha256",
+    *,
+    mirror: str | os.PathLike | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+    download: bool = True,
+    downloader: Downloader | None = None,
+    label: str = "",
+    origin: str = "",
+    fallback: str = "",
+) -> Path:
     """Make ``dest_dir/name`` exist with the checksum ``checksum`` (``algorithm``: sha256 or md5) and return its path.
 
     Order: an existing destination file is verified and kept; else ``mirror/name``
@@ -205,27 +231,40 @@ def fetch_file(name: str, url: str, dest_dir: str | os.PathLike, checksum: str, 
     dest = dest_dir / name
 
     if dest.exists():
-        verify_checksum(dest, checksum, **check, source=f"existing file {dest}",
-                        advice=f"Delete {dest} and run again to fetch a fresh copy (or replace it with a good copy "
-                               f"of {url}).")
+        verify_checksum(
+            dest,
+            checksum,
+            **check,
+            source=f"existing file {dest}",
+            advice=f"Delete {dest} and run again to fetch a fresh copy (or replace it with a good copy of {url}).",
+        )
         log.info("%s already present and verified (%s)", dest, algorithm)
         return dest
 
     mirror_dir = _resolve_mirror(mirror)
     mirror_file = mirror_dir / name if mirror_dir is not None else None
     if mirror_file is not None and mirror_file.is_file():
-        verify_checksum(mirror_file, checksum, **check, source=f"mirror file {mirror_file}",
-                        advice=f"Fix the mirror: replace {mirror_file} with a good copy from {url} (or unset "
-                               f"${MIRROR_ENV} / --mirror / config data.mirror to download it).")
+        verify_checksum(
+            mirror_file,
+            checksum,
+            **check,
+            source=f"mirror file {mirror_file}",
+            advice=f"Fix the mirror: replace {mirror_file} with a good copy from {url} (or unset "
+            f"${MIRROR_ENV} / --mirror / config data.mirror to download it).",
+        )
         _atomic_copy(mirror_file, dest)
         log.info("copied %s from mirror %s", name, mirror_dir)
         return dest
 
-    looked = f"{dest} does not exist, " + (f"nor does the mirror file {mirror_file}" if mirror_file is not None else
-                                            f"no mirror given (--mirror) and no mirror is set (${MIRROR_ENV} or "
-                                            f"config data.mirror)")
-    by_hand = (f"download {url} by hand and put the {_noun(name)} at {dest} or in a mirror folder (${MIRROR_ENV} or "
-               f"config data.mirror); its {algorithm} must be {checksum}.{fix}")
+    looked = f"{dest} does not exist, " + (
+        f"nor does the mirror file {mirror_file}"
+        if mirror_file is not None
+        else f"no mirror given (--mirror) and no mirror is set (${MIRROR_ENV} or config data.mirror)"
+    )
+    by_hand = (
+        f"download {url} by hand and put the {_noun(name)} at {dest} or in a mirror folder (${MIRROR_ENV} or "
+        f"config data.mirror); its {algorithm} must be {checksum}.{fix}"
+    )
     what = f"cannot fetch {name}" + (f" ({label})" if label else "")
     if not download:
         raise DataUnavailableError(f"{what}: {looked}, and downloading is off. Fix: {by_hand}")
@@ -241,11 +280,17 @@ def fetch_file(name: str, url: str, dest_dir: str | os.PathLike, checksum: str, 
         except _DOWNLOAD_ERRORS as e:
             raise DataUnavailableError(
                 f"{what}: {looked}, and downloading {url} failed ({type(e).__name__}: {e}). "
-                f"Fix: check the network and retry, or {by_hand}") from e
-        verify_checksum(part, checksum, **check, source=f"download of {url}",
-                        advice=f"The download is corrupt or the file changed upstream: check the network (proxy, "
-                               f"captive portal) and retry, or put a verified copy in the mirror folder "
-                               f"(${MIRROR_ENV}).{fix}")
+                f"Fix: check the network and retry, or {by_hand}"
+            ) from e
+        verify_checksum(
+            part,
+            checksum,
+            **check,
+            source=f"download of {url}",
+            advice=f"The download is corrupt or the file changed upstream: check the network (proxy, "
+            f"captive portal) and retry, or put a verified copy in the mirror folder "
+            f"(${MIRROR_ENV}).{fix}",
+        )
         os.replace(part, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -253,8 +298,13 @@ def fetch_file(name: str, url: str, dest_dir: str | os.PathLike, checksum: str, 
     return dest
 
 
-def fetch(name: str, dest_dir: str | os.PathLike, manifest: dict[str, Entry] | str | os.PathLike | None = None,
-          mirror: str | os.PathLike | None = None, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
+def fetch(
+    name: str,
+    dest_dir: str | os.PathLike,
+    manifest: dict[str, Entry] | str | os.PathLike | None = None,
+    mirror: str | os.PathLike | None = None,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
     """Make ``dest_dir/name`` exist with the manifest's SHA-256 and return its path.
 
     ``fetch_file`` with the manifest's URL and SHA-256: an existing destination file is verified

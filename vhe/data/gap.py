@@ -13,6 +13,7 @@ Definitions (per image, then averaged over images; all at 28x28, units in pixels
 The arrays' rows are a per-character permutation of the drawers, so images are matched
 within a character by best agreement, not by index.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -45,12 +46,13 @@ class Preprocessing:
         return asdict(self)
 
 
-def default_candidates(thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7),
-                       aligns: Sequence[str] = ("center", "corner")) -> list[Preprocessing]:
+def default_candidates(
+    thresholds: Sequence[float] = (0.3, 0.4, 0.5, 0.6, 0.7), aligns: Sequence[str] = ("center", "corner")
+) -> list[Preprocessing]:
     """Every PIL filter x threshold x alignment (nearest only at threshold 0.5: its output is binary)."""
     out = []
     for f, a in itertools.product(FILTERS, aligns):
-        for t in ([0.5] if f == "nearest" else thresholds):
+        for t in [0.5] if f == "nearest" else thresholds:
             out.append(Preprocessing(f, float(t), a))
     return out
 
@@ -79,14 +81,17 @@ def image_stats(s: OmniglotSet) -> dict:
     """``{"n_images", "ink_fraction", "thickness"}``: means over images (thickness over inked images)."""
     imgs = s.images[:, 0]
     th = stroke_thickness(imgs)
-    return {"n_images": len(s), "ink_fraction": float(ink_fraction(imgs).mean()),
-            "thickness": float(th[~th.isnan()].mean())}
+    return {
+        "n_images": len(s),
+        "ink_fraction": float(ink_fraction(imgs).mean()),
+        "thickness": float(th[~th.isnan()].mean()),
+    }
 
 
 def _rows_by_label(labels: np.ndarray, n: int) -> list[np.ndarray]:
     order = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[order], np.arange(n + 1))
-    return [order[bounds[i]:bounds[i + 1]] for i in range(n)]
+    return [order[bounds[i] : bounds[i + 1]] for i in range(n)]
 
 
 def matched_agreement(arrays: OmniglotSet, lake: OmniglotSet) -> dict:
@@ -98,8 +103,13 @@ def matched_agreement(arrays: OmniglotSet, lake: OmniglotSet) -> dict:
     a_index = {n: i for i, n in enumerate(arrays.character_names)}
     shared = [(li, a_index[n]) for li, n in enumerate(lake.character_names) if n in a_index]
     if not shared:
-        return {"n_characters": 0, "n_images": 0, "pixel_agreement": None, "min_agreement": None,
-                "exact_fraction": None}
+        return {
+            "n_characters": 0,
+            "n_images": 0,
+            "pixel_agreement": None,
+            "min_agreement": None,
+            "exact_fraction": None,
+        }
     a_flat = arrays.images.flatten(1).numpy().astype(np.float32)
     l_flat = lake.images.flatten(1).numpy().astype(np.float32)
     a_rows = _rows_by_label(arrays.character.numpy(), arrays.n_classes)
@@ -108,11 +118,16 @@ def matched_agreement(arrays: OmniglotSet, lake: OmniglotSet) -> dict:
     best = []
     for li, ai in shared:
         L, A = l_flat[l_rows[li]], a_flat[a_rows[ai]]
-        equal = L @ A.T + (1.0 - L) @ (1.0 - A).T          # (nL, nA) number of equal pixels (exact in float32)
+        equal = L @ A.T + (1.0 - L) @ (1.0 - A).T  # (nL, nA) number of equal pixels (exact in float32)
         best.append(torch.from_numpy(np.rint(equal.max(axis=1)).astype(np.float64) / n_pix))
     best = torch.cat(best)
-    return {"n_characters": len(shared), "n_images": int(best.numel()), "pixel_agreement": float(best.mean()),
-            "min_agreement": float(best.min()), "exact_fraction": float((best == 1).to(torch.float64).mean())}
+    return {
+        "n_characters": len(shared),
+        "n_images": int(best.numel()),
+        "pixel_agreement": float(best.mean()),
+        "min_agreement": float(best.min()),
+        "exact_fraction": float((best == 1).to(torch.float64).mean()),
+    }
 
 
 def measure_domain_gap(arrays: OmniglotSet, lake: OmniglotSet, _ref_cache: dict | None = None) -> dict:
@@ -135,8 +150,12 @@ def measure_domain_gap(arrays: OmniglotSet, lake: OmniglotSet, _ref_cache: dict 
             cache[key] = image_stats(arrays.subset(keep))
         else:
             cache[key] = None
-    out = {"arrays": cache["arrays"], "arrays_matched": cache[key], "lake": image_stats(lake),
-           "matched": matched_agreement(arrays, lake)}
+    out = {
+        "arrays": cache["arrays"],
+        "arrays_matched": cache[key],
+        "lake": image_stats(lake),
+        "matched": matched_agreement(arrays, lake),
+    }
     r = out["arrays_matched"] or out["arrays"]
     out["ink_fraction_rel_diff"] = (out["lake"]["ink_fraction"] - r["ink_fraction"]) / r["ink_fraction"]
     out["thickness_rel_diff"] = (out["lake"]["thickness"] - r["thickness"]) / r["thickness"]
@@ -151,9 +170,13 @@ def _score(gap: dict) -> float:
     return s
 
 
-def choose_preprocessing(arrays: OmniglotSet, lake_zip_paths: Iterable[str | os.PathLike],
-                         candidates: Sequence[Preprocessing] | None = None, size: int = 28,
-                         max_characters: int | None = None) -> dict:
+def choose_preprocessing(
+    arrays: OmniglotSet,
+    lake_zip_paths: Iterable[str | os.PathLike],
+    candidates: Sequence[Preprocessing] | None = None,
+    size: int = 28,
+    max_characters: int | None = None,
+) -> dict:
     """Try each candidate recipe on Lake's archives and rank by how well the result matches ``arrays``.
 
     Score (lower is better) = |relative ink-fraction difference| + |relative thickness

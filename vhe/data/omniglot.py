@@ -11,13 +11,40 @@ the module that holds the name (or from ``vhe.data``):
   ``center_ink``, ``dihedral``, ``dihedral_inverse``, ``augment_dihedral``;
 - ``vhe.data.archives``: ``open_zip``.
 """
+
 from .archives import open_zip
 from .readers import LakeOriginals, load_lake_archive, load_npz_arrays, read_lake_originals
 from .sets import IMAGE_SIZE, OmniglotSet, check_k_shot, concat_sets, split_validation
-from .transforms import (DEFAULT_ALIGN, DEFAULT_FILTER, DEFAULT_THRESHOLD, FILTERS, augment_dihedral, center_ink,
-                         dihedral, dihedral_inverse, preprocess_105)
+from .transforms import (
+    DEFAULT_ALIGN,
+    DEFAULT_FILTER,
+    DEFAULT_THRESHOLD,
+    FILTERS,
+    augment_dihedral,
+    center_ink,
+    dihedral,
+    dihedral_inverse,
+    preprocess_105,
+)
 
-__all__ = ["DEFAULT_ALIGN", "DEFAULT_FILTER", "DEFAULT_THRESHOLD", "FILTERS", "IMAGE_SIZE", "LakeOriginals",
-           "OmniglotSet", "augment_dihedral", "center_ink", "check_k_shot", "concat_sets", "dihedral",
-           "dihedral_inverse", "load_lake_archive", "load_npz_arrays", "open_zip", "preprocess_105",
-           "read_lake_originals", "split_validation"]
+__all__ = [
+    "DEFAULT_ALIGN",
+    "DEFAULT_FILTER",
+    "DEFAULT_THRESHOLD",
+    "FILTERS",
+    "IMAGE_SIZE",
+    "LakeOriginals",
+    "OmniglotSet",
+    "augment_dihedral",
+    "center_ink",
+    "check_k_shot",
+    "concat_sets",
+    "dihedral",
+    "dihedral_inverse",
+    "load_lake_archive",
+    "load_npz_arrays",
+    "open_zip",
+    "preprocess_105",
+    "read_lake_originals",
+    "split_validation",
+]

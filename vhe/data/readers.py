@@ -7,6 +7,7 @@
 
 Archive members and images are read through ``vhe.data.archives`` (bounded reads).
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,14 +45,17 @@ def load_npz_arrays(path: str | os.PathLike, max_characters: int | None = None) 
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; fetch it with `python -m vhe.data.fetch --name {path.name} "
-                                f"--dest {path.parent}`")
+        raise FileNotFoundError(
+            f"{path} does not exist; fetch it with `python -m vhe.data.fetch --name {path.name} --dest {path.parent}`"
+        )
     try:
         npz = np.load(path, allow_pickle=False)
         keys = sorted(npz.files)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise DataIntegrityError(f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); "
-                                 f"delete it and fetch it again (its checksum is in vhe/data/MANIFEST.tsv)") from e
+        raise DataIntegrityError(
+            f"{path} is not a readable .npz archive ({type(e).__name__}: {e}); "
+            f"delete it and fetch it again (its checksum is in vhe/data/MANIFEST.tsv)"
+        ) from e
     try:
         check_zip_sizes(npz.zip, path)  # zipfile then never returns more than the sizes checked here
     except DataIntegrityError:
@@ -79,29 +83,40 @@ def load_npz_arrays(path: str | os.PathLike, max_characters: int | None = None) 
             try:
                 arr = npz[k]
             except (zipfile.BadZipFile, ValueError, OSError, EOFError, MemoryError) as e:  # Memory: a lying .npy header
-                raise DataIntegrityError(f"{path}: cannot read array {k!r} ({type(e).__name__}: {e}); "
-                                         f"delete the file and fetch it again") from e
+                raise DataIntegrityError(
+                    f"{path}: cannot read array {k!r} ({type(e).__name__}: {e}); delete the file and fetch it again"
+                ) from e
             if arr.ndim == 1:
                 arr = arr[None]
             if arr.shape[0] == 0:
                 raise ValueError(f"{path}: class {name!r} (key {k!r}) has no images")
             arr = arr.reshape(arr.shape[0], -1)
             if arr.shape[1] != IMAGE_SIZE * IMAGE_SIZE:
-                raise ValueError(f"{path}: class {name!r} (key {k!r}) has images of {arr.shape[1]} values, "
-                                 f"expected {IMAGE_SIZE * IMAGE_SIZE} (28x28)")
+                raise ValueError(
+                    f"{path}: class {name!r} (key {k!r}) has images of {arr.shape[1]} values, "
+                    f"expected {IMAGE_SIZE * IMAGE_SIZE} (28x28)"
+                )
             bad = np.setdiff1d(np.unique(arr), [0, 255])
             if bad.size:
-                raise ValueError(f"{path}: class {name!r} (key {k!r}) has pixel values {bad[:5].tolist()} "
-                                 f"outside {{0, 255}}; expected binarised images (0 = ink, 255 = paper)")
+                raise ValueError(
+                    f"{path}: class {name!r} (key {k!r}) has pixel values {bad[:5].tolist()} "
+                    f"outside {{0, 255}}; expected binarised images (0 = ink, 255 = paper)"
+                )
             n = arr.shape[0]
             images.append(torch.from_numpy((arr == 0).astype(np.uint8)).view(n, 1, IMAGE_SIZE, IMAGE_SIZE))
             character.append(torch.full((n,), ci, dtype=torch.int64))
             alphabet.append(torch.full((n,), a_index[a], dtype=torch.int64))
             drawer.append(torch.arange(n, dtype=torch.int64))
             character_names.append(name)
-    return OmniglotSet(images=torch.cat(images), character=torch.cat(character), alphabet=torch.cat(alphabet),
-                       drawer=torch.cat(drawer), character_names=character_names,
-                       alphabet_names=alphabet_names, source=str(path.name))
+    return OmniglotSet(
+        images=torch.cat(images),
+        character=torch.cat(character),
+        alphabet=torch.cat(alphabet),
+        drawer=torch.cat(drawer),
+        character_names=character_names,
+        alphabet_names=alphabet_names,
+        source=str(path.name),
+    )
 
 
 # --------------------------------------------------------------------------- 105x105 originals
@@ -129,14 +144,24 @@ class LakeOriginals:
     alphabet_names: list[str]
     source: str = ""
 
-    def resize(self, size: int = IMAGE_SIZE, filter: str = DEFAULT_FILTER, threshold: float = DEFAULT_THRESHOLD,
-               align: str = DEFAULT_ALIGN) -> OmniglotSet:
+    def resize(
+        self,
+        size: int = IMAGE_SIZE,
+        filter: str = DEFAULT_FILTER,
+        threshold: float = DEFAULT_THRESHOLD,
+        align: str = DEFAULT_ALIGN,
+    ) -> OmniglotSet:
         """``preprocess_105`` every drawing; returns an ``OmniglotSet`` of uint8 (N, 1, size, size) {0, 1}."""
         imgs = np.stack([preprocess_105(g, size, filter, threshold, align) for g in self.gray.numpy()])
-        return OmniglotSet(images=torch.from_numpy(imgs)[:, None], character=self.character.clone(),
-                           alphabet=self.alphabet.clone(), drawer=self.drawer.clone(),
-                           character_names=list(self.character_names), alphabet_names=list(self.alphabet_names),
-                           source=self.source)
+        return OmniglotSet(
+            images=torch.from_numpy(imgs)[:, None],
+            character=self.character.clone(),
+            alphabet=self.alphabet.clone(),
+            drawer=self.drawer.clone(),
+            character_names=list(self.character_names),
+            alphabet_names=list(self.alphabet_names),
+            source=self.source,
+        )
 
 
 def _iter_lake_archive(zip_path: Path, max_characters: int | None):
@@ -144,7 +169,7 @@ def _iter_lake_archive(zip_path: Path, max_characters: int | None):
     (char index, alphabet index, drawer, PIL image 'L')). Validation as in ``load_lake_archive``."""
     zf = open_zip(zip_path)
     pngs: list[zipfile.ZipInfo] = []
-    folders: set[str] = set()      # every folder that holds a file or is listed
+    folders: set[str] = set()  # every folder that holds a file or is listed
     for info in zf.infolist():
         name = info.filename
         if _is_junk(name):
@@ -160,13 +185,15 @@ def _iter_lake_archive(zip_path: Path, max_characters: int | None):
             log.warning("%s: skipping non-image member %s", zip_path.name, name)
     if not pngs:
         zf.close()
-        raise ValueError(f"{zip_path} contains no .png images; expected "
-                         f"'<root>/<Alphabet>/characterNN/<id>_<drawer>.png'")
+        raise ValueError(
+            f"{zip_path} contains no .png images; expected '<root>/<Alphabet>/characterNN/<id>_<drawer>.png'"
+        )
     depths = sorted({p.filename.count("/") for p in pngs})
     if len(depths) != 1 or depths[0] < 2:
         zf.close()
-        raise ValueError(f"{zip_path}: images are not all at '<root>/<Alphabet>/characterNN/*.png' "
-                         f"(found folder depths {depths})")
+        raise ValueError(
+            f"{zip_path}: images are not all at '<root>/<Alphabet>/characterNN/*.png' (found folder depths {depths})"
+        )
     by_char: dict[tuple[str, str], list[zipfile.ZipInfo]] = defaultdict(list)
     for info in pngs:
         parts = info.filename.split("/")
@@ -175,8 +202,10 @@ def _iter_lake_archive(zip_path: Path, max_characters: int | None):
         parts = folder.split("/") if folder else []
         if len(parts) == depths[0] and (parts[-2], parts[-1]) not in by_char:
             zf.close()
-            raise ValueError(f"{zip_path}: character folder {folder!r} contains no .png images "
-                             f"(a character needs at least one drawing)")
+            raise ValueError(
+                f"{zip_path}: character folder {folder!r} contains no .png images "
+                f"(a character needs at least one drawing)"
+            )
     keys = sorted(by_char)
     if max_characters is not None:
         keys = keys[:max_characters]
@@ -211,15 +240,25 @@ def read_lake_originals(zip_path: str | os.PathLike, max_characters: int | None 
     shapes = {g.shape for g in gray}
     if len(shapes) != 1:
         raise ValueError(f"{zip_path}: drawings have different sizes {sorted(shapes)}; use load_lake_archive")
-    return LakeOriginals(gray=torch.from_numpy(np.stack(gray)), character=torch.tensor(character, dtype=torch.int64),
-                         alphabet=torch.tensor(alphabet, dtype=torch.int64), drawer=torch.tensor(drawer, dtype=torch.int64),
-                         character_names=[f"{a}/{c}" for a, c in keys], alphabet_names=alphabet_names,
-                         source=zip_path.name)
+    return LakeOriginals(
+        gray=torch.from_numpy(np.stack(gray)),
+        character=torch.tensor(character, dtype=torch.int64),
+        alphabet=torch.tensor(alphabet, dtype=torch.int64),
+        drawer=torch.tensor(drawer, dtype=torch.int64),
+        character_names=[f"{a}/{c}" for a, c in keys],
+        alphabet_names=alphabet_names,
+        source=zip_path.name,
+    )
 
 
-def load_lake_archive(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: str = DEFAULT_FILTER,
-                      threshold: float = DEFAULT_THRESHOLD, align: str = DEFAULT_ALIGN,
-                      max_characters: int | None = None) -> OmniglotSet:
+def load_lake_archive(
+    zip_path: str | os.PathLike,
+    size: int = IMAGE_SIZE,
+    filter: str = DEFAULT_FILTER,
+    threshold: float = DEFAULT_THRESHOLD,
+    align: str = DEFAULT_ALIGN,
+    max_characters: int | None = None,
+) -> OmniglotSet:
     """Read one of Lake's original archives (``<root>/<Alphabet>/characterNN/<id>_<DD>.png``).
 
     Each 105x105 PNG (ink dark) goes through ``preprocess_105(size, filter, threshold, align)``;
@@ -238,7 +277,12 @@ def load_lake_archive(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filte
         character.append(ci)
         alphabet.append(ai)
         drawer.append(d)
-    return OmniglotSet(images=torch.stack(images)[:, None], character=torch.tensor(character, dtype=torch.int64),
-                       alphabet=torch.tensor(alphabet, dtype=torch.int64), drawer=torch.tensor(drawer, dtype=torch.int64),
-                       character_names=[f"{a}/{c}" for a, c in keys], alphabet_names=alphabet_names,
-                       source=zip_path.name)
+    return OmniglotSet(
+        images=torch.stack(images)[:, None],
+        character=torch.tensor(character, dtype=torch.int64),
+        alphabet=torch.tensor(alphabet, dtype=torch.int64),
+        drawer=torch.tensor(drawer, dtype=torch.int64),
+        character_names=[f"{a}/{c}" for a, c in keys],
+        alphabet_names=alphabet_names,
+        source=zip_path.name,
+    )

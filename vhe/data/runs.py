@@ -5,6 +5,7 @@ A run is N-way one-shot: ``support`` holds one image per class, ``query`` the te
 ink = 1 (the same format and preprocessing as the evaluation arrays: every image of
 all_runs.zip equals an image of test_small.npz bit for bit, docs/data_gap.md).
 """
+
 from __future__ import annotations
 
 import os
@@ -55,10 +56,18 @@ class OneShotRun:
 
     def to_dict(self) -> dict:
         """Plain dict of tensors/strings/lists (``torch.load(weights_only=True)``-loadable)."""
-        return {"support": self.support, "query": self.query, "answer": self.answer, "name": self.name,
-                "alphabet": self.alphabet, "characters": list(self.characters),
-                "support_index": self.support_index, "query_index": self.query_index,
-                "support_files": list(self.support_files), "query_files": list(self.query_files)}
+        return {
+            "support": self.support,
+            "query": self.query,
+            "answer": self.answer,
+            "name": self.name,
+            "alphabet": self.alphabet,
+            "characters": list(self.characters),
+            "support_index": self.support_index,
+            "query_index": self.query_index,
+            "support_files": list(self.support_files),
+            "query_files": list(self.query_files),
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> "OneShotRun":
@@ -75,8 +84,9 @@ def load_runs(path: str | os.PathLike) -> list[OneShotRun]:
     """Load runs written by ``save_runs`` (``torch.load(weights_only=True)``)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; create it with `python -m vhe.data.cli prepare-runs` "
-                                f"or `within-alphabet-runs`")
+        raise FileNotFoundError(
+            f"{path} does not exist; create it with `python -m vhe.data.cli prepare-runs` or `within-alphabet-runs`"
+        )
     d = torch.load(path, weights_only=True)
     if not isinstance(d, dict) or d.get("format") != _FORMAT:
         raise ValueError(f"{path} is not a saved list of one-shot runs (expected format {_FORMAT!r})")
@@ -97,8 +107,13 @@ def _decode(zf: zipfile.ZipFile, reader: MemberReader, member: str, size, filter
     return preprocess_105(im, size, filter, threshold, align)
 
 
-def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: str = DEFAULT_FILTER,
-                   threshold: float = DEFAULT_THRESHOLD, align: str = DEFAULT_ALIGN) -> list[OneShotRun]:
+def load_lake_runs(
+    zip_path: str | os.PathLike,
+    size: int = IMAGE_SIZE,
+    filter: str = DEFAULT_FILTER,
+    threshold: float = DEFAULT_THRESHOLD,
+    align: str = DEFAULT_ALIGN,
+) -> list[OneShotRun]:
     """Read Lake's ``all_runs.zip``: ``runNN/{training,test}/*.png`` and ``runNN/class_labels.txt``.
 
     class_labels.txt has one line per query: 'runNN/test/itemMM.png runNN/training/classKK.png'.
@@ -118,7 +133,9 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
         for lf in tqdm(label_files, desc=f"read {zip_path.name}", disable=None):
             run_dir = lf[: -len("class_labels.txt")]
             run_name = run_dir.rstrip("/").split("/")[-1] or zip_path.stem
-            support_files = sorted(n for n in names if n.startswith(run_dir + "training/") and n.lower().endswith(".png"))
+            support_files = sorted(
+                n for n in names if n.startswith(run_dir + "training/") and n.lower().endswith(".png")
+            )
             query_files = sorted(n for n in names if n.startswith(run_dir + "test/") and n.lower().endswith(".png"))
             if not support_files or not query_files:
                 raise ValueError(f"{zip_path}: run {run_name!r} needs {run_dir}training/*.png and {run_dir}test/*.png")
@@ -127,14 +144,18 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
             try:
                 text = reader.read_zip(zf, lf).decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataIntegrityError(f"{zip_path}: cannot read {lf} ({e}); delete the archive and fetch it again") from e
+                raise DataIntegrityError(
+                    f"{zip_path}: cannot read {lf} ({e}); delete the archive and fetch it again"
+                ) from e
             pairs = {}
             for i, line in enumerate(text.splitlines(), start=1):
                 if not line.strip():
                     continue
                 m = _LABEL_LINE.match(line)
                 if not m:
-                    raise ValueError(f"{zip_path}: {lf} line {i} is not 'test/itemNN.png training/classNN.png': {line!r}")
+                    raise ValueError(
+                        f"{zip_path}: {lf} line {i} is not 'test/itemNN.png training/classNN.png': {line!r}"
+                    )
                 pairs[prefix + m.group(1)] = prefix + m.group(2)
             s_pos = {f: i for i, f in enumerate(support_files)}
             answer = []
@@ -142,14 +163,21 @@ def load_lake_runs(zip_path: str | os.PathLike, size: int = IMAGE_SIZE, filter: 
                 if q not in pairs:
                     raise ValueError(f"{zip_path}: {lf} gives no class for query image {q}")
                 if pairs[q] not in s_pos:
-                    raise ValueError(f"{zip_path}: {lf} maps {q} to {pairs[q]}, which is not a training image of {run_name}")
+                    raise ValueError(
+                        f"{zip_path}: {lf} maps {q} to {pairs[q]}, which is not a training image of {run_name}"
+                    )
                 answer.append(s_pos[pairs[q]])
             dec = lambda m: _decode(zf, reader, m, size, filter, threshold, align)  # noqa: E731
-            runs.append(OneShotRun(
-                support=torch.from_numpy(np.stack([dec(f) for f in support_files]))[:, None],
-                query=torch.from_numpy(np.stack([dec(f) for f in query_files]))[:, None],
-                answer=torch.tensor(answer, dtype=torch.int64), name=run_name,
-                support_files=support_files, query_files=query_files))
+            runs.append(
+                OneShotRun(
+                    support=torch.from_numpy(np.stack([dec(f) for f in support_files]))[:, None],
+                    query=torch.from_numpy(np.stack([dec(f) for f in query_files]))[:, None],
+                    answer=torch.tensor(answer, dtype=torch.int64),
+                    name=run_name,
+                    support_files=support_files,
+                    query_files=query_files,
+                )
+            )
     return sorted(runs, key=lambda r: r.name)
 
 
@@ -172,8 +200,10 @@ def within_alphabet_runs(s: OmniglotSet, n_runs: int = 20, n_way: int = 20, seed
     eligible = [a for a in range(s.n_alphabets) if len(per_alpha[a]) >= n_way]
     if not eligible:
         biggest = max((len(v) for v in per_alpha.values()), default=0)
-        raise ValueError(f"within_alphabet_runs: no alphabet has >= {n_way} characters (largest has {biggest}); "
-                         f"lower n_way (--n-way) or keep more characters (--max-characters)")
+        raise ValueError(
+            f"within_alphabet_runs: no alphabet has >= {n_way} characters (largest has {biggest}); "
+            f"lower n_way (--n-way) or keep more characters (--max-characters)"
+        )
     # (character, drawer) -> image index
     lookup = {(c, d): i for i, (c, d) in enumerate(zip(s.character.tolist(), s.drawer.tolist()))}
     drawers_of: dict[int, set[int]] = {}
@@ -187,15 +217,25 @@ def within_alphabet_runs(s: OmniglotSet, n_runs: int = 20, n_way: int = 20, seed
         chars = per_alpha[a][torch.randperm(len(per_alpha[a]), generator=g)[:n_way]].tolist()
         common = sorted(set.intersection(*(drawers_of[c] for c in chars)))
         if len(common) < 2:
-            raise ValueError(f"within_alphabet_runs: the {n_way} characters drawn from alphabet "
-                             f"{s.alphabet_names[a]!r} share fewer than 2 drawers")
+            raise ValueError(
+                f"within_alphabet_runs: the {n_way} characters drawn from alphabet "
+                f"{s.alphabet_names[a]!r} share fewer than 2 drawers"
+            )
         pick = torch.randperm(len(common), generator=g)[:2].tolist()
         da, db = common[pick[0]], common[pick[1]]
         perm = torch.randperm(n_way, generator=g)
         s_idx = torch.tensor([lookup[(c, da)] for c in chars], dtype=torch.int64)
         q_idx = torch.tensor([lookup[(chars[j], db)] for j in perm.tolist()], dtype=torch.int64)
-        runs.append(OneShotRun(support=s.images[s_idx].clone(), query=s.images[q_idx].clone(),
-                               answer=perm.to(torch.int64), name=f"within{r + 1:02d}",
-                               alphabet=s.alphabet_names[a], characters=[s.character_names[c] for c in chars],
-                               support_index=s_idx, query_index=q_idx))
+        runs.append(
+            OneShotRun(
+                support=s.images[s_idx].clone(),
+                query=s.images[q_idx].clone(),
+                answer=perm.to(torch.int64),
+                name=f"within{r + 1:02d}",
+                alphabet=s.alphabet_names[a],
+                characters=[s.character_names[c] for c in chars],
+                support_index=s_idx,
+                query_index=q_idx,
+            )
+        )
     return runs

@@ -5,6 +5,7 @@ Every image in the project is single-channel binary: uint8 (N, 1, 28, 28) with v
 {0, 1}, ink = 1 (so Bernoulli decoders apply). The readers that build a set from the data
 files are in ``vhe.data.readers``, the image transforms in ``vhe.data.transforms``.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,8 +52,7 @@ class OmniglotSet:
         for name in ("character", "alphabet", "drawer"):
             t = getattr(self, name)
             if t.dtype != torch.int64 or t.shape != (n,):
-                raise ValueError(f"OmniglotSet.{name} must be int64 of shape ({n},), "
-                                 f"got {t.dtype} {tuple(t.shape)}")
+                raise ValueError(f"OmniglotSet.{name} must be int64 of shape ({n},), got {t.dtype} {tuple(t.shape)}")
         self.character_names = list(self.character_names)
         self.alphabet_names = list(self.alphabet_names)
         if n and int(self.character.max()) >= len(self.character_names):
@@ -96,10 +96,14 @@ class OmniglotSet:
         chars, new_char = torch.unique(self.character[idx], sorted=True, return_inverse=True)
         alphas, new_alpha = torch.unique(self.alphabet[idx], sorted=True, return_inverse=True)
         return OmniglotSet(
-            images=self.images[idx].clone(), character=new_char.to(torch.int64),
-            alphabet=new_alpha.to(torch.int64), drawer=self.drawer[idx].clone(),
+            images=self.images[idx].clone(),
+            character=new_char.to(torch.int64),
+            alphabet=new_alpha.to(torch.int64),
+            drawer=self.drawer[idx].clone(),
             character_names=[self.character_names[i] for i in chars.tolist()],
-            alphabet_names=[self.alphabet_names[i] for i in alphas.tolist()], source=self.source)
+            alphabet_names=[self.alphabet_names[i] for i in alphas.tolist()],
+            source=self.source,
+        )
 
     def first_characters(self, k: int | None) -> "OmniglotSet":
         """The first ``k`` characters in label (= sorted name) order; ``None`` keeps all."""
@@ -111,20 +115,35 @@ class OmniglotSet:
 
     def to_dict(self) -> dict:
         """Plain dict of tensors, lists and strings (loadable with ``torch.load(weights_only=True)``)."""
-        return {"format": _FORMAT, "version": 1, "images": self.images, "character": self.character,
-                "alphabet": self.alphabet, "drawer": self.drawer,
-                "character_names": list(self.character_names), "alphabet_names": list(self.alphabet_names),
-                "source": self.source}
+        return {
+            "format": _FORMAT,
+            "version": 1,
+            "images": self.images,
+            "character": self.character,
+            "alphabet": self.alphabet,
+            "drawer": self.drawer,
+            "character_names": list(self.character_names),
+            "alphabet_names": list(self.alphabet_names),
+            "source": self.source,
+        }
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "dict") -> "OmniglotSet":
         """Inverse of ``to_dict``; ``where`` names the origin in error messages."""
         if not isinstance(d, dict) or d.get("format") != _FORMAT:
-            raise ValueError(f"{where} is not a saved OmniglotSet (format key {d.get('format') if isinstance(d, dict) else type(d)!r}); "
-                             f"create it with `python -m vhe.data.cli prepare-omniglot`")
-        return cls(images=d["images"], character=d["character"], alphabet=d["alphabet"], drawer=d["drawer"],
-                   character_names=d["character_names"], alphabet_names=d["alphabet_names"],
-                   source=d.get("source", ""))
+            raise ValueError(
+                f"{where} is not a saved OmniglotSet (format key {d.get('format') if isinstance(d, dict) else type(d)!r}); "
+                f"create it with `python -m vhe.data.cli prepare-omniglot`"
+            )
+        return cls(
+            images=d["images"],
+            character=d["character"],
+            alphabet=d["alphabet"],
+            drawer=d["drawer"],
+            character_names=d["character_names"],
+            alphabet_names=d["alphabet_names"],
+            source=d.get("source", ""),
+        )
 
     def save(self, path: str | os.PathLike) -> Path:
         """``torch.save`` a plain dict to ``path`` (parent folders created); returns the path."""
@@ -148,12 +167,21 @@ def concat_sets(sets: Sequence[OmniglotSet], dedupe: bool = True) -> OmniglotSet
     rows = []  # (images, char names per image, alphabet names per image, drawer)
     for s in sets:
         names = s.character_names
-        keep = torch.tensor([names[c] not in seen for c in s.character.tolist()], dtype=torch.bool) if dedupe \
+        keep = (
+            torch.tensor([names[c] not in seen for c in s.character.tolist()], dtype=torch.bool)
+            if dedupe
             else torch.ones(len(s), dtype=torch.bool)
+        )
         seen.update(names)
         idx = keep.nonzero().flatten()
-        rows.append((s.images[idx], [names[c] for c in s.character[idx].tolist()],
-                     [s.alphabet_names[a] for a in s.alphabet[idx].tolist()], s.drawer[idx]))
+        rows.append(
+            (
+                s.images[idx],
+                [names[c] for c in s.character[idx].tolist()],
+                [s.alphabet_names[a] for a in s.alphabet[idx].tolist()],
+                s.drawer[idx],
+            )
+        )
     char_names = sorted({n for r in rows for n in r[1]})
     alpha_names = sorted({n for r in rows for n in r[2]})
     ci = {n: i for i, n in enumerate(char_names)}
@@ -163,14 +191,21 @@ def concat_sets(sets: Sequence[OmniglotSet], dedupe: bool = True) -> OmniglotSet
     alphabet = torch.tensor([ai[n] for r in rows for n in r[2]], dtype=torch.int64)
     drawer = torch.cat([r[3] for r in rows])
     order = torch.argsort(character * (int(drawer.max()) + 1 if len(drawer) else 1) + drawer, stable=True)
-    return OmniglotSet(images=images[order], character=character[order], alphabet=alphabet[order],
-                       drawer=drawer[order], character_names=char_names, alphabet_names=alpha_names,
-                       source="+".join(s.source for s in sets))
+    return OmniglotSet(
+        images=images[order],
+        character=character[order],
+        alphabet=alphabet[order],
+        drawer=drawer[order],
+        character_names=char_names,
+        alphabet_names=alpha_names,
+        source="+".join(s.source for s in sets),
+    )
 
 
 # --------------------------------------------------------------------------- splits and checks
-def split_validation(s: OmniglotSet, n_val_characters: int | None = None, fraction: float | None = None,
-                     seed: int = 0) -> tuple[OmniglotSet, OmniglotSet]:
+def split_validation(
+    s: OmniglotSet, n_val_characters: int | None = None, fraction: float | None = None, seed: int = 0
+) -> tuple[OmniglotSet, OmniglotSet]:
     """Split by character into (train, val), each with contiguous labels.
 
     Give ``n_val_characters`` or ``fraction`` (of characters, rounded, at least 1). The held-out
@@ -199,5 +234,6 @@ def check_k_shot(s: OmniglotSet, k: int) -> None:
     if bad:
         listed = ", ".join(f"{s.character_names[c]!r} has {int(counts[c])}" for c in bad[:10])
         more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-        raise ValueError(f"{len(bad)} class(es) have fewer than k={k} images: {listed}{more}; "
-                         f"lower k_shot or drop these classes")
+        raise ValueError(
+            f"{len(bad)} class(es) have fewer than k={k} images: {listed}{more}; lower k_shot or drop these classes"
+        )

@@ -16,6 +16,7 @@ median):
   ``dtd_textures`` (one image per category, categories in name order);
 - a local folder, zip or tar of images, converted by ``load_texture_folder``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".
 # --------------------------------------------------------------------------- procedural textures
 def _wave(size: int, kx: float, ky: float, phase: float) -> torch.Tensor:
     """cos(2*pi*(kx*x + ky*y)/size + phase) on a size x size grid (float64 (size, size)); x = column."""
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
-                          indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64), indexing="ij"
+    )
     return torch.cos(2 * math.pi * (kx * x + ky * y) / size + phase)
 
 
@@ -67,18 +69,27 @@ def texture_catalogue() -> list[tuple[str, str, dict]]:
     and 6 px, low-pass speckle). Sizes are in pixels at the 28x28 scale; denser-than-half
     textures keep the character's silhouette readable.
     """
-    grat = [(f"grating_{a}deg_p{p}", "grating", {"angle": a, "period": p, "duty": (p - 1) / p})
-            for p in (3, 4) for a in (0, 90, 45, 135)]
-    check = [("checker_c1", "checker", {"cell": 1, "diagonal": False}),
-             ("checker_c2", "checker", {"cell": 2, "diagonal": False}),
-             ("checker_diag_k2", "checker", {"cell": 7, "diagonal": True}),
-             ("checker_c3.5", "checker", {"cell": 3.5, "diagonal": False})]
-    dots = [("dots_holes_s4", "dots", {"spacing": 4, "hex": False, "holes": True}),
-            ("dots_hexholes_s5", "dots", {"spacing": 5, "hex": True, "holes": True}),
-            ("dots_ink_s4", "dots", {"spacing": 4, "hex": False, "holes": False})]
-    noise = [("noise_maze_p4", "noise", {"scale": 0.08, "period": 4, "duty": 0.6}),
-             ("noise_speckle", "noise", {"scale": 0.8, "period": None, "duty": 0.6}),
-             ("noise_maze_p6", "noise", {"scale": 0.05, "period": 6, "duty": 0.6})]
+    grat = [
+        (f"grating_{a}deg_p{p}", "grating", {"angle": a, "period": p, "duty": (p - 1) / p})
+        for p in (3, 4)
+        for a in (0, 90, 45, 135)
+    ]
+    check = [
+        ("checker_c1", "checker", {"cell": 1, "diagonal": False}),
+        ("checker_c2", "checker", {"cell": 2, "diagonal": False}),
+        ("checker_diag_k2", "checker", {"cell": 7, "diagonal": True}),
+        ("checker_c3.5", "checker", {"cell": 3.5, "diagonal": False}),
+    ]
+    dots = [
+        ("dots_holes_s4", "dots", {"spacing": 4, "hex": False, "holes": True}),
+        ("dots_hexholes_s5", "dots", {"spacing": 5, "hex": True, "holes": True}),
+        ("dots_ink_s4", "dots", {"spacing": 4, "hex": False, "holes": False}),
+    ]
+    noise = [
+        ("noise_maze_p4", "noise", {"scale": 0.08, "period": 4, "duty": 0.6}),
+        ("noise_speckle", "noise", {"scale": 0.8, "period": None, "duty": 0.6}),
+        ("noise_maze_p6", "noise", {"scale": 0.05, "period": 6, "duty": 0.6}),
+    ]
     fams = [grat, check, dots, noise]
     out = []
     for i in range(max(len(f) for f in fams)):
@@ -113,9 +124,9 @@ def _render(family: str, p: dict, size: int, g: torch.Generator) -> torch.Tensor
         white = torch.randn(size, size, generator=g, dtype=torch.float64)
         f = torch.fft.fftfreq(size, dtype=torch.float64)
         fy, fx = torch.meshgrid(f, f, indexing="ij")
-        r = torch.sqrt(fx ** 2 + fy ** 2)
+        r = torch.sqrt(fx**2 + fy**2)
         if p["period"] is None:
-            env = torch.exp(-2 * (math.pi * p["scale"]) ** 2 * r ** 2)
+            env = torch.exp(-2 * (math.pi * p["scale"]) ** 2 * r**2)
         else:
             env = torch.exp(-0.5 * ((r - 1.0 / p["period"]) / p["scale"]) ** 2)
         smooth = torch.fft.ifft2(torch.fft.fft2(white) * env).real
@@ -132,8 +143,10 @@ def procedural_textures(n_textures: int, size: int = 28, seed: int = 0, return_n
     """
     cat = texture_catalogue()
     if not 1 <= n_textures <= len(cat):
-        raise ValueError(f"procedural_textures: n_textures must be in 1..{len(cat)}, got {n_textures} "
-                         f"(textures.source: dtd or a folder of images gives more)")
+        raise ValueError(
+            f"procedural_textures: n_textures must be in 1..{len(cat)}, got {n_textures} "
+            f"(textures.source: dtd or a folder of images gives more)"
+        )
     g = torch.Generator().manual_seed(int(seed))
     tex = torch.stack([_render(fam, p, size, g) for _, fam, p in cat[:n_textures]]).to(torch.uint8)
     names = [n for n, _, _ in cat[:n_textures]]
@@ -189,9 +202,11 @@ def _folder_files(root: Path) -> list[tuple[str, Path]]:
             if p.is_symlink():
                 target = p.resolve()
                 if not target.is_relative_to(base):
-                    raise DataIntegrityError(f"{root}: {rel!r} is a symbolic link to {target}, outside the texture "
-                                             f"folder; links are not followed: copy the file into the folder or "
-                                             f"remove the link")
+                    raise DataIntegrityError(
+                        f"{root}: {rel!r} is a symbolic link to {target}, outside the texture "
+                        f"folder; links are not followed: copy the file into the folder or "
+                        f"remove the link"
+                    )
                 log.warning("%s: skipping symbolic link %s (links are not followed)", root, rel)
             elif n in files and p.is_file():
                 found.append((rel, p))
@@ -224,14 +239,14 @@ def _iter_members(path: Path):
         except (tarfile.TarError, OSError, EOFError) as e:
             raise DataIntegrityError(f"{path} is not a readable tar archive ({e}); delete it and fetch it again") from e
     elif path.is_file():
-        raise DataIntegrityError(f"{path} is neither a folder nor a readable zip/tar archive; "
-                                 f"delete it and fetch it again")
+        raise DataIntegrityError(
+            f"{path} is neither a folder nor a readable zip/tar archive; delete it and fetch it again"
+        )
     else:
         raise FileNotFoundError(f"texture source {path} does not exist; give a folder, zip or tar of images")
 
 
-def _image_to_tile(src, name: str, source: Path, size: int, threshold: float | None,
-                   crop: int | None) -> np.ndarray:
+def _image_to_tile(src, name: str, source: Path, size: int, threshold: float | None, crop: int | None) -> np.ndarray:
     """Decode one image (a callable returning its bytes) and ``_binarise`` it.
 
     Returns uint8 (size, size) {0, 1}; an image that fails to decode, or is over the size limits
@@ -242,8 +257,9 @@ def _image_to_tile(src, name: str, source: Path, size: int, threshold: float | N
     return _binarise(im, size, threshold, crop)
 
 
-def load_texture_folder(path_or_zip: str | os.PathLike, size: int = 28, threshold: float | None = None,
-                        crop: int | None = None) -> tuple[torch.Tensor, list[str]]:
+def load_texture_folder(
+    path_or_zip: str | os.PathLike, size: int = 28, threshold: float | None = None, crop: int | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """Binarise every image of a folder (recursively), zip or tar(.gz) archive into a texture tile.
 
     Each image: greyscale, centre square crop (``crop`` source pixels, default the shorter
@@ -299,6 +315,7 @@ def _torchvision_downloader(md5: str):
     downloading a file with another md5) returns normally, so ``fetch_file`` verifies that file
     and reports both checksums.
     """
+
     def download(url: str, part: Path, timeout: float) -> None:
         from torchvision.datasets import utils as tv_utils
 
@@ -312,8 +329,9 @@ def _torchvision_downloader(md5: str):
     return download
 
 
-def fetch_dtd(dest_dir: str | os.PathLike = "resources/raw", mirror: str | os.PathLike | None = None,
-              download: bool = True) -> Path:
+def fetch_dtd(
+    dest_dir: str | os.PathLike = "resources/raw", mirror: str | os.PathLike | None = None, download: bool = True
+) -> Path:
     """Make ``dest_dir/dtd-r1.0.1.tar.gz`` exist with torchvision's md5 and return its path.
 
     ``vhe.data.fetch.fetch_file`` with ``DTD._URL`` and ``DTD._MD5`` (``dtd_reference``), so in
@@ -328,13 +346,29 @@ def fetch_dtd(dest_dir: str | os.PathLike = "resources/raw", mirror: str | os.Pa
     download is impossible (the message names the file, where it looked and the fix).
     """
     url, md5, name = dtd_reference()
-    return fetch_file(name, url, dest_dir, md5, "md5", mirror=mirror, download=download,
-                      downloader=_torchvision_downloader(md5), label=_DTD_LABEL, origin=_DTD_ORIGIN,
-                      fallback=_DTD_FALLBACK)
+    return fetch_file(
+        name,
+        url,
+        dest_dir,
+        md5,
+        "md5",
+        mirror=mirror,
+        download=download,
+        downloader=_torchvision_downloader(md5),
+        label=_DTD_LABEL,
+        origin=_DTD_ORIGIN,
+        fallback=_DTD_FALLBACK,
+    )
 
 
-def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, threshold: float | None = None,
-                 crop: int | None = None, verify: bool = True) -> tuple[torch.Tensor, list[str]]:
+def dtd_textures(
+    archive: str | os.PathLike,
+    n_textures: int,
+    size: int = 28,
+    threshold: float | None = None,
+    crop: int | None = None,
+    verify: bool = True,
+) -> tuple[torch.Tensor, list[str]]:
     """Binary texture tiles from torchvision's DTD archive (``dtd-r1.0.1.tar.gz``), read in place.
 
     The archive's images are ``dtd/images/<category>/<name>.jpg`` (47 categories x 120 images in
@@ -351,13 +385,20 @@ def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, th
     """
     archive = Path(archive)
     if not archive.is_file():
-        raise FileNotFoundError(f"DTD archive {archive} does not exist; fetch it with "
-                                f"`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`")
+        raise FileNotFoundError(
+            f"DTD archive {archive} does not exist; fetch it with "
+            f"`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`"
+        )
     if verify:
         _, md5, _ = dtd_reference()
-        verify_checksum(archive, md5, "md5", origin=_DTD_ORIGIN, source=f"archive {archive}",
-                        advice=f"Delete {archive} and fetch it again "
-                               f"(`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`).")
+        verify_checksum(
+            archive,
+            md5,
+            "md5",
+            origin=_DTD_ORIGIN,
+            source=f"archive {archive}",
+            advice=f"Delete {archive} and fetch it again (`python -m vhe.data.cli fetch-dtd --dest {archive.parent}`).",
+        )
     if n_textures < 1:
         raise ValueError(f"dtd_textures: n_textures must be >= 1, got {n_textures}")
     reader = MemberReader(archive)
@@ -366,12 +407,19 @@ def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, th
             by_cat: dict[str, list[tarfile.TarInfo]] = {}
             for m in reader.scan_tar(tf):
                 parts = m.name.lstrip("./").split("/")
-                if (m.isfile() and len(parts) == 4 and parts[:2] == ["dtd", "images"]
-                        and parts[3].lower().endswith(IMAGE_EXTENSIONS) and not parts[3].startswith("._")):
+                if (
+                    m.isfile()
+                    and len(parts) == 4
+                    and parts[:2] == ["dtd", "images"]
+                    and parts[3].lower().endswith(IMAGE_EXTENSIONS)
+                    and not parts[3].startswith("._")
+                ):
                     by_cat.setdefault(parts[2], []).append(m)
             if not by_cat:
-                raise DataIntegrityError(f"{archive} holds no images in torchvision's DTD layout "
-                                         f"dtd/images/<category>/*.jpg; delete it and fetch it again")
+                raise DataIntegrityError(
+                    f"{archive} holds no images in torchvision's DTD layout "
+                    f"dtd/images/<category>/*.jpg; delete it and fetch it again"
+                )
             cats = sorted(by_cat)
             for c in cats:
                 by_cat[c].sort(key=lambda m: m.name)
@@ -384,11 +432,13 @@ def dtd_textures(archive: str | os.PathLike, n_textures: int, size: int = 28, th
             chosen = chosen[:n_textures]
             tiles: dict[str, np.ndarray] = {}
             for m in sorted(chosen, key=lambda m: m.offset_data):  # archive order: forward reads of the .tar.gz
-                tiles[m.name] = _image_to_tile(lambda m=m: reader.read_tar(tf, m), m.name, archive, size,
-                                               threshold, crop)
+                tiles[m.name] = _image_to_tile(
+                    lambda m=m: reader.read_tar(tf, m), m.name, archive, size, threshold, crop
+                )
     except (tarfile.TarError, EOFError, OSError) as e:
-        raise DataIntegrityError(f"{archive} is not a readable tar archive ({type(e).__name__}: {e}); "
-                                 f"delete it and fetch it again") from e
+        raise DataIntegrityError(
+            f"{archive} is not a readable tar archive ({type(e).__name__}: {e}); delete it and fetch it again"
+        ) from e
     names = ["/".join(m.name.lstrip("./").split("/")[2:]) for m in chosen]
     return torch.from_numpy(np.stack([tiles[m.name] for m in chosen])), names
 
@@ -471,8 +521,14 @@ def crop_texture(tile: torch.Tensor, dy: int, dx: int, h: int, w: int) -> torch.
     return tile[..., rows[:, None], cols[None, :]]
 
 
-def textured_omniglot(s: OmniglotSet, textures: torch.Tensor, n_per_character: int, seed: int = 0,
-                      dilate: int = 1, texture_names: list[str] | None = None) -> TexturedSet:
+def textured_omniglot(
+    s: OmniglotSet,
+    textures: torch.Tensor,
+    n_per_character: int,
+    seed: int = 0,
+    dilate: int = 1,
+    texture_names: list[str] | None = None,
+) -> TexturedSet:
     """Render ``n_per_character`` textured images of every character of ``s``.
 
     Image = dilate(drawing, ``dilate`` pixels, square) AND texture crop at a random offset;
@@ -502,16 +558,31 @@ def textured_omniglot(s: OmniglotSet, textures: torch.Tensor, n_per_character: i
     n = len(src)
     src_t = torch.tensor(src, dtype=torch.int64)
     tex_t = torch.tensor(tex, dtype=torch.int64)
-    offset = torch.stack([torch.randint(0, textures.shape[1], (n,), generator=g),
-                          torch.randint(0, textures.shape[2], (n,), generator=g)], dim=1)
+    offset = torch.stack(
+        [
+            torch.randint(0, textures.shape[1], (n,), generator=g),
+            torch.randint(0, textures.shape[2], (n,), generator=g),
+        ],
+        dim=1,
+    )
     masks = dilate_binary(s.images[src_t], dilate)
-    rows = (torch.arange(H)[None, :] + offset[:, :1]) % textures.shape[1]          # (n, H)
-    cols = (torch.arange(W)[None, :] + offset[:, 1:]) % textures.shape[2]          # (n, W)
-    crops = textures[tex_t[:, None, None], rows[:, :, None], cols[:, None, :]]    # (n, H, W)
+    rows = (torch.arange(H)[None, :] + offset[:, :1]) % textures.shape[1]  # (n, H)
+    cols = (torch.arange(W)[None, :] + offset[:, 1:]) % textures.shape[2]  # (n, W)
+    crops = textures[tex_t[:, None, None], rows[:, :, None], cols[:, None, :]]  # (n, H, W)
     images = (masks[:, 0] & crops).to(torch.uint8)[:, None]
     names = texture_names if texture_names is not None else [f"texture{t:02d}" for t in range(T)]
-    return TexturedSet(images=images, character=torch.tensor(char, dtype=torch.int64),
-                       alphabet=s.alphabet[src_t].clone(), texture=tex_t, image=torch.arange(n, dtype=torch.int64),
-                       source_index=src_t, offset=offset, textures=textures.to(torch.uint8).clone(),
-                       character_names=list(s.character_names), alphabet_names=list(s.alphabet_names),
-                       texture_names=list(names), dilate=int(dilate), seed=int(seed))
+    return TexturedSet(
+        images=images,
+        character=torch.tensor(char, dtype=torch.int64),
+        alphabet=s.alphabet[src_t].clone(),
+        texture=tex_t,
+        image=torch.arange(n, dtype=torch.int64),
+        source_index=src_t,
+        offset=offset,
+        textures=textures.to(torch.uint8).clone(),
+        character_names=list(s.character_names),
+        alphabet_names=list(s.alphabet_names),
+        texture_names=list(names),
+        dilate=int(dilate),
+        seed=int(seed),
+    )

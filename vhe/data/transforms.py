@@ -16,6 +16,7 @@ Spelling: prose is British ("centre", "centring", "greyscale"); the public API k
 American names -- ``center_ink`` (``--center-ink``, config ``data.center_ink``), the
 ``align="center"`` value and ``LakeOriginals.gray``.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,17 @@ from PIL import Image, ImageOps
 
 from .sets import IMAGE_SIZE, OmniglotSet
 
-__all__ = ["FILTERS", "DEFAULT_FILTER", "DEFAULT_THRESHOLD", "DEFAULT_ALIGN", "preprocess_105", "center_ink",
-           "dihedral", "dihedral_inverse", "augment_dihedral"]
+__all__ = [
+    "FILTERS",
+    "DEFAULT_FILTER",
+    "DEFAULT_THRESHOLD",
+    "DEFAULT_ALIGN",
+    "preprocess_105",
+    "center_ink",
+    "dihedral",
+    "dihedral_inverse",
+    "augment_dihedral",
+]
 
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -60,8 +70,13 @@ def _to_pil_grey(img) -> Image.Image:
     return Image.fromarray(a)  # 2-D uint8 -> mode "L"
 
 
-def preprocess_105(img, size: int = IMAGE_SIZE, filter: str = DEFAULT_FILTER,
-                   threshold: float = DEFAULT_THRESHOLD, align: str = DEFAULT_ALIGN) -> np.ndarray:
+def preprocess_105(
+    img,
+    size: int = IMAGE_SIZE,
+    filter: str = DEFAULT_FILTER,
+    threshold: float = DEFAULT_THRESHOLD,
+    align: str = DEFAULT_ALIGN,
+) -> np.ndarray:
     """Resize one original drawing (paper bright, ink dark) to a binary ``size`` x ``size`` image.
 
     img: PIL image (any mode) or 2-D array: uint8 0..255, float in [0, 1], or bool (True =
@@ -127,7 +142,7 @@ def center_ink(images: torch.Tensor) -> torch.Tensor:
     padded = F.pad(images, (pad, pad, pad, pad)) if pad else images
     for sy, sx in torch.unique(torch.stack([dy, dx], dim=1), dim=0).tolist():
         sel = (dy == sy) & (dx == sx)
-        out[sel] = padded[sel, :, pad - sy: pad - sy + h, pad - sx: pad - sx + w]
+        out[sel] = padded[sel, :, pad - sy : pad - sy + h, pad - sx : pad - sx + w]
     return out
 
 
@@ -170,6 +185,8 @@ def augment_dihedral(s: OmniglotSet, new_alphabets: bool = True) -> OmniglotSet:
         alphabet=torch.cat([s.alphabet + (k * A if new_alphabets else 0) for k in range(8)]),
         drawer=s.drawer.repeat(8),
         character_names=[n + suffix(k) for k in range(8) for n in s.character_names],
-        alphabet_names=([n + suffix(k) for k in range(8) for n in s.alphabet_names] if new_alphabets
-                        else list(s.alphabet_names)),
-        source=s.source + "+dihedral")
+        alphabet_names=(
+            [n + suffix(k) for k in range(8) for n in s.alphabet_names] if new_alphabets else list(s.alphabet_names)
+        ),
+        source=s.source + "+dihedral",
+    )

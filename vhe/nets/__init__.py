@@ -6,13 +6,24 @@ Every module is a distribution: ``forward`` returns ``(value, log_prob)`` with
 :mod:`vhe.nets.spatial` for the paper's spatial-latent (deformable template) family, whose
 parents may also be maps ``(B, C, H, W)``.
 """
+
 from .base import VHEModule, bernoulli_log_prob, make_mlp, normal_log_prob
 from .decoders import DeconvDecoder
 from .encoders import ConvFeatures, GaussianImageEncoder, GaussianSetEncoder
 from .pixelcnn import GatedPixelCNNLayer, PixelCNNDecoder
 from .priors import GaussianConditionalPrior
-from .spatial import (AffineWarp, MultiScaleMap, SpatialConvDecoder, SpatialGaussianPrior, SpatialImageEncoder,
-                      SpatialPixelCNNDecoder, SpatialPixelCNNPrior, SpatialSetEncoder, SpatialTransformer, warp)
+from .spatial import (
+    AffineWarp,
+    MultiScaleMap,
+    SpatialConvDecoder,
+    SpatialGaussianPrior,
+    SpatialImageEncoder,
+    SpatialPixelCNNDecoder,
+    SpatialPixelCNNPrior,
+    SpatialSetEncoder,
+    SpatialTransformer,
+    warp,
+)
 
 __all__ = [
     "VHEModule",

@@ -18,6 +18,7 @@ Calling conventions (used by the library):
 
 Parents are flat latent vectors of shape ``(B, d_parent)``.
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence, Union

@@ -3,6 +3,7 @@
 ``forward(*parents, x=None) -> (x (B, C, S, S) in {0, 1}, log_prob (B,) nats per image)``.
 See also :class:`vhe.nets.pixelcnn.PixelCNNDecoder`.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -4,6 +4,7 @@ All encoders return ``(value, log_prob)`` with ``value`` of shape
 ``(B, latent_dim)`` and ``log_prob`` of shape ``(B,)`` in nats (diagonal
 Gaussian, summed over latent dims). Sampling is reparameterised (rsample).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -123,7 +124,9 @@ class GaussianSetEncoder(VHEModule):
         shape = (self.in_channels, self.image_size, self.image_size)
         if not torch.is_tensor(inputs) or inputs.dim() != 5 or tuple(inputs.shape[2:]) != shape or inputs.shape[1] < 1:
             got = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
-            raise ValueError(f"{self._describe()}: inputs must have shape (B, k>=1, {', '.join(map(str, shape))}), got {got}")
+            raise ValueError(
+                f"{self._describe()}: inputs must have shape (B, k>=1, {', '.join(map(str, shape))}), got {got}"
+            )
         return inputs
 
     def distribution(self, inputs: torch.Tensor, *parents: torch.Tensor) -> torch.distributions.Normal:

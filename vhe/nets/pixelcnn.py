@@ -22,6 +22,7 @@ conditioning term: a spatial map derived from the parent latents (Linear ->
 ``(cond_channels, S/4, S/4)`` -> two stride-2 ConvTranspose2d -> ``S x S``),
 projected to the gates by 1x1 convolutions.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence

@@ -2,6 +2,7 @@
 
 ``forward(*parents, <variable>=None) -> (value (B, latent_dim), log_prob (B,) nats)``.
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -68,4 +69,3 @@ class GaussianConditionalPrior(VHEModule):
             batch_size = parents[0].shape[0] if torch.is_tensor(parents[0]) and parents[0].dim() > 0 else None
         dist = self.distribution(*parents, batch_size=batch_size)
         return gaussian_sample_or_score(dist, v)
-

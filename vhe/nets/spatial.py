@@ -58,6 +58,7 @@ What the paper's code did, and where this differs (also in docs/design.md):
 All Gaussian and Bernoulli log-probabilities are computed in float32 even under autocast, and the
 warps run in float32 (bf16 grid coordinates are off by ~0.05 pixel).
 """
+
 from __future__ import annotations
 
 import math
@@ -139,12 +140,19 @@ class SpatialTransformer(nn.Module):
         super().__init__()
         image_size = int(image_size)
         if image_size < 18:
-            raise ValueError(f"SpatialTransformer needs images of at least 18x18 (valid 7x7 and 5x5 convs, two "
-                             f"poolings), got {image_size}")
+            raise ValueError(
+                f"SpatialTransformer needs images of at least 18x18 (valid 7x7 and 5x5 convs, two "
+                f"poolings), got {image_size}"
+            )
         self.localization = nn.Sequential(
-            nn.Conv2d(in_channels, channels, 7), nn.MaxPool2d(2), nn.ReLU(),
-            nn.Conv2d(channels, channels, 5), nn.MaxPool2d(2), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(3), nn.Flatten(),
+            nn.Conv2d(in_channels, channels, 7),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.Conv2d(channels, channels, 5),
+            nn.MaxPool2d(2),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(3),
+            nn.Flatten(),
         )
         self.fc = nn.Sequential(nn.Linear(channels * 9, hidden), nn.ReLU(), nn.Linear(hidden, 6))
         _identity_init(self.fc[-1])
@@ -245,8 +253,9 @@ class _ShapedParents:
         shapes = {p: _shape_of(raw[p]) for p in self.vhe_parents}
         for p, s in shapes.items():
             if len(s) not in (1, 3):
-                raise ValueError(f"{self._describe()}: parent {p!r} must be a vector (d) or a map (C, H, W), got "
-                                 f"shape {s}")
+                raise ValueError(
+                    f"{self._describe()}: parent {p!r} must be a vector (d) or a map (C, H, W), got shape {s}"
+                )
         self.parent_shapes: dict = shapes
 
     @property
@@ -269,8 +278,10 @@ class _ShapedParents:
         parents = list(parents)
         if len(parents) != len(self.vhe_parents):
             got = [tuple(p.shape) if torch.is_tensor(p) else type(p).__name__ for p in parents]
-            raise ValueError(f"{self._describe()} expects {len(self.vhe_parents)} parent(s) "
-                             f"({self._expected_parents()}), got {len(parents)}: {got}")
+            raise ValueError(
+                f"{self._describe()} expects {len(self.vhe_parents)} parent(s) "
+                f"({self._expected_parents()}), got {len(parents)}: {got}"
+            )
         for name, p in zip(self.vhe_parents, parents):
             if not torch.is_tensor(p):
                 raise ValueError(f"{self._describe()}: parent {name!r} must be a tensor, got {type(p).__name__}")
@@ -278,9 +289,11 @@ class _ShapedParents:
             b = batch_size if batch_size is not None else (p.shape[0] if p.dim() > 0 else None)
             if p.dim() != 1 + len(shape) or tuple(p.shape[1:]) != shape or (b is not None and p.shape[0] != b):
                 exp_b = batch_size if batch_size is not None else "B"
-                raise ValueError(f"{self._describe()}: parent {name!r} must have shape "
-                                 f"({exp_b}, {', '.join(map(str, shape))}), got {tuple(p.shape)} "
-                                 f"(expected {self._expected_parents()})")
+                raise ValueError(
+                    f"{self._describe()}: parent {name!r} must have shape "
+                    f"({exp_b}, {', '.join(map(str, shape))}), got {tuple(p.shape)} "
+                    f"(expected {self._expected_parents()})"
+                )
             if batch_size is None:
                 batch_size = p.shape[0]
         return parents
@@ -336,8 +349,10 @@ class _MapFromVector(nn.Module):
         self.channels = channels
         self.fc = nn.Sequential(nn.Linear(in_dim, channels * self.s * self.s), activation(act))
         self.up = nn.Sequential(
-            nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), activation(act),
-            nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1), activation(act),
+            nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1),
+            activation(act),
+            nn.ConvTranspose2d(channels, channels, 4, stride=2, padding=1),
+            activation(act),
             nn.Conv2d(channels, out_channels, 3, padding=1),
         )
 
@@ -349,11 +364,14 @@ def _check_images(module, inputs, in_channels, image_size, single: bool = False)
     shape = (in_channels, image_size, image_size)
     if not torch.is_tensor(inputs) or inputs.dim() != 5 or tuple(inputs.shape[2:]) != shape or inputs.shape[1] < 1:
         got = tuple(inputs.shape) if torch.is_tensor(inputs) else type(inputs).__name__
-        raise ValueError(f"{module._describe()}: inputs must have shape (B, k>=1, {', '.join(map(str, shape))}), "
-                         f"got {got}")
+        raise ValueError(
+            f"{module._describe()}: inputs must have shape (B, k>=1, {', '.join(map(str, shape))}), got {got}"
+        )
     if single and inputs.shape[1] != 1:
-        raise ValueError(f"{module._describe()}: per-image encoder needs inputs of shape (B, 1, "
-                         f"{', '.join(map(str, shape))}), got {tuple(inputs.shape)}")
+        raise ValueError(
+            f"{module._describe()}: per-image encoder needs inputs of shape (B, 1, "
+            f"{', '.join(map(str, shape))}), got {tuple(inputs.shape)}"
+        )
     return inputs
 
 
@@ -374,15 +392,29 @@ class SpatialSetEncoder(_ShapedParents, VHEModule):
 
     is_encoder = True
 
-    def __init__(self, variable: str = "c", channels: int = 10, parents: Sequence[str] = (), parent_dims=None,
-                 in_channels: int = 1, image_size: int = 28, feature_channels: Optional[int] = None,
-                 stn_channels: int = 8, stn_hidden: int = 32, kernel_size: int = 5, align: bool = True,
-                 min_scale: float = 1e-3, parent_channels: int = 32, act: str = "elu"):
+    def __init__(
+        self,
+        variable: str = "c",
+        channels: int = 10,
+        parents: Sequence[str] = (),
+        parent_dims=None,
+        in_channels: int = 1,
+        image_size: int = 28,
+        feature_channels: Optional[int] = None,
+        stn_channels: int = 8,
+        stn_hidden: int = 32,
+        kernel_size: int = 5,
+        align: bool = True,
+        min_scale: float = 1e-3,
+        parent_channels: int = 32,
+        act: str = "elu",
+    ):
         super().__init__(variable, parents, _flat_dims(parent_dims))
         self._init_shapes(parent_dims)
         if self.map_parents:
-            raise ValueError(f"{self._describe()}: map parents are not supported (got {self.map_parents}); "
-                             f"vector parents only")
+            raise ValueError(
+                f"{self._describe()}: map parents are not supported (got {self.map_parents}); vector parents only"
+            )
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}")
         self.channels = int(channels)
@@ -394,8 +426,11 @@ class SpatialSetEncoder(_ShapedParents, VHEModule):
         p = kernel_size // 2
         self.stn = SpatialTransformer(in_channels, stn_channels, image_size, stn_hidden) if align else None
         self.embed = nn.Sequential(nn.Conv2d(in_channels, feature_channels, kernel_size, padding=p), nn.ReLU())
-        self.parent_map = (_MapFromVector(self._vector_dim(), parent_channels, feature_channels, image_size, act)
-                           if self.vector_parents else None)
+        self.parent_map = (
+            _MapFromVector(self._vector_dim(), parent_channels, feature_channels, image_size, act)
+            if self.vector_parents
+            else None
+        )
         self.mean_head = nn.Conv2d(feature_channels, self.channels, kernel_size, padding=p)
         self.scale_head = nn.Conv2d(feature_channels, self.channels, kernel_size, padding=p)
 
@@ -447,9 +482,21 @@ class SpatialImageEncoder(_ShapedParents, VHEModule):
 
     is_encoder = True
 
-    def __init__(self, variable: str = "z", latent_dim: int = 16, parents: Sequence[str] = ("c",), parent_dims=None,
-                 in_channels: int = 1, image_size: int = 28, channels: int = 32, n_conv_layers: int = 4,
-                 hidden: int = 128, n_hidden_layers: int = 1, logstd_range: tuple = (-7.0, 2.0), act: str = "elu"):
+    def __init__(
+        self,
+        variable: str = "z",
+        latent_dim: int = 16,
+        parents: Sequence[str] = ("c",),
+        parent_dims=None,
+        in_channels: int = 1,
+        image_size: int = 28,
+        channels: int = 32,
+        n_conv_layers: int = 4,
+        hidden: int = 128,
+        n_hidden_layers: int = 1,
+        logstd_range: tuple = (-7.0, 2.0),
+        act: str = "elu",
+    ):
         super().__init__(variable, parents, _flat_dims(parent_dims))
         self._init_shapes(parent_dims)
         self.latent_dim = int(latent_dim)
@@ -489,8 +536,10 @@ class _WarpedMap:
 
     def _init_warp(self, image_size: int, warp_hidden: int) -> int:
         if len(self.map_parents) != 1:
-            raise ValueError(f"{self._describe()}: needs exactly one map parent (C, S, S), got "
-                             f"{ {p: self.parent_shapes[p] for p in self.vhe_parents} }")
+            raise ValueError(
+                f"{self._describe()}: needs exactly one map parent (C, S, S), got "
+                f"{ {p: self.parent_shapes[p] for p in self.vhe_parents} }"
+            )
         map_ch = self._map_channels((image_size, image_size))
         self.warper = AffineWarp(self._vector_dim(), warp_hidden) if self.vector_parents else None
         return map_ch
@@ -513,17 +562,29 @@ class SpatialConvDecoder(_WarpedMap, _ShapedParents, VHEModule):
     forward(*parents, x=None) -> (x (B, C_out, S, S), log_prob (B,) nats per image)
     """
 
-    def __init__(self, variable: str = "x", parents: Sequence[str] = ("c", "z"), parent_dims=None,
-                 out_channels: int = 1, image_size: int = 28, channels: int = 64, warp_hidden: int = 32,
-                 act: str = "elu"):
+    def __init__(
+        self,
+        variable: str = "x",
+        parents: Sequence[str] = ("c", "z"),
+        parent_dims=None,
+        out_channels: int = 1,
+        image_size: int = 28,
+        channels: int = 64,
+        warp_hidden: int = 32,
+        act: str = "elu",
+    ):
         super().__init__(variable, parents, _flat_dims(parent_dims))
         self._init_shapes(parent_dims)
         self.out_channels = int(out_channels)
         self.image_size = _check_size4(image_size)
         map_ch = self._init_warp(self.image_size, warp_hidden)
         self.features = MultiScaleMap(map_ch, channels, channels, act=act)
-        self.head = nn.Sequential(activation(act), nn.Conv2d(channels, channels, 3, padding=1), activation(act),
-                                  nn.Conv2d(channels, self.out_channels, 1))
+        self.head = nn.Sequential(
+            activation(act),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            activation(act),
+            nn.Conv2d(channels, self.out_channels, 1),
+        )
 
     def logits(self, *parents: torch.Tensor) -> torch.Tensor:
         """Parents -> Bernoulli logits (B, C_out, S, S)."""
@@ -557,16 +618,39 @@ class SpatialPixelCNNDecoder(_WarpedMap, _ShapedParents, PixelCNNDecoder):
     forward(*parents, x=None) -> (x (B, C_out, S, S), log_prob (B,) nats per image)
     """
 
-    def __init__(self, variable: str = "x", parents: Sequence[str] = ("c", "z"), parent_dims=None,
-                 out_channels: int = 1, image_size: int = 28, n_layers: int = 6, channels: int = 32,
-                 kernel_size: int = 5, cond_channels: int = 16, first_kernel_size: Optional[int] = None,
-                 out_hidden: Optional[int] = None, warp_hidden: int = 32, act: str = "elu"):
+    def __init__(
+        self,
+        variable: str = "x",
+        parents: Sequence[str] = ("c", "z"),
+        parent_dims=None,
+        out_channels: int = 1,
+        image_size: int = 28,
+        n_layers: int = 6,
+        channels: int = 32,
+        kernel_size: int = 5,
+        cond_channels: int = 16,
+        first_kernel_size: Optional[int] = None,
+        out_hidden: Optional[int] = None,
+        warp_hidden: int = 32,
+        act: str = "elu",
+    ):
         if isinstance(parents, str):
             parents = (parents,)
         # The vector conditioning network PixelCNNDecoder builds from its parents is replaced below
         # (dummy dims keep it tiny); the gated layers are built with cond_channels as usual.
-        super().__init__(variable, tuple(parents), {p: 1 for p in parents}, out_channels, image_size, n_layers,
-                         channels, kernel_size, cond_channels, first_kernel_size, out_hidden)
+        super().__init__(
+            variable,
+            tuple(parents),
+            {p: 1 for p in parents},
+            out_channels,
+            image_size,
+            n_layers,
+            channels,
+            kernel_size,
+            cond_channels,
+            first_kernel_size,
+            out_hidden,
+        )
         del self.cond_fc, self.cond_up
         self.parent_dims = _normalise_parent_dims(self.vhe_parents, _flat_dims(parent_dims))
         self._init_shapes(parent_dims)
@@ -602,8 +686,16 @@ class SpatialGaussianPrior(_ShapedParents, VHEModule):
     forward(*parents, <variable>=None, batch_size=None) -> (value (B, C, H, W), log_prob (B,) nats)
     """
 
-    def __init__(self, variable: str = "c", shape: Sequence[int] = (10, 28, 28), parents: Sequence[str] = (),
-                 parent_dims=None, channels: int = 32, logstd_range: tuple = (-7.0, 2.0), act: str = "elu"):
+    def __init__(
+        self,
+        variable: str = "c",
+        shape: Sequence[int] = (10, 28, 28),
+        parents: Sequence[str] = (),
+        parent_dims=None,
+        channels: int = 32,
+        logstd_range: tuple = (-7.0, 2.0),
+        act: str = "elu",
+    ):
         super().__init__(variable, parents, _flat_dims(parent_dims))
         self._init_shapes(parent_dims)
         shape = _shape_of(tuple(shape))
@@ -668,9 +760,18 @@ class SpatialPixelCNNPrior(_ShapedParents, VHEModule):
     forward(*parents, <variable>=None, batch_size=None) -> (value (B, C, H, W), log_prob (B,) nats)
     """
 
-    def __init__(self, variable: str = "c", shape: Sequence[int] = (10, 28, 28), parents: Sequence[str] = (),
-                 parent_dims=None, n_layers: int = 4, channels: int = 16, kernel_size: int = 5,
-                 cond_channels: int = 8, logstd_range: tuple = (-7.0, 2.0)):
+    def __init__(
+        self,
+        variable: str = "c",
+        shape: Sequence[int] = (10, 28, 28),
+        parents: Sequence[str] = (),
+        parent_dims=None,
+        n_layers: int = 4,
+        channels: int = 16,
+        kernel_size: int = 5,
+        cond_channels: int = 8,
+        logstd_range: tuple = (-7.0, 2.0),
+    ):
         super().__init__(variable, parents, _flat_dims(parent_dims))
         self._init_shapes(parent_dims)
         shape = _shape_of(tuple(shape))
@@ -686,19 +787,24 @@ class SpatialPixelCNNPrior(_ShapedParents, VHEModule):
         self.cond_channels = int(cond_channels) if self.vector_parents else 0
         if self.vector_parents:
             if h != w or h % 4:
-                raise ValueError(f"a conditional SpatialPixelCNNPrior needs a square map with a size that is a "
-                                 f"multiple of 4, got {shape}")
+                raise ValueError(
+                    f"a conditional SpatialPixelCNNPrior needs a square map with a size that is a "
+                    f"multiple of 4, got {shape}"
+                )
             self._s = h // 4
             self.cond_fc = nn.Linear(self._vector_dim(), self.cond_channels * self._s * self._s)
             self.cond_up = nn.Sequential(
-                nn.ELU(), nn.ConvTranspose2d(self.cond_channels, self.cond_channels, 4, stride=2, padding=1),
-                nn.ELU(), nn.ConvTranspose2d(self.cond_channels, self.cond_channels, 4, stride=2, padding=1))
+                nn.ELU(),
+                nn.ConvTranspose2d(self.cond_channels, self.cond_channels, 4, stride=2, padding=1),
+                nn.ELU(),
+                nn.ConvTranspose2d(self.cond_channels, self.cond_channels, 4, stride=2, padding=1),
+            )
         layers = [GatedPixelCNNLayer(c, channels, kernel_size, True, self.cond_channels)]
-        layers += [GatedPixelCNNLayer(channels, channels, kernel_size, False, self.cond_channels)
-                   for _ in range(n_layers - 1)]
+        layers += [
+            GatedPixelCNNLayer(channels, channels, kernel_size, False, self.cond_channels) for _ in range(n_layers - 1)
+        ]
         self.layers = nn.ModuleList(layers)
-        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(),
-                                  nn.Conv2d(channels, 2 * c, 1))
+        self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 2 * c, 1))
         with torch.no_grad():
             self.head[-1].weight.zero_()
             self.head[-1].bias.zero_()
@@ -749,15 +855,15 @@ class SpatialPixelCNNPrior(_ShapedParents, VHEModule):
         cond = self.conditioning(*parents)
         for i in range(H):
             a = max(0, i - self.reach)
-            v = c[:, :, a:i + 1]
-            cv = cond[:, :, a:i + 1] if cond is not None else None
+            v = c[:, :, a : i + 1]
+            cv = cond[:, :, a : i + 1] if cond is not None else None
             links = []
             for layer in self.layers:
                 v, link = layer.vertical(v, cv)
                 links.append(link[:, :, -1:])
-            cond_row = cond[:, :, i:i + 1] if cond is not None else None
+            cond_row = cond[:, :, i : i + 1] if cond is not None else None
             for j in range(W):
-                h = c[:, :, i:i + 1]
+                h = c[:, :, i : i + 1]
                 for layer, link in zip(self.layers, links):
                     h = layer.horizontal(h, link, cond_row)
                 mean, log_std = self.head(h)[:, :, 0, j].chunk(2, dim=1)

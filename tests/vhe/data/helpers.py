@@ -2,6 +2,7 @@
 Snakemake dry run of the data rules. Test modules import these public names from here, never
 each other's helpers.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,8 +24,10 @@ from vhe.data.sets import OmniglotSet
 from .mirror import MIRROR, REPO
 
 
-needs_mirror = pytest.mark.skipif(not (MIRROR / "train_small.npz").is_file(),
-                                  reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)")
+needs_mirror = pytest.mark.skipif(
+    not (MIRROR / "train_small.npz").is_file(),
+    reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)",
+)
 
 
 # --------------------------------------------------------------------------- files
@@ -38,11 +41,14 @@ def tiny_set(counts=(3, 2, 4), alphabets=(0, 0, 1), size=6, seed=0) -> OmniglotS
     """Random binary images: ``counts[c]`` images of character c, in alphabet ``alphabets[c]``."""
     g = torch.Generator().manual_seed(seed)
     char = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
-    return OmniglotSet(images=(torch.rand(len(char), 1, size, size, generator=g) > 0.5).to(torch.uint8),
-                       character=char, alphabet=torch.tensor([alphabets[c] for c in char.tolist()]),
-                       drawer=torch.cat([torch.arange(n) for n in counts]),
-                       character_names=[f"A{alphabets[c]}/character{c + 1:02d}" for c in range(len(counts))],
-                       alphabet_names=[f"A{a}" for a in sorted(set(alphabets))])
+    return OmniglotSet(
+        images=(torch.rand(len(char), 1, size, size, generator=g) > 0.5).to(torch.uint8),
+        character=char,
+        alphabet=torch.tensor([alphabets[c] for c in char.tolist()]),
+        drawer=torch.cat([torch.arange(n) for n in counts]),
+        character_names=[f"A{alphabets[c]}/character{c + 1:02d}" for c in range(len(counts))],
+        alphabet_names=[f"A{a}" for a in sorted(set(alphabets))],
+    )
 
 
 def synthetic_chars(n_chars=6, n=4, seed=0) -> OmniglotSet:
@@ -51,10 +57,16 @@ def synthetic_chars(n_chars=6, n=4, seed=0) -> OmniglotSet:
     imgs = torch.zeros(n_chars * n, 1, 28, 28, dtype=torch.uint8)
     for i in range(len(imgs)):
         y, x = torch.randint(4, 18, (2,), generator=g).tolist()
-        imgs[i, 0, y:y + 8, x:x + 3] = 1
+        imgs[i, 0, y : y + 8, x : x + 3] = 1
     char = torch.arange(n_chars).repeat_interleave(n)
-    return OmniglotSet(images=imgs, character=char, alphabet=torch.zeros_like(char), drawer=torch.arange(n).repeat(n_chars),
-                       character_names=[f"A/character{c:02d}" for c in range(n_chars)], alphabet_names=["A"])
+    return OmniglotSet(
+        images=imgs,
+        character=char,
+        alphabet=torch.zeros_like(char),
+        drawer=torch.arange(n).repeat(n_chars),
+        character_names=[f"A/character{c:02d}" for c in range(n_chars)],
+        alphabet_names=["A"],
+    )
 
 
 # --------------------------------------------------------------------------- images
@@ -70,14 +82,14 @@ def drawing(seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     a = np.full((105, 105), 255, np.uint8)
     y, x = rng.integers(10, 80, 2)
-    a[y:y + 20, x:x + 10] = 0
+    a[y : y + 20, x : x + 10] = 0
     return a
 
 
 def bar_png(seed: int) -> bytes:
     """A 105x105 greyscale PNG with one vertical ink bar, ``seed`` pixels lower per seed."""
     a = np.full((105, 105), 255, np.uint8)
-    a[10 + seed:40 + seed, 20:30] = 0
+    a[10 + seed : 40 + seed, 20:30] = 0
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="PNG")
     return buf.getvalue()
@@ -86,8 +98,10 @@ def bar_png(seed: int) -> bytes:
 def png_declaring(width: int, height: int) -> bytes:
     """A PNG whose IHDR declares ``width`` x ``height`` 8-bit grey pixels, with one tiny IDAT
     (the pixel data of a real image that size would be width*height bytes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
@@ -119,8 +133,11 @@ def runs_zip(path, labels=None, extra=None, n=3):
     """A one-run all_runs.zip: run01 with ``n`` training and ``n`` test images (``bar_png``),
     class_labels.txt from ``labels`` (default: item i answers class (i+1) % n + 1), plus the
     members of ``extra``; returns the path."""
-    lines = labels if labels is not None else [f"run01/test/item{i + 1:02d}.png run01/training/class{(i + 1) % n + 1:02d}.png"
-                                               for i in range(n)]
+    lines = (
+        labels
+        if labels is not None
+        else [f"run01/test/item{i + 1:02d}.png run01/training/class{(i + 1) % n + 1:02d}.png" for i in range(n)]
+    )
     with zipfile.ZipFile(path, "w") as z:
         for i in range(n):
             z.writestr(f"run01/training/class{i + 1:02d}.png", bar_png(i))
@@ -138,27 +155,47 @@ def lie_about_size(path, member: str, declared: int) -> None:
     for sig, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
         name_at = 30 if sig == b"PK\x03\x04" else 46
         i = raw.find(sig)
-        while i >= 0 and raw[i + name_at:i + name_at + len(name)] != name:
+        while i >= 0 and raw[i + name_at : i + name_at + len(name)] != name:
             i = raw.find(sig, i + 1)
         assert i >= 0, f"no {sig!r} header for {member}"
-        raw[i + size_at:i + size_at + 4] = struct.pack("<I", declared)
+        raw[i + size_at : i + size_at + 4] = struct.pack("<I", declared)
     path.write_bytes(bytes(raw))
 
 
 # --------------------------------------------------------------------------- Snakemake rules (dry run)
-needs_snakemake = pytest.mark.skipif(shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None,
-                                     reason="snakemake is not installed in this environment")
+needs_snakemake = pytest.mark.skipif(
+    shutil.which("snakemake", path=str(Path(sys.executable).parent)) is None,
+    reason="snakemake is not installed in this environment",
+)
 
 
 def data_dry_run(tmp_path, textures: str, run: str = "smoke") -> str:
     """`snakemake -n -p` of the real Snakefile for the data products only (rules/data.smk); its output."""
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"run: {run}\nseed: 0\ndata: {{mirror: null, max_characters: 10}}\ntextures: {textures}\n")
-    targets = [f"resources/{run}/{k}.pt" for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs",
-                                                   "textured")] + [f"results/{run}/metrics/data_gap.json"]
+    targets = [
+        f"resources/{run}/{k}.pt" for k in ("background", "evaluation", "lake_runs", "within_alphabet_runs", "textured")
+    ] + [f"results/{run}/metrics/data_gap.json"]
     exe = Path(sys.executable).parent / "snakemake"
-    r = subprocess.run([str(exe), *targets, "-s", str(REPO / "Snakefile"), "-d", str(tmp_path / "work"), "-n", "-p",
-                        "--cores", "1", "--configfile", str(cfg)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            str(exe),
+            *targets,
+            "-s",
+            str(REPO / "Snakefile"),
+            "-d",
+            str(tmp_path / "work"),
+            "-n",
+            "-p",
+            "--cores",
+            "1",
+            "--configfile",
+            str(cfg),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     return out

@@ -3,6 +3,7 @@
 Every archive here is built in tmp_path; bombs are made small by lowering the limits (monkeypatch)
 or by a header that lies about a highly compressible member.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,7 +21,7 @@ from vhe.data.fetch import DataIntegrityError
 
 from .helpers import lie_about_size, png_declaring
 
-MiB = 2 ** 20
+MiB = 2**20
 
 
 # --------------------------------------------------------------------------- crafted inputs
@@ -67,11 +68,14 @@ def test_an_honest_member_reads_back(tmp_path):
 
 def test_a_50_mb_member_over_a_lowered_limit_is_refused_before_reading(tmp_path, monkeypatch):
     p = zip_with(tmp_path / "bomb.zip", {"root/big.png": bytes(50 * MiB)})
-    assert p.stat().st_size < MiB                                     # a small file ...
-    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 4 * MiB)       # ... declaring 50 MB
+    assert p.stat().st_size < MiB  # a small file ...
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 4 * MiB)  # ... declaring 50 MB
     with zipfile.ZipFile(p) as zf:
-        with pytest.raises(DataIntegrityError, match=r"bomb\.zip: member 'root/big\.png' declares 52428800 bytes.*"
-                                                     r"MAX_MEMBER_BYTES.*archive is corrupt"):
+        with pytest.raises(
+            DataIntegrityError,
+            match=r"bomb\.zip: member 'root/big\.png' declares 52428800 bytes.*"
+            r"MAX_MEMBER_BYTES.*archive is corrupt",
+        ):
             MemberReader(p).read_zip(zf, "root/big.png")
         with pytest.raises(DataIntegrityError, match=r"bomb\.zip: member 'root/big\.png'"):
             check_zip_sizes(zf, p)
@@ -109,8 +113,11 @@ def test_the_total_read_from_one_archive_is_limited(tmp_path, monkeypatch):
     with zipfile.ZipFile(p) as zf:
         r.read_zip(zf, "m0.bin")
         r.read_zip(zf, "m1.bin")
-        with pytest.raises(DataIntegrityError, match=r"member 'm2\.bin' takes what was read from .*many\.zip past 1000 "
-                                                     r"bytes.*MAX_TOTAL_BYTES"):
+        with pytest.raises(
+            DataIntegrityError,
+            match=r"member 'm2\.bin' takes what was read from .*many\.zip past 1000 "
+            r"bytes.*MAX_TOTAL_BYTES",
+        ):
             r.read_zip(zf, "m2.bin")
         with pytest.raises(DataIntegrityError, match=r"many\.zip: its members declare 1200 bytes in all"):
             check_zip_sizes(zf, p)
@@ -166,9 +173,14 @@ def test_decode_image_returns_a_grey_image():
     assert im.mode == "L" and im.size == (12, 12)
 
 
-@pytest.mark.parametrize("w, h, cause", [(30000, 30000, "DecompressionBombError"),   # PIL refuses at open
-                                         (10000, 10000, "DecompressionBombWarning"),  # PIL only warns
-                                         (7000, 7000, "over the limit of 40000000")])  # our own, lower limit
+@pytest.mark.parametrize(
+    "w, h, cause",
+    [
+        (30000, 30000, "DecompressionBombError"),  # PIL refuses at open
+        (10000, 10000, "DecompressionBombWarning"),  # PIL only warns
+        (7000, 7000, "over the limit of 40000000"),
+    ],
+)  # our own, lower limit
 def test_an_image_declaring_too_many_pixels_is_refused(w, h, cause):
     data = png_declaring(w, h)
     assert len(data) < 200
@@ -189,7 +201,7 @@ def test_undecodable_bytes_name_the_file(data):
 
 
 def test_formats_outside_the_list_are_not_decoded():
-    ppm = b"P5 2 2 255\n" + bytes([0, 255, 255, 0])          # a valid greyscale PPM: PIL reads it, we do not
+    ppm = b"P5 2 2 255\n" + bytes([0, 255, 255, 0])  # a valid greyscale PPM: PIL reads it, we do not
     assert Image.open(io.BytesIO(ppm)).size == (2, 2)
     with pytest.raises(DataIntegrityError, match=r"'a\.png' is not a decodable image \(UnidentifiedImageError"):
         decode_image(ppm, "t.zip: 'a.png'")
@@ -198,9 +210,9 @@ def test_formats_outside_the_list_are_not_decoded():
 def test_a_member_with_an_unknown_compression_method_is_refused(tmp_path):
     p = zip_with(tmp_path / "odd.zip", {"x.bin": bytes(100)})
     raw = bytearray(p.read_bytes())
-    for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):     # compression method: 99 (AES, unsupported)
+    for sig, at in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):  # compression method: 99 (AES, unsupported)
         i = raw.find(sig)
-        raw[i + at:i + at + 2] = struct.pack("<H", 99)
+        raw[i + at : i + at + 2] = struct.pack("<H", 99)
     p.write_bytes(bytes(raw))
     with zipfile.ZipFile(p) as zf:
         with pytest.raises(DataIntegrityError, match=r"odd\.zip: member 'x\.bin' cannot be read \(NotImplementedError"):

@@ -4,6 +4,7 @@ Every test runs on a tiny fake archive in torchvision's layout (dtd/images/<cate
 dtd/labels/*.txt, named dtd-r1.0.1.tar.gz) whose md5 is patched into torchvision.datasets.DTD; the
 network is never used (torchvision's download_url is patched in every test).
 """
+
 import hashlib
 import re
 import shutil
@@ -21,13 +22,12 @@ from torchvision.datasets import utils as tv_utils
 
 from vhe.data import cli
 from vhe.data.fetch import DataIntegrityError, DataUnavailableError
-from vhe.data.textures import (TexturedSet, dtd_archive_name, dtd_reference, dtd_textures, fetch_dtd,
-                               load_texture_folder)
+from vhe.data.textures import TexturedSet, dtd_archive_name, dtd_reference, dtd_textures, fetch_dtd, load_texture_folder
 
 from .helpers import data_dry_run, needs_snakemake, synthetic_chars
 from .mirror import REPO
 
-CATEGORIES = {"banded": 3, "dotted": 2, "zigzagged": 2}     # 7 images in 3 categories
+CATEGORIES = {"banded": 3, "dotted": 2, "zigzagged": 2}  # 7 images in 3 categories
 
 
 def _image(seed: int, w: int = 40, h: int = 32) -> Image.Image:
@@ -48,7 +48,7 @@ def fake_dtd(tmp_path_factory, monkeypatch):
     seed = 0
     for cat, n in CATEGORIES.items():
         (src / "dtd" / "images" / cat).mkdir(parents=True)
-        for i in range(n, 0, -1):          # written in reverse order: the reader sorts by name
+        for i in range(n, 0, -1):  # written in reverse order: the reader sorts by name
             name = f"{cat}_{i:04d}.jpg"
             _image(seed).save(src / "dtd" / "images" / cat / name, quality=95)
             lines.append(f"{cat}/{name}")
@@ -104,7 +104,7 @@ def test_dtd_textures_one_image_per_category(fake_dtd):
     assert tex.shape == (3, 16, 16) and tex.dtype == torch.uint8
     assert set(tex.unique().tolist()) == {0, 1}
     assert names == ["banded/banded_0001.jpg", "dotted/dotted_0001.jpg", "zigzagged/zigzagged_0001.jpg"]
-    assert all(0.3 < float(t.float().mean()) < 0.7 for t in tex)        # median threshold: about half ink
+    assert all(0.3 < float(t.float().mean()) < 0.7 for t in tex)  # median threshold: about half ink
     # the same conversion as a folder of images (one function: _binarise)
     ref, ref_names = load_texture_folder(src / "dtd" / "images", size=16)
     for t, n in zip(tex, names):
@@ -112,8 +112,12 @@ def test_dtd_textures_one_image_per_category(fake_dtd):
     # past the last category: each category's second image, then the third
     more, more_names = dtd_textures(archive, n_textures=7, size=28)
     assert more.shape == (7, 28, 28) and more_names[:3] == [n for n in names]
-    assert more_names[3:] == ["banded/banded_0002.jpg", "dotted/dotted_0002.jpg", "zigzagged/zigzagged_0002.jpg",
-                              "banded/banded_0003.jpg"]
+    assert more_names[3:] == [
+        "banded/banded_0002.jpg",
+        "dotted/dotted_0002.jpg",
+        "zigzagged/zigzagged_0002.jpg",
+        "banded/banded_0003.jpg",
+    ]
     assert len(set(more_names)) == 7
     with pytest.raises(ValueError, match="has 7 images"):
         dtd_textures(archive, n_textures=8)
@@ -123,8 +127,26 @@ def test_cli_textured_from_dtd(fake_dtd, tmp_path, no_download):
     archive, _, _ = fake_dtd
     s = synthetic_chars().save(tmp_path / "s.pt")
     out = tmp_path / "t.pt"
-    assert cli.main(["textured", "--set", str(s), "--out", str(out), "--n-textures", "3",
-                     "--n-per-character", "4", "--seed", "0", "--dtd", str(archive)]) == 0
+    assert (
+        cli.main(
+            [
+                "textured",
+                "--set",
+                str(s),
+                "--out",
+                str(out),
+                "--n-textures",
+                "3",
+                "--n-per-character",
+                "4",
+                "--seed",
+                "0",
+                "--dtd",
+                str(archive),
+            ]
+        )
+        == 0
+    )
     t = TexturedSet.load(out)
     assert t.n_textures == 3 and t.textures.shape == (3, 28, 28) and t.textures.dtype == torch.uint8
     assert t.texture_names[0] == "banded/banded_0001.jpg" and len(t) == 6 * 4
@@ -178,11 +200,18 @@ def test_clear_error_without_archive_and_network(fake_dtd, tmp_path, monkeypatch
         fetch_dtd(raw)
     msg = str(e.value)
     assert no_download == [torchvision.datasets.DTD._URL]
-    for part in ("dtd-r1.0.1.tar.gz", str(raw / "dtd-r1.0.1.tar.gz"), str(mirror / "dtd-r1.0.1.tar.gz"),
-                 torchvision.datasets.DTD._URL, "put the archive at", "textures.source: procedural",
-                 torchvision.datasets.DTD._MD5, "URLError"):
+    for part in (
+        "dtd-r1.0.1.tar.gz",
+        str(raw / "dtd-r1.0.1.tar.gz"),
+        str(mirror / "dtd-r1.0.1.tar.gz"),
+        torchvision.datasets.DTD._URL,
+        "put the archive at",
+        "textures.source: procedural",
+        torchvision.datasets.DTD._MD5,
+        "URLError",
+    ):
         assert part in msg, (part, msg)
-    assert not raw.exists() or list(raw.iterdir()) == []                 # nothing half-written
+    assert not raw.exists() or list(raw.iterdir()) == []  # nothing half-written
     monkeypatch.delenv("VHE_DATA_MIRROR")
     with pytest.raises(DataUnavailableError, match=r"no mirror is set"):
         fetch_dtd(raw)
@@ -222,7 +251,7 @@ def test_corrupt_download_is_refused(fake_dtd, tmp_path, monkeypatch):
 
     def corrupt_download(url, root, filename=None, md5=None, **k):
         (Path(root) / filename).write_bytes(b"<html>captive portal</html>")
-        raise RuntimeError("File not found or corrupted.")          # what torchvision raises on a bad md5
+        raise RuntimeError("File not found or corrupted.")  # what torchvision raises on a bad md5
 
     monkeypatch.setattr(tv_utils, "download_url", corrupt_download)
     with pytest.raises(DataIntegrityError, match="download of"):
@@ -232,8 +261,10 @@ def test_corrupt_download_is_refused(fake_dtd, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- profiles and the pipeline rule
 def test_profiles_texture_sources():
-    src = {p: (yaml.safe_load((REPO / "config" / f"{p}.yaml").read_text()).get("textures") or {}).get("source")
-           for p in ("config", "cpu", "smoke")}
+    src = {
+        p: (yaml.safe_load((REPO / "config" / f"{p}.yaml").read_text()).get("textures") or {}).get("source")
+        for p in ("config", "cpu", "smoke")
+    }
     assert src == {"config": "dtd", "cpu": "procedural", "smoke": "procedural"}
 
 

@@ -1,4 +1,5 @@
 """vhe.data.fetch: manifest, checksums, mirror-first fetching, atomic writes, error messages; rules/data.smk."""
+
 import hashlib
 import importlib
 import io
@@ -9,13 +10,24 @@ from pathlib import Path
 import pytest
 
 fetch_mod = importlib.import_module("vhe.data.fetch")  # the package re-exports the function `fetch`
-from vhe.data.fetch import (DEFAULT_MANIFEST, DataIntegrityError, DataUnavailableError, Entry, fetch, fetch_file,
-                            file_checksum, read_manifest, sha256sum)
+from vhe.data.fetch import (
+    DEFAULT_MANIFEST,
+    DataIntegrityError,
+    DataUnavailableError,
+    Entry,
+    fetch,
+    fetch_file,
+    file_checksum,
+    read_manifest,
+    sha256sum,
+)
 
 from .helpers import data_dry_run, needs_snakemake
 from .mirror import MIRROR
-needs_mirror = pytest.mark.skipif(not (MIRROR / "MANIFEST.tsv").is_file(),
-                                  reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)")
+
+needs_mirror = pytest.mark.skipif(
+    not (MIRROR / "MANIFEST.tsv").is_file(), reason=f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)"
+)
 
 PAYLOAD = b"hello omniglot\n" * 1000
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -72,8 +84,13 @@ def _leftovers(folder: Path) -> list[str]:
 # --------------------------------------------------------------------------- manifest
 def test_packaged_manifest_lists_the_five_files():
     m = read_manifest()
-    assert set(m) == {"train_small.npz", "test_small.npz", "images_background_small1.zip",
-                      "images_background_small2.zip", "all_runs.zip"}
+    assert set(m) == {
+        "train_small.npz",
+        "test_small.npz",
+        "images_background_small1.zip",
+        "images_background_small2.zip",
+        "all_runs.zip",
+    }
     for e in m.values():
         assert len(e.sha256) == 64 and e.url.startswith("https://")
 
@@ -83,12 +100,15 @@ def test_packaged_manifest_is_verbatim_copy_of_mirror():
     assert DEFAULT_MANIFEST.read_bytes() == (MIRROR / "MANIFEST.tsv").read_bytes()
 
 
-@pytest.mark.parametrize("text, match", [
-    ("name\turl\tsha256\n", "header"),
-    ("file\turl\tsha256\twhat\nx.bin\thttp://a\n", "at least 3"),
-    ("file\turl\tsha256\twhat\nx.bin\thttp://a\tnothex\tw\n", "64 hex"),
-    (f"file\turl\tsha256\nx\thttp://a\t{SHA}\nx\thttp://b\t{SHA}\n", "duplicate"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("name\turl\tsha256\n", "header"),
+        ("file\turl\tsha256\twhat\nx.bin\thttp://a\n", "at least 3"),
+        ("file\turl\tsha256\twhat\nx.bin\thttp://a\tnothex\tw\n", "64 hex"),
+        (f"file\turl\tsha256\nx\thttp://a\t{SHA}\nx\thttp://b\t{SHA}\n", "duplicate"),
+    ],
+)
 def test_read_manifest_errors_name_the_file(tmp_path, text, match):
     p = tmp_path / "MANIFEST.tsv"
     p.write_text(text)
@@ -169,10 +189,11 @@ def test_fetch_file_with_md5(tmp_path, no_network):
     assert file_checksum(mirror / "file.bin", "md5") == md5
     out = fetch_file("file.bin", URL, tmp_path / "dest", md5.upper(), "md5", mirror=mirror)
     assert out.read_bytes() == PAYLOAD and _leftovers(out.parent) == []
-    assert fetch_file("file.bin", URL, tmp_path / "dest", md5, "md5") == out          # existing file, verified
+    assert fetch_file("file.bin", URL, tmp_path / "dest", md5, "md5") == out  # existing file, verified
     (mirror / "other.bin").write_bytes(b"tampered")
-    with pytest.raises(DataIntegrityError, match=f"expected md5 {md5} \\(the test\\), got "
-                                                 f"{hashlib.md5(b'tampered').hexdigest()}"):
+    with pytest.raises(
+        DataIntegrityError, match=f"expected md5 {md5} \\(the test\\), got {hashlib.md5(b'tampered').hexdigest()}"
+    ):
         fetch_file("other.bin", URL, tmp_path / "dest", md5, "md5", mirror=mirror, origin="the test")
     with pytest.raises(DataUnavailableError, match="downloading is off.*its md5 must be") as e:
         fetch_file("third.bin", URL, tmp_path / "dest", md5, "md5", download=False, fallback="Or else.")
@@ -271,8 +292,9 @@ def test_cli_ok_and_error(tmp_path, manifest, capsys, no_network):
     (mirror / "file.bin").write_bytes(PAYLOAD)
     tsv = tmp_path / "m.tsv"
     tsv.write_text(f"file\turl\tsha256\twhat\nfile.bin\t{URL}\t{SHA}\tx\n")
-    rc = fetch_mod.main(["--name", "file.bin", "--dest", str(tmp_path / "d"), "--manifest", str(tsv),
-                         "--mirror", str(mirror)])
+    rc = fetch_mod.main(
+        ["--name", "file.bin", "--dest", str(tmp_path / "d"), "--manifest", str(tsv), "--mirror", str(mirror)]
+    )
     assert rc == 0 and (tmp_path / "d" / "file.bin").read_bytes() == PAYLOAD
     rc = fetch_mod.main(["--name", "file.bin", "--dest", str(tmp_path / "e"), "--manifest", str(tsv)])
     assert rc == 1 and URL in capsys.readouterr().err
@@ -282,7 +304,14 @@ def test_cli_ok_and_error(tmp_path, manifest, capsys, no_network):
 @needs_snakemake
 def test_data_rules_dry_run(tmp_path):
     out = data_dry_run(tmp_path, "{source: procedural, n_textures: 4, n_per_character: 2}")
-    for rule in ("fetch_raw", "prepare_background", "prepare_evaluation", "lake_runs", "within_alphabet_runs",
-                 "textured", "data_gap"):
+    for rule in (
+        "fetch_raw",
+        "prepare_background",
+        "prepare_evaluation",
+        "lake_runs",
+        "within_alphabet_runs",
+        "textured",
+        "data_gap",
+    ):
         assert rule in out
     assert "fetch_dtd" not in out and "--dtd" not in out and "--texture-folder" not in out

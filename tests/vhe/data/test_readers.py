@@ -1,4 +1,5 @@
 """vhe.data.readers: the npz arrays and Lake's archives (synthetic, real, corrupt and hostile inputs)."""
+
 import logging
 import zipfile
 
@@ -21,13 +22,13 @@ def test_background_counts_and_labels(background):
     assert (len(s), s.n_classes, s.n_alphabets) == (19280, 964, 30)
     assert s.images.shape == (19280, 1, 28, 28) and s.images.dtype == torch.uint8
     assert set(s.images.unique().tolist()) == {0, 1}
-    assert 0.05 < s.images.float().mean() < 0.12          # ink = 1 is the minority
+    assert 0.05 < s.images.float().mean() < 0.12  # ink = 1 is the minority
     assert s.character_names[0] == "Alphabet_of_the_Magi/character01"
     assert torch.equal(s.class_counts(), torch.full((964,), 20))
     c = s.character_names.index("Greek/character01")
     assert {s.alphabet_names[a] for a in s.alphabet[s.character == c].tolist()} == {"Greek"}
     assert sorted(s.drawer[s.character == c].tolist()) == list(range(20))
-    assert torch.all(s.character[1:] >= s.character[:-1])   # sorted key order
+    assert torch.all(s.character[1:] >= s.character[:-1])  # sorted key order
     ca = s.character_alphabet()
     assert [s.alphabet_names[a] for a in ca[:2].tolist()] == ["Alphabet_of_the_Magi"] * 2
 
@@ -48,8 +49,13 @@ def test_evaluation_counts():
 
 
 def test_npz_empty_class(tmp_path):
-    p = write_npz(tmp_path / "a.npz", {"images_background/Greek/character01": np.full((2, 784), 255, np.uint8),
-                                       "images_background/Greek/character02": np.zeros((0, 784), np.uint8)})
+    p = write_npz(
+        tmp_path / "a.npz",
+        {
+            "images_background/Greek/character01": np.full((2, 784), 255, np.uint8),
+            "images_background/Greek/character02": np.zeros((0, 784), np.uint8),
+        },
+    )
     with pytest.raises(ValueError, match="Greek/character02.*no images"):
         load_npz_arrays(p)
 
@@ -106,8 +112,14 @@ def test_lake_archive_real_matches_arrays(background):
 
 
 def test_lake_archive_synthetic_skips_junk(tmp_path, caplog):
-    p = lake_zip(tmp_path / "a.zip", extra={"root/.DS_Store": b"\0\1", "root/Alpha/character01/Thumbs.db": b"x",
-                                            "__MACOSX/root/Alpha/character01/._0000_01.png": b"junk"})
+    p = lake_zip(
+        tmp_path / "a.zip",
+        extra={
+            "root/.DS_Store": b"\0\1",
+            "root/Alpha/character01/Thumbs.db": b"x",
+            "__MACOSX/root/Alpha/character01/._0000_01.png": b"junk",
+        },
+    )
     with caplog.at_level(logging.WARNING, logger="vhe.data.readers"):
         s = load_lake_archive(p)
     assert (len(s), s.n_classes, s.n_alphabets) == (5, 2, 2)
@@ -154,8 +166,8 @@ def test_lake_archive_truncated_or_missing(tmp_path):
 def test_lake_archive_member_over_the_limit_is_refused_and_nothing_written(tmp_path, monkeypatch, capsys):
     from vhe.data import archives
 
-    p = lake_zip(tmp_path / "bomb.zip", extra={"root/Beta/character01/0999_09.png": bytes(50 * 2 ** 20)})
-    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 4 * 2 ** 20)
+    p = lake_zip(tmp_path / "bomb.zip", extra={"root/Beta/character01/0999_09.png": bytes(50 * 2**20)})
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 4 * 2**20)
     monkeypatch.chdir(tmp_path)
     before = files_under(tmp_path)
     assert cli.main(["prepare-lake", "--zip", str(p), "--out", str(tmp_path / "out" / "lake.pt")]) == 1
@@ -166,17 +178,23 @@ def test_lake_archive_member_over_the_limit_is_refused_and_nothing_written(tmp_p
 
 
 def test_lake_archive_member_lying_about_its_size_is_refused(tmp_path):
-    p = lake_zip(tmp_path / "liar.zip", extra={"root/Beta/character01/0999_09.png": bytes(50 * 2 ** 20)})
+    p = lake_zip(tmp_path / "liar.zip", extra={"root/Beta/character01/0999_09.png": bytes(50 * 2**20)})
     lie_about_size(p, "root/Beta/character01/0999_09.png", 500)
-    with pytest.raises(DataIntegrityError, match=r"liar\.zip: member 'root/Beta/character01/0999_09\.png' cannot "
-                                                 r"be read \(BadZipFile"):
+    with pytest.raises(
+        DataIntegrityError,
+        match=r"liar\.zip: member 'root/Beta/character01/0999_09\.png' cannot "
+        r"be read \(BadZipFile",
+    ):
         load_lake_archive(p)
 
 
 def test_lake_archive_png_declaring_a_huge_size_is_refused(tmp_path):
     p = lake_zip(tmp_path / "a.zip", extra={"root/Beta/character01/0999_09.png": png_declaring(30000, 30000)})
-    with pytest.raises(DataIntegrityError, match=r"a\.zip: member 'root/Beta/character01/0999_09\.png' is not a "
-                                                 r"decodable PNG \(DecompressionBombError"):
+    with pytest.raises(
+        DataIntegrityError,
+        match=r"a\.zip: member 'root/Beta/character01/0999_09\.png' is not a "
+        r"decodable PNG \(DecompressionBombError",
+    ):
         read_lake_originals(p)
 
 

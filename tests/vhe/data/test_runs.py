@@ -1,4 +1,5 @@
 """vhe.data.runs: Lake's official one-shot runs and in-distribution within-alphabet runs."""
+
 import zipfile
 
 import numpy as np
@@ -13,6 +14,7 @@ from vhe.data.transforms import center_ink
 
 from .helpers import bar_png, files_under, png_declaring, runs_zip
 from .mirror import MIRROR
+
 _SKIP = f"Omniglot data mirror not found at {MIRROR} (set VHE_DATA_MIRROR)"
 
 
@@ -42,7 +44,7 @@ def test_lake_runs_structure(lake_runs):
         assert r.support.shape == (20, 1, 28, 28) and r.query.shape == (20, 1, 28, 28)
         assert r.support.dtype == torch.uint8 and set(r.support.unique().tolist()) == {0, 1}
         assert r.answer.dtype == torch.int64 and _is_perm(r.answer, 20)
-        assert 0.03 < r.support.float().mean() < 0.2          # ink = 1 is the minority
+        assert 0.03 < r.support.float().mean() < 0.2  # ink = 1 is the minority
     # run01/class_labels.txt line 1: run01/test/item01.png run01/training/class08.png
     r = lake_runs[0]
     assert r.query_files[0] == "run01/test/item01.png" and r.support_files[7] == "run01/training/class08.png"
@@ -96,16 +98,24 @@ def test_lake_runs_errors(tmp_path):
         z.writestr("run01/training/class01.png", bar_png(0))
     with pytest.raises(ValueError, match="class_labels.txt"):
         load_lake_runs(tmp_path / "nolabels.zip")
-    p = runs_zip(tmp_path / "missing.zip", labels=["run01/test/item01.png run01/training/class09.png",
-                                                   "run01/test/item02.png run01/training/class01.png",
-                                                   "run01/test/item03.png run01/training/class02.png"])
+    p = runs_zip(
+        tmp_path / "missing.zip",
+        labels=[
+            "run01/test/item01.png run01/training/class09.png",
+            "run01/test/item02.png run01/training/class01.png",
+            "run01/test/item03.png run01/training/class02.png",
+        ],
+    )
     with pytest.raises(ValueError, match="class09.png"):
         load_lake_runs(p)
     p = runs_zip(tmp_path / "malformed.zip", labels=["run01/test/item01.png"])
     with pytest.raises(ValueError, match="line 1"):
         load_lake_runs(p)
-    p = runs_zip(tmp_path / "corrupt.zip", extra={"run01/training/class04.png": b"garbage"},
-                 labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)])
+    p = runs_zip(
+        tmp_path / "corrupt.zip",
+        extra={"run01/training/class04.png": b"garbage"},
+        labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)],
+    )
     with pytest.raises(DataIntegrityError, match="class04.png"):
         load_lake_runs(p)
 
@@ -115,17 +125,17 @@ def test_within_alphabet_runs(evaluation):
     runs = within_alphabet_runs(evaluation, n_runs=20, n_way=20, seed=0)
     assert len(runs) == 20
     eligible = sum(int((evaluation.character_alphabet() == a).sum()) >= 20 for a in range(evaluation.n_alphabets))
-    assert len({r.alphabet for r in runs}) == min(20, eligible)       # cycles through the alphabets
+    assert len({r.alphabet for r in runs}) == min(20, eligible)  # cycles through the alphabets
     for r in runs:
         assert r.support.shape == (20, 1, 28, 28) and r.query.shape == (20, 1, 28, 28)
         assert _is_perm(r.answer, 20)
         s_i, q_i = r.support_index, r.query_index
         alph = set(evaluation.alphabet[torch.cat([s_i, q_i])].tolist())
-        assert alph == {evaluation.alphabet_names.index(r.alphabet)}          # one alphabet per run
+        assert alph == {evaluation.alphabet_names.index(r.alphabet)}  # one alphabet per run
         assert len(set(evaluation.character[s_i].tolist())) == 20
         assert torch.equal(evaluation.character[q_i], evaluation.character[s_i][r.answer])
         ds, dq = set(evaluation.drawer[s_i].tolist()), set(evaluation.drawer[q_i].tolist())
-        assert len(ds) == 1 and len(dq) == 1 and ds != dq                  # drawer A for support, B for query
+        assert len(ds) == 1 and len(dq) == 1 and ds != dq  # drawer A for support, B for query
         assert torch.equal(r.support, evaluation.images[s_i])
     again = within_alphabet_runs(evaluation, n_runs=20, n_way=20, seed=0)
     assert all(torch.equal(a.query_index, b.query_index) for a, b in zip(runs, again))
@@ -144,15 +154,35 @@ def test_within_alphabet_runs_errors(evaluation):
 def test_cli_runs(tmp_path, evaluation):
     ev = evaluation.first_characters(30).save(tmp_path / "ev.pt")
     out = tmp_path / "w.pt"
-    assert cli.main(["within-alphabet-runs", "--set", str(ev), "--out", str(out), "--n-runs", "4",
-                     "--n-way", "5", "--seed", "2"]) == 0
+    assert (
+        cli.main(
+            [
+                "within-alphabet-runs",
+                "--set",
+                str(ev),
+                "--out",
+                str(out),
+                "--n-runs",
+                "4",
+                "--n-way",
+                "5",
+                "--seed",
+                "2",
+            ]
+        )
+        == 0
+    )
     runs = load_runs(out)
     assert len(runs) == 4 and runs[0].n_way == 5 and isinstance(runs[0], OneShotRun)
     assert cli.main(["prepare-runs", "--zip", str(MIRROR / "all_runs.zip"), "--out", str(tmp_path / "l.pt")]) == 0
     plain = load_runs(tmp_path / "l.pt")
     assert len(plain) == 20
-    assert cli.main(["prepare-runs", "--zip", str(MIRROR / "all_runs.zip"), "--out", str(tmp_path / "c.pt"),
-                     "--center-ink"]) == 0
+    assert (
+        cli.main(
+            ["prepare-runs", "--zip", str(MIRROR / "all_runs.zip"), "--out", str(tmp_path / "c.pt"), "--center-ink"]
+        )
+        == 0
+    )
     centred = load_runs(tmp_path / "c.pt")
     for p, c in zip(plain, centred):
         assert torch.equal(c.support, center_ink(p.support)) and torch.equal(c.query, center_ink(p.query))
@@ -161,8 +191,11 @@ def test_cli_runs(tmp_path, evaluation):
 
 # --------------------------------------------------------------------------- hostile archives (size limits)
 def test_lake_runs_png_declaring_a_huge_size_is_refused_and_nothing_written(tmp_path, monkeypatch, capsys):
-    p = runs_zip(tmp_path / "huge.zip", extra={"run01/training/class04.png": png_declaring(30000, 30000)},
-                 labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)])
+    p = runs_zip(
+        tmp_path / "huge.zip",
+        extra={"run01/training/class04.png": png_declaring(30000, 30000)},
+        labels=[f"run01/test/item{i + 1:02d}.png run01/training/class04.png" for i in range(3)],
+    )
     monkeypatch.chdir(tmp_path)
     before = files_under(tmp_path)
     assert cli.main(["prepare-runs", "--zip", str(p), "--out", str(tmp_path / "out" / "runs.pt")]) == 1

@@ -1,4 +1,5 @@
 """vhe.data.sets: the OmniglotSet container, save/load, subsets, concatenation, splits, k-shot checks."""
+
 import pytest
 import torch
 
@@ -77,7 +78,12 @@ def test_split_validation_disjoint_and_deterministic():
     assert va3.character_names != va.character_names
     torch.manual_seed(123)  # the global RNG must not matter
     assert split_validation(s, fraction=0.2, seed=3)[1].character_names == va.character_names
-    for bad in [dict(), dict(n_val_characters=0), dict(n_val_characters=30), dict(fraction=1.5),
-                dict(n_val_characters=2, fraction=0.1)]:
+    for bad in [
+        dict(),
+        dict(n_val_characters=0),
+        dict(n_val_characters=30),
+        dict(fraction=1.5),
+        dict(n_val_characters=2, fraction=0.1),
+    ]:
         with pytest.raises(ValueError):
             split_validation(s, **bad)

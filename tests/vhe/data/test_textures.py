@@ -1,4 +1,5 @@
 """vhe.data.textures: procedural textures, textured Omniglot, texture folders."""
+
 import io
 import logging
 import tarfile
@@ -12,8 +13,16 @@ from PIL import Image
 from vhe.data import cli
 from vhe.data.fetch import DataIntegrityError
 from vhe.data.readers import load_npz_arrays
-from vhe.data.textures import (TexturedSet, crop_texture, dilate_binary, load_texture_folder, procedural_textures,
-                               texture_catalogue, texture_family, textured_omniglot)
+from vhe.data.textures import (
+    TexturedSet,
+    crop_texture,
+    dilate_binary,
+    load_texture_folder,
+    procedural_textures,
+    texture_catalogue,
+    texture_family,
+    textured_omniglot,
+)
 
 from .helpers import files_under, png_declaring, synthetic_chars
 from .mirror import MIRROR
@@ -47,10 +56,10 @@ def test_procedural_textures_format_and_determinism():
 
 def test_textures_are_periodic_tiles():
     tex = procedural_textures(len(texture_catalogue()), size=28, seed=0)
-    big = tex.repeat(1, 2, 2)        # 56x56 tiling: any 28x28 window is a circular shift of the tile
+    big = tex.repeat(1, 2, 2)  # 56x56 tiling: any 28x28 window is a circular shift of the tile
     for dy, dx in [(3, 11), (17, 5)]:
-        assert torch.equal(big[:, dy:dy + 28, dx:dx + 28], torch.roll(tex, (-dy, -dx), dims=(1, 2)))
-        assert torch.equal(crop_texture(tex, dy, dx, 28, 28), big[:, dy:dy + 28, dx:dx + 28])
+        assert torch.equal(big[:, dy : dy + 28, dx : dx + 28], torch.roll(tex, (-dy, -dx), dims=(1, 2)))
+        assert torch.equal(crop_texture(tex, dy, dx, 28, 28), big[:, dy : dy + 28, dx : dx + 28])
 
 
 def test_nearest_neighbour_recovers_texture_from_random_crops():
@@ -61,11 +70,12 @@ def test_nearest_neighbour_recovers_texture_from_random_crops():
 
     def crops(k):
         off = torch.randint(0, 28, (T, k, 2), generator=g)
-        return torch.stack([torch.stack([crop_texture(tex[t], *off[t, j].tolist(), 28, 28) for j in range(k)])
-                            for t in range(T)]).float()                  # (T, k, 28, 28)
+        return torch.stack(
+            [torch.stack([crop_texture(tex[t], *off[t, j].tolist(), 28, 28) for j in range(k)]) for t in range(T)]
+        ).float()  # (T, k, 28, 28)
 
     feat = lambda x: torch.fft.fft2(x).abs().flatten(-2)  # noqa: E731  (|FFT| is invariant to circular shifts)
-    ref = feat(crops(1))[:, 0]                                          # (T, D)
+    ref = feat(crops(1))[:, 0]  # (T, D)
     test = feat(crops(5)).reshape(T * 5, -1)
     pred = torch.cdist(test, ref).argmin(1)
     assert (pred == torch.arange(T).repeat_interleave(5)).float().mean() == 1.0
@@ -84,11 +94,11 @@ def test_textured_omniglot_structure(tmp_path):
     assert torch.equal(t.image, torch.arange(36))
     assert t.character.tolist() == [c for c in range(6) for _ in range(6)]
     assert torch.equal(s.character[t.source_index], t.character)
-    for c in range(6):   # each character gets every texture (balanced, M >= T)
+    for c in range(6):  # each character gets every texture (balanced, M >= T)
         assert set(t.texture[t.character == c].tolist()) == set(range(4))
     mask = dilate_binary(s.images[t.source_index], 1)
-    assert torch.all(t.images <= mask)                                  # background stays empty
-    for i in range(len(t)):                                             # ink = texture crop inside the mask
+    assert torch.all(t.images <= mask)  # background stays empty
+    for i in range(len(t)):  # ink = texture crop inside the mask
         crop = crop_texture(tex[t.texture[i]], *t.offset[i].tolist(), 28, 28)
         assert torch.equal(t.images[i, 0], mask[i, 0] & crop)
     again = textured_omniglot(s, tex, n_per_character=6, seed=0, dilate=1)
@@ -112,7 +122,7 @@ def _pattern_histograms(images: torch.Tensor) -> torch.Tensor:
     """Normalised histogram of 3x3 binary patterns centred on ink pixels (a shift-invariant texture descriptor)."""
     x = images[:, 0].long()
     p = torch.nn.functional.pad(x, (1, 1, 1, 1))
-    code = sum(p[:, dy:dy + 28, dx:dx + 28] << (3 * dy + dx) for dy in range(3) for dx in range(3))
+    code = sum(p[:, dy : dy + 28, dx : dx + 28] << (3 * dy + dx) for dy in range(3) for dx in range(3))
     h = torch.stack([torch.bincount(code[i][x[i] > 0], minlength=512) for i in range(len(x))]).float()
     return h / h.sum(1, keepdim=True).clamp_min(1)
 
@@ -146,8 +156,26 @@ def test_texture_and_character_both_recognisable(chars):
 def test_cli_textured(tmp_path):
     p = synthetic_chars().save(tmp_path / "s.pt")
     out = tmp_path / "t.pt"
-    assert cli.main(["textured", "--set", str(p), "--out", str(out), "--n-textures", "3", "--n-per-character", "2",
-                     "--seed", "5", "--max-characters", "4"]) == 0
+    assert (
+        cli.main(
+            [
+                "textured",
+                "--set",
+                str(p),
+                "--out",
+                str(out),
+                "--n-textures",
+                "3",
+                "--n-per-character",
+                "2",
+                "--seed",
+                "5",
+                "--max-characters",
+                "4",
+            ]
+        )
+        == 0
+    )
     t = TexturedSet.load(out)
     assert len(t) == 8 and t.n_textures == 3 and t.n_classes == 4 and t.texture_names[0] == "grating_0deg_p3"
 
@@ -168,7 +196,7 @@ def test_load_texture_folder_dir_zip_tar(tmp_path, caplog):
         tex, names = load_texture_folder(tmp_path / "dtd", size=16)
     assert tex.shape == (3, 16, 16) and tex.dtype == torch.uint8 and "README.txt" in caplog.text
     assert names == ["banded/img0.png", "banded/img1.jpg", "banded/img2.jpg"]
-    assert 0.3 < tex.float().mean() < 0.7                             # median threshold: about half ink
+    assert 0.3 < tex.float().mean() < 0.7  # median threshold: about half ink
     zp = tmp_path / "t.zip"
     with zipfile.ZipFile(zp, "w") as z:
         for n in names:
@@ -212,14 +240,22 @@ def _folder_with_outside(tmp_path):
     return tmp_path / "tex"
 
 
-@pytest.mark.parametrize("link, target", [("evil.png", "outside/secret.png"),   # a file
-                                          ("sub", "outside"),                   # a folder
-                                          ("gone.png", "outside/missing.png")])  # a dangling link
+@pytest.mark.parametrize(
+    "link, target",
+    [
+        ("evil.png", "outside/secret.png"),  # a file
+        ("sub", "outside"),  # a folder
+        ("gone.png", "outside/missing.png"),
+    ],
+)  # a dangling link
 def test_symlink_leaving_the_texture_folder_is_refused(tmp_path, link, target):
     folder = _folder_with_outside(tmp_path)
     (folder / link).symlink_to(tmp_path / target)
-    with pytest.raises(DataIntegrityError, match=rf"tex: '{link}' is a symbolic link to .*{target}, outside the "
-                                                 rf"texture folder"):
+    with pytest.raises(
+        DataIntegrityError,
+        match=rf"tex: '{link}' is a symbolic link to .*{target}, outside the "
+        rf"texture folder",
+    ):
         load_texture_folder(folder)
 
 
@@ -230,8 +266,24 @@ def test_symlink_refusal_via_cli_writes_nothing(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     before = files_under(tmp_path)
     secret = (tmp_path / "outside" / "secret.png").read_bytes()
-    assert cli.main(["textured", "--set", str(s), "--out", str(tmp_path / "t.pt"), "--n-textures", "2",
-                     "--n-per-character", "2", "--texture-folder", str(folder)]) == 1
+    assert (
+        cli.main(
+            [
+                "textured",
+                "--set",
+                str(s),
+                "--out",
+                str(tmp_path / "t.pt"),
+                "--n-textures",
+                "2",
+                "--n-per-character",
+                "2",
+                "--texture-folder",
+                str(folder),
+            ]
+        )
+        == 1
+    )
     assert "'evil.png' is a symbolic link" in capsys.readouterr().err
     assert files_under(tmp_path) == before and (tmp_path / "outside" / "secret.png").read_bytes() == secret
 
@@ -249,8 +301,11 @@ def test_symlink_inside_the_folder_is_skipped_not_followed(tmp_path, caplog):
 def test_texture_image_declaring_a_huge_size_is_refused(tmp_path):
     folder = _folder_with_outside(tmp_path)
     (folder / "huge.png").write_bytes(png_declaring(30000, 30000))
-    with pytest.raises(DataIntegrityError, match=r"tex: 'huge\.png' is not a decodable image "
-                                                 r"\(DecompressionBombError.*replace or remove it"):
+    with pytest.raises(
+        DataIntegrityError,
+        match=r"tex: 'huge\.png' is not a decodable image "
+        r"\(DecompressionBombError.*replace or remove it",
+    ):
         load_texture_folder(folder)
     zp = tmp_path / "t.zip"
     with zipfile.ZipFile(zp, "w") as z:
@@ -274,7 +329,7 @@ def test_texture_archive_members_over_the_limit_or_leaving_it_are_refused(tmp_pa
         load_texture_folder(tp)
     zp = tmp_path / "big.zip"
     with zipfile.ZipFile(zp, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("big.png", bytes(50 * 2 ** 20))
-    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 2 ** 20)
+        z.writestr("big.png", bytes(50 * 2**20))
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 2**20)
     with pytest.raises(DataIntegrityError, match=r"big\.zip: member 'big\.png' declares 52428800 bytes"):
         load_texture_folder(zp)

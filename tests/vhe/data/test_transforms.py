@@ -1,4 +1,5 @@
 """vhe.data.transforms: resizing the originals, the dihedral group, ink centring."""
+
 import numpy as np
 import pytest
 import torch
@@ -19,8 +20,8 @@ def test_preprocess_corner_nearest_is_floor_sampling():
     assert out.dtype == np.uint8 and out.shape == (28, 28)
     assert np.array_equal(out, expected)
     assert np.array_equal(preprocess_105(Image.fromarray(img)), expected)
-    assert np.array_equal(preprocess_105(img == 255), expected)            # bool: True = paper
-    assert np.array_equal(preprocess_105(img / 255.0), expected)           # float in [0, 1]
+    assert np.array_equal(preprocess_105(img == 255), expected)  # bool: True = paper
+    assert np.array_equal(preprocess_105(img / 255.0), expected)  # float in [0, 1]
     assert not np.array_equal(preprocess_105(img, align="center"), expected)
 
 
@@ -39,7 +40,7 @@ def test_preprocess_arguments():
 
 # --------------------------------------------------------------------------- dihedral group
 def test_dihedral_group_properties():
-    x = torch.arange(5 * 5).reshape(1, 1, 5, 5)       # no symmetry
+    x = torch.arange(5 * 5).reshape(1, 1, 5, 5)  # no symmetry
     outs = [dihedral(x, k) for k in range(8)]
     assert torch.equal(outs[0], x)
     assert len({tuple(o.flatten().tolist()) for o in outs}) == 8
@@ -63,8 +64,8 @@ def test_augment_dihedral():
     assert a.n_classes == 8 * s.n_classes and len(a) == 8 * len(s) and a.n_alphabets == 8 * s.n_alphabets
     n = len(s)
     for k in range(8):
-        assert torch.equal(a.images[k * n:(k + 1) * n], dihedral(s.images, k))
-        assert torch.equal(a.character[k * n:(k + 1) * n], s.character + k * s.n_classes)
+        assert torch.equal(a.images[k * n : (k + 1) * n], dihedral(s.images, k))
+        assert torch.equal(a.character[k * n : (k + 1) * n], s.character + k * s.n_classes)
     assert a.character_names[: s.n_classes] == s.character_names
     assert a.character_names[s.n_classes] == "A0/character01@d1"
     assert augment_dihedral(s, new_alphabets=False).alphabet_names == s.alphabet_names
@@ -78,9 +79,9 @@ def _centroid(img: torch.Tensor) -> tuple[float, float]:
 
 def test_center_ink_moves_centroid_to_centre():
     imgs = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)
-    imgs[0, 0, 2:6, 1:4] = 1            # top-left blob: centroid (3.5, 2) -> moved by (10, 12)
-    imgs[1, 0, 20:27, 22:26] = 1        # bottom-right blob
-    imgs[2, 0, 12:16, 12:16] = 1        # already centred: centroid (13.5, 13.5)
+    imgs[0, 0, 2:6, 1:4] = 1  # top-left blob: centroid (3.5, 2) -> moved by (10, 12)
+    imgs[1, 0, 20:27, 22:26] = 1  # bottom-right blob
+    imgs[2, 0, 12:16, 12:16] = 1  # already centred: centroid (13.5, 13.5)
     out = center_ink(imgs)
     assert out.shape == imgs.shape and out.dtype == torch.uint8
     assert torch.equal(out.sum(dim=(1, 2, 3)), imgs.sum(dim=(1, 2, 3)))  # nothing pushed off the border
@@ -94,7 +95,7 @@ def test_center_ink_moves_centroid_to_centre():
 
 def test_center_ink_drops_ink_past_the_border_and_keeps_blank_images():
     imgs = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
-    imgs[0, 0, 0, :] = 1                # a row at the top plus one pixel at the bottom: centroid row 7/9
+    imgs[0, 0, 0, :] = 1  # a row at the top plus one pixel at the bottom: centroid row 7/9
     imgs[0, 0, 7, 0] = 1
     out = center_ink(imgs)
     assert torch.equal(out[1], imgs[1])  # no ink: unchanged

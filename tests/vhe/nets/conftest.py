@@ -1,4 +1,5 @@
 """Shared fixtures of the network tests."""
+
 import pytest
 import torch
 

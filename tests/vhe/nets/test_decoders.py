@@ -1,4 +1,5 @@
 """Deconvolutional Bernoulli decoder p(x | parents)."""
+
 import pytest
 import torch
 
@@ -58,7 +59,7 @@ def test_fits_a_tiny_dataset():
     torch.manual_seed(0)
     imgs = torch.zeros(4, 1, 28, 28)
     for i in range(4):
-        imgs[i, :, 4 + 4 * i: 10 + 4 * i, 5:20] = 1
+        imgs[i, :, 4 + 4 * i : 10 + 4 * i, 5:20] = 1
     d = DeconvDecoder(parents=("c",), parent_dims={"c": 4}, hidden=32, channels=16)
     opt = torch.optim.Adam(d.parameters(), lr=3e-3)
     start = -d(torch.eye(4), x=imgs)[1].mean().item()

@@ -1,4 +1,5 @@
 """Gaussian set / image encoders and the ConvFeatures trunk."""
+
 import pytest
 import torch
 
@@ -24,8 +25,9 @@ def test_conv_features_shape():
 @pytest.mark.parametrize("parents", [(), ("a",), ("a", "b")])
 def test_set_encoder_shapes(k, parents):
     dims = {"a": 5, "b": 2}
-    enc = GaussianSetEncoder("c", 6, parents=parents, parent_dims={p: dims[p] for p in parents} or None,
-                             hidden=32, channels=8)
+    enc = GaussianSetEncoder(
+        "c", 6, parents=parents, parent_dims={p: dims[p] for p in parents} or None, hidden=32, channels=8
+    )
     assert enc.vhe_variable == "c" and enc.vhe_parents == parents and enc.latent_shape == (6,)
     ps = [torch.randn(3, dims[p]) for p in parents]
     c, lp = enc(_set(3, k), *ps, c=None)
@@ -73,7 +75,7 @@ def test_rsample_gradients_reach_encoder_parameters():
     enc = GaussianSetEncoder("c", 4, hidden=16, channels=8)
     c, lp = enc(_set(3, 2))
     assert c.requires_grad
-    (c ** 2).sum().backward()
+    (c**2).sum().backward()
     grads = [p.grad for p in enc.parameters()]
     assert all(g is not None for g in grads)
     assert enc.features.convs[0].weight.grad.abs().sum() > 0
@@ -121,8 +123,9 @@ def test_encoder_errors():
 
 
 def test_parent_dims_as_sequence_and_other_image_sizes():
-    enc = GaussianSetEncoder("c", 2, parents=("a", "b"), parent_dims=[3, 1], in_channels=3, image_size=16,
-                             hidden=16, channels=8)
+    enc = GaussianSetEncoder(
+        "c", 2, parents=("a", "b"), parent_dims=[3, 1], in_channels=3, image_size=16, hidden=16, channels=8
+    )
     assert enc.parent_dims == {"a": 3, "b": 1}
     c, lp = enc(torch.rand(2, 5, 3, 16, 16), torch.randn(2, 3), torch.randn(2, 1))
     assert c.shape == (2, 2) and lp.shape == (2,)

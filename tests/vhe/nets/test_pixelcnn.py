@@ -1,4 +1,5 @@
 """Gated PixelCNN decoder: causality, no blind spot, exact likelihood, sampling, fitting."""
+
 import math
 
 import pytest
@@ -23,8 +24,14 @@ def _model(n_layers, channels, kernel, size, first_kernel=None, conditional=True
     parents = ("c", "z") if conditional else ()
     dims = {"c": 5, "z": 3} if conditional else None
     m = PixelCNNDecoder(
-        parents=parents, parent_dims=dims, image_size=size, n_layers=n_layers, channels=channels,
-        kernel_size=kernel, first_kernel_size=first_kernel, cond_channels=4,
+        parents=parents,
+        parent_dims=dims,
+        image_size=size,
+        n_layers=n_layers,
+        channels=channels,
+        kernel_size=kernel,
+        first_kernel_size=first_kernel,
+        cond_channels=4,
     )
     return _reinit(m.double(), seed=seed).eval()
 
@@ -52,7 +59,7 @@ def _check_causal_by_perturbation(m, positions, seed=0):
             for r, p in enumerate(chunk.tolist()):
                 assert diff[r, : p + 1].max().item() <= 1e-12, (
                     f"pixel {divmod(p, s)} leaks into logits at or before it "
-                    f"(first leak at {divmod(int((diff[r, :p+1] > 1e-12).nonzero()[0]), s)})"
+                    f"(first leak at {divmod(int((diff[r, : p + 1] > 1e-12).nonzero()[0]), s)})"
                 )
                 # sanity of the test: the perturbation does reach the right and lower neighbours
                 # (counted, since a random head can have all ReLUs dead at some pixel)
@@ -61,7 +68,9 @@ def _check_causal_by_perturbation(m, positions, seed=0):
                     reached.append(diff[r, p + 1].item() > 1e-9)
                 if i + 1 < s:
                     reached.append(diff[r, p + s].item() > 1e-9)
-    assert sum(reached) >= 0.9 * len(reached), f"perturbations rarely reach the neighbours ({sum(reached)}/{len(reached)})"
+    assert sum(reached) >= 0.9 * len(reached), (
+        f"perturbations rarely reach the neighbours ({sum(reached)}/{len(reached)})"
+    )
 
 
 SMALL_CONFIGS = [(n, k) for n in (1, 2, 5) for k in (3, 5, 7)]
@@ -115,8 +124,8 @@ def test_receptive_field_is_exact_with_no_blind_spot(n_layers, kernel, first):
     for i, j in [(10, 10), (10, 1), (1, 18), (19, 19), (0, 5)]:
         got = _dependency_mask(m, i, j)
         want = torch.zeros_like(got)
-        want[max(0, i - 1 - reach): i, max(0, j - reach): j + reach + 1] = True
-        want[i, max(0, j - reach - 1): j] = True
+        want[max(0, i - 1 - reach) : i, max(0, j - reach) : j + reach + 1] = True
+        want[i, max(0, j - reach - 1) : j] = True
         assert torch.equal(got, want), f"dependency pattern of ({i},{j}) is wrong:\n{got.int()}\nexpected\n{want.int()}"
 
 
@@ -129,7 +138,7 @@ def test_no_blind_spot_above_right_and_left_neighbour():
     grad = x.grad.abs().sum(0)[0]
     for di, dj in [(-1, 1), (-1, 2), (-1, 4), (-2, 3), (-1, 0), (-1, -1), (0, -1), (0, -3)]:
         assert grad[i + di, j + dj] > 0, f"no dependence on offset {(di, dj)}"
-    assert grad[i, j] == 0 and grad[i, j + 1:].sum() == 0 and grad[i + 1:].sum() == 0
+    assert grad[i, j] == 0 and grad[i, j + 1 :].sum() == 0 and grad[i + 1 :].sum() == 0
 
 
 def test_incremental_row_logits_match_full_logits():
@@ -145,7 +154,7 @@ def test_incremental_row_logits_match_full_logits():
             x_hidden = x.clone()
             x_hidden[:, :, i:] = 0.0  # rows >= i are not known yet while sampling row i
             links, cond_row = m._row_context(x_hidden, cond, i)
-            row = m._row_logits(x[:, :, i:i + 1], links, cond_row)
+            row = m._row_logits(x[:, :, i : i + 1], links, cond_row)
             torch.testing.assert_close(row, full[:, :, i], rtol=0, atol=1e-12)
 
 

@@ -1,4 +1,5 @@
 """Conditional Gaussian prior p(variable | parents)."""
+
 import pytest
 import torch
 

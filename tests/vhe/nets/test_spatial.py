@@ -1,6 +1,7 @@
 """The spatial-latent family (vhe.nets.spatial): shapes, identity warps at initialisation,
 gradients into the localisation nets, PixelCNN causality (decoder and prior), log-probs against
 torch.distributions, and the family inside a VHE with vhe.evaluate."""
+
 import math
 
 import pytest
@@ -10,8 +11,18 @@ from torch import nn
 
 import vhe
 from vhe.evaluate import class_scores_many, kl_class, log_marginal
-from vhe.nets import (AffineWarp, MultiScaleMap, SpatialConvDecoder, SpatialGaussianPrior, SpatialImageEncoder,
-                      SpatialPixelCNNDecoder, SpatialPixelCNNPrior, SpatialSetEncoder, SpatialTransformer, warp)
+from vhe.nets import (
+    AffineWarp,
+    MultiScaleMap,
+    SpatialConvDecoder,
+    SpatialGaussianPrior,
+    SpatialImageEncoder,
+    SpatialPixelCNNDecoder,
+    SpatialPixelCNNPrior,
+    SpatialSetEncoder,
+    SpatialTransformer,
+    warp,
+)
 
 C, S, Z = 3, 28, 5
 
@@ -137,8 +148,9 @@ def test_set_encoder_is_permutation_invariant_and_takes_vector_parents():
 
 def test_image_encoder_sees_the_map_parent():
     torch.manual_seed(0)
-    enc = SpatialImageEncoder("z", Z, parents=("c",), parent_dims={"c": (C, S, S)}, channels=8, n_conv_layers=2,
-                              hidden=16)
+    enc = SpatialImageEncoder(
+        "z", Z, parents=("c",), parent_dims={"c": (C, S, S)}, channels=8, n_conv_layers=2, hidden=16
+    )
     assert enc.latent_shape == (Z,) and enc.parent_shapes == {"c": (C, S, S)} and enc.parent_dims == {"c": C * S * S}
     x, c = _images(3, 1, 1, S, S), torch.randn(3, C, S, S)
     z, lp = enc(x, c)
@@ -151,8 +163,9 @@ def test_image_encoder_sees_the_map_parent():
     with pytest.raises(ValueError, match="14x14"):
         SpatialImageEncoder("z", Z, parents=("c",), parent_dims={"c": (C, 14, 14)})
     # vector parents go beside the conv features
-    enc2 = SpatialImageEncoder("z", Z, parents=("c", "t"), parent_dims={"c": (C, S, S), "t": 2}, channels=4,
-                               n_conv_layers=2, hidden=8)
+    enc2 = SpatialImageEncoder(
+        "z", Z, parents=("c", "t"), parent_dims={"c": (C, S, S), "t": 2}, channels=4, n_conv_layers=2, hidden=8
+    )
     assert enc2(x, c, torch.randn(3, 2))[0].shape == (3, Z)
 
 
@@ -178,8 +191,16 @@ def test_conv_decoder_shapes_log_prob_and_identity_warp():
 
 def _pixelcnn_decoder(size=12, n_layers=3, kernel=3, seed=0):
     torch.manual_seed(seed)
-    m = SpatialPixelCNNDecoder("x", parent_dims={"c": (C, size, size), "z": Z}, image_size=size, n_layers=n_layers,
-                               channels=8, kernel_size=kernel, cond_channels=4, warp_hidden=8)
+    m = SpatialPixelCNNDecoder(
+        "x",
+        parent_dims={"c": (C, size, size), "z": Z},
+        image_size=size,
+        n_layers=n_layers,
+        channels=8,
+        kernel_size=kernel,
+        cond_channels=4,
+        warp_hidden=8,
+    )
     _reinit(m.double(), seed=seed)
     _reinit(m.cond_net, scale=0.5, seed=seed + 1)  # a moderate conditioning map: no saturated gates
     return m.eval()
@@ -194,8 +215,9 @@ def test_pixelcnn_decoder_shapes_and_log_prob():
     value, lp = dec(c, z, x=x)
     assert value is x and lp.shape == (2,) and torch.isfinite(lp).all() and (lp < 0).all()
     logits = dec.logits(x, c, z)
-    torch.testing.assert_close(lp, torch.distributions.Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)),
-                               rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        lp, torch.distributions.Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)), rtol=1e-5, atol=1e-3
+    )
     with pytest.raises(ValueError, match=r"c: \(B, 3, 28, 28\), z: \(B, 5\)"):
         dec(torch.randn(2, C * S * S), z, x=x)
 
@@ -227,8 +249,9 @@ def test_pixelcnn_decoder_is_causal(n_layers, kernel):
 
 def test_pixelcnn_decoder_sampling_matches_scoring():
     torch.manual_seed(0)
-    dec = SpatialPixelCNNDecoder("x", parent_dims={"c": (C, 12, 12), "z": Z}, image_size=12, n_layers=2, channels=8,
-                                 cond_channels=4)
+    dec = SpatialPixelCNNDecoder(
+        "x", parent_dims={"c": (C, 12, 12), "z": Z}, image_size=12, n_layers=2, channels=8, cond_channels=4
+    )
     c, z = torch.randn(2, C, 12, 12), torch.randn(2, Z)
     torch.manual_seed(5)
     x, lp = dec(c, z)
@@ -289,8 +312,16 @@ def test_conditional_gaussian_prior_starts_at_its_free_parameters_and_uses_a():
 def _pixelcnn_prior(shape=(2, 8, 8), parents=(), n_layers=3, kernel=3, seed=0, double=True):
     torch.manual_seed(seed)
     dims = {"a": 3} if parents else None
-    p = SpatialPixelCNNPrior("c", shape, parents=parents, parent_dims=dims, n_layers=n_layers, channels=8,
-                             kernel_size=kernel, cond_channels=4)
+    p = SpatialPixelCNNPrior(
+        "c",
+        shape,
+        parents=parents,
+        parent_dims=dims,
+        n_layers=n_layers,
+        channels=8,
+        kernel_size=kernel,
+        cond_channels=4,
+    )
     p = _reinit(p.double() if double else p, scale=1.0, seed=seed)
     return p.eval()
 
@@ -368,13 +399,20 @@ def test_multiscale_map_shapes():
 def _spatial_vhe(decoder="conv", prior="gaussian"):
     torch.manual_seed(0)
     enc_c = SpatialSetEncoder("c", C, stn_channels=4)
-    enc_z = SpatialImageEncoder("z", Z, parents=("c",), parent_dims={"c": (C, S, S)}, channels=4, n_conv_layers=2,
-                                hidden=8)
+    enc_z = SpatialImageEncoder(
+        "z", Z, parents=("c",), parent_dims={"c": (C, S, S)}, channels=4, n_conv_layers=2, hidden=8
+    )
     dims = {"c": (C, S, S), "z": Z}
-    dec = (SpatialConvDecoder("x", parent_dims=dims, channels=4) if decoder == "conv" else
-           SpatialPixelCNNDecoder("x", parent_dims=dims, n_layers=2, channels=4, cond_channels=2))
-    pri = (SpatialGaussianPrior("c", (C, S, S)) if prior == "gaussian" else
-           SpatialPixelCNNPrior("c", (C, S, S), n_layers=1, channels=4))
+    dec = (
+        SpatialConvDecoder("x", parent_dims=dims, channels=4)
+        if decoder == "conv"
+        else SpatialPixelCNNDecoder("x", parent_dims=dims, n_layers=2, channels=4, cond_channels=2)
+    )
+    pri = (
+        SpatialGaussianPrior("c", (C, S, S))
+        if prior == "gaussian"
+        else SpatialPixelCNNPrior("c", (C, S, S), n_layers=1, channels=4)
+    )
     return vhe.VHE(encoder=[enc_c, enc_z], decoder=dec, prior=[pri])
 
 
@@ -382,8 +420,9 @@ def _spatial_vhe(decoder="conv", prior="gaussian"):
 def test_in_a_vhe_scores_trains_and_evaluates(decoder, prior):
     model = _spatial_vhe(decoder, prior)
     X = _images(3, 4, 1, S, S)
-    bound, kl = model.score({"c": X[:, :3], "z": X[:, 3:]}, {"c": torch.full((3,), 20.0), "z": torch.ones(3)},
-                            x=X[:, 3], return_kl=True)
+    bound, kl = model.score(
+        {"c": X[:, :3], "z": X[:, 3:]}, {"c": torch.full((3,), 20.0), "z": torch.ones(3)}, x=X[:, 3], return_kl=True
+    )
     assert torch.isfinite(bound) and set(kl) == {"c", "z"}
     (-bound).backward()
     grads = [n for n, p in model.named_parameters() if p.grad is None and not n.endswith("layers.1.cond_v.weight")]
