@@ -73,25 +73,7 @@ def _split_latents(model: VHE, per_element):
 
 def _log_weights(model: VHE, X: torch.Tensor, n: int, cls, elem) -> torch.Tensor:
     """log w for n proposal samples of every class of X (B, N, ...) -> (n, B)."""
-    B, N = X.shape[:2]
-    Xr = X.unsqueeze(0).expand(n, *X.shape).reshape(n * B, *X.shape[1:])
-    values, logw = {}, torch.zeros(n * B, device=X.device)
-    for k in cls:
-        v, log_q = model._enc[k](Xr, parents=values)
-        _, log_p = model._pri[k](parents=values, value=v)
-        logw = logw + (log_p - log_q).float()
-        values[k] = v
-    xe = Xr.reshape(n * B * N, 1, *X.shape[2:])
-    evalues = {k: v.repeat_interleave(N, dim=0) for k, v in values.items()}
-    le = torch.zeros(n * B * N, device=X.device)
-    for k in elem:
-        v, log_q = model._enc[k](xe, parents=evalues)
-        _, log_p = model._pri[k](parents=evalues, value=v)
-        le = le + (log_p - log_q).float()
-        evalues[k] = v
-    _, log_px = model._dec(parents=evalues, value=xe[:, 0])
-    le = le + log_px.float()
-    return (logw + le.view(n * B, N).sum(dim=1)).view(n, B)
+    return _log_weights_given(model, X, n, {}, cls, elem)
 
 
 def log_marginal(
