@@ -214,7 +214,8 @@ def _validate(cfg: dict, schema: dict) -> None:
 # ------------------------------------------------------------------ loading
 #: a profile file may start from another profile in its folder: ``extends: cpu.yaml`` (its own keys
 #: deep-merged over that file's, :func:`deep_merge`; lists and plain values replaced), resolved when the
-#: file is read, so every reader (Snakemake's, ``vhe-estimate``, ``--config FILE``) sees the same config
+#: file is read, so every reader (Snakemake's, ``vhe-estimate``, ``--config FILE``) sees the same config;
+#: ``models: {name: null}`` in the extending file drops that model of the base profile
 EXTENDS_KEY = "extends"
 MAX_EXTENDS = 4
 _EXTENDS_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\.(yaml|yml|json)"
@@ -236,7 +237,13 @@ def _extend(data: dict, path: Path, chain: tuple) -> dict:
     if target.resolve() in chain or len(chain) >= MAX_EXTENDS:
         raise ConfigError(_short(f"{path}: {EXTENDS_KEY}: {base} extends a loop or more than {MAX_EXTENDS} profiles"))
     parent = _read(target, chain)[0]
-    return deep_merge(parent, {k: v for k, v in data.items() if k != EXTENDS_KEY})
+    own = {k: v for k, v in data.items() if k != EXTENDS_KEY}
+    models = own.get("models")
+    dropped = [name for name, entry in models.items() if entry is None] if isinstance(models, Mapping) else []
+    merged = deep_merge(parent, own)
+    for name in dropped:  # `name: null` under models: the extending profile does not train that model
+        merged["models"].pop(name, None)
+    return merged
 
 
 def _read(path_or_dict, _chain: tuple = ()) -> tuple[dict, str]:

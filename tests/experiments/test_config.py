@@ -492,6 +492,21 @@ def test_a_profile_extends_another_in_its_folder(tmp_path):
         load_config({"extends": "base.yaml"})
 
 
+def test_an_extending_profile_drops_a_base_model_with_null(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "run: base1\nmodels:\n  a: {experiment: vae}\n  b: {experiment: class, decoder: deconv}\n"
+    )
+    (tmp_path / "child.yaml").write_text(
+        "extends: base.yaml\nmodels:\n  a: null\n  c: {experiment: class, decoder: pixelcnn}\n"
+    )
+    cfg = load_config(tmp_path / "child.yaml")
+    assert list(cfg["models"]) == ["b", "c"]
+    assert set(load_config(tmp_path / "base.yaml")["models"]) == {"a", "b"}  # the base file is unchanged
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\nmodels:\n  a: null\n  b: null\n")
+    with pytest.raises(ConfigError, match="models"):  # nothing left to train is still an invalid config
+        load_config(tmp_path / "child.yaml")
+
+
 def test_command_line_values_become_numbers_booleans_and_null():
     from experiments.config import command_line_values
 
