@@ -47,20 +47,67 @@ log = logging.getLogger(__name__)
 
 # ============================================================================ factorial: figures and metrics
 @torch.no_grad()
+def _as_sets(images: torch.Tensor) -> torch.Tensor:
+    """Support sets (N, k, 1, H, W) as they are; single images (N, 1, H, W) as sets of one."""
+    return images if images.dim() == 5 else images[:, None]
+
+
 def _cells(
     model, rows: torch.Tensor, cols: torch.Tensor, device, n_per_cell: int = 1, chunk: int = 256
 ) -> torch.Tensor:
-    """x ~ p(x | c ~ q(c | row_i), t ~ q(t | col_j), z ~ p(z)) -> (R, C, n, 1, H, W) on the CPU."""
+    """x ~ p(x | c ~ q(c | row_i), t ~ q(t | col_j), z ~ p(z)) -> (R, C, n, 1, H, W) on the CPU.
+    rows, cols: images (N, 1, H, W) or support sets (N, k, 1, H, W) (:func:`support_sets`)."""
+    rows, cols = _as_sets(rows), _as_sets(cols)
     R, Cn = len(rows), len(cols)
     ri = torch.arange(R).repeat_interleave(Cn * n_per_cell)  # cell order: row, column, draw
     ci = torch.arange(Cn).repeat_interleave(n_per_cell).repeat(R)
     out = []
     for s in range(0, len(ri), chunk):
-        Dc = rows[ri[s : s + chunk]].to(device=device, dtype=torch.float32)[:, None]
-        Dt = cols[ci[s : s + chunk]].to(device=device, dtype=torch.float32)[:, None]
+        Dc = rows[ri[s : s + chunk]].to(device=device, dtype=torch.float32)
+        Dt = cols[ci[s : s + chunk]].to(device=device, dtype=torch.float32)
         x, _ = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
         out.append(x.float().cpu())
-    return torch.cat(out).view(R, Cn, n_per_cell, *rows.shape[1:])
+    return torch.cat(out).view(R, Cn, n_per_cell, *rows.shape[2:])
+
+
+def support_sets(
+    pool, index: torch.Tensor, label: torch.Tensor, k: int, g: torch.Generator, avoid=None
+) -> torch.Tensor:
+    """For each image ``index[i]`` of ``pool``, a support set of ``k`` images with its label
+    (``label``: the pool's character or texture per image): the image itself first, then k - 1
+    others drawn without replacement, preferring images whose character is not in ``avoid``
+    (a tensor of character ids, e.g. the grid's rows for the style columns). Sets are as large as
+    training's (train.k_shot) so that q(c | D) and q(t | D) see what they were trained on; a label
+    with fewer than k images gives every one of them, repeated in order. -> (N, k, 1, H, W)."""
+    out = []
+    for i in index.tolist():
+        same = (label == label[i]).nonzero().flatten()
+        same = same[same != i]
+        if avoid is not None and len(same):
+            keep = ~torch.isin(pool.character[same], avoid)
+            same = torch.cat([same[keep][torch.randperm(int(keep.sum()), generator=g)], same[~keep]])
+        else:
+            same = same[torch.randperm(len(same), generator=g)]
+        members = torch.cat([torch.tensor([i]), same])[:k]
+        members = members.repeat((k + len(members) - 1) // len(members))[:k]
+        out.append(pool.images[members])
+    return torch.stack(out)
+
+
+def grid_bootstrap(ok: torch.Tensor, n_boot: int = 2000, seed: int = 0) -> list[float] | None:
+    """95% percentile interval of the mean of a (rows, columns) boolean grid, rows and columns
+    resampled with replacement together (cells of a row share its c, cells of a column its t, so
+    they are not independent trials); None with fewer than 2 rows or 2 columns."""
+    R, T = ok.shape
+    if R < 2 or T < 2:
+        return None
+    g = torch.Generator().manual_seed(int(seed) + 97)
+    r = torch.randint(R, (n_boot, R), generator=g)
+    c = torch.randint(T, (n_boot, T), generator=g)
+    okf = ok.double()
+    means = okf[r[:, :, None], c[:, None, :]].mean(dim=(1, 2))
+    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return [float(lo), float(hi)]
 
 
 def _share(ok: torch.Tensor) -> dict:
@@ -136,7 +183,8 @@ def t_swap_test(
     column j's; ``changed``, the classified texture changed with t; ``both``; ``chance`` = 1 /
     #textures among the columns (what ``follows_t`` is when the texture does not depend on t),
     and the one-sided binomial p-value of follows_t above it.
-    rows (R, 1, H, W), cols (T, 1, H, W) images; col_texture (T,) their texture labels.
+    rows (R, 1, H, W), cols (T, 1, H, W) images or support sets (R | T, k, 1, H, W); col_texture
+    (T,) the columns' texture labels.
     """
     R, T = len(rows), len(cols)
     if T < 2:
@@ -151,8 +199,8 @@ def t_swap_test(
         torch.manual_seed(int(seed))
         lat = {}
         for s0 in range(0, R * T, chunk):
-            Dc = rows[ri[s0 : s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
-            Dt = cols[ci[s0 : s0 + chunk]].to(device=device, dtype=torch.float32)[:, None]
+            Dc = _as_sets(rows)[ri[s0 : s0 + chunk]].to(device=device, dtype=torch.float32)
+            Dt = _as_sets(cols)[ci[s0 : s0 + chunk]].to(device=device, dtype=torch.float32)
             x, v = ancestral(model, len(Dc), inputs={"c": Dc, "t": Dt})
             orig.append(x.float().cpu())
             for k, val in v.items():
@@ -181,8 +229,8 @@ def t_swap_test(
         "changed": changed["value"],
         "changed_ci95": changed["ci95"],
         "both": _share((pred_o == want_o) & (pred_s == want_s))["value"],
-        "design": "each cell twice with the same c ~ q(c | row image) and z ~ p(z): t ~ q(t | its column image) "
-        "and the t of another column of the row; texture by the grid's texture classifier",
+        "design": "each cell twice with the same c ~ q(c | row support set) and z ~ p(z): t ~ q(t | its column's "
+        "support set) and the t of another column of the row; texture by the grid's texture classifier",
         "units": "shares of cells in [0, 1], Wilson 95% intervals",
     }
 
@@ -335,7 +383,7 @@ def run_factorial(cfg, model, args, device) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from experiments.factorial import train_val_textured
+    from experiments.factorial import train_val_textured, wanted_k_shot
 
     seed = args.seed
     train_set, val_set = train_val_textured(cfg)
@@ -350,9 +398,19 @@ def run_factorial(cfg, model, args, device) -> dict:
     figures = []
     prefix = figure_prefix(cfg)
 
-    # ---- grid figure
+    # support sets as in training: k_c images of the row's character, k_t of the column's texture
+    k = wanted_k_shot(cfg, train_set)
+    k_c, k_t = int(k["c"]), int(k["t"])
+
+    def row_sets(idx):
+        return support_sets(pool, idx, pool.character, k_c, g)
+
+    def col_sets(idx, rows_idx):
+        return support_sets(pool, idx, pool.texture, k_t, g, avoid=pool.character[rows_idx])
+
+    # ---- grid figure (each row and column shows the first image of its support set)
     rows_i, cols_i, texs = _choose_grid(pool, min(args.grid_rows, pool.n_classes), min(args.grid_cols, n_tex), g)
-    cells = _cells(model, pool.images[rows_i], pool.images[cols_i], device)
+    cells = _cells(model, row_sets(rows_i), col_sets(cols_i, rows_i), device)
     fig = factorial_grid_figure(pool, rows_i, cols_i, cells)
     figures += save_figure(fig, Path(args.figures) / f"{prefix}_grid.png")
 
@@ -396,8 +454,9 @@ def run_factorial(cfg, model, args, device) -> dict:
 
     # ---- metrics: classify the cells of a larger grid
     m_rows, m_cols, m_texs = _choose_grid(pool, min(args.metric_rows, pool.n_classes), n_tex, g)
+    m_row_sets, m_col_sets = row_sets(m_rows), col_sets(m_cols, m_rows)
     torch.manual_seed(int(seed) + 1)
-    mcells = _cells(model, pool.images[m_rows], pool.images[m_cols], device)[:, :, 0]  # (R, T, 1, H, W)
+    mcells = _cells(model, m_row_sets, m_col_sets, device)[:, :, 0]  # (R, T, 1, H, W)
     R, T = mcells.shape[:2]
     flat = mcells.reshape(R * T, *mcells.shape[2:])
     want_tex = pool.texture[m_cols].repeat(R)  # column texture per cell
@@ -427,9 +486,7 @@ def run_factorial(cfg, model, args, device) -> dict:
     leak = row_texture_leak(tex_pred, pool.texture[m_rows].repeat_interleave(T), want_tex, n_tex)
 
     # ---- diagnostics: does the texture follow t (same c and z, swapped t); KL per latent; the classifier on noise
-    swap = t_swap_test(
-        model, pool.images[m_rows], pool.images[m_cols], pool.texture[m_cols], predict_tex, device, int(seed) + 2
-    )
+    swap = t_swap_test(model, m_row_sets, m_col_sets, pool.texture[m_cols], predict_tex, device, int(seed) + 2)
     robust = texture_robustness(predict_tex, val_set.images, val_set.texture, seed=int(seed))
     kls = _pool_kls(cfg, model, pool, device, int(seed), args.batch_size)
     return {
@@ -443,8 +500,15 @@ def run_factorial(cfg, model, args, device) -> dict:
         "cells": int(R * T),
         "grid_rows": int(R),
         "grid_columns": int(T),
+        "support": {
+            "c": k_c,
+            "t": k_t,
+            "design": "c ~ q(c | k_c images of the row's character), t ~ q(t | k_t images of the column's "
+            "texture, characters outside the rows first), as in training (train.k_shot)",
+        },
         "texture": {
             "accuracy": float(tex_ok.double().mean()),
+            "bootstrap_ci95": grid_bootstrap(tex_ok.view(R, T), seed=int(seed)),
             "chance": 1.0 / n_tex,
             "classifier": "logistic regression on log |FFT| features, trained on the training split",
             "classifier_accuracy_real": real_tex_acc,
@@ -458,6 +522,7 @@ def run_factorial(cfg, model, args, device) -> dict:
         },
         "character": {
             "accuracy": float(char_ok.double().mean()),
+            "bootstrap_ci95": grid_bootstrap(char_ok.view(R, T), seed=int(seed) + 1),
             "chance": 1.0 / R,
             "classifier": "nearest neighbour (cosine, blurred pixels) among all real images of the grid's "
             "row characters (R-way)",

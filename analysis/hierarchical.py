@@ -511,7 +511,20 @@ def alphabet_style(
     }
 
 
+def context_images(cfg, setting: int | None) -> int:
+    """|C|, images in the alphabet context of ``context_nll`` and ``oneshot_context``: ``setting``
+    (evaluation.structured.context_images or --context-images), or, when None, as many as the a
+    encoder saw in training (|D_a|: train.k_shot_alphabet)."""
+    from experiments.hierarchical import wanted_k_shot
+
+    return int(setting) if setting is not None else int(wanted_k_shot(cfg)["a"])
+
+
 def run_hierarchical(cfg, model, args, device) -> dict:
+    """Every hierarchical measure (module docstring) of ``model`` on the evaluation split -> the
+    metrics dict (bounds and -log p in nats per image, accuracies in [0, 1]). ``args``: the parsed
+    ``analysis.structured`` command line with its evaluation settings resolved (seed, n_samples,
+    context_images, oneshot_ways, style_alphabet_samples: analysis.structured.structured_settings)."""
     from experiments import datasets
     from experiments.common import model_section
     from experiments.config import evaluation_for
@@ -522,13 +535,8 @@ def run_hierarchical(cfg, model, args, device) -> dict:
     m = model_section(cfg)
     objective = vhe.get_objective(m.get("objective", "vhe"))
     seed = args.seed
-    # |C|: the context of the alphabet-context measures, as many images as the a encoder saw in training (|D_a|)
-    n_context = int(getattr(args, "context_images", None) or wanted_k_shot(cfg)["a"])
-    k_classify = int(
-        getattr(args, "classification_samples", None)
-        or evaluation_for(cfg, m.get("decoder")).get("classification_samples")
-        or 50
-    )
+    n_context = context_images(cfg, args.context_images)
+    k_classify = int(evaluation_for(cfg, m.get("decoder"))["classification_samples"])
     ev = datasets.load_split(cfg, "evaluation")
     max_classes = args.max_classes if args.max_classes is not None else cfg["evaluation"]["max_classes"]
     targets, n_target_chars = _pick_targets(ev, max_classes, seed)
@@ -640,9 +648,15 @@ def run_hierarchical(cfg, model, args, device) -> dict:
         out["nll"] = res
         # the same characters given a context of their alphabet's other characters (a ~ q(a | context))
         out["context_nll"] = context_likelihood(model, ev, chars, X, hn, args.n_samples, n_context, seed, class_nll=cn)
-    ways = int(getattr(args, "oneshot_ways", None) or 20)
     out["oneshot_context"] = oneshot_context(
-        model, ev, device, seed, n_samples=k_classify, ways=ways, n_context=n_context, class_model=class_model
+        model,
+        ev,
+        device,
+        seed,
+        n_samples=k_classify,
+        ways=int(args.oneshot_ways),
+        n_context=n_context,
+        class_model=class_model,
     )
     out["alphabet_style"] = alphabet_style(
         model,
@@ -651,7 +665,7 @@ def run_hierarchical(cfg, model, args, device) -> dict:
         seed,
         n_shown=args.n_shown,
         n_new=args.style_new,
-        n_alphabet_samples=int(getattr(args, "style_alphabet_samples", None) or 3),
+        n_alphabet_samples=int(args.style_alphabet_samples),
         control_model=class_model,
     )
     fig, facts = hierarchical_figure(

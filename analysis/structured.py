@@ -28,7 +28,11 @@ hierarchical (``hierarchical_samples``): for a few held-out (evaluation) alphabe
     paired improvement (class minus hierarchical). ``alphabet_style`` (see :func:`alphabet_style`):
     the share of new characters c ~ p(c | a) that an alphabet classifier trained on real images
     assigns to the alphabet a was inferred from (chance 1 / #alphabets, and the classifier's
-    accuracy on real characters it never saw as the ceiling).
+    accuracy on real characters it never saw as the ceiling). ``context_nll`` and ``oneshot_context``:
+    the alphabet-context measures (analysis.hierarchical). Their settings come from
+    ``evaluation.structured`` (``context_images``: |C|, null = train.k_shot_alphabet; ``oneshot_ways``;
+    ``style_alphabet_samples``: draws of a per alphabet in ``alphabet_style``); the flags
+    ``--context-images``, ``--oneshot-ways`` and ``--style-alphabet-samples`` override them.
 
 factorial (``factorial_grid``, ``factorial_swap``, and ``factorial_samples`` = both side by side,
     the file the pipeline tracks): the grid's rows take the content from one image each
@@ -91,10 +95,42 @@ __all__ = [
     "fit_logistic",
     "figure_prefix",
     "matched_step_bounds",
+    "structured_settings",
+    "STRUCTURED_SETTINGS",
 ]
 
 
 # ============================================================================ CLI
+#: the settings of evaluation.structured, each with its command-line flag (the flag's value wins when given)
+STRUCTURED_SETTINGS = ("context_images", "oneshot_ways", "style_alphabet_samples")
+
+
+def _at_least(lowest: int):
+    """An argparse type: an integer >= ``lowest``."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if n < lowest:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {n}")
+        return n
+
+    return parse
+
+
+def structured_settings(args: argparse.Namespace, ev: dict) -> argparse.Namespace:
+    """``args`` with every :data:`STRUCTURED_SETTINGS` flag that was not given taken from the
+    evaluation settings ``ev`` (``evaluation.structured``, filled by the schema's defaults;
+    ``context_images`` may stay None: as many as the a encoder saw in training). Returns ``args``."""
+    section = ev["structured"]
+    for key in STRUCTURED_SETTINGS:
+        if getattr(args, key) is None:
+            setattr(args, key, section[key])
+    return args
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m analysis.structured", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -149,6 +185,26 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=10,
         help="hierarchical: new characters per alphabet for the alphabet-style check",
     )
+    p.add_argument(
+        "--context-images",
+        type=_at_least(1),
+        default=None,
+        help="hierarchical: |C|, context images of an alphabet's other characters (context_nll, oneshot_context; "
+        "default: evaluation.structured.context_images, whose null is train.k_shot_alphabet)",
+    )
+    p.add_argument(
+        "--oneshot-ways",
+        type=_at_least(2),
+        default=None,
+        help="hierarchical: ways of the within-alphabet one-shot episodes (default: evaluation.structured.oneshot_ways)",
+    )
+    p.add_argument(
+        "--style-alphabet-samples",
+        type=_at_least(1),
+        default=None,
+        help="hierarchical: draws of a per alphabet in the alphabet-style check "
+        "(default: evaluation.structured.style_alphabet_samples)",
+    )
     p.add_argument("--grid-rows", type=int, default=6, help="factorial: content images in the grid figure")
     p.add_argument("--grid-cols", type=int, default=8, help="factorial: style images in the grid figure")
     p.add_argument("--swap-pairs", type=int, default=6, help="factorial: pairs in the swap figure")
@@ -201,6 +257,7 @@ def main(argv=None) -> int:
         args.seed = int(ev["seed"])
     if args.n_samples is None:
         args.n_samples = int(ev["n_samples"])
+    structured_settings(args, ev)
     args.figures = Path(args.figures)
     device = resolve_device(args.device if args.device is not None else cfg.get("device", "auto"))
     torch.manual_seed(args.seed)

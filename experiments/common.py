@@ -133,6 +133,7 @@ def make_decoder(
             channels=p["channels"],
             kernel_size=p["kernel_size"],
             cond_channels=p["cond_channels"],
+            global_parents=tuple(p.get("global_parents") or ()),
         )
     raise ValueError(f"unknown decoder {decoder!r}; choose deconv or pixelcnn")
 

@@ -63,6 +63,7 @@ __all__ = [
     "expand_replicates",
     "replicate_name",
     "evaluation_for",
+    "check_comparisons",
 ]
 
 #: the schema, shipped inside the package (importlib.resources), so that an installed wheel validates too
@@ -331,6 +332,7 @@ def load_config(path_or_dict, schema: dict | None = None, evaluation=None) -> di
         _validate(cfg, schema)
         if expand_replicates(cfg, schema):
             _validate(cfg, schema)
+        check_comparisons(cfg)
     except ConfigError as e:
         if origin != "dict":
             raise ConfigError(f"{origin}: {e}") from None
@@ -407,6 +409,44 @@ def expand_replicates(cfg: dict, schema: dict | None = None) -> bool:
     return bool(added)
 
 
+def check_comparisons(cfg: Mapping) -> None:
+    """Refuse a ``models`` entry's ``compare_with`` that does not name a class-structured model
+    (``experiment: class``) of ``cfg``, or that is set on a model that is not hierarchical (only
+    those are compared with a class model: pipeline.outputs.comparison_model). Raises
+    :class:`ConfigError` naming ``models.<name>.compare_with``, with the closest class model's name."""
+    models = cfg.get("models")
+    if not isinstance(models, Mapping):
+        return
+    classes = [m for m, e in models.items() if isinstance(e, Mapping) and e.get("experiment") == "class"]
+    for name, entry in models.items():
+        if not isinstance(entry, Mapping) or "compare_with" not in entry:
+            continue
+        other, key = entry["compare_with"], f"models.{name}.compare_with"
+        if entry.get("experiment") != "hierarchical":
+            raise ConfigError(
+                _short(
+                    f"{key}: only a hierarchical model is compared with a class-structured model, and "
+                    f"{name!r} is a {entry.get('experiment')!r} model; remove the key"
+                )
+            )
+        target = models.get(other)
+        if not isinstance(target, Mapping):
+            close = difflib.get_close_matches(str(other), classes, n=1)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f" (class-structured models: {', '.join(classes) or 'none'})"
+            )
+            raise ConfigError(_short(f"{key}: {str(other)[:80]!r} is not a model{hint}"))
+        if target.get("experiment") != "class":
+            raise ConfigError(
+                _short(
+                    f"{key}: {other!r} is a {target.get('experiment')!r} model; name a class-structured "
+                    f"model (experiment: class): {', '.join(classes) or 'the config has none'}"
+                )
+            )
+
+
 def deep_merge(base: Mapping, override: Mapping | None) -> dict:
     """``base`` updated with ``override``, recursively for nested mappings (copies, no aliasing)."""
     out = copy.deepcopy(dict(base))
@@ -426,7 +466,8 @@ def model_config(cfg: Mapping, name: str) -> dict:
     ``models`` keeps only this model's entry, so editing another model leaves this file
     unchanged (and this model is not retrained). A model entry's ``seed`` (a replicate's:
     :func:`expand_replicates`) becomes the config's ``seed``, and its ``replicate_of`` is copied
-    into ``model``.
+    into ``model``. Its ``compare_with`` (which model the evaluation compares it with, naming
+    another entry) is left out, so that setting it retrains nothing.
     """
     cfg = load_config(cfg)
     models = cfg.get("models") or {}
@@ -445,7 +486,7 @@ def model_config(cfg: Mapping, name: str) -> dict:
     merged["train"] = deep_merge(cfg["train"], entry.get("train"))
     if "seed" in entry:  # a replicate's (or the model's own) training seed
         cfg["seed"] = entry["seed"]
-    cfg["models"] = {name: copy.deepcopy(models[name])}
+    cfg["models"] = {name: {k: copy.deepcopy(v) for k, v in models[name].items() if k != "compare_with"}}
     cfg["model"] = merged
     _validate(cfg, load_schema())
     return cfg

@@ -68,7 +68,7 @@ class Nets(_Section):
     conv_channels: int
     conv_layers: int
     deconv_channels: int
-    pixelcnn: Mapping[str, int]
+    pixelcnn: Mapping[str, Any]  # sizes (int) and global_parents (list of latent names)
     family: str
     spatial: Mapping[str, Any]
 
@@ -104,7 +104,7 @@ class Train(_Section):
 @dataclasses.dataclass(frozen=True)
 class Evaluation(_Section):
     """Evaluation settings (``evaluation``): K for likelihoods and classification, which runs and
-    episodes, the estimators, chunk size, seed and per-decoder overrides."""
+    episodes, the estimators, chunk size, seed, the structured models' settings and per-decoder overrides."""
 
     SECTION = "evaluation"
     n_samples: int
@@ -118,6 +118,7 @@ class Evaluation(_Section):
     estimators: list
     validation_runs: Mapping[str, int]
     max_elements: int
+    structured: Mapping[str, int | None]  # the hierarchical alphabet measures' settings (analysis.structured)
     per_decoder: Mapping[str, Mapping[str, int | None]]
 
     def for_decoder(self, decoder: str | None) -> Evaluation:

@@ -386,6 +386,155 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
     return out
 
 
+#: the hierarchical claims (the issue's targets), by their text
+CONTEXT_CLAIM = "Hierarchical VHE: alphabet context improves log p(new character)"
+STYLE_CLAIM = "Hierarchical VHE: new characters carry their alphabet's style"
+#: the alphabet-style target: the lower end of the style accuracy's 95% interval above 5% (chance with
+#: the 20 alphabets of Omniglot's evaluation set), and above chance (1 / #alphabets) where that is higher
+STYLE_TARGET = 0.05
+
+
+def interval_verdict(results) -> str:
+    """The verdict across training seeds of a measure judged by its 95% interval; ``results``:
+    [(point above, interval above)], one per seed (above the claim's threshold). The rule of
+    :func:`seeds_verdict` with "significant" meaning the whole interval lies above: "holds" when the
+    interval is above in every seed, "direction only" when the point estimate is above in every seed
+    but not every interval, "does not hold" otherwise; "not measured" without a seed."""
+    results = list(results)
+    if not results:
+        return UNMEASURED
+    if all(above and interval for above, interval in results):
+        return HOLDS
+    return DIRECTION if all(above for above, _ in results) else FAILS
+
+
+def _interval_rule(what: str, seeds) -> str:
+    """The rule text of an interval claim (:func:`interval_verdict`) judged on ``seeds``."""
+    if len(list(seeds)) <= 1:
+        return (
+            f"holds if {what}; direction only if the point estimates are but not the whole interval, does not "
+            f"hold otherwise; {seeds_phrase(seeds)}"
+        )
+    return (
+        f"judged on {seeds_phrase(seeds)}: holds if {what} in every seed, direction only if the point "
+        f"estimates are in every seed but not every interval, does not hold otherwise"
+    )
+
+
+def _above(r: pd.Series, threshold: float) -> tuple[bool, bool]:
+    """(point above ``threshold``, the whole 95% interval above it) of a frame row; no interval
+    (fewer than 2 units) is not above."""
+    point = bool(float(r["value"]) > threshold)
+    return point, bool(point and pd.notna(r["ci_low"]) and float(r["ci_low"]) > threshold)
+
+
+def _class_model_note(run: RunData, model: str) -> str:
+    """'the class model vhe_deconv' (from the hierarchical metrics JSON), noting checkpoints of
+    different training steps."""
+    cm = (run.raw.get(model) or {}).get("class_model")
+    if not isinstance(cm, dict):
+        return "the class model"
+    note = f"the class model {cm.get('name')}"
+    if cm.get("same_training_steps") is False:
+        note += " (a checkpoint of another training step)"
+    return note
+
+
+def _context_claim(run: RunData, df: pd.DataFrame, name: str) -> dict:
+    """The alphabet-context claim of hierarchical model ``name`` (and its replicates)."""
+    per_seed, missing = {}, []  # seed -> (gain row, gain vs class row)
+    for seed, model in run.seed_models(name).items():
+        gain = value(df, model, "context_gain", "evaluation")
+        vs_class = value(df, model, "context_gain_vs_class", "evaluation")
+        if gain is None or vs_class is None:
+            missing.append(
+                f"seed {seed} ({model}): "
+                + ("no context_nll" if gain is None else f"no class-model comparison (gain {fmt_ci(gain, 1, 2)})")
+            )
+            continue
+        per_seed[seed] = (model, gain, vs_class)
+    what = (
+        "the paired 95% interval (over characters) of the gain in log p(X | C)/|X| from an alphabet context C "
+        "is above 0 nats per image against both the same model without context and the class-structured "
+        "comparison model (compare_with, else the same objective and decoder)"
+    )
+    rule = _interval_rule(what, per_seed)
+    if not per_seed:
+        return _claim(CONTEXT_CLAIM, name, rule, "; ".join(missing) or "not evaluated", UNMEASURED)
+    results = [tuple(a and b for a, b in zip(_above(g, 0.0), _above(c, 0.0))) for _, g, c in per_seed.values()]
+    ev = "; ".join(
+        (f"seed {seed}: " if len(per_seed) > 1 else "")
+        + f"gain per image (nats) over no context {fmt_ci(g, 1, 2)}, over {_class_model_note(run, model)} "
+        f"{fmt_ci(c, 1, 2)}; {int(g['n']) if pd.notna(g['n']) else 'n/a'} characters, K = "
+        f"{int(g['K']) if pd.notna(g['K']) else 'n/a'}"
+        for seed, (model, g, c) in per_seed.items()
+    )
+    if missing:
+        ev += "; " + "; ".join(missing)
+    return _claim(CONTEXT_CLAIM, name, rule, ev, interval_verdict(results))
+
+
+def _style_claim(run: RunData, df: pd.DataFrame, name: str) -> dict:
+    """The alphabet-style claim of hierarchical model ``name`` (and its replicates)."""
+    per_seed = {}  # seed -> (model, style row, threshold, chance)
+    for seed, model in run.seed_models(name).items():
+        style, chance = value(df, model, "alphabet_style", "evaluation"), value(df, model, "alphabet_style_chance")
+        if style is not None and chance is not None:
+            per_seed[seed] = (model, style, max(STYLE_TARGET, float(chance["value"])), float(chance["value"]))
+    what = (
+        f"the lower end of the 95% bootstrap interval (over alphabets) of the share of new characters "
+        f"c ~ p(c | a) classified as the alphabet a was inferred from is above {100 * STYLE_TARGET:.0f}% and "
+        f"above chance (1 / #alphabets)"
+    )
+    rule = _interval_rule(what, per_seed)
+    if not per_seed:
+        return _claim(STYLE_CLAIM, name, rule, "not evaluated (alphabet_style skipped or absent)", UNMEASURED)
+    parts = []
+    for seed, (model, style, _, chance) in per_seed.items():
+        controls = [
+            f"{label} {fmt_ci(value(df, model, metric, 'evaluation'), 100)} %"
+            for metric, label in (
+                ("alphabet_style_class_model", f"control {_class_model_note(run, model)}"),
+                ("alphabet_style_prior_a", "control a ~ p(a)"),
+            )
+            if value(df, model, metric, "evaluation") is not None
+        ]
+        parts.append(
+            (f"seed {seed}: " if len(per_seed) > 1 else "")
+            + f"{fmt_ci(style, 100)} % over {int(style['n']) if pd.notna(style['n']) else 'n/a'} alphabets, "
+            f"chance {100 * chance:.1f} %" + (f"; {', '.join(controls)}" if controls else "; no control model")
+        )
+    results = [_above(style, threshold) for _, style, threshold, _ in per_seed.values()]
+    return _claim(STYLE_CLAIM, name, rule, "; ".join(parts), interval_verdict(results))
+
+
+def hierarchical_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
+    """(6) What the alphabet latent is for (hierarchical models), per hierarchical model (its
+    replicates judged with it across seeds, :func:`interval_verdict`): alphabet context improves
+    log p(new character) (the paired 95% interval of the gain in nats per image above 0 against the
+    same model without context and against the class-structured comparison model), and new
+    characters carry their alphabet's style (the style accuracy's 95% bootstrap interval above
+    :data:`STYLE_TARGET` and chance). Both "not measured" (scope hierarchical) when the run has no
+    hierarchical model."""
+    names = [n for n, i in run.models.items() if i.get("experiment") == "hierarchical" and not run.is_replicate(n)]
+    if not names:
+        why = "the run has no hierarchical model"
+        return [
+            _claim(CONTEXT_CLAIM, "hierarchical", _interval_rule("the context gain is above 0", ()), why, UNMEASURED),
+            _claim(
+                STYLE_CLAIM,
+                "hierarchical",
+                _interval_rule(f"the style accuracy is above {100 * STYLE_TARGET:.0f}% and chance", ()),
+                why,
+                UNMEASURED,
+            ),
+        ]
+    out = []
+    for name in names:
+        out += [_context_claim(run, df, name), _style_claim(run, df, name)]
+    return out
+
+
 def check_claims(run: RunData, df: pd.DataFrame, headline) -> pd.DataFrame:
     """Every claim: one row each (claim, scope, rule, evidence, verdict); ``headline`` as in
     :func:`classification_claims`."""
@@ -394,5 +543,6 @@ def check_claims(run: RunData, df: pd.DataFrame, headline) -> pd.DataFrame:
         + classification_claims(run, df, headline)
         + likelihood_claims(run, df)
         + factorial_claims(run, df)
+        + hierarchical_claims(run, df)
     )
     return pd.DataFrame(rows, columns=COLUMNS)

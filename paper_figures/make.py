@@ -9,8 +9,9 @@ Reads ``<run-dir>/metrics/*.json`` (by the exact keys the evaluators define), ``
 - ``tables/metrics.csv``: every number of every model and baseline (one row each);
 - ``tables/objectives.{csv,md,tex}``, ``tables/classification.{csv,md,tex}``,
   ``tables/structured.{csv,md,tex}``, ``tables/claims.{csv,md}``, ``tables/learning_curves.{csv,md}``,
-  ``tables/seeds.{csv,md}`` (models trained with several seeds)
-  (:mod:`paper_figures.tables`, :mod:`paper_figures.claims`);
+  ``tables/seeds.{csv,md}`` (models trained with several seeds), ``tables/families.{csv,md}`` (vector
+  against spatial network family, pair by pair; empty without spatial models)
+  (:mod:`paper_figures.tables`, :mod:`paper_figures.claims`, :mod:`paper_figures.families`);
 - ``figures/{training_curves,learning_curves,kl_c,samples_montage}.{png,pdf}``
   (:mod:`paper_figures.figures`);
 - ``summary.md`` and ``summary.html`` (:mod:`paper_figures.summary`).
@@ -30,6 +31,7 @@ from pipeline import outputs as OUT
 from vhe.files import atomic_write_text
 
 from . import claims as CLAIMS
+from . import families as FAMILIES
 from . import figures as FIG
 from . import summary as SUMMARY
 from . import tables as T
@@ -84,6 +86,16 @@ def make(run_dir, wandb_mode: str | None = None, runtime: dict | None = None) ->
         csv=seeds_csv,
         formats=("csv", "md"),
     )
+    fam_csv, fam_disp, fam_note = FAMILIES.families(run, df, headline)
+    T.write_table(
+        fam_disp,
+        tables,
+        "families",
+        title=f"Network families: vector against spatial (run {run.name})",
+        note=fam_note,
+        csv=fam_csv,
+        formats=("csv", "md"),
+    )
     curves = T.learning_curves(run)
     atomic_write_text(curves.to_csv(index=False), tables / "learning_curves.csv")
     lc_disp, lc_note = T.learning_curve_table(curves)
@@ -118,6 +130,7 @@ def make(run_dir, wandb_mode: str | None = None, runtime: dict | None = None) ->
             "claims": claims,
             "structured": st_disp,
             "seeds": seeds_disp,
+            "families": fam_disp,
             "metrics": df,
         },
         {

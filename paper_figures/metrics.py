@@ -27,7 +27,16 @@ Metrics (``metric``; ``set`` says on what):
 - baselines (``experiment`` = baseline): ``accuracy`` on lake_runs, ``estimator`` = the baseline;
 - hierarchical: ``bound`` (nats per image, higher is better), ``kl_<latent>``, ``class_bound``,
   ``bound_difference``, ``nll``, ``class_nll``, ``nll_improvement``, ``alphabet_style`` and
-  ``alphabet_style_real`` (fractions); factorial: ``texture_accuracy``, ``character_accuracy``,
+  ``alphabet_style_real`` (fractions); the alphabet-context measures (analysis.hierarchical):
+  ``nll_context`` and ``nll_no_context`` (-log p(X | C)/|X| and -log p(X)/|X|, nats per image, ``n``
+  characters, ``K`` samples), ``context_gain`` (no context minus context) and
+  ``context_gain_vs_class`` (the class model minus context; nats per image, positive = the
+  alphabet context helps, 95% interval paired over characters), ``context_helps_share``,
+  ``oneshot_accuracy`` (set within_alphabet, ``estimator`` with_context, prior_a, no_context or
+  class_model; Wilson interval over ``n`` trials) with ``oneshot_chance``, and
+  ``alphabet_style_prior_a`` / ``alphabet_style_class_model`` (the style measure of generators
+  that ignore the alphabet, the controls; like ``alphabet_style`` with a percentile bootstrap
+  interval over ``n`` alphabets) and ``alphabet_style_chance``; factorial: ``texture_accuracy``, ``character_accuracy``,
   ``both_accuracy`` with their ``*_chance`` and ``*_real`` (classifier on real images).
 """
 
@@ -52,9 +61,26 @@ from analysis.metric_rows import (
 from analysis.stats import Z95  # noqa: F401 (the statistics every table uses)
 from pipeline import outputs as OUT
 
+#: the hierarchical model's alphabet measures (analysis.metric_rows' rows of context_nll,
+#: oneshot_context and alphabet_style), each with its 95% interval: normal over characters
+#: (nats/image, the gains paired), Wilson over trials, percentile bootstrap over alphabets
+HIERARCHICAL_CONTEXT_METRICS = frozenset(
+    {
+        "nll_context",
+        "nll_no_context",
+        "context_gain",
+        "context_gain_vs_class",
+        "oneshot_accuracy",
+        "alphabet_style",
+        "alphabet_style_prior_a",
+        "alphabet_style_class_model",
+    }
+)
+
 #: metrics whose rows carry a 95% interval; a null one (fewer than 2 units: analysis.stats) shows as "[–]"
 INTERVAL_METRICS = frozenset(
     {"nll", "accuracy", "bound", "class_bound", "bound_difference", "class_nll", "nll_improvement"}
+    | HIERARCHICAL_CONTEXT_METRICS
 )
 
 

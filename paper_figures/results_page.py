@@ -5,7 +5,8 @@
 
 The page holds the run's provenance (date and git commit of its evaluations, machine, torch,
 job times from Snakemake's benchmarks) and its Markdown tables (claims, classification,
-objectives, structured models, learning curves) as ``paper_figures.make`` wrote them.
+objectives, network families where the run paired vector and spatial models, structured models,
+learning curves) as ``paper_figures.make`` wrote them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,23 @@ from pathlib import Path
 
 from vhe.files import atomic_write_text
 
-__all__ = ["TABLE_ORDER", "page", "main"]
+__all__ = ["TABLE_ORDER", "WHEN_NOT_EMPTY", "page", "main"]
 
 #: tables of results/<run>/tables/ on the page, in this order
-TABLE_ORDER = ("claims", "classification", "objectives", "structured", "learning_curves")
+TABLE_ORDER = ("claims", "classification", "objectives", "families", "structured", "learning_curves")
+#: tables shown only when their CSV holds a row (families: only runs with vector/spatial pairs)
+WHEN_NOT_EMPTY = frozenset({"families"})
+
+
+def _has_rows(tables: Path, name: str) -> bool:
+    """Whether ``tables/<name>.csv`` holds a row below its header."""
+    path = tables / f"{name}.csv"
+    if not path.is_file():
+        return False
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        return any(row for row in reader)
 
 
 def _provenance(run_dir: Path) -> dict:
@@ -77,7 +91,7 @@ def page(run_dir) -> str:
     lines.append("")
     for name in TABLE_ORDER:
         path = tables / f"{name}.md"
-        if path.is_file():
+        if path.is_file() and (name not in WHEN_NOT_EMPTY or _has_rows(tables, name)):
             text = path.read_text().strip()
             lines += [text, ""]
     return "\n".join(lines)

@@ -79,6 +79,8 @@ TABLES = (
     "structured.tex",
     "seeds.csv",
     "seeds.md",
+    "families.csv",
+    "families.md",
 )
 #: figure stems written by ``paper_figures.make`` under results/<run>/figures/, each in FIGURE_FORMATS
 FIGURES = ("training_curves", "learning_curves", "kl_c", "samples_montage")
@@ -132,24 +134,31 @@ def within_alphabet_way(cfg: Mapping) -> int:
 
 
 def comparison_model(cfg: Mapping, model: str) -> str | None:
-    """hierarchical: the class-structured model with the same objective and decoder (its bound and
-    -log p(X) are reported beside the hierarchical model's), or None. Of several (a model and its
-    replicates, experiments.config.expand_replicates), the one trained with the same seed, else
-    the first."""
+    """hierarchical: the class-structured model its bound, -log p(X), one-shot accuracy and
+    alphabet-style control are reported beside (``analysis.structured --class-checkpoint``), or None.
+
+    The model's ``compare_with`` when set (validated by experiments.config.check_comparisons: a
+    class model of the config): that model, or its replicate (experiments.config.expand_replicates)
+    trained with this model's seed. Otherwise the class model with the same objective and decoder;
+    of several (a model and its replicates), the one trained with the same seed, else the first."""
     entries = cfg.get("models") or {}
     if entries.get(model, {}).get("experiment") != "hierarchical":
         return None
     mine = entries[model]
-    same = [
-        other
-        for other, entry in entries.items()
-        if (
-            entry.get("experiment") == "class"
-            and entry.get("objective", "vhe") == mine.get("objective", "vhe")
-            and entry.get("decoder", "deconv") == mine.get("decoder", "deconv")
-        )
-    ]
-    seeded = [other for other in same if entries[other].get("seed") == mine.get("seed")]
+    if mine.get("compare_with"):
+        named = mine["compare_with"]
+        same = [named] + [other for other, entry in entries.items() if entry.get("replicate_of") == named]
+    else:
+        same = [
+            other
+            for other, entry in entries.items()
+            if (
+                entry.get("experiment") == "class"
+                and entry.get("objective", "vhe") == mine.get("objective", "vhe")
+                and entry.get("decoder", "deconv") == mine.get("decoder", "deconv")
+            )
+        ]
+    seeded = [other for other in same if entries.get(other, {}).get("seed") == mine.get("seed")]
     return (seeded or same or [None])[0]
 
 

@@ -5,7 +5,8 @@
 #   1-shot sample sheet results/<run>/figures/samples_<model>.png);
 # - hierarchical and factorial models: `python -m analysis.structured` (metrics and the
 #   sample grids results/<run>/figures/{hierarchical,factorial}_*.png).
-# hierarchical: compared with the class-structured model of the same objective and decoder.
+# hierarchical: compared with the class-structured model its `compare_with` names, else the one of the
+# same objective and decoder (pipeline.outputs.comparison_model).
 # The checkpoint is the finished run's checkpoints/<model>/final/best.pt, a declared output of the
 # train rule (see rules/train.smk), beside the marker train_summary.json (its W&B run id).
 

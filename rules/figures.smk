@@ -29,6 +29,8 @@ rule paper_figures:
         structured_tex=f"{RESULTS}/tables/structured.tex",
         seeds_csv=table_output("seeds.csv", "models trained with several seeds (CSV)"),
         seeds_md=f"{RESULTS}/tables/seeds.md",
+        families_csv=table_output("families.csv", "vector against spatial network family (CSV)"),
+        families_md=f"{RESULTS}/tables/families.md",
         learning_png=figure_output("learning_curves", "png", "learning curves"),
         learning_pdf=figure_output("learning_curves", "pdf", "learning curves"),
         curves_png=figure_output("training_curves", "png", "training curves"),

@@ -33,7 +33,13 @@ reads every metrics JSON, ``tables/metrics.csv`` and ``tables/claims.csv`` of th
 - every claim's verdict is holds / direction only / does not hold / not measured
   (paper_figures.claims); not every claim is "not measured"; and a claim whose inputs the
   profile produces (its models are in the profile and, for classification claims,
-  evaluation.lake_runs is on: :func:`measurable_claims`) must not be "not measured";
+  evaluation.lake_runs is on; for the hierarchical claims, its metrics JSON holds their numbers:
+  :func:`measurable_claims`) must not be "not measured";
+- the hierarchical model's alphabet measures (analysis.hierarchical): ``context_nll``'s -log p per
+  image with and without context and its paired gains (against no context and, where a class model
+  was evaluated, against it) finite, each gain equal to the difference of the means and inside its
+  95% interval (or the interval null with its reason); ``oneshot_context``'s arms as accuracy
+  entries; ``alphabet_style``'s bootstrap interval and its controls' around their accuracies;
 - Lake's MHD baseline (metrics/baselines.json, lake_runs.mhd_28 and mhd_105) equals, to the
   trial, the counts on the first ``evaluation.max_runs`` runs stored in
   ``analysis/lake_mhd_reference.json`` (tested against the data mirror and Lake's published
@@ -411,12 +417,100 @@ def check_hierarchical(p: Problems, path: Path, d: dict, comparison: str | None)
         if "class_nll_per_image" in nll or cm is not None:
             _se_pair(p, path, nll, "nll.", "class_nll_per_image", "class_nll_se")
             _se_pair(p, path, nll, "nll.", "nll_improvement", "nll_improvement_se")
+    if isinstance(nll, dict) or "context_nll" in d:  # measured with -log p(X) (evaluation.n_samples >= 1)
+        check_context_nll(p, path, d.get("context_nll"), cm is not None)
+    check_oneshot_context(p, path, d.get("oneshot_context"), cm is not None)
     style = d.get("alphabet_style")
     if not isinstance(style, dict):
         p.add(path, "alphabet_style", f"should be an object, got {style!r}")
     elif not style.get("skipped"):
         for k in ("accuracy", "chance", "classifier_accuracy_real"):
             _metric(p, path, style, k, "alphabet_style.", lo=0.0, hi=1.0)
+        _bootstrap(p, path, style, "alphabet_style.")
+        controls = style.get("controls")
+        if not isinstance(controls, dict):
+            p.add(path, "alphabet_style.controls", f"should be an object, got {controls!r}")
+            return
+        for name in ("prior_a", "class_model"):
+            entry, key = controls.get(name), f"alphabet_style.controls.{name}"
+            if name == "class_model" and entry is None:
+                if cm is not None or not controls.get("class_model_reason"):
+                    p.add(path, key, "null, but the comparison model was evaluated" if cm else "null without a reason")
+            elif isinstance(entry, dict):
+                _metric(p, path, entry, "accuracy", key + ".", lo=0.0, hi=1.0)
+                _bootstrap(p, path, entry, key + ".")
+            elif name in controls:
+                p.add(path, key, f"should be an object, got {entry!r}")
+
+
+def _bootstrap(p: Problems, path: Path, entry: dict, prefix: str) -> None:
+    """``accuracy_ci95`` of an alphabet-style entry: a [low, high] inside [0, 1] around ``accuracy``,
+    or null with ``accuracy_ci95_reason`` (fewer than 2 alphabets)."""
+    if "accuracy_ci95" not in entry:
+        p.add(path, prefix + "accuracy_ci95", "missing")
+    elif entry["accuracy_ci95"] is None:
+        if not entry.get("accuracy_ci95_reason"):
+            p.add(path, prefix + "accuracy_ci95", "null without accuracy_ci95_reason")
+    else:
+        acc = entry.get("accuracy")
+        _interval(p, path, prefix + "accuracy_ci95", entry["accuracy_ci95"], acc if _is_num(acc) else None, 0.0, 1.0)
+
+
+def _paired_gain(p: Problems, path: Path, ctx: dict, key: str, first: str, second: str) -> None:
+    """A paired difference of ``context_nll`` (nats per image): finite, its SE >= 0 (or null with a
+    reason), its ``<key>_ci95`` around it (or null with ``<key>_ci95_reason``), and equal to
+    ``first - second`` (the mean of per-character differences is the difference of the means)."""
+    prefix = "context_nll."
+    _se_pair(p, path, ctx, prefix, key, f"{key}_se")
+    v, ci_key = ctx.get(key), f"{key}_ci95"
+    if not _is_num(v):
+        return
+    if ci_key not in ctx:
+        p.add(path, prefix + ci_key, "missing")
+    elif ctx[ci_key] is None:
+        if not ctx.get(f"{ci_key}_reason"):
+            p.add(path, prefix + ci_key, f"null without {ci_key}_reason (undefined only from fewer than 2 characters)")
+    else:
+        _interval(p, path, prefix + ci_key, ctx[ci_key], float(v))
+    a, b = ctx.get(first), ctx.get(second)
+    if _is_num(a) and _is_num(b) and abs(v - (a - b)) > 1e-6 * max(1.0, abs(a), abs(b)):
+        p.add(path, prefix + key, f"{v} is not {first} - {second} = {a - b}")
+
+
+def check_context_nll(p: Problems, path: Path, ctx, with_class: bool) -> None:
+    """``context_nll`` (analysis.hierarchical.context_likelihood): -log p(X | C)/|X| with and without
+    the alphabet context (nats per image, SEs), the paired gains against no context and (``with_class``:
+    a class model was evaluated) against the class model, and the share of characters helped."""
+    if not isinstance(ctx, dict):
+        p.add(path, "context_nll", f"should be an object (measured with nll), got {ctx!r}")
+        return
+    if ctx.get("skipped"):
+        return
+    prefix = "context_nll."
+    _se_pair(p, path, ctx, prefix, "nll_context_per_image", "nll_context_se")
+    _se_pair(p, path, ctx, prefix, "nll_no_context_per_image", "nll_no_context_se")
+    _paired_gain(p, path, ctx, "context_gain", "nll_no_context_per_image", "nll_context_per_image")
+    if with_class or "context_gain_vs_class" in ctx:
+        _se_pair(p, path, ctx, prefix, "class_nll_per_image", "class_nll_se")
+        _paired_gain(p, path, ctx, "context_gain_vs_class", "class_nll_per_image", "nll_context_per_image")
+    _metric(p, path, ctx, "context_helps_share", prefix, lo=0.0, hi=1.0)
+
+
+def check_oneshot_context(p: Problems, path: Path, one, with_class: bool) -> None:
+    """``oneshot_context`` (analysis.hierarchical.oneshot_context): an accuracy entry per arm
+    (with_context, prior_a, no_context, and class_model where a class model was evaluated) and chance."""
+    if not isinstance(one, dict):
+        p.add(path, "oneshot_context", f"should be an object, got {one!r}")
+        return
+    if one.get("skipped"):
+        return
+    arms = ("with_context", "prior_a", "no_context") + (("class_model",) if with_class or "class_model" in one else ())
+    for arm in arms:
+        if arm not in one:
+            p.add(path, f"oneshot_context.{arm}", "missing")
+        else:
+            _accuracy_entry(p, path, f"oneshot_context.{arm}", one[arm])
+    _metric(p, path, one, "chance", "oneshot_context.", lo=0.0, hi=1.0)
 
 
 def check_factorial(p: Problems, path: Path, d: dict) -> None:
@@ -559,11 +653,16 @@ def check_metrics_csv(p: Problems, path: Path, cfg) -> None:
             )
 
 
-def measurable_claims(cfg) -> dict:
+def measurable_claims(cfg, metrics_dir: Path | None = None) -> dict:
     """{claim text: scope -> (bool, why)}: whether the profile produces a claim's inputs
     (paper_figures.claims): its models are in the profile (and, for classification claims,
-    evaluation.lake_runs is on). A claim text not listed here is only checked for its verdict."""
+    evaluation.lake_runs is on); for the hierarchical claims (scope: the model), whether its metrics
+    JSON under ``metrics_dir`` holds them (context gains against no context and the class model; an
+    alphabet-style accuracy: a small profile may have too few alphabets). A claim text not listed
+    here is only checked for its verdict."""
+    from paper_figures.claims import CONTEXT_CLAIM, STYLE_CLAIM
     from paper_figures.tables import DECODERS
+    from pipeline.outputs import models
 
     have = {
         (e.get("objective", "vhe"), e.get("decoder", "deconv"))
@@ -591,7 +690,30 @@ def measurable_claims(cfg) -> dict:
         ok = bool(dec) and ("vhe", dec) in have and any(o != "vhe" and d == dec for o, d in have)
         return ok, f"the profile has a vhe {dec} class model and another objective with that decoder"
 
+    def section(scope, key) -> dict:
+        """``key`` of the hierarchical model ``scope``'s metrics JSON ({} when absent or unreadable)."""
+        if metrics_dir is None or models(cfg).get(scope) != "hierarchical":
+            return {}
+        try:
+            d = json.loads((Path(metrics_dir) / f"{scope}.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        sec = d.get(key) if isinstance(d, dict) else None
+        return sec if isinstance(sec, dict) else {}
+
+    def context(scope):
+        ctx = section(scope, "context_nll")
+        ok = all(_is_num(ctx.get(k)) for k in ("context_gain", "context_gain_vs_class"))
+        return ok, f"metrics/{scope}.json holds the context gains against no context and the class model"
+
+    def style(scope):
+        sty = section(scope, "alphabet_style")
+        ok = _is_num(sty.get("accuracy")) and _is_num(sty.get("chance"))
+        return ok, f"metrics/{scope}.json holds the alphabet-style accuracy"
+
     return {
+        CONTEXT_CLAIM: context,
+        STYLE_CLAIM: style,
         "With a PixelCNN decoder the NS objective leaves c nearly unused while VHE uses it": kl,
         "VHE classifies better than NS (Lake's runs)": vs_ns,
         "VHE beats Lake's modified-Hausdorff baseline on the same images (Lake's runs, 28x28)": vs_mhd,
@@ -612,7 +734,7 @@ def check_claims_csv(p: Problems, path: Path, cfg) -> None:
     if not rows:
         p.add(path, "(rows)", "no claims")
         return
-    rules = measurable_claims(cfg)
+    rules = measurable_claims(cfg, path.parent.parent / "metrics")
     for i, r in enumerate(rows, start=2):
         key = f"line {i} ({r['claim']} [{r['scope']}])"
         if r["verdict"] not in verdicts:

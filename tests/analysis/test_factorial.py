@@ -28,7 +28,16 @@ from torch import nn
 from torch.distributions import Bernoulli, Normal
 
 import vhe
-from analysis.factorial import flip_pixels, latent_kls, row_texture_leak, t_swap_test, texture_robustness, _cells
+from analysis.factorial import (
+    _cells,
+    flip_pixels,
+    grid_bootstrap,
+    latent_kls,
+    row_texture_leak,
+    support_sets,
+    t_swap_test,
+    texture_robustness,
+)
 from analysis.structured_common import fit_logistic, texture_features
 from vhe.data import OmniglotSet, procedural_textures, textured_omniglot
 
@@ -269,3 +278,57 @@ def test_texture_robustness_reports_clean_and_noisy_accuracy(data):
         lo, hi = f["ci95"]
         assert 0.0 <= lo <= f["accuracy"] <= hi <= 1.0
     assert "skipped" in texture_robustness(predict, s.images[:0], s.texture[:0])
+
+
+# --------------------------------------------------------------------------- support sets and intervals
+def test_support_sets_hold_the_image_first_then_others_of_its_label(data):
+    s, _, _ = data
+    g = torch.Generator().manual_seed(0)
+    rows = torch.tensor([0, PER_CHAR * 2 + 1])
+    sets = support_sets(s, rows, s.character, 3, g)
+    assert sets.shape == (2, 3, 1, H, H)
+    for r, i in enumerate(rows.tolist()):
+        assert torch.equal(sets[r, 0], s.images[i])
+        for img in sets[r, 1:]:  # each another image of the same character
+            j = int((s.images == img).flatten(1).all(dim=1).nonzero()[0])
+            assert s.character[j] == s.character[i] and j != i
+    # style columns avoid the rows' characters while the texture has images of other characters
+    cols = torch.tensor([int((s.texture == t).nonzero()[0]) for t in range(N_TEX)])
+    avoid = s.character[rows]
+    tsets = support_sets(s, cols, s.texture, 4, g, avoid=avoid)
+    for c, i in enumerate(cols.tolist()):
+        for img in tsets[c, 1:]:
+            j = int((s.images == img).flatten(1).all(dim=1).nonzero()[0])
+            assert s.texture[j] == s.texture[i] and not bool(torch.isin(s.character[j], avoid))
+    big = support_sets(s, rows[:1], s.character, PER_CHAR + 3, g)  # more than the character has: repeated
+    assert big.shape[1] == PER_CHAR + 3 and torch.equal(big[0, PER_CHAR], big[0, 0])
+
+
+def test_grid_bootstrap_widens_when_whole_rows_succeed_or_fail():
+    """Cells of a row share c: a grid whose rows are all right or all wrong carries the information of
+    its rows, not of its cells, and its interval is much wider than a grid with the same share spread
+    over every row."""
+    R, T = 20, 8
+    rows_alike = torch.zeros(R, T, dtype=torch.bool)
+    rows_alike[: R // 2] = True
+    spread = (torch.arange(R)[:, None] + torch.arange(T)[None]) % 2 == 0  # every row and column half right
+    a, b = grid_bootstrap(rows_alike, seed=0), grid_bootstrap(spread, seed=0)
+    assert a[0] <= 0.5 <= a[1] and (a[1] - a[0]) > 0.3
+    assert b[0] <= 0.5 <= b[1] and (b[1] - b[0]) < 0.5 * (a[1] - a[0])
+    assert grid_bootstrap(torch.ones(R, T, dtype=torch.bool)) == [1.0, 1.0]
+    assert (
+        grid_bootstrap(torch.ones(1, T, dtype=torch.bool)) is None
+        and grid_bootstrap(torch.ones(R, 1, dtype=torch.bool)) is None
+    )
+
+
+def test_t_swap_with_support_sets_as_in_training(data):
+    s, _, predict = data
+    rows, cols = _grid(s)
+    g = torch.Generator().manual_seed(3)
+    Dr = support_sets(s, rows, s.character, 3, g)
+    Dc = support_sets(s, cols, s.texture, 3, g, avoid=s.character[rows])
+    out = t_swap_test(_model(data, "copy"), Dr, Dc, s.texture[cols], predict, "cpu", seed=0)
+    assert out["follows_t"] >= 0.9 and out["changed"] >= 0.9
+    ignore = t_swap_test(_model(data, "ignore"), Dr, Dc, s.texture[cols], predict, "cpu", seed=0)
+    assert ignore["changed"] == 0.0

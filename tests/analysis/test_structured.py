@@ -250,3 +250,40 @@ def test_rejects_class_models(setup):
     root, configs, ckpts = setup
     rc, _, _ = run_cli(root, configs, ckpts, "vhe_deconv")
     assert rc == 2
+
+
+def test_structured_settings_come_from_the_config_unless_a_flag_is_given():
+    section = {"structured": {"context_images": None, "oneshot_ways": 7, "style_alphabet_samples": 2}}
+    base = ["--config", "c.json", "--checkpoint", "b.pt", "--out", "m.json", "--figures", "f"]
+    args = st.structured_settings(st.parse_args(base), section)
+    assert (args.context_images, args.oneshot_ways, args.style_alphabet_samples) == (None, 7, 2)
+    flags = ["--context-images", "4", "--oneshot-ways", "3", "--style-alphabet-samples", "5"]
+    args = st.structured_settings(st.parse_args(base + flags), section)
+    assert (args.context_images, args.oneshot_ways, args.style_alphabet_samples) == (4, 3, 5)
+    for bad in (["--oneshot-ways", "1"], ["--context-images", "0"], ["--style-alphabet-samples", "x"]):
+        with pytest.raises(SystemExit):
+            st.parse_args(base + bad)
+
+
+def test_hierarchical_cli_reads_the_structured_settings_and_flags_override_them(setup):
+    root, configs, ckpts = setup
+    ev = load_config(json.loads(configs["hierarchical"].read_text()))["evaluation"]
+    ev["structured"] = {"context_images": 3, "oneshot_ways": 2, "style_alphabet_samples": 2}
+    evaluation = root / "evaluation_structured.json"
+    evaluation.write_text(json.dumps(ev))
+    common = ("--evaluation", str(evaluation), "--n-samples", "0", "--n-alphabets", "1", "--n-shown", "1")
+    rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common, "--style-new", "2")
+    assert rc == 0
+    m = json.loads(out.read_text())
+    one, sty = m["oneshot_context"], m["alphabet_style"]
+    assert one["ways"] == 2 and {e["ways"] for e in one["per_episode"]} == {2}
+    assert {e["context_images"] for e in one["per_episode"]} == {3}
+    assert sty["alphabet_samples"] == 2 and sty["new_per_alphabet"] == 2 * 2
+    flags = ("--context-images", "5", "--oneshot-ways", "3", "--style-alphabet-samples", "1")
+    rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common, "--style-new", "2", *flags)
+    assert rc == 0
+    m = json.loads(out.read_text())
+    one, sty = m["oneshot_context"], m["alphabet_style"]
+    assert one["ways"] == 3 and {e["ways"] for e in one["per_episode"]} == {3}  # 4 characters per alphabet
+    assert {e["context_images"] for e in one["per_episode"]} == {5}
+    assert sty["alphabet_samples"] == 1 and sty["new_per_alphabet"] == 2

@@ -26,7 +26,14 @@ ALL_MODELS = {"vae_deconv", "vae_pixelcnn", "hierarchical", "factorial"} | {
     f"{o}_{d}" for o in ("ns", "resample", "rescale", "vhe") for d in ("deconv", "pixelcnn")
 }
 #: models a profile has beyond ALL_MODELS (the paper's likelihood headline, spatial family)
-EXTRA_MODELS = {"config/config.yaml": {"hierarchical_pixelcnn"}}
+EXTRA_MODELS = {
+    "config/config.yaml": {"hierarchical_pixelcnn"},
+    "config/cpu.yaml": {"vhe_deconv_matched"},
+    "config/cpu-seeds.yaml": {"vhe_deconv_matched"},
+}
+#: schema keys without a default: absent unless set, so that adding them left every existing
+#: per-model config (and so every finished model) unchanged
+OPTIONAL_KEYS = {"nets.pixelcnn.global_parents"}
 
 
 def test_defaults_filled_recursively():
@@ -58,7 +65,7 @@ def test_every_schema_key_has_a_default():
             target = sub
             if "$ref" in sub:
                 target = {**schema["$defs"][sub["$ref"].split("/")[-1]], **sub}
-            assert "default" in target, ".".join(path + (key,))
+            assert "default" in target or ".".join(path + (key,)) in OPTIONAL_KEYS, ".".join(path + (key,))
             assert target.get("type") != "object" or target.get("additionalProperties") is not None, key
             walk(target, path + (key,))
 
@@ -128,6 +135,21 @@ def test_profiles_validate_and_list_all_models(profile):
         assert m["nets"]["pixelcnn"]["n_layers"] >= 1 and m["train"]["max_steps"] >= 1
     raw = read_config_file(ROOT / profile)  # cpu-seeds.yaml: cpu.yaml's (extends)
     assert set(raw["models"]) == expected
+
+
+@pytest.mark.parametrize("profile,kept", [("cpu-spatial.yaml", 4), ("cpu-structured.yaml", 3)])
+def test_measurement_profiles_train_cpu_models_unchanged(profile, kept):
+    """The profiles that measure part of the cpu profile on its own (`name: null` drops the rest)
+    train the cpu profile's models with byte-identical per-model configs, apart from the run name."""
+    cpu = load_config(ROOT / "config/cpu.yaml")
+    cfg = load_config(ROOT / "config" / profile)
+    shared = [n for n in cfg["models"] if n in cpu["models"]]
+    assert len(shared) == kept and cfg["run"] != cpu["run"]
+    for name in shared:
+        mine, theirs = model_config(cfg, name), model_config(cpu, name)
+        for c in (mine, theirs):
+            c.pop("run"), c.pop("paths")
+        assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), name
 
 
 def test_model_config_merges_overrides():
@@ -547,3 +569,87 @@ def test_a_vector_models_config_and_fingerprint_ignore_the_spatial_settings():
     spatial = training_config(paper, "vhe_pixelcnn")
     assert spatial["model"]["nets"]["family"] == "spatial" and "spatial" in spatial["model"]["nets"]
     assert without_inactive_settings(spatial) == spatial
+
+
+# --------------------------------------------------------------------------- compare_with
+def _compared(compare_with, **extra):
+    """A config whose hierarchical model names ``compare_with`` (plus a matched class model)."""
+    models = {
+        "vhe_deconv": {"experiment": "class"},
+        "vhe_matched": {"experiment": "class", "train": {"max_steps": 5}},
+        "vae_deconv": {"experiment": "vae"},
+        "hierarchical": {"experiment": "hierarchical", "compare_with": compare_with},
+    }
+    return {"models": models, **extra}
+
+
+def test_compare_with_names_a_class_model_and_retrains_nothing():
+    cfg = load_config(_compared("vhe_matched"))
+    assert cfg["models"]["hierarchical"]["compare_with"] == "vhe_matched"
+    plain = load_config({"models": {k: v for k, v in _compared(None)["models"].items() if k != "hierarchical"}})
+    plain["models"]["hierarchical"] = {"experiment": "hierarchical", "nets": {}, "train": {}}
+    # an evaluation setting: not in the per-model (training) config, which loads on its own
+    assert training_config(cfg, "hierarchical") == training_config(load_config(plain), "hierarchical")
+    assert "compare_with" not in model_config(cfg, "hierarchical")["models"]["hierarchical"]
+    assert load_config(model_config(cfg, "hierarchical"))["model"]["name"] == "hierarchical"
+
+
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        (
+            _compared("vhe_dconv"),
+            r"models\.hierarchical\.compare_with: 'vhe_dconv' is not a model; did you mean 'vhe_deconv'",
+        ),
+        (
+            _compared("nothing_like_it"),
+            r"'nothing_like_it' is not a model \(class-structured models: vhe_deconv, vhe_matched\)",
+        ),
+        (
+            _compared("vae_deconv"),
+            r"models\.hierarchical\.compare_with: 'vae_deconv' is a 'vae' model; name a class-structured",
+        ),
+        (_compared("hierarchical"), r"'hierarchical' is a 'hierarchical' model; name a class-structured"),
+        (
+            {"models": {"a": {"experiment": "class", "compare_with": "b"}, "b": {"experiment": "class"}}},
+            r"models\.a\.compare_with: only a hierarchical model is compared with a class-structured model",
+        ),
+        (_compared("../x"), r"models\.hierarchical\.compare_with: '\.\./x' is not allowed"),
+    ],
+)
+def test_a_bad_compare_with_names_the_key(config, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(config)
+
+
+def test_compare_with_errors_from_a_file_name_the_file(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(_compared("vae_deconv")))
+    with pytest.raises(ConfigError, match=r"p\.yaml: models\.hierarchical\.compare_with"):
+        load_config(p)
+
+
+def test_replicates_keep_compare_with_valid():
+    cfg = load_config(_compared("vhe_matched", replicates={"models": ["hierarchical", "vhe_matched"], "seeds": [1]}))
+    assert cfg["models"]["hierarchical_seed1"]["compare_with"] == "vhe_matched"
+
+
+# --------------------------------------------------------------------------- evaluation.structured
+def test_structured_evaluation_settings_have_defaults_and_bounds():
+    ev = load_config({})["evaluation"]
+    assert ev["structured"] == {"context_images": None, "oneshot_ways": 20, "style_alphabet_samples": 3}
+    with pytest.raises(ConfigError, match=r"evaluation\.structured\.oneshot_ways"):
+        load_config({"evaluation": {"structured": {"oneshot_ways": 1}}})
+    with pytest.raises(ConfigError, match=r"unknown key 'context_image' in evaluation\.structured"):
+        load_config({"evaluation": {"structured": {"context_image": 3}}})
+
+
+def test_structured_evaluation_settings_change_no_training_config():
+    from experiments.config import evaluation_for
+
+    base = {"models": {"h": {"experiment": "hierarchical"}, "c": {"experiment": "class"}}}
+    changed = {**base, "evaluation": {"structured": {"context_images": 4, "oneshot_ways": 5}}}
+    for m in ("h", "c"):
+        assert training_config(load_config(changed), m) == training_config(load_config(base), m)
+    ev = evaluation_for(load_config(changed), "deconv")
+    assert ev["structured"] == {"context_images": 4, "oneshot_ways": 5, "style_alphabet_samples": 3}

@@ -186,6 +186,22 @@ def test_factorial_graph(tmp_path):
     assert all(isinstance(m.prior[k], NormalPrior) for k in ("c", "t", "z"))
 
 
+def test_factorial_pixelcnn_style_conditions_every_layer(tmp_path):
+    """nets.pixelcnn.global_parents: [t] gives t its own path into every gated layer; a latent that
+    is not a parent of the decoder is a clear error."""
+    pix = {"n_layers": 2, "channels": 8, "kernel_size": 3, "cond_channels": 4}
+    exp, cfg = build(tmp_path, "factorial", decoder="pixelcnn", nets={"pixelcnn": {**pix, "global_parents": ["t"]}})
+    dec = exp.model.decoder
+    t_dim = cfg["model"]["nets"]["t_dim"]
+    assert dec.global_parents == ("t",) and dec.cond_channels == 4 + t_dim
+    b = next(iter(exp.train_loader))
+    assert torch.isfinite(exp.model.score(b.inputs, b.sizes, x=b.target))
+    plain, _ = build(tmp_path, "factorial", decoder="pixelcnn", nets={"pixelcnn": pix})
+    assert plain.model.decoder.global_parents == () and plain.model.decoder.cond_channels == 4
+    with pytest.raises(ValueError, match="not parents"):
+        build(tmp_path, "class", decoder="pixelcnn", nets={"pixelcnn": {**pix, "global_parents": ["t"]}})
+
+
 def test_factorial_split_keeps_texture_ids(tmp_path):
     _, cfg = build(tmp_path, "factorial")
     train, val = train_val_textured(cfg)

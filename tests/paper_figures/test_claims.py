@@ -288,3 +288,122 @@ def test_factorial_claim_needs_both_parts_above_chance_in_every_seed(tmp_path):
     rd = make_run(tmp_path / "one")
     row = next(r for k, r in _claims(rd).items() if k[0].startswith("Factorial"))
     assert row["verdict"] == C.HOLDS and "1 seed" in row["rule"]
+
+
+# --------------------------------------------------------------------------- hierarchical: the alphabet
+CONTEXT, STYLE = ("Hierarchical VHE: al", "hierarchical"), ("Hierarchical VHE: ne", "hierarchical")
+
+
+def _gains(gain, ci, vs_class=13.0, ci_class=(11.8, 14.2)) -> dict:
+    """A context_nll section (analysis.hierarchical layout) with these paired gains (nats/image)."""
+    return {
+        "context_gain": gain,
+        "context_gain_ci95": list(ci),
+        "nll_context_per_image": 115.0 - gain,
+        "context_gain_vs_class": vs_class,
+        "context_gain_vs_class_ci95": list(ci_class),
+    }
+
+
+def _edit_hierarchical(rd, change, name="hierarchical"):
+    import json
+
+    path = rd / "metrics" / f"{name}.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+
+
+def test_interval_verdict_needs_the_interval_above_in_every_seed():
+    assert C.interval_verdict([(True, True), (True, True)]) == C.HOLDS
+    assert C.interval_verdict([(True, True), (True, False)]) == C.DIRECTION
+    assert C.interval_verdict([(True, True), (False, False)]) == C.FAILS
+    assert C.interval_verdict([]) == C.UNMEASURED
+
+
+def test_hierarchical_claims_hold_on_the_synthetic_run(tmp_path):
+    by = _claims(make_run(tmp_path))
+    ctx, sty = by[CONTEXT], by[STYLE]
+    assert ctx["verdict"] == C.HOLDS and "1 seed" in ctx["rule"] and "above 0 nats per image" in ctx["rule"]
+    assert (
+        "over no context 3.00 [2.02, 3.98]" in ctx["evidence"] and "the class model vhe_deconv 13.00" in ctx["evidence"]
+    )
+    assert sty["verdict"] == C.HOLDS and "above 5%" in sty["rule"]
+    assert "12.0 [7.0, 17.0] % over 20 alphabets, chance 5.0 %" in sty["evidence"]
+    assert "control the class model vhe_deconv 5.0 [3.0, 7.0] %" in sty["evidence"]
+
+
+@pytest.mark.parametrize(
+    "section, verdict",
+    [
+        (_gains(3.0, (2.0, 4.0), vs_class=1.0, ci_class=(-0.2, 2.2)), C.DIRECTION),  # the class model's interval
+        (_gains(0.5, (-0.1, 1.1)), C.DIRECTION),  # no context: only the point estimate above 0
+        (_gains(-0.5, (-1.0, 0.0)), C.FAILS),  # the context lowers log p
+        (_gains(3.0, (2.0, 4.0), vs_class=-2.0, ci_class=(-3.0, -1.0)), C.FAILS),  # the class model is better
+    ],
+)
+def test_context_claim_needs_both_paired_intervals_above_zero(tmp_path, section, verdict):
+    rd = make_run(tmp_path)
+    _edit_hierarchical(rd, lambda m: m["context_nll"].update(section))
+    assert _claims(rd)[CONTEXT]["verdict"] == verdict
+
+
+def test_context_claim_is_not_measured_without_the_context_or_the_class_model(tmp_path):
+    rd = make_run(tmp_path)
+    _edit_hierarchical(rd, lambda m: m.pop("context_nll"))
+    row = _claims(rd)[CONTEXT]
+    assert row["verdict"] == C.UNMEASURED and "no context_nll" in row["evidence"]
+    rd = make_run(tmp_path / "no_class")
+    _edit_hierarchical(
+        rd,
+        lambda m: [m["context_nll"].pop(k) for k in list(m["context_nll"]) if "class" in k],
+    )
+    row = _claims(rd)[CONTEXT]
+    assert row["verdict"] == C.UNMEASURED and "no class-model comparison (gain 3.00 [2.02, 3.98])" in row["evidence"]
+
+
+def test_context_claim_across_seeds(tmp_path):
+    reps = {
+        "hierarchical_seed1": replicate("hierarchical", 1, context_nll=_gains(2.0, (1.0, 3.0))),
+        "hierarchical_seed2": replicate("hierarchical", 2, context_nll=_gains(0.4, (-0.2, 1.0))),
+    }
+    row = _claims(make_run(tmp_path, replicates=reps))[CONTEXT]
+    assert row["verdict"] == C.DIRECTION and "3 seeds (0, 1, 2)" in row["rule"] and "in every seed" in row["rule"]
+    assert "seed 2: gain per image (nats) over no context 0.40 [-0.20, 1.00]" in row["evidence"]
+    reps["hierarchical_seed2"] = replicate("hierarchical", 2, context_nll=_gains(-0.4, (-1.0, 0.2)))
+    assert _claims(make_run(tmp_path / "flip", replicates=reps))[CONTEXT]["verdict"] == C.FAILS
+    reps["hierarchical_seed2"] = replicate("hierarchical", 2, context_nll=_gains(1.5, (0.5, 2.5)))
+    assert _claims(make_run(tmp_path / "all", replicates=reps))[CONTEXT]["verdict"] == C.HOLDS
+
+
+@pytest.mark.parametrize(
+    "style, verdict",
+    [
+        ({"accuracy": 0.12, "accuracy_ci95": [0.04, 0.2]}, C.DIRECTION),  # the interval reaches below 5%
+        ({"accuracy": 0.04, "accuracy_ci95": [0.01, 0.07]}, C.FAILS),
+        ({"accuracy": 0.12, "accuracy_ci95": None, "accuracy_ci95_reason": "n < 2"}, C.DIRECTION),
+        # 3 alphabets: chance 1/3 is the bar, not 5%
+        ({"accuracy": 0.4, "accuracy_ci95": [0.3, 0.5], "chance": 1 / 3, "alphabets": 3}, C.DIRECTION),
+        ({"accuracy": 0.6, "accuracy_ci95": [0.4, 0.8], "chance": 1 / 3, "alphabets": 3}, C.HOLDS),
+    ],
+)
+def test_style_claim_needs_the_interval_above_5_percent_and_chance(tmp_path, style, verdict):
+    rd = make_run(tmp_path)
+    _edit_hierarchical(rd, lambda m: m["alphabet_style"].update(style))
+    assert _claims(rd)[STYLE]["verdict"] == verdict
+
+
+def test_style_claim_is_not_measured_when_skipped(tmp_path):
+    rd = make_run(tmp_path)
+    _edit_hierarchical(rd, lambda m: m.update(alphabet_style={"skipped": "fewer than 2 alphabets"}))
+    by = _claims(rd)
+    assert by[STYLE]["verdict"] == C.UNMEASURED and by[CONTEXT]["verdict"] == C.HOLDS
+
+
+def test_hierarchical_claims_are_not_measured_without_a_hierarchical_model(tmp_path):
+    rd = make_run(tmp_path)
+    (rd / "configs" / "hierarchical.json").unlink()
+    (rd / "metrics" / "hierarchical.json").unlink()
+    by = _claims(rd)
+    for key in (CONTEXT, STYLE):
+        assert by[key]["verdict"] == C.UNMEASURED and by[key]["evidence"] == "the run has no hierarchical model"

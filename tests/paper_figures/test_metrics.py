@@ -45,3 +45,23 @@ def test_a_non_number_is_an_error(tmp_path):
     path.write_text(json.dumps(m))
     with pytest.raises(MetricsError, match="'nll_estimate' should be a number"):
         metrics_frame(read_run(rd))
+
+
+def test_the_hierarchical_context_measures_are_rows_with_their_intervals(tmp_path):
+    from paper_figures.metrics import HIERARCHICAL_CONTEXT_METRICS, INTERVAL_METRICS
+
+    df = metrics_frame(read_run(make_run(tmp_path)))
+    assert HIERARCHICAL_CONTEXT_METRICS <= INTERVAL_METRICS
+    for metric, set_, est in [
+        ("context_gain", "evaluation", None),
+        ("context_gain_vs_class", "evaluation", None),
+        ("oneshot_accuracy", "within_alphabet", "with_context"),
+        ("oneshot_accuracy", "within_alphabet", "no_context"),
+        ("alphabet_style", "evaluation", None),
+        ("alphabet_style_class_model", "evaluation", None),
+    ]:
+        r = value(df, "hierarchical", metric, set_, est)
+        assert r is not None and r["ci_low"] <= r["value"] <= r["ci_high"], metric
+    gain = value(df, "hierarchical", "context_gain", "evaluation")
+    assert gain["unit"] == "nats/image" and gain["n"] == 30 and gain["K"] == 10
+    assert value(df, "hierarchical", "alphabet_style", "evaluation")["unit"] == "fraction"

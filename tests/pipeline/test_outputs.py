@@ -26,3 +26,23 @@ def test_hierarchical_is_compared_with_the_class_model_of_its_seed():
     assert OUT.comparison_model(cfg, "hierarchical_seed2") == "vhe_deconv_seed2"
     cfg = _cfg(["hierarchical"], [1])  # no class replicate of that seed: the model's own
     assert OUT.comparison_model(cfg, "hierarchical_seed1") == "vhe_deconv"
+
+
+def test_compare_with_chooses_the_comparison_model_and_its_replicate_of_the_same_seed():
+    models = {
+        "vhe_deconv": {"experiment": "class"},
+        "vhe_matched": {"experiment": "class", "train": {"max_steps": 5}},
+        "hierarchical": {"experiment": "hierarchical", "compare_with": "vhe_matched"},
+        "other": {"experiment": "hierarchical"},
+    }
+    cfg = load_config({"run": "t", "models": models})
+    assert OUT.comparison_model(cfg, "hierarchical") == "vhe_matched"
+    assert OUT.comparison_model(cfg, "other") == "vhe_deconv"  # unset: the same objective and decoder
+    assert OUT.comparison_model(cfg, "vhe_matched") is None  # only hierarchical models are compared
+    reps = load_config(
+        {"run": "t", "models": models, "replicates": {"models": ["hierarchical", "vhe_matched"], "seeds": [1, 2]}}
+    )
+    assert OUT.comparison_model(reps, "hierarchical") == "vhe_matched"
+    assert OUT.comparison_model(reps, "hierarchical_seed2") == "vhe_matched_seed2"
+    only = load_config({"run": "t", "models": models, "replicates": {"models": ["hierarchical"], "seeds": [1]}})
+    assert OUT.comparison_model(only, "hierarchical_seed1") == "vhe_matched"  # no replicate of that seed

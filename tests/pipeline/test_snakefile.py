@@ -144,7 +144,7 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
     assert "grid cells with the column's texture (%)" in structured and "40.0" in structured
 
     verdicts = {(r["claim"][:30], r["scope"]): r["verdict"] for r in _claims(rd)}
-    assert len(verdicts) == 7
+    assert len(verdicts) == 9
     by_start = lambda s, scope: next(v for (c, sc), v in verdicts.items() if c.startswith(s) and sc == scope)  # noqa: E731
     assert by_start("With a PixelCNN decoder", "PixelCNN") == "holds"
     assert by_start("VHE classifies better", "deconv") == "does not hold"
@@ -153,6 +153,8 @@ def test_paper_figures_on_synthetic_metrics(tmp_path):
     assert by_start("VHE's test likelihood", "PixelCNN") == "holds"
     assert by_start("VHE beats Lake's modified-Haus", "vhe_pixelcnn") == "holds"  # 80% vs 55% on 400 trials
     assert by_start("Factorial VHE: generated cells", "factorial") == "holds"  # 40% vs 12.5%, 20% vs 2.5% of 320
+    assert by_start("Hierarchical VHE: alphabet con", "hierarchical") == "holds"  # gains [2.02, 3.98], [11.8, 14.2]
+    assert by_start("Hierarchical VHE: new charact", "hierarchical") == "holds"  # style [7%, 17%], chance 5%
     assert all(r["rule"] for r in _claims(rd))
     # classification: the headline is chosen on the validation runs (conditional is best there)
     with open(rd / "tables" / "classification.csv", newline="") as f:

@@ -461,3 +461,107 @@ def test_mhd_reference_matches_the_mirror():
         got = evaluate_runs(runs, "mhd", res)
         assert [(u["name"], u["correct"]) for u in got["runs"]] == ref["runs"], name
         assert (got["correct"], got["n_trials"]) == (ref["correct"], ref["n_trials"]), name
+
+
+# --------------------------------------------------------------------------- the hierarchical alphabet measures
+CORRUPT_HIERARCHICAL = {
+    "gain_outside_interval": (
+        lambda d: d["context_nll"].update(context_gain_ci95=[3.5, 4.0]),
+        "context_nll.context_gain_ci95: [3.5, 4.0] does not contain its point estimate 3.0",
+    ),
+    "gain_not_the_difference": (
+        lambda d: d["context_nll"].update(nll_context_per_image=110.0),
+        "context_nll.context_gain: 3.0 is not nll_no_context_per_image - nll_context_per_image = 5.0",
+    ),
+    "gain_interval_null_without_reason": (
+        lambda d: d["context_nll"].update(context_gain_vs_class_ci95=None),
+        "context_nll.context_gain_vs_class_ci95: null without context_gain_vs_class_ci95_reason",
+    ),
+    "gain_vs_class_missing": (
+        lambda d: d["context_nll"].pop("context_gain_vs_class"),
+        "context_nll.context_gain_vs_class: missing",
+    ),
+    "gain_nan": (
+        lambda d: d["context_nll"].update(context_gain=float("nan")),
+        "context_nll.context_gain: not finite (nan)",
+    ),
+    "context_missing": (lambda d: d.pop("context_nll"), "context_nll: should be an object (measured with nll)"),
+    "oneshot_accuracy": (
+        lambda d: d["oneshot_context"]["with_context"].update(accuracy=0.9),
+        "oneshot_context.with_context.accuracy: 0.9 is not correct / n_trials = 200/400",
+    ),
+    "oneshot_class_arm_missing": (
+        lambda d: d["oneshot_context"].pop("class_model"),
+        "oneshot_context.class_model: missing",
+    ),
+    "style_interval": (
+        lambda d: d["alphabet_style"].update(accuracy_ci95=[0.2, 0.3]),
+        "alphabet_style.accuracy_ci95: [0.2, 0.3] does not contain its point estimate 0.12",
+    ),
+    "style_control_interval": (
+        lambda d: d["alphabet_style"]["controls"]["class_model"].update(accuracy_ci95=[0.03, 1.2]),
+        "alphabet_style.controls.class_model.accuracy_ci95: [0.03, 1.2] is not inside [0.0, 1.0]",
+    ),
+    "style_control_null": (
+        lambda d: d["alphabet_style"]["controls"].update(class_model=None),
+        "alphabet_style.controls.class_model: null, but the comparison model was evaluated",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_HIERARCHICAL))
+def test_corrupted_hierarchical_context_measures_fail_naming_the_key(run, capsys, case):
+    change, message = CORRUPT_HIERARCHICAL[case]
+    root, cfgfile = run
+    edit_json(root, "hierarchical", change)
+    rc, out = check(root, cfgfile, capsys)
+    assert rc == 1
+    assert f"{RD}/metrics/hierarchical.json: {message}" in out, out
+
+
+def test_hierarchical_context_nulls_with_their_reasons_pass(run, capsys):
+    root, cfgfile = run
+    reason = "n < 2: an interval needs at least 2 characters, got 1"
+
+    def one_character(d):
+        d["context_nll"].update(context_gain_se=None, context_gain_se_reason=reason)
+        d["context_nll"].update(context_gain_ci95=None, context_gain_ci95_reason=reason)
+        d["oneshot_context"] = {"skipped": "no alphabet with 3 characters of 2 images"}
+        d["alphabet_style"].update(accuracy_ci95=None, accuracy_ci95_reason="n < 2 alphabets")
+
+    edit_json(root, "hierarchical", one_character)
+    rc, out = check(root, cfgfile, capsys)
+    assert rc == 0, out
+
+
+def test_a_context_gain_row_outside_its_interval_fails(run, capsys):
+    root, cfgfile = run
+    match = {"model": "hierarchical", "metric": "context_gain"}
+    line = csv_line(root, "metrics.csv", **match)
+    edit_csv(root, "metrics.csv", _set(match, ci_low="3.5"))
+    rc, out = check(root, cfgfile, capsys)
+    assert rc == 1
+    assert f"{RD}/tables/metrics.csv: line {line} (hierarchical context_gain evaluation -) ci: [3.5, 3.98]" in out, out
+    edit_csv(root, "metrics.csv", _set(match, ci_low="", ci_high=""))
+    rc, out = check(root, cfgfile, capsys)
+    assert rc == 1 and "ci: no interval from n = 30 units" in out, out
+
+
+def test_a_hierarchical_claim_with_its_numbers_must_be_measured(run, capsys):
+    from paper_figures.claims import CONTEXT_CLAIM, STYLE_CLAIM
+
+    root, cfgfile = run
+    line = csv_line(root, "claims.csv", claim=CONTEXT_CLAIM)
+    edit_csv(root, "claims.csv", _set({"claim": CONTEXT_CLAIM}, verdict="not measured"))
+    rc, out = check(root, cfgfile, capsys)
+    assert rc == 1
+    assert (
+        f"{RD}/tables/claims.csv: line {line} ({CONTEXT_CLAIM} [hierarchical]) verdict: not measured, but "
+        f"metrics/hierarchical.json holds the context gains against no context and the class model"
+    ) in out, out
+    # a profile too small for the style measure (alphabet_style skipped): "not measured" passes
+    edit_csv(root, "claims.csv", _set({"claim": CONTEXT_CLAIM}, verdict="holds"))
+    edit_csv(root, "claims.csv", _set({"claim": STYLE_CLAIM}, verdict="not measured"))
+    edit_json(root, "hierarchical", lambda d: d.update(alphabet_style={"skipped": "fewer than 2 alphabets"}))
+    rc, out = check(root, cfgfile, capsys)
+    assert rc == 0, out

@@ -112,6 +112,13 @@ class PixelCNNDecoder(VHEModule):
             layer 1 (defaults to ``kernel_size``).
         cond_channels: channels of the latent-derived spatial conditioning map.
         out_hidden: width of the 1x1 output head (defaults to ``channels``).
+        global_parents: parents that condition every gated layer directly, as a
+            position-independent input (van den Oord et al.'s global conditioning:
+            each layer adds a learned linear map of them to its gates) instead of
+            through the spatial map, which the other parents share; e.g. the
+            factorial model's style t, so that a texture reaches every layer.
+            Implemented as extra, constant channels of the conditioning map that
+            the layers' 1x1 conditioning convolutions read.
 
     forward(*parents, x=None, batch_size=None) -> (x (B, C, S, S), log_prob (B,) nats per image).
     Sampling is ancestral in raster order under no_grad: per row, the vertical
@@ -133,8 +140,18 @@ class PixelCNNDecoder(VHEModule):
         cond_channels: int = 16,
         first_kernel_size: Optional[int] = None,
         out_hidden: Optional[int] = None,
+        global_parents: Sequence[str] = (),
     ):
         super().__init__(variable, parents, parent_dims)
+        unknown = [g for g in global_parents if g not in self.vhe_parents]
+        if unknown:
+            raise ValueError(
+                f"global_parents {unknown} are not parents of {self._describe()} ({list(self.vhe_parents)})"
+            )
+        self.global_parents = tuple(p for p in self.vhe_parents if p in set(global_parents))
+        self._is_global = [p in self.global_parents for p in self.vhe_parents]
+        global_dim = sum(self.parent_dims[p] for p in self.global_parents)
+        map_dim = self.parent_dim_total - global_dim
         image_size = int(image_size)
         if image_size < 4 or image_size % 4:
             raise ValueError(f"image_size must be a positive multiple of 4, got {image_size}")
@@ -147,13 +164,14 @@ class PixelCNNDecoder(VHEModule):
         self.kernel_size = kernel_size
         first_kernel_size = kernel_size if first_kernel_size is None else first_kernel_size
         out_hidden = channels if out_hidden is None else out_hidden
-        self.cond_channels = cond_channels if self.vhe_parents else 0
-        if self.vhe_parents:
+        self.map_channels = cond_channels if map_dim else 0
+        self.cond_channels = self.map_channels + global_dim
+        if map_dim:
             if cond_channels < 1:
                 raise ValueError("a conditional PixelCNN needs cond_channels >= 1")
             s = image_size // 4
             self._s = s
-            self.cond_fc = nn.Linear(self.parent_dim_total, cond_channels * s * s)
+            self.cond_fc = nn.Linear(map_dim, cond_channels * s * s)
             self.cond_up = nn.Sequential(
                 nn.ELU(),
                 nn.ConvTranspose2d(cond_channels, cond_channels, 4, stride=2, padding=1),
@@ -171,11 +189,21 @@ class PixelCNNDecoder(VHEModule):
 
     # ----------------------------------------------------------------- pieces
     def conditioning(self, *parents: torch.Tensor) -> Optional[torch.Tensor]:
-        """Parents (B, d_p) -> spatial conditioning map (B, cond_channels, S, S), or None."""
+        """Parents (B, d_p) -> conditioning map (B, cond_channels, S, S), or None: the spatial map
+        of the non-global parents (``map_channels``), then the global parents' values, constant
+        over positions."""
         if not self.vhe_parents:
             return None
-        h = self.cond_fc(self._cat_parents(parents)).view(-1, self.cond_channels, self._s, self._s)
-        return self.cond_up(h)
+        parts = []
+        local = [p for p, g in zip(parents, self._is_global) if not g]
+        if local:
+            h = self.cond_fc(self._cat_parents(local)).view(-1, self.map_channels, self._s, self._s)
+            parts.append(self.cond_up(h))
+        glob = [p for p, g in zip(parents, self._is_global) if g]
+        if glob:
+            g = self._cat_parents(glob)
+            parts.append(g[:, :, None, None].expand(-1, -1, self.image_size, self.image_size))
+        return torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
 
     def _logits_from(self, x: torch.Tensor, cond: Optional[torch.Tensor]) -> torch.Tensor:
         """x (B, C, H<=S, S) in {0,1}, cond cropped alike -> logits (B, C, H, S)."""

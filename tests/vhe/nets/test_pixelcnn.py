@@ -260,3 +260,102 @@ def test_errors():
         PixelCNNDecoder(parents=(), image_size=8, kernel_size=4)
     with pytest.raises(ValueError, match="multiple of 4"):
         PixelCNNDecoder(parents=(), image_size=10)
+
+
+# ----------------------------------------------------------------------- global conditioning
+def _global_model(global_parents=("z",), seed=0, size=12):
+    torch.manual_seed(seed)
+    m = PixelCNNDecoder(
+        parents=("c", "z"),
+        parent_dims={"c": 5, "z": 3},
+        image_size=size,
+        n_layers=3,
+        channels=6,
+        kernel_size=3,
+        cond_channels=4,
+        global_parents=global_parents,
+    )
+    return _reinit(m.double(), seed=seed).eval()
+
+
+@pytest.mark.parametrize("global_parents", [("z",), ("c", "z")])
+def test_global_parents_keep_causality_and_row_sampling_exact(global_parents):
+    m = _global_model(global_parents)
+    s = m.image_size
+    _check_causal_by_perturbation(m, list(range(s * s)))
+    x = torch.bernoulli(torch.full((2, 1, s, s), 0.5, dtype=torch.float64))
+    c = _parents(m, 2)
+    with torch.no_grad():
+        full, cond = m.logits(x, *c), m.conditioning(*c)
+        for i in range(s):
+            links, cond_row = m._row_context(x, cond, i)
+            torch.testing.assert_close(
+                m._row_logits(x[:, :, i : i + 1], links, cond_row), full[:, :, i], rtol=0, atol=1e-12
+            )
+
+
+def test_a_global_parent_reaches_every_layer_and_the_first_pixel():
+    """The global parent's values are constant channels of the conditioning map, read by every
+    gated layer's 1x1 conditioning convolutions; the spatial map comes from the other parents only."""
+    m = _global_model(("z",))
+    assert m.map_channels == 4 and m.cond_channels == 4 + 3
+    assert m.cond_fc.in_features == 5  # c only
+    assert all(layer.cond_v.in_channels == m.cond_channels for layer in m.layers)
+    x = torch.zeros(1, 1, m.image_size, m.image_size, dtype=torch.float64)
+    c, z = _parents(m, 1)
+    with torch.no_grad():
+        cond = m.conditioning(c, z)
+        torch.testing.assert_close(cond[:, 4:], z[:, :, None, None].expand(-1, -1, m.image_size, m.image_size))
+        first = m.logits(x, c, z)[0, 0, 0, 0]
+        assert (m.logits(x, c, z + 1.0)[0, 0, 0, 0] - first).abs() > 1e-6  # before any pixel is drawn
+    only = PixelCNNDecoder(
+        parents=("t",), parent_dims={"t": 2}, image_size=8, n_layers=1, channels=4, global_parents=("t",)
+    )
+    assert only.map_channels == 0 and not hasattr(only, "cond_fc") and only.cond_channels == 2
+    with pytest.raises(ValueError, match=r"global_parents \['t'\] are not parents"):
+        PixelCNNDecoder(parents=("c",), parent_dims={"c": 2}, image_size=8, global_parents=("t",))
+
+
+def test_a_decoder_must_use_a_global_style_to_draw_the_right_texture():
+    """Few shapes x two textures (horizontal / vertical stripes, at random phase): a decoder given
+    the style t only as a global input learns to draw the texture t names. Swapping t swaps the
+    stripes' orientation of its samples (measured by the share of equal vertical vs horizontal
+    neighbours in the inked area)."""
+    torch.manual_seed(0)
+    s = 12
+    shapes = torch.zeros(3, s, s)
+    shapes[0, 2:10, 2:10] = 1
+    shapes[1, 1:11, 4:8] = 1
+    shapes[2, 4:8, 1:11] = 1
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+
+    def batch(n, g):
+        k = torch.randint(0, 3, (n,), generator=g)
+        t = torch.randint(0, 2, (n,), generator=g)
+        phase = torch.randint(0, 2, (n, 1, 1), generator=g)
+        stripes = torch.where(t[:, None, None] == 0, (yy + phase) % 2, (xx + phase) % 2).float()
+        return (shapes[k] * stripes)[:, None], torch.eye(3)[k], torch.eye(2)[t]
+
+    m = PixelCNNDecoder(
+        parents=("c", "t"), parent_dims={"c": 3, "t": 2}, image_size=s, n_layers=3, channels=16,
+        kernel_size=3, cond_channels=2, global_parents=("t",),
+    )  # fmt: skip
+    opt = torch.optim.Adam(m.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(250):
+        x, c, t = batch(32, g)
+        opt.zero_grad()
+        (-m(c, t, x=x)[1].mean()).backward()
+        opt.step()
+
+    def orientation(x):  # > 0: horizontal stripes (rows equal along x), < 0: vertical
+        ink = shapes.amax(0).bool()
+        same_h = (x[..., :, 1:] == x[..., :, :-1])[..., ink[:, 1:] & ink[:, :-1]].float().mean()
+        same_v = (x[..., 1:, :] == x[..., :-1, :])[..., ink[1:, :] & ink[:-1, :]].float().mean()
+        return (same_h - same_v).item()
+
+    torch.manual_seed(2)
+    c = torch.eye(3)[torch.arange(24) % 3]
+    horizontal = orientation(m.sample(c, torch.eye(2)[[0] * 24]))  # t = 0: stripes along rows
+    vertical = orientation(m.sample(c, torch.eye(2)[[1] * 24]))
+    assert horizontal > 0.3 and vertical < -0.3, (horizontal, vertical)
