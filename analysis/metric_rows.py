@@ -443,6 +443,7 @@ def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]
     elif info.get("experiment") == "factorial":
         for part in ("texture", "character"):
             sec = need(data, part, where)
+            boot = sec.get("bootstrap_ci95")  # over rows and columns (absent from older metrics files)
             for suffix, key in (("accuracy", "accuracy"), ("chance", "chance"), ("real", "classifier_accuracy_real")):
                 rows.append(
                     _row(
@@ -450,6 +451,9 @@ def structured_rows(name: str, info: dict, data: dict, where: str) -> list[dict]
                         f"{part}_{suffix}",
                         _num(need(sec, key, where), where, f"{part}.{key}"),
                         set_="grid",
+                        ci=_interval(boot, where, f"{part}.bootstrap_ci95")
+                        if suffix == "accuracy" and boot
+                        else (None, None),
                         n=need(data, "cells", where),
                         unit=FRACTION,
                     )

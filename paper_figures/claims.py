@@ -342,10 +342,11 @@ def likelihood_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
 
 
 def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
-    """(5) Content and style separate (factorial models): the generated grid cells carry the column
-    image's texture and the row image's character above chance, each by a one-sided exact binomial
-    test over the cells (p < 0.05), in every training seed. One row per factorial model (none
-    without one)."""
+    """(5) Content and style separate (factorial models): the generated grid cells carry the column's
+    texture and the row's character above chance: each accuracy's 95% bootstrap interval over the
+    grid's rows and columns (cells of a row share c, of a column t) above chance, in every training
+    seed; metrics without that interval (older runs) fall back to a one-sided exact binomial test
+    over the cells (p < 0.05). One row per factorial model (none without one)."""
     out = []
     claim = "Factorial VHE: generated cells carry the style image's texture and the content image's character"
     for name, info in run.models.items():
@@ -360,26 +361,40 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
                     break
                 n = int(acc["n"])
                 k = int(round(float(acc["value"]) * n))
-                parts[part] = (float(acc["value"]), float(ch["value"]), n, binomial_above(k, n, float(ch["value"])))
+                low = acc.get("ci_low")
+                boot = None if low is None or pd.isna(low) else (float(low), float(acc["ci_high"]))
+                # p: 0 / 1 stand for "interval above chance" / "not above" when the bootstrap interval exists
+                p = (
+                    binomial_above(k, n, float(ch["value"]))
+                    if boot is None
+                    else float(not boot[0] > float(ch["value"]))
+                )
+                parts[part] = (float(acc["value"]), float(ch["value"]), n, p, boot)
             else:
                 per_seed[seed] = parts
+        bootstrapped = all(b is not None for parts in per_seed.values() for *_, b in parts.values())
         rule = (
-            "texture and character accuracies each above chance with a one-sided exact binomial test over "
-            f"the grid's cells, p < 0.05, in every seed; {seeds_phrase(per_seed)}"
-        )
+            "texture and character accuracies each with a 95% bootstrap interval (rows and columns of the grid "
+            "resampled) above chance"
+            if bootstrapped
+            else "texture and character accuracies each above chance with a one-sided exact binomial test over "
+            "the grid's cells, p < 0.05"
+        ) + f", in every seed; {seeds_phrase(per_seed)}"
         if not per_seed:
             out.append(_claim(claim, name, rule, "not evaluated", UNMEASURED))
             continue
         results = [
-            (all(a > c for a, c, _, _ in parts.values()), max(p for *_, p in parts.values()))
+            (all(a > c for a, c, *_ in parts.values()), max(p for _, _, _, p, _ in parts.values()))
             for parts in per_seed.values()
         ]
+
+        def part_evidence(part, a, c, n, p, boot):
+            shown = f"[{100 * boot[0]:.1f}, {100 * boot[1]:.1f}]" if boot else f"(p = {p:.3g})"
+            return f"{part} {100 * a:.1f}% {shown} vs chance {100 * c:.1f}% over {n} cells"
+
         ev = "; ".join(
             (f"seed {seed}: " if len(per_seed) > 1 else "")
-            + ", ".join(
-                f"{part} {100 * a:.1f}% vs chance {100 * c:.1f}% over {n} cells (p = {p:.3g})"
-                for part, (a, c, n, p) in parts.items()
-            )
+            + ", ".join(part_evidence(part, *vals) for part, vals in parts.items())
             for seed, parts in per_seed.items()
         )
         out.append(_claim(claim, name, rule, ev, seeds_verdict(results)))

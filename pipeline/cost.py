@@ -15,7 +15,9 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
 3. bf16 autocast on the CPU (``train.amp_cpu``, resolved for *this* CPU) multiplies the rate by
    ``bf16_speedup``; ``train.amp`` (CUDA only) is ignored.
 4. A step of another experiment costs ``experiment_factor`` times a class step with the same
-   decoder, networks, T and precision; a VAE step ``vae_factor`` times a class step at T = 1.
+   decoder, networks, T and precision; a VAE step ``vae_factor`` times a class step at T = 1. A
+   model of the spatial network family (``nets.family: spatial``) trains and decodes
+   ``family_factor`` times slower than the vector model with the same ``nets`` settings.
 5. Every model trains ``max_steps`` steps (early stopping is not predicted); validation,
    checkpoints and sample grids are not counted.
 6. Image decodes (evaluation, the one-shot learning curve) run at ``decodes_per_s`` (or
@@ -57,6 +59,7 @@ __all__ = [
     "RATES_PATH",
     "rates",
     "network_work",
+    "family_factor",
     "train_rate",
     "decode_rate",
     "evaluation_decodes",
@@ -112,10 +115,16 @@ def _size_scale(decoder: str, nets: dict) -> float:
     return 1.0 if w <= w_small else (w / w_small) ** (-alpha)
 
 
+def family_factor(decoder: str, nets: dict) -> float:
+    """Step and decode time of the model's network family over the vector family's (assumption 4)."""
+    family = nets.get("family") or "vector"
+    return float(rates().get("family_factor", {}).get(family, {}).get(decoder, 1.0))
+
+
 def train_rate(experiment: str, decoder: str, nets: dict, targets_per_class: int = 1, bf16: bool = False) -> float:
     """Training images (targets) per second of one model on one CPU thread (assumptions 1-4)."""
     r = rates()
-    rate = r["train_images_per_s"][decoder][0] * _size_scale(decoder, nets)
+    rate = r["train_images_per_s"][decoder][0] * _size_scale(decoder, nets) / family_factor(decoder, nets)
     if experiment != "vae" and targets_per_class > 1:
         phi = (1 - 1 / r["t4_speedup"][decoder]) / (1 - 1 / 4)  # share of a T = 1 step spent per support set
         rate /= 1 - phi * (1 - 1 / targets_per_class)
@@ -128,7 +137,8 @@ def decode_rate(decoder: str, nets: dict, max_elements: int | None = None) -> fl
     """Image decodes per second on one CPU thread, fp32, in chunks of ``max_elements`` images (assumption 6)."""
     r = rates()
     small = max_elements is not None and max_elements <= r["small_chunk"]
-    return r["decodes_per_s_small_chunks" if small else "decodes_per_s"][decoder] * _size_scale(decoder, nets)
+    rate = r["decodes_per_s_small_chunks" if small else "decodes_per_s"][decoder] * _size_scale(decoder, nets)
+    return rate / family_factor(decoder, nets)
 
 
 def eval_setting(cfg: dict, decoder: str, key: str):

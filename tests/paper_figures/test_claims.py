@@ -1,5 +1,7 @@
 """paper_figures.claims: McNemar, the headline choice (validation runs only), the claims' verdicts."""
 
+import json
+
 import pytest
 
 from paper_figures import claims as C
@@ -288,6 +290,39 @@ def test_factorial_claim_needs_both_parts_above_chance_in_every_seed(tmp_path):
     rd = make_run(tmp_path / "one")
     row = next(r for k, r in _claims(rd).items() if k[0].startswith("Factorial"))
     assert row["verdict"] == C.HOLDS and "1 seed" in row["rule"]
+
+
+def test_factorial_claim_reads_the_bootstrap_interval_over_rows_and_columns(tmp_path):
+    """With bootstrap intervals (analysis.factorial.grid_bootstrap) the claim holds only when both
+    intervals clear chance: a 45% texture accuracy whose interval reaches down to chance (rows that
+    all fail, others that all succeed) is direction only, however many cells the grid has."""
+    boot = {"texture": {"accuracy": 0.45, "bootstrap_ci95": [0.30, 0.60]}, "character": {"bootstrap_ci95": [0.5, 0.8]}}
+    reps = {"factorial_seed1": replicate("factorial", 1, **boot)}
+    rows = _claims(make_run(tmp_path / "a", replicates=reps))
+    row = next(r for k, r in rows.items() if k[0].startswith("Factorial"))
+    assert "bootstrap interval" not in row["rule"]  # seed 0 has no interval: the binomial rule for both
+    tex = {"accuracy": 0.45, "bootstrap_ci95": [0.10, 0.70]}
+    only = {
+        "factorial": {"texture": {"bootstrap_ci95": [0.30, 0.60]}, "character": {"bootstrap_ci95": [0.5, 0.8]}},
+    }
+    rd = make_run(tmp_path / "b", replicates=reps)
+    for model, upd in only.items():  # give seed 0 intervals too
+        path = rd / "metrics" / f"{model}.json"
+        data = json.loads(path.read_text())
+        for part, sec in upd.items():
+            data[part].update(sec)
+        path.write_text(json.dumps(data))
+    row = next(r for k, r in _claims(rd).items() if k[0].startswith("Factorial"))
+    assert row["verdict"] == C.HOLDS and "bootstrap interval" in row["rule"] and "[30.0, 60.0]" in row["evidence"]
+    path = rd / "metrics" / "factorial_seed1.json"
+    data = json.loads(path.read_text())
+    data["texture"].update(tex)
+    path.write_text(json.dumps(data))
+    row = next(r for k, r in _claims(rd).items() if k[0].startswith("Factorial"))
+    assert row["verdict"] == C.DIRECTION  # seed 1: 45% but its interval reaches 10% < chance 12.5%
+    df = metrics_frame(read_run(rd))
+    r = value(df, "factorial_seed1", "texture_accuracy", "grid")
+    assert (r["ci_low"], r["ci_high"]) == (0.10, 0.70)
 
 
 # --------------------------------------------------------------------------- hierarchical: the alphabet

@@ -47,7 +47,9 @@ def test_paper_profile_on_cpu_is_days_and_cpu_smoke_profiles_are_not():
     )  # 12 + hierarchical_pixelcnn
     # the measured point it is built on: a paper-size deconv class model trains at 59 images/s
     assert paper["models"]["vhe_deconv"]["train_images_per_s"] == pytest.approx(59.0)
-    assert paper["models"]["vhe_pixelcnn"]["train_images_per_s"] == pytest.approx(6.2)
+    # ... and a paper-size PixelCNN one at 6.2, which the spatial family (the paper's) slows by its factor
+    spatial = ec.cost.rates()["family_factor"]["spatial"]["pixelcnn"]
+    assert paper["models"]["vhe_pixelcnn"]["train_images_per_s"] == pytest.approx(6.2 / spatial)
     for cores in (1, 2):
         assert ec.estimate(CPU, cores=cores)["wall_s"] < ec.DEFAULT_THRESHOLD_HOURS * HOUR
         assert ec.estimate(SMOKE, cores=cores)["wall_s"] < 0.5 * HOUR
@@ -85,12 +87,12 @@ def test_a_vae_evaluation_is_its_likelihood_alone():
     cut = ec.estimate(fewer, cores=1)["models"]
     for name in ("vae_deconv", "vae_pixelcnn"):
         assert cut[name]["eval_s"] == pytest.approx(base[name]["eval_s"])
-    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"] / 3
+    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"] / 2  # classification: most of it
     # without decoding classifiers, a class model's evaluation decodes exactly what a VAE's does: log p(X)
     assert ec.evaluation_decodes(fewer, "pixelcnn", "class") == ec.evaluation_decodes(fewer, "pixelcnn", "vae")
     ev = raw["evaluation"]
     assert ec.evaluation_decodes(raw, "deconv", "vae") == ev["max_classes"] * ec.DRAWINGS * ev["n_samples"]
-    assert ec.evaluation_decodes(raw, "deconv", "class") > 10 * ec.evaluation_decodes(raw, "deconv", "vae")
+    assert ec.evaluation_decodes(raw, "deconv", "class") > 5 * ec.evaluation_decodes(raw, "deconv", "vae")
 
 
 def test_per_decoder_evaluation_settings_reach_the_cost_model():
@@ -121,6 +123,13 @@ def test_rates_follow_the_stated_assumptions():
         "pixelcnn": {"n_layers": 2, "channels": 8, "kernel_size": 3},
     }
     assert ec.train_rate("class", "deconv", tiny) == pytest.approx(187.0)  # no faster than the cpu networks
+    # the spatial family: family_factor times slower than the vector nets with the same settings
+    fam = ec.cost.rates()["family_factor"]["spatial"]
+    for dec in ("deconv", "pixelcnn"):
+        spatial = {**nets, "family": "spatial"}
+        assert ec.train_rate("class", dec, spatial) == pytest.approx(ec.train_rate("class", dec, nets) / fam[dec])
+        assert ec.cost.decode_rate(dec, spatial) == pytest.approx(ec.cost.decode_rate(dec, nets) / fam[dec])
+        assert ec.cost.family_factor(dec, {**nets, "family": "vector"}) == ec.cost.family_factor(dec, nets) == 1.0
 
 
 def test_gate_stops_without_a_terminal_and_runs_when_confirmed(monkeypatch):
