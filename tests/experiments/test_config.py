@@ -319,7 +319,9 @@ def test_yaml_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path):
 
 
 def test_profile_aliases_are_still_accepted():
-    assert load_config(ROOT / "config" / "cpu.yaml")["models"]["resample_deconv"]["nets"]["hidden"] == 256
+    cpu = load_config(ROOT / "config" / "cpu.yaml")["models"]  # YAML anchors and aliases (&spatial, *spatial)
+    assert cpu["resample_deconv"]["nets"] == cpu["ns_deconv"]["nets"] == {"family": "spatial"}
+    assert cpu["hierarchical"]["nets"]["hidden"] == 256
 
 
 def test_long_values_are_cut_in_messages():
@@ -406,7 +408,7 @@ def test_cpu_seeds_profile_is_the_cpu_profile_plus_replicates():
     assert {n: e for n, e in seeds["models"].items() if n not in reps} == cpu["models"]
     for name in cpu["models"]:  # same run, same models: it trains only the replicates
         assert training_config(seeds, name) == training_config(cpu, name), name
-    assert "estimated by vhe-estimate" in (ROOT / "config/cpu-seeds.yaml").read_text()
+    assert "make estimate CONFIG=config/cpu-seeds.yaml" in (ROOT / "config/cpu-seeds.yaml").read_text()
 
 
 def test_smoke_profile_trains_one_replicate_of_the_deconv_pair():
@@ -557,12 +559,12 @@ def test_a_vector_models_config_and_fingerprint_ignore_the_spatial_settings():
     from experiments.trainer import _fingerprint
 
     cfg = load_config(ROOT / "config" / "cpu.yaml")
-    tc = training_config(cfg, "vhe_deconv")
+    tc = training_config(cfg, "hierarchical")  # a vector model of the cpu profile
     assert "family" not in tc["nets"] and "spatial" not in tc["nets"]
     assert "family" not in tc["model"]["nets"] and "spatial" not in tc["model"]["nets"]
-    mc = model_config(cfg, "vhe_deconv")
+    mc = model_config(cfg, "hierarchical")
     other = model_config(
-        load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}), "vhe_deconv"
+        load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}), "hierarchical"
     )
     assert _fingerprint(mc) == _fingerprint(other)  # a vector model ignores nets.spatial
     paper = load_config(ROOT / "config" / "config.yaml")
