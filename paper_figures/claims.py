@@ -363,12 +363,7 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
                 k = int(round(float(acc["value"]) * n))
                 low = acc.get("ci_low")
                 boot = None if low is None or pd.isna(low) else (float(low), float(acc["ci_high"]))
-                # p: 0 / 1 stand for "interval above chance" / "not above" when the bootstrap interval exists
-                p = (
-                    binomial_above(k, n, float(ch["value"]))
-                    if boot is None
-                    else float(not boot[0] > float(ch["value"]))
-                )
+                p = binomial_above(k, n, float(ch["value"])) if boot is None else None
                 parts[part] = (float(acc["value"]), float(ch["value"]), n, p, boot)
             else:
                 per_seed[seed] = parts
@@ -383,8 +378,13 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
         if not per_seed:
             out.append(_claim(claim, name, rule, "not evaluated", UNMEASURED))
             continue
+        # per seed: (both accuracies above chance, both significantly so: the bootstrap interval
+        # above chance, or the binomial test's p < 0.05 where the metrics have no interval)
         results = [
-            (all(a > c for a, c, *_ in parts.values()), max(p for _, _, _, p, _ in parts.values()))
+            (
+                all(a > c for a, c, *_ in parts.values()),
+                all(boot[0] > c if boot else p < 0.05 for _, c, _, p, boot in parts.values()),
+            )
             for parts in per_seed.values()
         ]
 
@@ -397,7 +397,7 @@ def factorial_claims(run: RunData, df: pd.DataFrame) -> list[dict]:
             + ", ".join(part_evidence(part, *vals) for part, vals in parts.items())
             for seed, parts in per_seed.items()
         )
-        out.append(_claim(claim, name, rule, ev, seeds_verdict(results)))
+        out.append(_claim(claim, name, rule, ev, interval_verdict(results)))
     return out
 
 
