@@ -57,7 +57,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +73,7 @@ from experiments.artifacts import provenance, save_figure
 from experiments.checkpoints import load_weights
 from experiments.sections import Evaluation
 
+from .timing import PhaseTimer
 from .stats import Z95, mean_se, too_few_units, wilson_interval  # noqa: F401 (re-exported)
 
 log = logging.getLogger("analysis.evaluate")
@@ -234,19 +235,6 @@ def accuracy_summary(units: list[dict], unit: str) -> dict:
     if wilson is None:  # analysis.stats: no interval from fewer than 2 trials
         out.update(ci95_reason=too_few_units(n, "trial"))
     return out
-
-
-class _Timer:
-    def __init__(self):
-        self.seconds = {}
-
-    @contextmanager
-    def __call__(self, name):
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - t0, 3)
 
 
 def _seed(seed: int, offset: int = 0) -> None:
@@ -596,7 +584,7 @@ class Context:
     ev: Evaluation
     device: torch.device
     seed: int
-    timer: _Timer
+    timer: PhaseTimer
     checkpoint: dict  # path, step, val_bound, version
     max_elements: int
     batch_size: int
@@ -830,7 +818,7 @@ def evaluation_settings(evaluation: dict, decoder: str | None) -> Evaluation:
     return Evaluation.of(resolved)
 
 
-def setup(cfg, checkpoint, device, max_elements, batch_size, figures, timer: _Timer) -> Context:
+def setup(cfg, checkpoint, device, max_elements, batch_size, figures, timer: PhaseTimer) -> Context:
     """Load the config, build the model, read its weights (seeded with evaluation.seed)."""
     from experiments.common import resolve_device
     from experiments.config import load_config
@@ -941,7 +929,7 @@ def evaluate(
     ``cfg["evaluation"]`` holds the options (override them before calling). Runs :data:`SECTIONS`
     in order (:func:`run_section`); returns the metrics dict.
     """
-    timer = _Timer()
+    timer = PhaseTimer()
     t_start = time.perf_counter()
     with timer("setup"):
         ctx = setup(cfg, checkpoint, device, max_elements, batch_size, figures, timer)

@@ -21,6 +21,7 @@ What the alphabet is for (DESIGN.md, "What each structured experiment must show"
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from experiments.artifacts import save_figure
@@ -28,6 +29,7 @@ from experiments.artifacts import save_figure
 import numpy as np
 import torch
 
+from .timing import PhaseTimer
 from .stats import mcnemar, normal_interval, too_few_units, wilson_interval
 from .structured_common import (
     ancestral,
@@ -211,13 +213,23 @@ def _accuracy_entry(correct: list[bool], estimator: str) -> dict:
 
 @torch.no_grad()
 def oneshot_context(
-    model, s, device, seed: int, n_samples: int, ways: int = 20, n_context: int = 10, class_model=None
+    model,
+    s,
+    device,
+    seed: int,
+    n_samples: int,
+    ways: int = 20,
+    n_context: int = 10,
+    class_model=None,
+    episodes: int = 1,
 ) -> dict:
     """One-shot classification of new characters within an alphabet, with and without alphabet context.
 
-    Per alphabet with at least 3 characters of >= 2 images: W = min(``ways``, characters - 1)
-    random characters, one support image and one query image each (W queries, W-way); the context C
-    = ``n_context`` random images of the alphabet's *other* characters (not in the episode). Arms,
+    Per alphabet with at least 3 characters of >= 2 images, ``episodes`` episodes, each of W =
+    min(``ways``, characters - 1) random characters, one support image and one query image each (W
+    queries, W-way); its context C = ``n_context`` random images of the alphabet's *other* characters
+    (not in the episode). An episode costs ~W^2 K decodes per arm: more episodes of fewer ways buy
+    the same trials for less. Arms,
     all with K = ``n_samples``: ``with_context``: log p̂(x | D_j, C) (a ~ q(a | C) reweighted by D_j,
     vhe.evaluate.class_scores_given_context: the limit is log p(x | D_j, C) when q(a | C) is the
     posterior); ``prior_a``: the same estimator with a ~ p(a) (log p(x | D_j), no context);
@@ -241,32 +253,33 @@ def oneshot_context(
             cs = [c for c in (char_alpha == a).nonzero().flatten().tolist() if int(counts[c]) >= 2]
             if len(cs) < 3:
                 continue
-            perm = torch.randperm(len(cs), generator=g).tolist()
-            W = min(int(ways), len(cs) - 1)
-            ep, others = [cs[i] for i in perm[:W]], [cs[i] for i in perm[W:]]
-            sup, qry = [], []
-            for c in ep:
-                members = (s.character == c).nonzero().flatten()
-                pick = members[torch.randperm(len(members), generator=g)[:2]]
-                sup.append(int(pick[0]))
-                qry.append(int(pick[1]))
-            pool = torch.isin(s.character, torch.tensor(others)).nonzero().flatten()
-            ctx = pool[torch.randperm(len(pool), generator=g)[: int(n_context)]]
-            support = s.images[sup].to(device=device, dtype=torch.float32)[:, None]
-            query = s.images[qry].to(device=device, dtype=torch.float32)
-            context = s.images[ctx].to(device=device, dtype=torch.float32)
-            want = torch.arange(W, device=device)
-            scores = {
-                "with_context": class_scores_given_context(model, support, query, context, n_samples),
-                "prior_a": class_scores_given_context(model, support, query, None, n_samples),
-                "no_context": class_scores(model, support, query, "conditional", n_samples),
-            }
-            if class_model is not None:
-                scores["class_model"] = class_scores(class_model, support, query, "conditional", n_samples)
-            for k, sc in scores.items():
-                arms[k] += (sc.argmax(dim=1) == want).cpu().tolist()
-            chance += [1.0 / W] * W
-            used.append({"alphabet": s.alphabet_names[a], "ways": W, "context_images": int(len(ctx))})
+            for _ in range(max(1, int(episodes))):
+                perm = torch.randperm(len(cs), generator=g).tolist()
+                W = min(int(ways), len(cs) - 1)
+                ep, others = [cs[i] for i in perm[:W]], [cs[i] for i in perm[W:]]
+                sup, qry = [], []
+                for c in ep:
+                    members = (s.character == c).nonzero().flatten()
+                    pick = members[torch.randperm(len(members), generator=g)[:2]]
+                    sup.append(int(pick[0]))
+                    qry.append(int(pick[1]))
+                pool = torch.isin(s.character, torch.tensor(others)).nonzero().flatten()
+                ctx = pool[torch.randperm(len(pool), generator=g)[: int(n_context)]]
+                support = s.images[sup].to(device=device, dtype=torch.float32)[:, None]
+                query = s.images[qry].to(device=device, dtype=torch.float32)
+                context = s.images[ctx].to(device=device, dtype=torch.float32)
+                want = torch.arange(W, device=device)
+                scores = {
+                    "with_context": class_scores_given_context(model, support, query, context, n_samples),
+                    "prior_a": class_scores_given_context(model, support, query, None, n_samples),
+                    "no_context": class_scores(model, support, query, "conditional", n_samples),
+                }
+                if class_model is not None:
+                    scores["class_model"] = class_scores(class_model, support, query, "conditional", n_samples)
+                for k, sc in scores.items():
+                    arms[k] += (sc.argmax(dim=1) == want).cpu().tolist()
+                chance += [1.0 / W] * W
+                used.append({"alphabet": s.alphabet_names[a], "ways": W, "context_images": int(len(ctx))})
     if not used:
         return {"skipped": "no alphabet with 3 characters of 2 images (an episode and a context)"}
     names = {
@@ -277,13 +290,14 @@ def oneshot_context(
     }
     out = {
         "episodes": len(used),
+        "episodes_per_alphabet": max(1, int(episodes)),
         "n_samples": int(n_samples),
         "ways": int(ways),
         "shots": 1,
         "chance": float(np.mean(chance)),
         "per_episode": used,
-        "design": "per alphabet: min(ways, characters - 1) characters, 1 support + 1 query image each; the "
-        "context: random images of the alphabet's other characters",
+        "design": "per alphabet, episodes_per_alphabet episodes of min(ways, characters - 1) characters, 1 "
+        "support + 1 query image each; the context: random images of the alphabet's other characters",
         "units": "accuracies in [0, 1], Wilson 95% intervals",
         **{k: _accuracy_entry(v, names[k]) for k, v in arms.items()},
     }
@@ -535,6 +549,8 @@ def run_hierarchical(cfg, model, args, device) -> dict:
     m = model_section(cfg)
     objective = vhe.get_objective(m.get("objective", "vhe"))
     seed = args.seed
+    timer = PhaseTimer()
+    t_start = time.perf_counter()
     n_context = context_images(cfg, args.context_images)
     k_classify = int(evaluation_for(cfg, m.get("decoder"))["classification_samples"])
     ev = datasets.load_split(cfg, "evaluation")
@@ -553,7 +569,8 @@ def run_hierarchical(cfg, model, args, device) -> dict:
         device=device,
         dtype=torch.float32,
     )
-    hb, hkl = episode_bounds(model, loader, targets, objective.rescale, args.batch_size, seed)
+    with timer("bounds"):
+        hb, hkl = episode_bounds(model, loader, targets, objective.rescale, args.batch_size, seed)
     h_mean, h_se = _mean_se(hb)
     out = {
         "evaluation_set": {
@@ -597,7 +614,8 @@ def run_hierarchical(cfg, model, args, device) -> dict:
             device=device,
             dtype=torch.float32,
         )
-        cb, ckl = episode_bounds(class_model, cloader, targets, cobj.rescale, args.batch_size, seed)
+        with timer("class_bounds"):
+            cb, ckl = episode_bounds(class_model, cloader, targets, cobj.rescale, args.batch_size, seed)
         c_mean, c_se = _mean_se(cb)
         d_mean, d_se = _mean_se(hb - cb)
         out["class_model"] = {
@@ -622,7 +640,8 @@ def run_hierarchical(cfg, model, args, device) -> dict:
         X = _class_tensors(ev, chars, device)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
-            hn = _nll(model, X, args.n_samples)
+            with timer("likelihood"):
+                hn = _nll(model, X, args.n_samples)
             nll, nll_se = _mean_se(hn)
             res = {
                 "n_samples": int(args.n_samples),
@@ -634,7 +653,8 @@ def run_hierarchical(cfg, model, args, device) -> dict:
             cn = None
             if class_model is not None:
                 torch.manual_seed(int(seed))
-                cn = _nll(class_model, X, args.n_samples)
+                with timer("class_likelihood"):
+                    cn = _nll(class_model, X, args.n_samples)
                 c_mean, c_se = _mean_se(cn)
                 d_mean, d_se = _mean_se(cn - hn)
                 res.update(
@@ -647,39 +667,48 @@ def run_hierarchical(cfg, model, args, device) -> dict:
                 )
         out["nll"] = res
         # the same characters given a context of their alphabet's other characters (a ~ q(a | context))
-        out["context_nll"] = context_likelihood(model, ev, chars, X, hn, args.n_samples, n_context, seed, class_nll=cn)
-    out["oneshot_context"] = oneshot_context(
-        model,
-        ev,
-        device,
-        seed,
-        n_samples=k_classify,
-        ways=int(args.oneshot_ways),
-        n_context=n_context,
-        class_model=class_model,
-    )
-    out["alphabet_style"] = alphabet_style(
-        model,
-        ev,
-        device,
-        seed,
-        n_shown=args.n_shown,
-        n_new=args.style_new,
-        n_alphabet_samples=int(args.style_alphabet_samples),
-        control_model=class_model,
-    )
-    fig, facts = hierarchical_figure(
-        model,
-        ev,
-        device,
-        seed,
-        n_alphabets=args.n_alphabets,
-        n_shown=args.n_shown,
-        n_new=args.n_new,
-        n_draws=args.n_draws,
-    )
+        with timer("context_likelihood"):
+            out["context_nll"] = context_likelihood(
+                model, ev, chars, X, hn, args.n_samples, n_context, seed, class_nll=cn
+            )
+    with timer("oneshot_context"):
+        out["oneshot_context"] = oneshot_context(
+            model,
+            ev,
+            device,
+            seed,
+            n_samples=k_classify,
+            ways=int(args.oneshot_ways),
+            n_context=n_context,
+            class_model=class_model,
+            episodes=int(args.oneshot_episodes),
+        )
+    with timer("alphabet_style"):
+        out["alphabet_style"] = alphabet_style(
+            model,
+            ev,
+            device,
+            seed,
+            n_shown=args.n_shown,
+            n_new=args.style_new,
+            n_alphabet_samples=int(args.style_alphabet_samples),
+            control_model=class_model,
+        )
+    with timer("samples_figure"):
+        fig, facts = hierarchical_figure(
+            model,
+            ev,
+            device,
+            seed,
+            n_alphabets=args.n_alphabets,
+            n_shown=args.n_shown,
+            n_new=args.n_new,
+            n_draws=args.n_draws,
+        )
     out["figure_facts"] = facts
     out["figures"] = save_figure(fig, Path(args.figures) / f"{figure_prefix(cfg)}_samples.png")
+    timer.seconds["total"] = round(time.perf_counter() - t_start, 3)
+    out["eval_seconds"] = dict(timer.seconds)
     return se_reasons(out)
 
 

@@ -23,16 +23,18 @@ hierarchical (``hierarchical_samples``): for a few held-out (evaluation) alphabe
     the same targets (its own k_shot and objective), their paired difference and
     ``alphabet_improves_bound`` (hierarchical bound > class bound; ``class_model.same_training_steps``
     says whether both checkpoints come from the same training step). Also (``--n-samples`` > 0) the
-    importance-sampled -log p(X)/|X| of ``--nll-classes`` whole evaluation characters under both
+    importance-sampled -log p(X)/|X| of ``nll_classes`` whole evaluation characters under both
     models (a and c class-level, inferred from the character's own images only; K stated) and the
     paired improvement (class minus hierarchical). ``alphabet_style`` (see :func:`alphabet_style`):
     the share of new characters c ~ p(c | a) that an alphabet classifier trained on real images
     assigns to the alphabet a was inferred from (chance 1 / #alphabets, and the classifier's
     accuracy on real characters it never saw as the ceiling). ``context_nll`` and ``oneshot_context``:
     the alphabet-context measures (analysis.hierarchical). Their settings come from
-    ``evaluation.structured`` (``context_images``: |C|, null = train.k_shot_alphabet; ``oneshot_ways``;
-    ``style_alphabet_samples``: draws of a per alphabet in ``alphabet_style``); the flags
-    ``--context-images``, ``--oneshot-ways`` and ``--style-alphabet-samples`` override them.
+    ``evaluation.structured`` (``context_images``: |C|, null = train.k_shot_alphabet; ``nll_classes``;
+    ``oneshot_ways``;
+    ``oneshot_episodes``: episodes per alphabet; ``style_alphabet_samples``: draws of a per alphabet in ``alphabet_style``); the flags
+    ``--context-images``, ``--nll-classes``, ``--oneshot-ways``, ``--oneshot-episodes`` and ``--style-alphabet-samples``
+    override them.
 
 factorial (``factorial_grid``, ``factorial_swap``, and ``factorial_samples`` = both side by side,
     the file the pipeline tracks): the grid's rows take the content from one image each
@@ -102,7 +104,7 @@ __all__ = [
 
 # ============================================================================ CLI
 #: the settings of evaluation.structured, each with its command-line flag (the flag's value wins when given)
-STRUCTURED_SETTINGS = ("context_images", "oneshot_ways", "style_alphabet_samples")
+STRUCTURED_SETTINGS = ("context_images", "nll_classes", "oneshot_ways", "oneshot_episodes", "style_alphabet_samples")
 
 
 def _at_least(lowest: int):
@@ -171,9 +173,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument(
         "--nll-classes",
-        type=int,
-        default=30,
-        help="hierarchical: evaluation characters for -log p(X) (each costs K x 20 decodes per model)",
+        type=_at_least(1),
+        default=None,
+        help="hierarchical: evaluation characters for -log p(X) (each costs K x 20 decodes per model; "
+        "default: evaluation.structured.nll_classes)",
     )
     p.add_argument("--n-alphabets", type=int, default=4, help="hierarchical: alphabets in the figure")
     p.add_argument("--n-shown", type=int, default=5, help="hierarchical: given characters per alphabet (D_a)")
@@ -197,6 +200,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         type=_at_least(2),
         default=None,
         help="hierarchical: ways of the within-alphabet one-shot episodes (default: evaluation.structured.oneshot_ways)",
+    )
+    p.add_argument(
+        "--oneshot-episodes",
+        type=_at_least(1),
+        default=None,
+        help="hierarchical: within-alphabet one-shot episodes per alphabet (default: evaluation.structured.oneshot_episodes)",
     )
     p.add_argument(
         "--style-alphabet-samples",

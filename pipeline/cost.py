@@ -24,8 +24,10 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    ``decodes_per_s_small_chunks`` when ``evaluation.max_elements`` <= ``small_chunk``), scaled to
    other networks like the training rate. Counted: the learning curve, log p(X) (test characters
    x 20 drawings x K) and, for class models, classification on Lake's, the within-alphabet and the
-   validation runs (:func:`pair_decodes` per pair and sample: the estimators share their draws). The structured models' evaluation,
-   data preparation and figures are not counted, so evaluation is a lower bound.
+   validation runs (:func:`pair_decodes` per pair and sample: the estimators share their draws),
+   and the hierarchical model's alphabet measures (:func:`structured_decodes`). The factorial
+   model's evaluation (grids of PixelCNN samples) costs its measured ``factorial_eval_s``. Data
+   preparation and figures are not counted, so evaluation is a lower bound.
 7. Jobs run one thread each, ``min(cores, CPUs)`` side by side, each ``side_by_side_slowdown``
    slower than alone when more than one runs; wall time = max(total job time x slowdown /
    parallel jobs, the longest model's training + evaluation x slowdown).
@@ -43,8 +45,7 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    the one-thread CPU rate of assumptions 1-6. Every result says which (``train_source``,
    ``eval_source``: "measured" or "guess"). With ``snakemake --cores 8 --resources gpu=1`` the GPU
    jobs (training and evaluation of every model) run one at a time, so the wall-clock is the sum of
-   their times; data preparation, baselines and figures (CPU jobs) are not counted, nor (as in 6)
-   the structured models' evaluation.
+   their times; data preparation, baselines and figures (CPU jobs) are not counted.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ __all__ = [
     "decode_rate",
     "evaluation_decodes",
     "curve_decodes",
+    "structured_decodes",
     "pair_decodes",
     "model_seconds",
     "usable_cores",
@@ -83,6 +85,8 @@ __all__ = [
 
 RATES_PATH = Path(__file__).with_name("rates.json")
 OMNIGLOT_EVAL_CHARACTERS = 659
+OMNIGLOT_EVAL_ALPHABETS = 20
+STYLE_NEW = 10  # new characters per alphabet sample in the alphabet-style check (analysis.structured --style-new)
 DRAWINGS = 20
 LAKE_RUNS, LAKE_WAY = 20, 20
 
@@ -191,6 +195,29 @@ def evaluation_decodes(cfg: dict, decoder: str, experiment: str = "class") -> in
     return int(total)
 
 
+def structured_decodes(cfg: dict, decoder: str, compared: bool = True) -> int:
+    """Image decodes of a hierarchical model's evaluation (analysis.hierarchical, assumption 6):
+    episode bounds of its targets; -log p(X) of ``evaluation.structured.nll_classes`` characters
+    without and with alphabet context (and under the class model when ``compared``), K each; the
+    within-alphabet one-shot test (``oneshot_episodes`` episodes of ``oneshot_ways`` ways per
+    alphabet: ~K (W + 1) W decodes per context arm, K W^2 per conditional arm); the alphabet-style
+    check's new characters (one decode each)."""
+    ev = _evaluation(cfg, decoder)
+    st = ev.get("structured") or {}
+    k, kc = int(ev.get("n_samples") or 0), int(ev.get("classification_samples") or 0)
+    maxc = cfg["data"].get("max_characters")
+    n_chars = min(OMNIGLOT_EVAL_CHARACTERS, maxc or OMNIGLOT_EVAL_CHARACTERS)
+    models = 2 if compared else 1
+    bounds = min(n_chars, ev.get("max_classes") or n_chars) * DRAWINGS * models
+    likelihood = min(n_chars, int(st.get("nll_classes", 30))) * DRAWINGS * k * (models + 1)
+    w = min(int(st.get("oneshot_ways", 20)), max(2, n_chars // OMNIGLOT_EVAL_ALPHABETS - 1))
+    episode = 2 * kc * (w + 1) * w + (models + 1) * kc * w * w
+    alphabets = min(OMNIGLOT_EVAL_ALPHABETS, n_chars)
+    oneshot = alphabets * int(st.get("oneshot_episodes", 1)) * episode
+    style = alphabets * int(st.get("style_alphabet_samples", 3)) * STYLE_NEW * (models + 1)
+    return int(bounds + likelihood + oneshot + style)
+
+
 def curve_decodes(train: dict, steps: int) -> int:
     """Image decodes of the one-shot learning curve during training (assumption 6)."""
     cc = train.get("one_shot_curve") or {}
@@ -217,7 +244,12 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
     train_s = steps * batch / rate + curve / decode_rate(dec, nets)
     eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"))
-    eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
+    if exp in ("class", "vae"):
+        eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate
+    elif exp == "hierarchical":
+        eval_s = structured_decodes(cfg, dec, compared=bool(cfg["models"][name].get("compare_with"))) / eval_rate
+    else:  # factorial: grids of PixelCNN samples, priced by their measured time (assumption 6)
+        eval_s = float(rates()["factorial_eval_s"]["seconds"])
     return {
         "experiment": exp,
         "decoder": dec,
@@ -271,7 +303,7 @@ GPU_RATES_FORMAT = "vhe.gpu_rates"
 GPU_ASSUMPTION = (
     "snakemake --cores 8 --resources gpu=1 on one GPU: the GPU jobs (training and evaluation of every "
     "model) run one at a time, so the wall-clock is the sum of their times; data preparation, "
-    "baselines and figures (CPU jobs) and the structured models' evaluation are not counted"
+    "baselines and figures (CPU jobs) are not counted"
 )
 AUTO = "auto"  # gpu_rates argument: the file named by $VHE_GPU_RATES or rates.json's gpu_rates
 
@@ -375,7 +407,12 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
     curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets) * guess
     train_s = steps * batch / rate + curve / curve_rate
-    eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate if exp in ("class", "vae") else 0.0
+    if exp in ("class", "vae"):
+        eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate
+    elif exp == "hierarchical":
+        eval_s = structured_decodes(cfg, dec, compared=bool(cfg["models"][name].get("compare_with"))) / eval_rate
+    else:  # factorial: its measured one-thread CPU time, guessed faster on the GPU
+        eval_s = cpu["eval_s"] / guess
     return {
         "experiment": exp,
         "decoder": dec,
@@ -386,7 +423,7 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
         "train_s": train_s,
         "eval_s": eval_s,
         "train_source": "measured" if entry else "guess",
-        "eval_source": eval_source if exp in ("class", "vae") else "not counted",
+        "eval_source": eval_source if exp != "factorial" else "guess",
     }
 
 

@@ -253,14 +253,25 @@ def test_rejects_class_models(setup):
 
 
 def test_structured_settings_come_from_the_config_unless_a_flag_is_given():
-    section = {"structured": {"context_images": None, "oneshot_ways": 7, "style_alphabet_samples": 2}}
+    section = {
+        "structured": {
+            "context_images": None,
+            "nll_classes": 9,
+            "oneshot_ways": 7,
+            "oneshot_episodes": 2,
+            "style_alphabet_samples": 2,
+        }
+    }
     base = ["--config", "c.json", "--checkpoint", "b.pt", "--out", "m.json", "--figures", "f"]
     args = st.structured_settings(st.parse_args(base), section)
-    assert (args.context_images, args.oneshot_ways, args.style_alphabet_samples) == (None, 7, 2)
-    flags = ["--context-images", "4", "--oneshot-ways", "3", "--style-alphabet-samples", "5"]
+    got = (args.context_images, args.oneshot_ways, args.oneshot_episodes, args.style_alphabet_samples)
+    assert got == (None, 7, 2, 2) and args.nll_classes == 9
+    flags = ["--context-images", "4", "--oneshot-ways", "3", "--oneshot-episodes", "6", "--style-alphabet-samples", "5"]
     args = st.structured_settings(st.parse_args(base + flags), section)
-    assert (args.context_images, args.oneshot_ways, args.style_alphabet_samples) == (4, 3, 5)
-    for bad in (["--oneshot-ways", "1"], ["--context-images", "0"], ["--style-alphabet-samples", "x"]):
+    got = (args.context_images, args.oneshot_ways, args.oneshot_episodes, args.style_alphabet_samples)
+    assert got == (4, 3, 6, 5)
+    bad_flags = (["--oneshot-ways", "1"], ["--oneshot-episodes", "0"], ["--context-images", "0"])
+    for bad in bad_flags + (["--style-alphabet-samples", "x"],):
         with pytest.raises(SystemExit):
             st.parse_args(base + bad)
 
@@ -268,7 +279,13 @@ def test_structured_settings_come_from_the_config_unless_a_flag_is_given():
 def test_hierarchical_cli_reads_the_structured_settings_and_flags_override_them(setup):
     root, configs, ckpts = setup
     ev = load_config(json.loads(configs["hierarchical"].read_text()))["evaluation"]
-    ev["structured"] = {"context_images": 3, "oneshot_ways": 2, "style_alphabet_samples": 2}
+    ev["structured"] = {
+        "context_images": 3,
+        "nll_classes": 30,
+        "oneshot_ways": 2,
+        "oneshot_episodes": 1,
+        "style_alphabet_samples": 2,
+    }
     evaluation = root / "evaluation_structured.json"
     evaluation.write_text(json.dumps(ev))
     common = ("--evaluation", str(evaluation), "--n-samples", "0", "--n-alphabets", "1", "--n-shown", "1")
@@ -277,13 +294,20 @@ def test_hierarchical_cli_reads_the_structured_settings_and_flags_override_them(
     m = json.loads(out.read_text())
     one, sty = m["oneshot_context"], m["alphabet_style"]
     assert one["ways"] == 2 and {e["ways"] for e in one["per_episode"]} == {2}
+    # every phase timed (the cost model and the results pages read eval_seconds)
+    assert {"bounds", "oneshot_context", "alphabet_style", "samples_figure", "total"} <= set(m["eval_seconds"])
+    assert m["eval_seconds"]["total"] >= m["eval_seconds"]["oneshot_context"] > 0
     assert {e["context_images"] for e in one["per_episode"]} == {3}
     assert sty["alphabet_samples"] == 2 and sty["new_per_alphabet"] == 2 * 2
-    flags = ("--context-images", "5", "--oneshot-ways", "3", "--style-alphabet-samples", "1")
+    n_episodes = one["episodes"]
+    flags = ("--context-images", "5", "--oneshot-ways", "3", "--oneshot-episodes", "2", "--style-alphabet-samples", "1")
     rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common, "--style-new", "2", *flags)
     assert rc == 0
     m = json.loads(out.read_text())
     one, sty = m["oneshot_context"], m["alphabet_style"]
     assert one["ways"] == 3 and {e["ways"] for e in one["per_episode"]} == {3}  # 4 characters per alphabet
+    # two episodes per alphabet, each its own trials
+    assert one["episodes_per_alphabet"] == 2 and one["episodes"] == 2 * n_episodes
+    assert one["with_context"]["n_trials"] == 3 * one["episodes"]
     assert {e["context_images"] for e in one["per_episode"]} == {5}
     assert sty["alphabet_samples"] == 1 and sty["new_per_alphabet"] == 2

@@ -28,8 +28,6 @@ ALL_MODELS = {"vae_deconv", "vae_pixelcnn", "hierarchical", "factorial"} | {
 #: models a profile has beyond ALL_MODELS (the paper's likelihood headline, spatial family)
 EXTRA_MODELS = {
     "config/config.yaml": {"hierarchical_pixelcnn"},
-    "config/cpu.yaml": {"vhe_deconv_matched"},
-    "config/cpu-seeds.yaml": {"vhe_deconv_matched"},
 }
 #: schema keys without a default: absent unless set, so that adding them left every existing
 #: per-model config (and so every finished model) unchanged
@@ -321,7 +319,8 @@ def test_yaml_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path):
 def test_profile_aliases_are_still_accepted():
     cpu = load_config(ROOT / "config" / "cpu.yaml")["models"]  # YAML anchors and aliases (&spatial, *spatial)
     assert cpu["resample_deconv"]["nets"] == cpu["ns_deconv"]["nets"] == {"family": "spatial"}
-    assert cpu["hierarchical"]["nets"]["hidden"] == 256
+    assert cpu["hierarchical"]["nets"] == {"family": "spatial"}
+    assert cpu["hierarchical"]["train"] == cpu["vhe_deconv"]["train"] == {"max_steps": 6500}
 
 
 def test_long_values_are_cut_in_messages():
@@ -559,13 +558,11 @@ def test_a_vector_models_config_and_fingerprint_ignore_the_spatial_settings():
     from experiments.trainer import _fingerprint
 
     cfg = load_config(ROOT / "config" / "cpu.yaml")
-    tc = training_config(cfg, "hierarchical")  # a vector model of the cpu profile
+    tc = training_config(cfg, "factorial")  # a vector model of the cpu profile
     assert "family" not in tc["nets"] and "spatial" not in tc["nets"]
     assert "family" not in tc["model"]["nets"] and "spatial" not in tc["model"]["nets"]
-    mc = model_config(cfg, "hierarchical")
-    other = model_config(
-        load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}), "hierarchical"
-    )
+    mc = model_config(cfg, "factorial")
+    other = model_config(load_config({**dict(cfg), "nets": {**cfg["nets"], "spatial": {"c_channels": 3}}}), "factorial")
     assert _fingerprint(mc) == _fingerprint(other)  # a vector model ignores nets.spatial
     paper = load_config(ROOT / "config" / "config.yaml")
     spatial = training_config(paper, "vhe_pixelcnn")
@@ -639,9 +636,17 @@ def test_replicates_keep_compare_with_valid():
 # --------------------------------------------------------------------------- evaluation.structured
 def test_structured_evaluation_settings_have_defaults_and_bounds():
     ev = load_config({})["evaluation"]
-    assert ev["structured"] == {"context_images": None, "oneshot_ways": 20, "style_alphabet_samples": 3}
+    assert ev["structured"] == {
+        "context_images": None,
+        "nll_classes": 30,
+        "oneshot_ways": 20,
+        "oneshot_episodes": 1,
+        "style_alphabet_samples": 3,
+    }
     with pytest.raises(ConfigError, match=r"evaluation\.structured\.oneshot_ways"):
         load_config({"evaluation": {"structured": {"oneshot_ways": 1}}})
+    with pytest.raises(ConfigError, match=r"evaluation\.structured\.oneshot_episodes"):
+        load_config({"evaluation": {"structured": {"oneshot_episodes": 0}}})
     with pytest.raises(ConfigError, match=r"unknown key 'context_image' in evaluation\.structured"):
         load_config({"evaluation": {"structured": {"context_image": 3}}})
 
@@ -654,4 +659,10 @@ def test_structured_evaluation_settings_change_no_training_config():
     for m in ("h", "c"):
         assert training_config(load_config(changed), m) == training_config(load_config(base), m)
     ev = evaluation_for(load_config(changed), "deconv")
-    assert ev["structured"] == {"context_images": 4, "oneshot_ways": 5, "style_alphabet_samples": 3}
+    assert ev["structured"] == {
+        "context_images": 4,
+        "nll_classes": 30,
+        "oneshot_ways": 5,
+        "oneshot_episodes": 1,
+        "style_alphabet_samples": 3,
+    }

@@ -88,7 +88,8 @@ def test_a_vae_evaluation_is_its_likelihood_alone():
     cut = ec.estimate(fewer, cores=1)["models"]
     for name in ("vae_deconv", "vae_pixelcnn"):
         assert cut[name]["eval_s"] == pytest.approx(base[name]["eval_s"])
-    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"] / 2  # classification: most of it
+    assert cut["vhe_deconv"]["eval_s"] < base["vhe_deconv"]["eval_s"] / 2  # classification: most of it
+    assert cut["vhe_pixelcnn"]["eval_s"] < base["vhe_pixelcnn"]["eval_s"]
     # without decoding classifiers, a class model's evaluation decodes exactly what a VAE's does: log p(X)
     assert ec.evaluation_decodes(fewer, "pixelcnn", "class") == ec.evaluation_decodes(fewer, "pixelcnn", "vae")
     ev = raw["evaluation"]
@@ -217,3 +218,21 @@ def test_comparing_with_a_directory_without_benchmarks_says_so(tmp_path, capsys)
     bad.write_text("seconds\n12\n")
     assert ec.main(["--config", str(CPU), "--cores", "2", "--measured", str(tmp_path)]) == 2
     assert "not a Snakemake benchmark file" in capsys.readouterr().err
+
+
+def test_the_structured_models_evaluation_is_priced():
+    raw = yaml.safe_load(CPU.read_text())
+    models = ec.estimate(raw, cores=1)["models"]
+    assert models["hierarchical"]["eval_s"] > 0
+    assert models["factorial"]["eval_s"] == pytest.approx(ec.cost.rates()["factorial_eval_s"]["seconds"])
+    # the one-shot test costs ~ways^2 per episode: 4 episodes of 5 ways < 1 of 20, more episodes cost more
+    one_wide = copy.deepcopy(raw)
+    one_wide["evaluation"]["structured"] = {"oneshot_ways": 20, "oneshot_episodes": 1}
+    more = copy.deepcopy(raw)
+    more["evaluation"]["structured"]["oneshot_episodes"] = 8
+    d = {
+        name: ec.cost.structured_decodes(c, "deconv") for name, c in (("cpu", raw), ("wide", one_wide), ("more", more))
+    }
+    assert d["cpu"] < d["wide"] and d["cpu"] < d["more"]
+    # without a class model to compare with, fewer decodes (no class-model arms)
+    assert ec.cost.structured_decodes(raw, "deconv", compared=False) < d["cpu"]
