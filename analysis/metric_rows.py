@@ -179,18 +179,31 @@ def baseline_rows(data: dict, where: str) -> list[dict]:
     return rows
 
 
-def _se_row(base, metric, data, key, se_key, where, set_="evaluation", unit=NATS, K=None):
-    v = _num(need(data, key, where), where, key)
+def _se_row(base, metric, data, key, se_key, where, set_="evaluation", unit=NATS, K=None, n=None, path=None):
+    """[one row]: ``data[key]`` (required) with the interval value ± 1.96 ``data[se_key]``; [] when
+    the value is null. ``path`` prefixes the keys in error messages."""
+    at = f"{path}." if path else ""
+    v = _num(need(data, key, where), where, f"{at}{key}")
     if v is None:
         return []
-    se = _num(data.get(se_key), where, se_key) if se_key else None
+    se = _num(data.get(se_key), where, f"{at}{se_key}") if se_key else None
     ci = (v - Z95 * se, v + Z95 * se) if se is not None and math.isfinite(se) else (None, None)
-    return [_row(base, metric, v, set_=set_, ci=ci, K=K, unit=unit)]
+    return [_row(base, metric, v, set_=set_, ci=ci, n=n, K=K, unit=unit)]
 
 
 def _ci_pair(entry: dict, key: str, where: str, path: str):
     """The [low, high] interval ``entry[key]`` (absent or null: no interval)."""
     return _interval(entry.get(key), where, f"{path}.{key}")
+
+
+def _ci_row(base, metric, entry, key, where, path, *, ci_key=None, set_, n=None, K=None, unit=FRACTION, estimator=None):
+    """[one row]: ``entry[key]`` (required) with the [low, high] interval ``entry[ci_key]`` (absent
+    or null: none); [] when the value is null. ``path`` names ``entry`` in error messages."""
+    v = _num(need(entry, key, where), where, f"{path}.{key}")
+    if v is None:
+        return []
+    ci = _ci_pair(entry, ci_key, where, path) if ci_key else (None, None)
+    return [_row(base, metric, v, set_=set_, estimator=estimator, ci=ci, n=n, K=K, unit=unit)]
 
 
 def _context_rows(base, ctx, where) -> list[dict]:
@@ -202,30 +215,26 @@ def _context_rows(base, ctx, where) -> list[dict]:
         ("nll_context", "nll_context_per_image", "nll_context_se"),
         ("nll_no_context", "nll_no_context_per_image", "nll_no_context_se"),
     ):
-        v = _num(need(ctx, key, where), where, f"context_nll.{key}")
-        if v is not None:
-            se = _num(ctx.get(se_key), where, f"context_nll.{se_key}")
-            ci = (v - Z95 * se, v + Z95 * se) if se is not None and math.isfinite(se) else (None, None)
-            rows.append(_row(base, metric, v, set_="evaluation", ci=ci, n=n, K=K))
+        rows += _se_row(base, metric, ctx, key, se_key, where, K=K, n=n, path="context_nll")
     for metric in ("context_gain", "context_gain_vs_class"):
         if metric == "context_gain_vs_class" and metric not in ctx:
             continue
-        v = _num(need(ctx, metric, where), where, f"context_nll.{metric}")
-        if v is not None:
-            rows.append(
-                _row(
-                    base,
-                    metric,
-                    v,
-                    set_="evaluation",
-                    ci=_ci_pair(ctx, f"{metric}_ci95", where, "context_nll"),
-                    n=n,
-                    K=K,
-                )
-            )
-    share = _num(need(ctx, "context_helps_share", where), where, "context_nll.context_helps_share")
-    if share is not None:
-        rows.append(_row(base, "context_helps_share", share, set_="evaluation", n=n, K=K, unit=FRACTION))
+        rows += _ci_row(
+            base,
+            metric,
+            ctx,
+            metric,
+            where,
+            "context_nll",
+            ci_key=f"{metric}_ci95",
+            set_="evaluation",
+            n=n,
+            K=K,
+            unit=NATS,
+        )
+    rows += _ci_row(
+        base, "context_helps_share", ctx, "context_helps_share", where, "context_nll", set_="evaluation", n=n, K=K
+    )
     return rows
 
 
@@ -238,21 +247,22 @@ def _oneshot_rows(base, one, where) -> list[dict]:
         entry = one.get(arm)
         if entry is None:
             continue
-        acc = _num(need(entry, "accuracy", where), where, f"oneshot_context.{arm}.accuracy")
-        if acc is not None:
-            rows.append(
-                _row(
-                    base,
-                    "oneshot_accuracy",
-                    acc,
-                    set_="within_alphabet",
-                    estimator=arm,
-                    ci=_interval(need(entry, "ci95", where), where, f"oneshot_context.{arm}.ci95"),
-                    n=need(entry, "n_trials", where),
-                    K=K,
-                    unit=FRACTION,
-                )
-            )
+        path = f"oneshot_context.{arm}"
+        need(entry, "ci95", where)
+        n = need(entry, "n_trials", where)
+        rows += _ci_row(
+            base,
+            "oneshot_accuracy",
+            entry,
+            "accuracy",
+            where,
+            path,
+            ci_key="ci95",
+            set_="within_alphabet",
+            n=n,
+            K=K,
+            estimator=arm,
+        )
     chance = _num(need(one, "chance", where), where, "oneshot_context.chance")
     rows.append(_row(base, "oneshot_chance", chance, set_="within_alphabet", unit=FRACTION))
     return rows
@@ -267,17 +277,8 @@ def _style_control_rows(base, style, where) -> list[dict]:
             continue
         path = f"alphabet_style.controls.{name}"
         v = _num(need(entry, "accuracy", where), where, f"{path}.accuracy")
-        rows.append(
-            _row(
-                base,
-                f"alphabet_style_{name}",
-                v,
-                set_="evaluation",
-                ci=_ci_pair(entry, "accuracy_ci95", where, path),
-                n=n,
-                unit=FRACTION,
-            )
-        )
+        ci = _ci_pair(entry, "accuracy_ci95", where, path)
+        rows.append(_row(base, f"alphabet_style_{name}", v, set_="evaluation", ci=ci, n=n, unit=FRACTION))
     return rows
 
 
@@ -299,61 +300,24 @@ def _factorial_extra_rows(base, data, where) -> list[dict]:
     sw = data.get("t_swap")
     if sw is not None and "skipped" not in sw:
         n = need(sw, "cells", where)
-        rows.append(
-            _row(
-                base,
-                "t_swap_follows_t",
-                _num(need(sw, "follows_t", where), where, "t_swap.follows_t"),
-                set_="grid",
-                ci=_ci_pair(sw, "follows_t_ci95", where, "t_swap"),
-                n=n,
-                unit=FRACTION,
-            )
-        )
-        rows.append(
-            _row(
-                base,
-                "t_swap_changed",
-                _num(need(sw, "changed", where), where, "t_swap.changed"),
-                set_="grid",
-                ci=_ci_pair(sw, "changed_ci95", where, "t_swap"),
-                n=n,
-                unit=FRACTION,
-            )
-        )
-        rows.append(
-            _row(
-                base,
-                "t_swap_chance",
-                _num(need(sw, "chance", where), where, "t_swap.chance"),
-                set_="grid",
-                unit=FRACTION,
-            )
-        )
+        for metric, key in (("t_swap_follows_t", "follows_t"), ("t_swap_changed", "changed")):
+            rows += _ci_row(base, metric, sw, key, where, "t_swap", ci_key=f"{key}_ci95", set_="grid", n=n)
+        rows += _ci_row(base, "t_swap_chance", sw, "chance", where, "t_swap", set_="grid")
     tex = need(data, "texture", where)
-    if "follows_row" in tex:
-        v = _num(tex["follows_row"], where, "texture.follows_row")
-        if v is not None:
-            rows.append(
-                _row(
-                    base,
-                    "texture_follows_row",
-                    v,
-                    set_="grid",
-                    ci=_ci_pair(tex, "follows_row_ci95", where, "texture"),
-                    n=need(tex, "follows_row_cells", where),
-                    unit=FRACTION,
-                )
-            )
-            rows.append(
-                _row(
-                    base,
-                    "texture_follows_row_chance",
-                    _num(need(tex, "follows_row_chance", where), where, "texture.follows_row_chance"),
-                    set_="grid",
-                    unit=FRACTION,
-                )
-            )
+    if "follows_row" in tex and _num(tex["follows_row"], where, "texture.follows_row") is not None:
+        n = need(tex, "follows_row_cells", where)
+        rows += _ci_row(
+            base,
+            "texture_follows_row",
+            tex,
+            "follows_row",
+            where,
+            "texture",
+            ci_key="follows_row_ci95",
+            set_="grid",
+            n=n,
+        )
+        rows += _ci_row(base, "texture_follows_row_chance", tex, "follows_row_chance", where, "texture", set_="grid")
     rob = data.get("texture_robustness")
     if rob is not None and "skipped" not in rob:
         n = need(rob, "n_images", where)

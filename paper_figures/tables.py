@@ -123,14 +123,19 @@ def fmt_ci(r: pd.Series | None, scale: float = 1.0, digits: int = 1) -> str:
 # --------------------------------------------------------------------------- the cells
 def cell_model(run: RunData, objective: str, decoder: str) -> str | None:
     """The model at (objective row, decoder column) of the objectives table, or None; never a
-    replicate (the same model trained with another seed: :func:`seeds_table`)."""
+    replicate (the same model trained with another seed: :func:`seeds_table`). Where several models
+    fill the cell (e.g. the same objective in two network families, config/cpu-spatial.yaml), the
+    one with the profile's name for the cell (``<objective>_<decoder>``, ``vae_<decoder>``), else the
+    first in config order."""
+    found = []
     for name, info in run.models.items():
         if run.is_replicate(name):
             continue
         key = ("vae" if info.get("experiment") == "vae" else info.get("objective"), info.get("decoder"))
         if key == (objective, decoder) and info.get("experiment") in ("vae", "class"):
-            return name
-    return None
+            found.append(name)
+    canonical = f"{objective}_{decoder}"
+    return canonical if canonical in found else (found[0] if found else None)
 
 
 #: accuracy columns of the objectives table: key -> (set, CSV column, display column)

@@ -39,3 +39,19 @@ def test_no_curve_is_an_empty_table_that_says_so():
     assert table.empty and "No model" in note
     table, _ = learning_curve_table(curves.iloc[0:0])
     assert table.empty
+
+
+def test_cell_model_prefers_the_profiles_name_when_two_models_fill_a_cell():
+    from types import SimpleNamespace
+
+    from paper_figures import tables as T
+
+    def run(names):
+        models = {n: {"experiment": "class", "objective": "vhe", "decoder": "deconv"} for n in names}
+        return SimpleNamespace(models=models, is_replicate=lambda n: n.endswith("_seed1"))
+
+    # cpu-spatial: the vector model listed first, the profile's own (spatial) model named vhe_deconv
+    assert T.cell_model(run(["vhe_deconv_vector", "vhe_deconv"]), "vhe", "deconv") == "vhe_deconv"
+    assert T.cell_model(run(["vhe_deconv_seed1", "vhe_b", "vhe_a"]), "vhe", "deconv") == "vhe_b"  # config order
+    assert T.cell_model(run(["vhe_deconv_seed1"]), "vhe", "deconv") is None  # never a replicate
+    assert T.cell_model(run(["vhe_deconv"]), "ns", "deconv") is None
