@@ -241,6 +241,7 @@ def oneshot_context(
     from vhe.evaluate import class_scores, class_scores_given_context
 
     g = torch.Generator().manual_seed(int(seed) + 13)
+    episodes = max(1, int(episodes))
     char_alpha = s.character_alphabet()
     counts = s.class_counts()
     arms = {"with_context": [], "prior_a": [], "no_context": []}
@@ -253,7 +254,7 @@ def oneshot_context(
             cs = [c for c in (char_alpha == a).nonzero().flatten().tolist() if int(counts[c]) >= 2]
             if len(cs) < 3:
                 continue
-            for _ in range(max(1, int(episodes))):
+            for _ in range(episodes):
                 perm = torch.randperm(len(cs), generator=g).tolist()
                 W = min(int(ways), len(cs) - 1)
                 ep, others = [cs[i] for i in perm[:W]], [cs[i] for i in perm[W:]]
@@ -290,7 +291,7 @@ def oneshot_context(
     }
     out = {
         "episodes": len(used),
-        "episodes_per_alphabet": max(1, int(episodes)),
+        "episodes_per_alphabet": episodes,
         "n_samples": int(n_samples),
         "ways": int(ways),
         "shots": 1,

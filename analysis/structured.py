@@ -103,7 +103,14 @@ __all__ = [
 
 # ============================================================================ CLI
 #: the settings of evaluation.structured, each with its command-line flag (the flag's value wins when given)
-STRUCTURED_SETTINGS = ("context_images", "nll_classes", "oneshot_ways", "oneshot_episodes", "style_alphabet_samples")
+STRUCTURED_SETTINGS = (
+    "context_images",
+    "nll_classes",
+    "oneshot_ways",
+    "oneshot_episodes",
+    "style_alphabet_samples",
+    "style_new",
+)
 
 
 def _at_least(lowest: int):
@@ -183,9 +190,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--n-draws", type=int, default=6, help="hierarchical: draws of each new character")
     p.add_argument(
         "--style-new",
-        type=int,
-        default=10,
-        help="hierarchical: new characters per alphabet for the alphabet-style check",
+        type=_at_least(1),
+        default=None,
+        help="hierarchical: new characters per draw of a in the alphabet-style check "
+        "(default: evaluation.structured.style_new)",
     )
     p.add_argument(
         "--context-images",

@@ -86,7 +86,6 @@ __all__ = [
 RATES_PATH = Path(__file__).with_name("rates.json")
 OMNIGLOT_EVAL_CHARACTERS = 659
 OMNIGLOT_EVAL_ALPHABETS = 20
-STYLE_NEW = 10  # new characters per alphabet sample in the alphabet-style check (analysis.structured --style-new)
 DRAWINGS = 20
 LAKE_RUNS, LAKE_WAY = 20, 20
 
@@ -202,19 +201,22 @@ def structured_decodes(cfg: dict, decoder: str, compared: bool = True) -> int:
     within-alphabet one-shot test (``oneshot_episodes`` episodes of ``oneshot_ways`` ways per
     alphabet: ~K (W + 1) W decodes per context arm, K W^2 per conditional arm); the alphabet-style
     check's new characters (one decode each)."""
+    from experiments.config import load_config
+
+    cfg = load_config(cfg)  # the schema's defaults for the settings cfg leaves out
     ev = _evaluation(cfg, decoder)
-    st = ev.get("structured") or {}
+    st = ev["structured"]
     k, kc = int(ev.get("n_samples") or 0), int(ev.get("classification_samples") or 0)
     maxc = cfg["data"].get("max_characters")
     n_chars = min(OMNIGLOT_EVAL_CHARACTERS, maxc or OMNIGLOT_EVAL_CHARACTERS)
     models = 2 if compared else 1
     bounds = min(n_chars, ev.get("max_classes") or n_chars) * DRAWINGS * models
-    likelihood = min(n_chars, int(st.get("nll_classes", 30))) * DRAWINGS * k * (models + 1)
-    w = min(int(st.get("oneshot_ways", 20)), max(2, n_chars // OMNIGLOT_EVAL_ALPHABETS - 1))
+    likelihood = min(n_chars, int(st["nll_classes"])) * DRAWINGS * k * (models + 1)
+    w = min(int(st["oneshot_ways"]), max(2, n_chars // OMNIGLOT_EVAL_ALPHABETS - 1))
     episode = 2 * kc * (w + 1) * w + (models + 1) * kc * w * w
     alphabets = min(OMNIGLOT_EVAL_ALPHABETS, n_chars)
-    oneshot = alphabets * int(st.get("oneshot_episodes", 1)) * episode
-    style = alphabets * int(st.get("style_alphabet_samples", 3)) * STYLE_NEW * (models + 1)
+    oneshot = alphabets * int(st["oneshot_episodes"]) * episode
+    style = alphabets * int(st["style_alphabet_samples"]) * int(st["style_new"]) * (models + 1)
     return int(bounds + likelihood + oneshot + style)
 
 

@@ -135,8 +135,8 @@ def test_hierarchical_cli(setup):
     assert m["nll"]["nll_improvement"] == pytest.approx(m["nll"]["class_nll_per_image"] - m["nll"]["nll_per_image"])
     assert len(m["figure_facts"]) == 2 and m["figure_facts"][0]["D_a_images"] > 0
     sty = m["alphabet_style"]
-    assert sty["alphabets"] == 3 and sty["alphabet_samples"] == 3 and sty["new_per_alphabet_sample"] == 3
-    assert sty["new_per_alphabet"] == 9 and sty["chance"] == pytest.approx(1 / 3)
+    assert sty["alphabets"] == 3 and sty["alphabet_samples"] == 10 and sty["new_per_alphabet_sample"] == 3
+    assert sty["new_per_alphabet"] == 30 and sty["chance"] == pytest.approx(1 / 3)
     assert 0.0 <= sty["accuracy"] <= 1.0 and 0.0 <= sty["classifier_accuracy_real"] <= 1.0
     lo, hi = sty["accuracy_ci95"]
     assert lo <= sty["accuracy"] <= hi
@@ -260,17 +260,18 @@ def test_structured_settings_come_from_the_config_unless_a_flag_is_given():
             "oneshot_ways": 7,
             "oneshot_episodes": 2,
             "style_alphabet_samples": 2,
+            "style_new": 4,
         }
     }
     base = ["--config", "c.json", "--checkpoint", "b.pt", "--out", "m.json", "--figures", "f"]
     args = st.structured_settings(st.parse_args(base), section)
     got = (args.context_images, args.oneshot_ways, args.oneshot_episodes, args.style_alphabet_samples)
-    assert got == (None, 7, 2, 2) and args.nll_classes == 9
+    assert got == (None, 7, 2, 2) and args.nll_classes == 9 and args.style_new == 4
     flags = ["--context-images", "4", "--oneshot-ways", "3", "--oneshot-episodes", "6", "--style-alphabet-samples", "5"]
-    args = st.structured_settings(st.parse_args(base + flags), section)
+    args = st.structured_settings(st.parse_args(base + flags + ["--style-new", "8"]), section)
     got = (args.context_images, args.oneshot_ways, args.oneshot_episodes, args.style_alphabet_samples)
-    assert got == (4, 3, 6, 5)
-    bad_flags = (["--oneshot-ways", "1"], ["--oneshot-episodes", "0"], ["--context-images", "0"])
+    assert got == (4, 3, 6, 5) and args.style_new == 8
+    bad_flags = (["--oneshot-ways", "1"], ["--oneshot-episodes", "0"], ["--context-images", "0"], ["--style-new", "0"])
     for bad in bad_flags + (["--style-alphabet-samples", "x"],):
         with pytest.raises(SystemExit):
             st.parse_args(base + bad)
@@ -285,11 +286,12 @@ def test_hierarchical_cli_reads_the_structured_settings_and_flags_override_them(
         "oneshot_ways": 2,
         "oneshot_episodes": 1,
         "style_alphabet_samples": 2,
+        "style_new": 2,
     }
     evaluation = root / "evaluation_structured.json"
     evaluation.write_text(json.dumps(ev))
     common = ("--evaluation", str(evaluation), "--n-samples", "0", "--n-alphabets", "1", "--n-shown", "1")
-    rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common, "--style-new", "2")
+    rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common)
     assert rc == 0
     m = json.loads(out.read_text())
     one, sty = m["oneshot_context"], m["alphabet_style"]
@@ -301,7 +303,7 @@ def test_hierarchical_cli_reads_the_structured_settings_and_flags_override_them(
     assert sty["alphabet_samples"] == 2 and sty["new_per_alphabet"] == 2 * 2
     n_episodes = one["episodes"]
     flags = ("--context-images", "5", "--oneshot-ways", "3", "--oneshot-episodes", "2", "--style-alphabet-samples", "1")
-    rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common, "--style-new", "2", *flags)
+    rc, out, _ = run_cli(root, configs, ckpts, "hierarchical", *common, "--style-new", "3", *flags)
     assert rc == 0
     m = json.loads(out.read_text())
     one, sty = m["oneshot_context"], m["alphabet_style"]
@@ -310,4 +312,4 @@ def test_hierarchical_cli_reads_the_structured_settings_and_flags_override_them(
     assert one["episodes_per_alphabet"] == 2 and one["episodes"] == 2 * n_episodes
     assert one["with_context"]["n_trials"] == 3 * one["episodes"]
     assert {e["context_images"] for e in one["per_episode"]} == {5}
-    assert sty["alphabet_samples"] == 1 and sty["new_per_alphabet"] == 2
+    assert sty["alphabet_samples"] == 1 and sty["new_per_alphabet"] == 3

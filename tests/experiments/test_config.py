@@ -150,6 +150,21 @@ def test_measurement_profiles_train_cpu_models_unchanged(profile, kept):
         assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), name
 
 
+def test_the_uncentred_profile_differs_from_cpu_in_centring_alone():
+    """config/cpu-uncentred.yaml: the cpu profile's factorial model and its two replicates, on
+    drawings without centred ink; the per-model configs differ from the cpu profile's (with
+    cpu-seeds' replicates) in data.center_ink, the run name and the paths alone."""
+    cfg = load_config(ROOT / "config/cpu-uncentred.yaml")
+    seeds = load_config(ROOT / "config/cpu-seeds.yaml")
+    assert set(cfg["models"]) == {"factorial", "factorial_seed1", "factorial_seed2"}
+    assert cfg["run"] != seeds["run"] and cfg["data"]["center_ink"] is False and seeds["data"]["center_ink"] is True
+    for name in cfg["models"]:
+        mine, theirs = model_config(cfg, name), model_config(seeds, name)
+        for c in (mine, theirs):
+            c.pop("run"), c.pop("paths"), c["data"].pop("center_ink")
+        assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), name
+
+
 def test_model_config_merges_overrides():
     cfg = load_config(
         {
@@ -641,12 +656,15 @@ def test_structured_evaluation_settings_have_defaults_and_bounds():
         "nll_classes": 30,
         "oneshot_ways": 20,
         "oneshot_episodes": 1,
-        "style_alphabet_samples": 3,
+        "style_alphabet_samples": 10,
+        "style_new": 10,
     }
     with pytest.raises(ConfigError, match=r"evaluation\.structured\.oneshot_ways"):
         load_config({"evaluation": {"structured": {"oneshot_ways": 1}}})
     with pytest.raises(ConfigError, match=r"evaluation\.structured\.oneshot_episodes"):
         load_config({"evaluation": {"structured": {"oneshot_episodes": 0}}})
+    with pytest.raises(ConfigError, match=r"evaluation\.structured\.style_new"):
+        load_config({"evaluation": {"structured": {"style_new": 0}}})
     with pytest.raises(ConfigError, match=r"unknown key 'context_image' in evaluation\.structured"):
         load_config({"evaluation": {"structured": {"context_image": 3}}})
 
@@ -664,5 +682,6 @@ def test_structured_evaluation_settings_change_no_training_config():
         "nll_classes": 30,
         "oneshot_ways": 5,
         "oneshot_episodes": 1,
-        "style_alphabet_samples": 3,
+        "style_alphabet_samples": 10,
+        "style_new": 10,
     }
