@@ -32,8 +32,9 @@ hierarchical (``hierarchical_samples``): for a few held-out (evaluation) alphabe
     the alphabet-context measures (analysis.hierarchical). Their settings come from
     ``evaluation.structured`` (``context_images``: |C|, null = train.k_shot_alphabet; ``nll_classes``;
     ``oneshot_ways``; ``oneshot_episodes``: episodes per alphabet; ``style_alphabet_samples``: draws
-    of a per alphabet in ``alphabet_style``); the flags ``--context-images``, ``--nll-classes``,
-    ``--oneshot-ways``, ``--oneshot-episodes`` and ``--style-alphabet-samples`` override them.
+    of a per alphabet in ``alphabet_style``; ``style_new``: new characters per draw); the flags
+    ``--context-images``, ``--nll-classes``, ``--oneshot-ways``, ``--oneshot-episodes``,
+    ``--style-alphabet-samples`` and ``--style-new`` override them.
 
 factorial (``factorial_grid``, ``factorial_swap``, and ``factorial_samples`` = both side by side,
     the file the pipeline tracks): the grid's rows take the content from one image each
