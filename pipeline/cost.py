@@ -200,10 +200,8 @@ def structured_decodes(cfg: dict, decoder: str, compared: bool = True) -> int:
     without and with alphabet context (and under the class model when ``compared``), K each; the
     within-alphabet one-shot test (``oneshot_episodes`` episodes of ``oneshot_ways`` ways per
     alphabet: ~K (W + 1) W decodes per context arm, K W^2 per conditional arm); the alphabet-style
-    check's new characters (one decode each). ``cfg``: a config, raw or resolved."""
-    from experiments.config import load_config
-
-    cfg = load_config(cfg)  # the schema's defaults for the settings cfg leaves out
+    check's new characters (one decode each). ``cfg``: a resolved config (its ``evaluation.structured``
+    filled with the schema's defaults), as :func:`model_seconds` has it."""
     ev = _evaluation(cfg, decoder)
     st = ev["structured"]
     k, kc = int(ev.get("n_samples") or 0), int(ev.get("classification_samples") or 0)

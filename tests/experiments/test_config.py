@@ -135,6 +135,18 @@ def test_profiles_validate_and_list_all_models(profile):
     assert set(raw["models"]) == expected
 
 
+def _assert_same_model_configs(cfg, other, names, data_keys=()):
+    """The per-model configs of ``names`` in ``cfg`` and ``other`` are byte-identical apart from
+    the run name, the paths and the ``data`` settings named in ``data_keys``."""
+    for name in names:
+        mine, theirs = model_config(cfg, name), model_config(other, name)
+        for c in (mine, theirs):
+            c.pop("run"), c.pop("paths")
+            for key in data_keys:
+                c["data"].pop(key)
+        assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), name
+
+
 @pytest.mark.parametrize("profile,kept", [("cpu-spatial.yaml", 4), ("cpu-structured.yaml", 3)])
 def test_measurement_profiles_train_cpu_models_unchanged(profile, kept):
     """The profiles that measure part of the cpu profile on its own (`name: null` drops the rest)
@@ -143,11 +155,7 @@ def test_measurement_profiles_train_cpu_models_unchanged(profile, kept):
     cfg = load_config(ROOT / "config" / profile)
     shared = [n for n in cfg["models"] if n in cpu["models"]]
     assert len(shared) == kept and cfg["run"] != cpu["run"]
-    for name in shared:
-        mine, theirs = model_config(cfg, name), model_config(cpu, name)
-        for c in (mine, theirs):
-            c.pop("run"), c.pop("paths")
-        assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), name
+    _assert_same_model_configs(cfg, cpu, shared)
 
 
 def test_the_uncentred_profile_differs_from_cpu_in_centring_alone():
@@ -158,11 +166,7 @@ def test_the_uncentred_profile_differs_from_cpu_in_centring_alone():
     seeds = load_config(ROOT / "config/cpu-seeds.yaml")
     assert set(cfg["models"]) == {"factorial", "factorial_seed1", "factorial_seed2"}
     assert cfg["run"] != seeds["run"] and cfg["data"]["center_ink"] is False and seeds["data"]["center_ink"] is True
-    for name in cfg["models"]:
-        mine, theirs = model_config(cfg, name), model_config(seeds, name)
-        for c in (mine, theirs):
-            c.pop("run"), c.pop("paths"), c["data"].pop("center_ink")
-        assert json.dumps(mine, sort_keys=True) == json.dumps(theirs, sort_keys=True), name
+    _assert_same_model_configs(cfg, seeds, cfg["models"], data_keys=("center_ink",))
 
 
 def test_model_config_merges_overrides():

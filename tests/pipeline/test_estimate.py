@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+from experiments.config import load_config  # noqa: E402
 from pipeline import estimate as ec  # noqa: E402  (the CLI behind scripts/estimate_cost.py and vhe-estimate)
 
 PAPER, CPU, SMOKE = (REPO / "config" / f"{p}.yaml" for p in ("config", "cpu", "smoke"))
@@ -240,9 +241,8 @@ def test_the_structured_models_evaluation_is_priced():
     one_wide["evaluation"]["structured"] = {"oneshot_ways": 20, "oneshot_episodes": 1}
     more = copy.deepcopy(raw)
     more["evaluation"]["structured"]["oneshot_episodes"] = 8
-    d = {
-        name: ec.cost.structured_decodes(c, "deconv") for name, c in (("cpu", raw), ("wide", one_wide), ("more", more))
-    }
+    resolved = {name: load_config(c) for name, c in (("cpu", raw), ("wide", one_wide), ("more", more))}
+    d = {name: ec.cost.structured_decodes(c, "deconv") for name, c in resolved.items()}
     assert d["cpu"] < d["wide"] and d["cpu"] < d["more"]
     # without a class model to compare with, fewer decodes (no class-model arms)
-    assert ec.cost.structured_decodes(raw, "deconv", compared=False) < d["cpu"]
+    assert ec.cost.structured_decodes(resolved["cpu"], "deconv", compared=False) < d["cpu"]
