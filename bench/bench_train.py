@@ -27,14 +27,15 @@ NAME = "train"
 TARGET_DATA_SHARE = 0.05
 
 
-def _variants(device: torch.device, compile_: bool | None) -> list[tuple[bool, bool]]:
-    """(bf16, compile) pairs to measure."""
+def _variants(device: torch.device, compile_: bool | None, cpu_bf16: bool = False) -> list[tuple[bool, bool]]:
+    """(bf16, compile) pairs to measure: on CUDA all four; on the CPU fp32, plus bf16 autocast with
+    ``cpu_bf16`` (what ``train.amp_cpu`` turns on) and torch.compile with ``compile_``."""
     if device.type == "cuda":
         out = [(False, False), (True, False)]
         if compile_ is not False:
             out += [(False, True), (True, True)]
         return out
-    return [(False, False)] + ([(False, True)] if compile_ else [])
+    return [(False, False)] + ([(True, False)] if cpu_bf16 else []) + ([(False, True)] if compile_ else [])
 
 
 def measure(
@@ -128,6 +129,7 @@ def run(
     min_time: float | None = None,
     max_time: float | None = None,
     out=None,
+    cpu_bf16: bool = False,
 ) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or (["cpu"] if small and dev.type == "cpu" else ["cpu", "paper"]))
@@ -149,6 +151,7 @@ def run(
         "min_steps_within_max_time": 3,
         "target_data_share_deconv_cpu": TARGET_DATA_SHARE,
         "small": small,
+        "cpu_bf16": cpu_bf16,
         "step": "loader next() | score(return_kl) + float(loss) + backward + clip_grad_norm + Adam",
     }
     result = common.header(dev, settings)
@@ -156,7 +159,7 @@ def run(
     for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
         tr = cfg["model"]["train"]
         base_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
-        for bf16, comp in _variants(dev, compile_):
+        for bf16, comp in _variants(dev, compile_, cpu_bf16):
             exp.model.load_state_dict(base_state)
             if comp:
                 torch._dynamo.reset()
@@ -229,6 +232,11 @@ def main(argv=None):
         help="also measure torch.compile on CPU (always on CUDA unless --no-compile)",
     )
     p.add_argument("--no-compile", dest="compile_", action="store_false")
+    p.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="on the CPU also measure bf16 autocast (the fp32 / bf16 step-time ratio the cost model prices)",
+    )
     p.add_argument("--min-time", type=float, default=None, help="seconds of timed steps per row")
     p.add_argument("--max-time", type=float, default=None, help="cap on timed seconds per row (>= 3 steps)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -236,7 +244,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    run(a.small, a.device, a.profiles, a.decoders, a.compile_, a.min_time, a.max_time, a.out)
+    run(a.small, a.device, a.profiles, a.decoders, a.compile_, a.min_time, a.max_time, a.out, a.cpu_bf16)
 
 
 if __name__ == "__main__":

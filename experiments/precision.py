@@ -1,10 +1,10 @@
-"""Whether bf16 autocast pays on this CPU (``train.amp_cpu: auto | true | false``).
+"""Whether to train under CPU bf16 autocast (``train.amp_cpu: auto | true | false``).
 
-bf16 autocast of the training steps is 1.3x (deconv) / 1.6x (PixelCNN) the targets/s of fp32 on
-a CPU with native bf16 instructions (AVX512-BF16 or AMX-BF16), but on one without them (AVX2 only,
-e.g. AMD EPYC Zen 3) PyTorch emulates bf16 and the same steps run 7-8x *slower* (measured
-2026-12-04, cpu-profile networks, one thread: deconv 82 -> 632 ms per step, PixelCNN 328 -> 2474
-ms). ``auto`` turns it on only where the instructions exist.
+Where it pays depends on the CPU: with native bf16 instructions (AVX512-BF16 or AMX-BF16) it was
+faster than fp32 on one machine and no faster, or slower, on another; without them PyTorch emulates
+bf16 and the steps run several times slower. ``auto`` turns it on only where the instructions
+exist; the cpu profile trains in fp32, the same arithmetic on every CPU. The measurements are in
+bench/README.md and the rates the cost model prices with in pipeline/rates.json.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-__all__ = ["BF16_FLAGS", "cpu_flags", "cpu_has_fast_bf16", "resolve_amp_cpu"]
+__all__ = ["BF16_FLAGS", "AVX2_ONLY_FLAGS", "cpu_flags", "cpu_has_fast_bf16", "cpu_is_avx2_only", "resolve_amp_cpu"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,17 @@ def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:
     """True when the CPU computes bf16 natively (one of ``BF16_FLAGS``); False when it does not
     or cannot be told (then fp32 is the safe choice)."""
     return bool((cpu_flags() if flags is None else flags) & BF16_FLAGS)
+
+
+#: the flags of a CPU with AVX2 and nothing wider (what ``vhe-estimate --avx2-only`` prices)
+AVX2_ONLY_FLAGS = frozenset({"avx", "avx2", "fma"})
+
+
+def cpu_is_avx2_only(flags: frozenset[str] | None = None) -> bool:
+    """True when the CPU has AVX2 but not AVX-512 (x86 ``avx512f``): PyTorch's fp32 kernels are then
+    the AVX2 ones; False otherwise, including where the flags cannot be read or the CPU is not x86."""
+    flags = cpu_flags() if flags is None else flags
+    return "avx2" in flags and "avx512f" not in flags
 
 
 def resolve_amp_cpu(setting, flags: frozenset[str] | None = None) -> bool:

@@ -12,8 +12,11 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
 2. T targets per support set (``train.targets_per_class``): the part of a T = 1 step that depends
    on the support set shrinks as 1/T, calibrated on the measured T = 4 speed-ups (``t4_speedup``);
    not applied to the VAE.
-3. bf16 autocast on the CPU (``train.amp_cpu``, resolved for *this* CPU) multiplies the rate by
-   ``bf16_speedup``; ``train.amp`` (CUDA only) is ignored.
+3. The rates are those of the reference VM (rates.json ``measured``). bf16 autocast on the CPU
+   (``train.amp_cpu``, resolved for *this* CPU) multiplies the training rate by ``bf16_speedup``;
+   ``train.amp`` (CUDA only) is ignored. On a CPU with AVX2 but no AVX-512
+   (``experiments.precision.cpu_is_avx2_only``) the training and decode rates are multiplied by
+   ``avx2_only_factor``.
 4. A step of another experiment costs ``experiment_factor`` times a class step with the same
    decoder, networks, T and precision; a VAE step ``vae_factor`` times a class step at T = 1. A
    model of the spatial network family (``nets.family: spatial``) trains and decodes
@@ -124,7 +127,9 @@ def family_factor(decoder: str, nets: dict) -> float:
     return float(rates().get("family_factor", {}).get(family, {}).get(decoder, 1.0))
 
 
-def train_rate(experiment: str, decoder: str, nets: dict, targets_per_class: int = 1, bf16: bool = False) -> float:
+def train_rate(
+    experiment: str, decoder: str, nets: dict, targets_per_class: int = 1, bf16: bool = False, avx2_only: bool = False
+) -> float:
     """Training images (targets) per second of one model on one CPU thread (assumptions 1-4)."""
     r = rates()
     rate = r["train_images_per_s"][decoder][0] * _size_scale(decoder, nets) / family_factor(decoder, nets)
@@ -133,14 +138,19 @@ def train_rate(experiment: str, decoder: str, nets: dict, targets_per_class: int
         rate /= 1 - phi * (1 - 1 / targets_per_class)
     if bf16:
         rate *= r["bf16_speedup"][decoder]
+    if avx2_only:
+        rate *= r["avx2_only_factor"][decoder]
     return rate / (r["vae_factor"][decoder] if experiment == "vae" else r["experiment_factor"][experiment])
 
 
-def decode_rate(decoder: str, nets: dict, max_elements: int | None = None) -> float:
-    """Image decodes per second on one CPU thread, fp32, in chunks of ``max_elements`` images (assumption 6)."""
+def decode_rate(decoder: str, nets: dict, max_elements: int | None = None, avx2_only: bool = False) -> float:
+    """Image decodes per second on one CPU thread, fp32, in chunks of ``max_elements`` images
+    (assumptions 3 and 6)."""
     r = rates()
     small = max_elements is not None and max_elements <= r["small_chunk"]
     rate = r["decodes_per_s_small_chunks" if small else "decodes_per_s"][decoder] * _size_scale(decoder, nets)
+    if avx2_only:
+        rate *= r["avx2_only_factor"][decoder]
     return rate / family_factor(decoder, nets)
 
 
@@ -232,24 +242,27 @@ def curve_decodes(train: dict, steps: int) -> int:
 def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     """One model's cost on one CPU thread: {"experiment", "decoder", "steps", "batch_size",
     "train_images_per_s", "train_s", "eval_s"} for the resolved config ``cfg``; ``cpu_flags``
-    (this machine's, from ``experiments.precision.cpu_flags``) resolves ``train.amp_cpu: auto``."""
+    (this machine's, from ``experiments.precision.cpu_flags``) resolves ``train.amp_cpu: auto`` and
+    says whether the CPU is AVX2-only (assumption 3)."""
     from experiments.config import model_config
-    from experiments.precision import cpu_flags as read_flags, resolve_amp_cpu
+    from experiments.precision import cpu_flags as read_flags, cpu_is_avx2_only, resolve_amp_cpu
 
     m = model_config(cfg, name)["model"]
     exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
     steps, batch = int(tr["max_steps"]), int(tr["batch_size"])
     flags = read_flags() if cpu_flags is None else cpu_flags
-    rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), resolve_amp_cpu(tr.get("amp_cpu"), flags))
+    avx2 = cpu_is_avx2_only(flags)
+    bf16 = resolve_amp_cpu(tr.get("amp_cpu"), flags)
+    rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), bf16, avx2)
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
-    train_s = steps * batch / rate + curve / decode_rate(dec, nets)
-    eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"))
+    train_s = steps * batch / rate + curve / decode_rate(dec, nets, avx2_only=avx2)
+    eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"), avx2)
     if exp in ("class", "vae"):
         eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate
     elif exp == "hierarchical":
         eval_s = structured_decodes(cfg, dec, compared=bool(cfg["models"][name].get("compare_with"))) / eval_rate
     else:  # factorial: grids of PixelCNN samples, priced by their measured time (assumption 6)
-        eval_s = float(rates()["factorial_eval_s"]["seconds"])
+        eval_s = float(rates()["factorial_eval_s"]["seconds"]) / (rates()["avx2_only_factor"][dec] if avx2 else 1.0)
     return {
         "experiment": exp,
         "decoder": dec,
@@ -270,18 +283,20 @@ def usable_cores(cores: int) -> int:
     return max(1, min(int(cores), avail))
 
 
-def estimate(config, cores: int = 1) -> dict:
-    """CPU cost of the pipeline for ``config`` (a path or a dict), in seconds.
+def estimate(config, cores: int = 1, cpu_flags=None) -> dict:
+    """CPU cost of the pipeline for ``config`` (a path or a dict), in seconds, on a CPU with the
+    feature flags ``cpu_flags`` (default: this machine's; ``experiments.precision.AVX2_ONLY_FLAGS``
+    prices an AVX2-only CPU).
 
     Returns {"run", "parallel" (jobs side by side), "models": {name: :func:`model_seconds`},
     "train_s", "eval_s" (sums of one-thread job time), "job_s" (their sum), "wall_s" (wall-clock)}.
     """
     from experiments.config import load_config
-    from experiments.precision import cpu_flags
+    from experiments.precision import cpu_flags as read_flags
 
     cfg = load_config(config)
     par = usable_cores(cores)
-    flags = cpu_flags()  # this machine's, read once for every model's train.amp_cpu
+    flags = read_flags() if cpu_flags is None else cpu_flags  # read once for every model
     out = {
         "run": cfg["run"],
         "parallel": par,

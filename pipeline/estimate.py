@@ -28,6 +28,7 @@ import os
 import sys
 from pathlib import Path
 
+from experiments.precision import AVX2_ONLY_FLAGS
 from pipeline import cost
 from pipeline.cost import (
     DRAWINGS,
@@ -287,6 +288,11 @@ def main(argv=None) -> int:
         "pipeline/gpu_rates.json when it exists)",
     )
     ap.add_argument(
+        "--avx2-only",
+        action="store_true",
+        help="price the run for a CPU with AVX2 and no AVX-512 (fp32 training) instead of this one",
+    )
+    ap.add_argument(
         "--measured",
         metavar="RUN_DIR",
         help="compare with the job times of a finished run of this config (results/<run>)",
@@ -298,11 +304,12 @@ def main(argv=None) -> int:
         if a.gpu:
             print_gpu(a.config, a.gpu_rates or cost.AUTO)
             return 0
-        est = estimate(a.config, a.cores)
+        est = estimate(a.config, a.cores, AVX2_ONLY_FLAGS if a.avx2_only else None)
     except Exception as e:  # a bad config: say so, do not block `make reproduce` on the estimator itself
         print(f"cost: no estimate for {a.config} ({type(e).__name__}: {e})", file=sys.stderr)
         return 2 if not a.gate else 0
-    print(f"{a.config}: run '{est['run']}' on the CPU, {est['parallel']} job(s) side by side")
+    cpu = "an AVX2-only CPU" if a.avx2_only else "the CPU"
+    print(f"{a.config}: run '{est['run']}' on {cpu}, {est['parallel']} job(s) side by side")
     print(f"{'model':20s} {'decoder':8s} {'steps':>7s} {'batch':>5s} {'img/s':>7s} {'train':>9s} {'eval':>9s}")
     for name, v in est["models"].items():
         print(

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from experiments.precision import cpu_flags, cpu_has_fast_bf16, resolve_amp_cpu
+from experiments.precision import AVX2_ONLY_FLAGS, cpu_flags, cpu_has_fast_bf16, cpu_is_avx2_only, resolve_amp_cpu
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})
 GENOA = AVX2_ONLY | {"avx512f", "avx512bw", "avx512_bf16"}
@@ -38,3 +38,12 @@ def test_true_and_false_are_kept_and_true_warns_without_native_bf16(caplog):
 def test_bad_setting_is_a_clear_error():
     with pytest.raises(ValueError, match="true, false or 'auto'"):
         resolve_amp_cpu("yes", GENOA)
+
+
+@pytest.mark.parametrize(
+    "flags, avx2_only",
+    [(AVX2_ONLY, True), (GENOA, False), (SAPPHIRE_RAPIDS, False), (frozenset(), False), (frozenset({"neon"}), False)],
+)
+def test_avx2_only_means_avx2_without_avx512(flags, avx2_only):
+    assert cpu_is_avx2_only(flags) is avx2_only
+    assert cpu_is_avx2_only(AVX2_ONLY_FLAGS) is True  # what vhe-estimate --avx2-only prices

@@ -13,15 +13,20 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 from experiments.config import load_config  # noqa: E402
+from experiments.precision import AVX2_ONLY_FLAGS  # noqa: E402
 from pipeline import estimate as ec  # noqa: E402  (the CLI behind scripts/estimate_cost.py and vhe-estimate)
 
 PAPER, CPU, SMOKE = (REPO / "config" / f"{p}.yaml" for p in ("config", "cpu", "smoke"))
 HOUR = 3600.0
+#: the flags of a CPU priced at rates.json's own rates: AVX-512, no native bf16
+REFERENCE_CPU = frozenset({"avx", "avx2", "fma", "avx512f"})
 
 
 @pytest.fixture(autouse=True)
 def _machine_independent(monkeypatch):
-    """Jobs side by side = the cores asked for, whatever this machine has; no CONFIRM from outside."""
+    """Jobs side by side = the cores asked for and a CPU priced at the reference rates, whatever this
+    machine has; no CONFIRM from outside."""
+    monkeypatch.setattr("experiments.precision.cpu_flags", lambda *a, **k: REFERENCE_CPU)
     monkeypatch.setattr(ec, "usable_cores", lambda cores: max(1, int(cores)))
     monkeypatch.setattr(ec.cost, "usable_cores", lambda cores: max(1, int(cores)))
     monkeypatch.delenv("CONFIRM", raising=False)
@@ -42,7 +47,7 @@ class _Stdin(io.StringIO):
 
 
 def test_paper_profile_on_cpu_is_days_and_cpu_smoke_profiles_are_not():
-    paper = ec.estimate(PAPER, cores=2)
+    paper = ec.estimate(PAPER, cores=2, cpu_flags=REFERENCE_CPU)
     assert (
         paper["wall_s"] > 24 * HOUR and paper["run"] == "paper" and len(paper["models"]) == 13
     )  # 12 + hierarchical_pixelcnn
@@ -58,6 +63,19 @@ def test_paper_profile_on_cpu_is_days_and_cpu_smoke_profiles_are_not():
     cpu2 = ec.estimate(CPU, cores=2)
     assert 0.5 * HOUR < cpu2["wall_s"] < 3 * HOUR  # README: the cpu profile takes ~2 h on 2 cores
     assert ec.estimate(PAPER, cores=8)["wall_s"] > 24 * HOUR  # more cores do not make it affordable
+
+
+def test_the_cpu_profile_is_priced_within_two_hours_on_an_avx2_only_cpu():
+    """Issue 31's target, priced with the measured AVX2-only factors: fp32 training and decodes slower
+    by rates.json's avx2_only_factor than on the reference VM, and the whole profile within 2 hours."""
+    ref = ec.estimate(CPU, cores=2, cpu_flags=REFERENCE_CPU)
+    avx2 = ec.estimate(CPU, cores=2, cpu_flags=AVX2_ONLY_FLAGS)
+    factor = ec.cost.rates()["avx2_only_factor"]
+    for name, m in ref["models"].items():
+        want = factor[m["decoder"]]
+        assert avx2["models"][name]["train_images_per_s"] == pytest.approx(m["train_images_per_s"] * want)
+        assert avx2["models"][name]["eval_s"] == pytest.approx(m["eval_s"] / want)
+    assert ref["wall_s"] < avx2["wall_s"] <= 2 * HOUR
 
 
 def test_estimate_scales_with_max_steps():
@@ -119,6 +137,10 @@ def test_rates_follow_the_stated_assumptions():
     assert ec.train_rate("class", "deconv", nets, targets_per_class=4) == pytest.approx(deconv * t4["deconv"])
     got = ec.train_rate("class", "pixelcnn", nets, targets_per_class=4, bf16=True)
     assert got == pytest.approx(pixel * t4["pixelcnn"] * r["bf16_speedup"]["pixelcnn"])
+    avx2 = r["avx2_only_factor"]
+    assert ec.train_rate("class", "deconv", nets, avx2_only=True) == pytest.approx(deconv * avx2["deconv"])
+    for dec in ("deconv", "pixelcnn"):
+        assert ec.decode_rate(dec, nets, avx2_only=True) == pytest.approx(ec.decode_rate(dec, nets) * avx2[dec])
     vae = r["vae_factor"]  # a VAE: T has no effect
     assert ec.train_rate("vae", "deconv", nets, targets_per_class=4) == pytest.approx(deconv / vae["deconv"])
     assert ec.train_rate("vae", "pixelcnn", nets) == pytest.approx(pixel / vae["pixelcnn"])

@@ -1,0 +1,18 @@
+"""bench.bench_train: which precision and compile variants a run measures."""
+
+import torch
+
+from bench.bench_train import _variants
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_cpu_measures_fp32_and_bf16_only_when_asked():
+    assert _variants(CPU, None) == [(False, False)]
+    assert _variants(CPU, None, cpu_bf16=True) == [(False, False), (True, False)]  # the ratio rates.json prices
+    assert _variants(CPU, True, cpu_bf16=True) == [(False, False), (True, False), (False, True)]
+
+
+def test_cuda_measures_every_combination_unless_compile_is_off():
+    assert _variants(CUDA, None) == [(False, False), (True, False), (False, True), (True, True)]
+    assert _variants(CUDA, False) == [(False, False), (True, False)]
