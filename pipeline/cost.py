@@ -45,7 +45,7 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    learning curve) are measured when the file's entry for the decoder has the same networks: its
    decodes/s at K = 1000 with the config's ``evaluation.max_elements`` (extrapolated in K where
    K = 1000 did not fit the check's budget). Anything else is guessed: ``gpu_speedup_guess`` times
-   the one-thread CPU rate of assumptions 1-6. Every result says which (``train_source``,
+   the one-thread CPU rate of assumptions 1-6 at the reference rates (whatever this machine's CPU). Every result says which (``train_source``,
    ``eval_source``: "measured" or "guess"). With ``snakemake --cores 8 --resources gpu=1`` the GPU
    jobs (training and evaluation of every model) run one at a time, so the wall-clock is the sum of
    their times; data preparation, baselines and figures (CPU jobs) are not counted.
@@ -67,6 +67,7 @@ __all__ = [
     "train_rate",
     "decode_rate",
     "evaluation_decodes",
+    "eval_decodes",
     "curve_decodes",
     "structured_decodes",
     "pair_decodes",
@@ -228,6 +229,21 @@ def structured_decodes(cfg: dict, decoder: str, compared: bool = True) -> int:
     return int(bounds + likelihood + oneshot + style)
 
 
+def eval_decodes(cfg: dict, name: str) -> int | None:
+    """Image decodes of model ``name``'s evaluation job (``cfg`` resolved): :func:`evaluation_decodes`
+    for a class or VAE model, :func:`structured_decodes` for a hierarchical one; None for the
+    factorial model, whose evaluation is priced by its measured time instead (assumption 6)."""
+    from experiments.config import model_config
+
+    m = model_config(cfg, name)["model"]
+    exp, dec = m["experiment"], m["decoder"]
+    if exp in ("class", "vae"):
+        return evaluation_decodes(cfg, dec, exp)
+    if exp == "hierarchical":
+        return structured_decodes(cfg, dec, compared=bool(cfg["models"][name].get("compare_with")))
+    return None
+
+
 def curve_decodes(train: dict, steps: int) -> int:
     """Image decodes of the one-shot learning curve during training (assumption 6)."""
     cc = train.get("one_shot_curve") or {}
@@ -257,10 +273,9 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
     train_s = steps * batch / rate + curve / decode_rate(dec, nets, avx2_only=avx2)
     eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"), avx2)
-    if exp in ("class", "vae"):
-        eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate
-    elif exp == "hierarchical":
-        eval_s = structured_decodes(cfg, dec, compared=bool(cfg["models"][name].get("compare_with"))) / eval_rate
+    decodes = eval_decodes(cfg, name)
+    if decodes is not None:
+        eval_s = decodes / eval_rate
     else:  # factorial: grids of PixelCNN samples, priced by their measured time (assumption 6)
         eval_s = float(rates()["factorial_eval_s"]["seconds"]) / (rates()["avx2_only_factor"][dec] if avx2 else 1.0)
     return {
@@ -320,6 +335,9 @@ GPU_ASSUMPTION = (
     "model) run one at a time, so the wall-clock is the sum of their times; data preparation, "
     "baselines and figures (CPU jobs) are not counted"
 )
+#: CPU flags priced at rates.json's own (reference VM, fp32) rates: the CPU basis of a GPU guess, which
+#: does not depend on the CPU of the machine that prints it
+REFERENCE_CPU_FLAGS = frozenset()
 AUTO = "auto"  # gpu_rates argument: the file named by $VHE_GPU_RATES or rates.json's gpu_rates
 
 
@@ -407,12 +425,13 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
     """One model's cost on one GPU (assumption 8): :func:`model_seconds`'s keys, priced with the
     measured GPU rates where they apply, plus "decodes_per_s", "train_source" and "eval_source"
     ("measured" or "guess"). ``gpu_rates``: AUTO (the default file), None (all guessed), a path or
-    a loaded dict."""
+    a loaded dict; ``cpu_flags``: the CPU whose one-thread rates a guess multiplies (default: the
+    reference rates, :data:`REFERENCE_CPU_FLAGS`)."""
     from experiments.config import model_config
 
     measured = _gpu_rates_arg(gpu_rates)
     m = model_config(cfg, name)["model"]
-    cpu = model_seconds(cfg, name, cpu_flags)
+    cpu = model_seconds(cfg, name, REFERENCE_CPU_FLAGS if cpu_flags is None else cpu_flags)
     guess = rates()["gpu_speedup_guess"]
     exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
     steps, batch = cpu["steps"], cpu["batch_size"]
@@ -422,12 +441,9 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
     curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets) * guess
     train_s = steps * batch / rate + curve / curve_rate
-    if exp in ("class", "vae"):
-        eval_s = evaluation_decodes(cfg, dec, exp) / eval_rate
-    elif exp == "hierarchical":
-        eval_s = structured_decodes(cfg, dec, compared=bool(cfg["models"][name].get("compare_with"))) / eval_rate
-    else:  # factorial: its measured one-thread CPU time, guessed faster on the GPU
-        eval_s = cpu["eval_s"] / guess
+    decodes = eval_decodes(cfg, name)
+    # factorial: its measured one-thread CPU time, guessed faster on the GPU
+    eval_s = decodes / eval_rate if decodes is not None else cpu["eval_s"] / guess
     return {
         "experiment": exp,
         "decoder": dec,
@@ -451,12 +467,10 @@ def gpu_estimate(config, gpu_rates=AUTO) -> dict:
     "assumption"}.
     """
     from experiments.config import load_config
-    from experiments.precision import cpu_flags
 
     cfg = load_config(config)
     measured = _gpu_rates_arg(gpu_rates)
-    flags = cpu_flags()
-    models = {name: gpu_model_seconds(cfg, name, measured, flags) for name in cfg["models"]}
+    models = {name: gpu_model_seconds(cfg, name, measured) for name in cfg["models"]}
     out = {
         "run": cfg["run"],
         "gpus": 1,

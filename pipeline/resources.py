@@ -80,7 +80,7 @@ def _gpu_seconds(cfg: dict, name: str) -> dict:
     """cost.gpu_model_seconds with the default GPU-rates file (measured where it applies, else the guess)."""
     key = (id(cfg), name, "gpu")
     if key not in _SETTINGS:
-        _SETTINGS[key] = cost.gpu_model_seconds(cfg, name, cpu_flags=_flags())
+        _SETTINGS[key] = cost.gpu_model_seconds(cfg, name)
     return _SETTINGS[key]
 
 

@@ -268,3 +268,9 @@ def test_the_structured_models_evaluation_is_priced():
     assert d["cpu"] < d["wide"] and d["cpu"] < d["more"]
     # without a class model to compare with, fewer decodes (no class-model arms)
     assert ec.cost.structured_decodes(resolved["cpu"], "deconv", compared=False) < d["cpu"]
+    # one dispatch for the CPU and the GPU prices: each model's evaluation decodes by its experiment
+    cpu = resolved["cpu"]
+    assert ec.cost.eval_decodes(cpu, "vhe_deconv") == ec.cost.evaluation_decodes(cpu, "deconv", "class")
+    assert ec.cost.eval_decodes(cpu, "vae_pixelcnn") == ec.cost.evaluation_decodes(cpu, "pixelcnn", "vae")
+    assert ec.cost.eval_decodes(cpu, "hierarchical") == d["cpu"]  # compared with vhe_deconv
+    assert ec.cost.eval_decodes(cpu, "factorial") is None  # priced by its measured time
