@@ -12,7 +12,7 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
 2. T targets per support set (``train.targets_per_class``): the part of a T = 1 step that depends
    on the support set shrinks as 1/T, calibrated on the measured T = 4 speed-ups (``t4_speedup``);
    not applied to the VAE.
-3. The rates are those of the reference VM (rates.json ``measured``). bf16 autocast on the CPU
+3. The rates are the reference VM's fp32 rates (rates.json ``measured``). bf16 autocast on the CPU
    (``train.amp_cpu``, resolved for *this* CPU) multiplies the training rate by ``bf16_speedup``;
    ``train.amp`` (CUDA only) is ignored. On a CPU with AVX2 but no AVX-512
    (``experiments.precision.cpu_is_avx2_only``) the training and decode rates are multiplied by
@@ -45,10 +45,10 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    learning curve) are measured when the file's entry for the decoder has the same networks: its
    decodes/s at K = 1000 with the config's ``evaluation.max_elements`` (extrapolated in K where
    K = 1000 did not fit the check's budget). Anything else is guessed: ``gpu_speedup_guess`` times
-   the one-thread CPU rate of assumptions 1-6 at the reference rates (whatever this machine's CPU). Every result says which (``train_source``,
-   ``eval_source``: "measured" or "guess"). With ``snakemake --cores 8 --resources gpu=1`` the GPU
-   jobs (training and evaluation of every model) run one at a time, so the wall-clock is the sum of
-   their times; data preparation, baselines and figures (CPU jobs) are not counted.
+   the one-thread CPU rate of assumptions 1-6 at the reference VM's rates, whatever this machine's
+   CPU. Every result says which (``train_source``, ``eval_source``: "measured" or "guess"). With
+   ``snakemake --cores 8 --resources gpu=1`` the GPU jobs (training and evaluation of every model)
+   run one at a time, so the wall-clock is the sum of their times; data preparation, baselines and figures (CPU jobs) are not counted.
 """
 
 from __future__ import annotations
@@ -277,7 +277,8 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     if decodes is not None:
         eval_s = decodes / eval_rate
     else:  # factorial: grids of PixelCNN samples, priced by their measured time (assumption 6)
-        eval_s = float(rates()["factorial_eval_s"]["seconds"]) / (rates()["avx2_only_factor"][dec] if avx2 else 1.0)
+        r = rates()
+        eval_s = float(r["factorial_eval_s"]["seconds"]) / (r["avx2_only_factor"][dec] if avx2 else 1.0)
     return {
         "experiment": exp,
         "decoder": dec,

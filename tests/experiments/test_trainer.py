@@ -119,7 +119,7 @@ def _assert_same_training_state(straight, resumed, dir_a, dir_b):
 def test_exact_resume(tmp_path, case):
     """Killed after step 11 (last checkpoint at 8) and resumed == 16 straight steps, bit for bit, for
     each configuration the profiles run: T = 2 targets per support set, the one-shot learning
-    curve, a PixelCNN decoder, and CPU bf16 autocast (where the CPU has native bf16)."""
+    curve, a PixelCNN decoder, and CPU bf16 autocast (amp_cpu: true or auto, where the CPU has native bf16)."""
     from experiments.precision import cpu_has_fast_bf16
     from tests.experiments import make_set
 
@@ -127,7 +127,7 @@ def test_exact_resume(tmp_path, case):
     if over.get("train", {}).get("amp_cpu") and not cpu_has_fast_bf16():
         pytest.skip(
             "this CPU has no native bf16 (avx512_bf16 / amx_bf16): bf16 autocast is emulated, slow and "
-            "not what any profile runs here (amp_cpu: auto)"
+            "not what amp_cpu: auto would run here"
         )
     if "one_shot_curve" in over.get("train", {}):
         make_set(tmp_path / "resources" / "background.pt", n_alphabets=1)  # 3 validation characters, one alphabet
