@@ -48,7 +48,8 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    the one-thread CPU rate of assumptions 1-6 at the reference VM's rates, whatever this machine's
    CPU. Every result says which (``train_source``, ``eval_source``: "measured" or "guess"). With
    ``snakemake --cores 8 --resources gpu=1`` the GPU jobs (training and evaluation of every model)
-   run one at a time, so the wall-clock is the sum of their times; data preparation, baselines and figures (CPU jobs) are not counted.
+   run one at a time, so the wall-clock is the sum of their times; data preparation, baselines and
+   figures (CPU jobs) are not counted.
 """
 
 from __future__ import annotations
