@@ -31,15 +31,16 @@ def figure_prefix(cfg) -> str:
 
 
 def load_model(cfg, checkpoint, device):
-    """The VHE of ``cfg["model"]`` with the weights of a trainer checkpoint, in eval mode -> (model, ckpt)."""
-    from experiments.common import model_section
+    """The VHE of ``cfg["model"]`` with the weights of a trainer checkpoint, in eval mode, laid out as
+    ``cfg["memory_format"]`` says -> (model, ckpt)."""
+    from experiments.common import apply_memory_format, model_section
 
     exp_name = model_section(cfg)["experiment"]
     from experiments.checkpoints import load_weights
 
     builder = importlib.import_module(BUILDER_MODULES[exp_name]) if exp_name in BUILDER_MODULES else None
     if builder is not None and hasattr(builder, "make_model"):
-        model = builder.make_model(cfg, device)
+        model = apply_memory_format(builder.make_model(cfg, device), cfg)
     else:  # any other experiment: the full builder (loads its training data)
         from experiments.registry import build_experiment
 

@@ -13,6 +13,7 @@ and ``k_used`` say so); ``decodes_per_s`` (images x samples / s) does not depend
 from __future__ import annotations
 
 import argparse
+import itertools
 
 import torch
 
@@ -69,6 +70,7 @@ def run(
     per_class: int = 20,
     budget: float | None = None,
     out=None,
+    memory_formats=None,
 ) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or (["cpu"] if dev.type == "cpu" else ["cpu", "paper"]))
@@ -88,6 +90,7 @@ def run(
         "device": str(dev),
         "max_elements": 8192,
         "small": small,
+        "memory_formats": memory_formats,
         "note": "classes/s at K=k_target; extrapolated linearly from k_used when k_used < k_target",
     }
     result = common.header(dev, settings)
@@ -95,7 +98,8 @@ def run(
     X = classes_tensor(n_classes, per_class, dev)
     for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
         model = exp.model.eval()
-        for bf16 in variants:
+        for layout, bf16 in itertools.product(common.layouts(cfg, memory_formats), variants):
+            common.lay_out(model, layout)
             k_used, t, est = pick_k(model, X, k_target, k_probe, budget, dev, bf16)
             decodes = k_used * n_classes * per_class
             classes_per_s = n_classes / t * (k_used / k_target)
@@ -105,6 +109,7 @@ def run(
                     "decoder": decoder,
                     "device": dev.type,
                     "variant": "bf16" if bf16 else "fp32",
+                    "memory_format": layout,
                     "k_used": k_used,
                     "classes": n_classes,
                     "seconds": t,
@@ -123,6 +128,7 @@ def run(
         "decoder",
         "device",
         "variant",
+        "memory_format",
         "k_used",
         "classes_per_s",
         "s_per_class",
@@ -146,11 +152,18 @@ def main(argv=None):
     p.add_argument("--classes", type=int, default=None)
     p.add_argument("--budget", type=float, default=None, help="seconds per row before K is reduced")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    p.add_argument(
+        "--memory-formats",
+        nargs="+",
+        default=None,
+        choices=["contiguous", "channels_last"],
+        help=common.MEMORY_FORMAT_HELP,
+    )
     p.add_argument("--out", default=None, help=f"JSON path (default bench/results/{NAME}.json)")
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    run(a.small, a.device, a.profiles, a.decoders, a.k, a.classes, 20, a.budget, a.out)
+    run(a.small, a.device, a.profiles, a.decoders, a.k, a.classes, 20, a.budget, a.out, a.memory_formats)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ measured; the compile time is reported apart (the first steps).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 
 import torch
@@ -130,6 +131,7 @@ def run(
     max_time: float | None = None,
     out=None,
     cpu_bf16: bool = False,
+    memory_formats=None,
 ) -> dict:
     dev = common.resolve_device(device)
     profiles = list(profiles or (["cpu"] if small and dev.type == "cpu" else ["cpu", "paper"]))
@@ -152,6 +154,7 @@ def run(
         "target_data_share_deconv_cpu": TARGET_DATA_SHARE,
         "small": small,
         "cpu_bf16": cpu_bf16,
+        "memory_formats": memory_formats,
         "step": "loader next() | score(return_kl) + float(loss) + backward + clip_grad_norm + Adam",
     }
     result = common.header(dev, settings)
@@ -159,7 +162,10 @@ def run(
     for profile, decoder, exp, cfg, source in common.each_model(profiles, decoders, dev, skipped):
         tr = cfg["model"]["train"]
         base_state = {k: v.detach().clone() for k, v in exp.model.state_dict().items()}
-        for bf16, comp in _variants(dev, compile_, cpu_bf16):
+        for layout, (bf16, comp) in itertools.product(
+            common.layouts(cfg, memory_formats), _variants(dev, compile_, cpu_bf16)
+        ):
+            common.lay_out(exp.model, layout)
             exp.model.load_state_dict(base_state)
             if comp:
                 torch._dynamo.reset()
@@ -183,6 +189,7 @@ def run(
                 "decoder": decoder,
                 "device": dev.type,
                 "variant": variant,
+                "memory_format": layout,
                 "batch": tr["batch_size"],
                 "k_shot": tr["k_shot"],
                 "dihedral": bool(cfg["data"].get("augment_dihedral")),
@@ -201,6 +208,7 @@ def run(
         "decoder",
         "device",
         "variant",
+        "memory_format",
         "batch",
         "images_per_s",
         "step_ms",
@@ -237,6 +245,13 @@ def main(argv=None):
         action="store_true",
         help="on the CPU also measure bf16 autocast (the fp32 / bf16 step-time ratio the cost model prices)",
     )
+    p.add_argument(
+        "--memory-formats",
+        nargs="+",
+        default=None,
+        choices=["contiguous", "channels_last"],
+        help=common.MEMORY_FORMAT_HELP,
+    )
     p.add_argument("--min-time", type=float, default=None, help="seconds of timed steps per row")
     p.add_argument("--max-time", type=float, default=None, help="cap on timed seconds per row (>= 3 steps)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -244,7 +259,18 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    run(a.small, a.device, a.profiles, a.decoders, a.compile_, a.min_time, a.max_time, a.out, a.cpu_bf16)
+    run(
+        a.small,
+        a.device,
+        a.profiles,
+        a.decoders,
+        a.compile_,
+        a.min_time,
+        a.max_time,
+        a.out,
+        a.cpu_bf16,
+        a.memory_formats,
+    )
 
 
 if __name__ == "__main__":

@@ -283,6 +283,21 @@ def each_model(profiles, decoders, device: torch.device, skipped: list[dict]):
             yield profile, decoder, exp, cfg, source
 
 
+def layouts(cfg: dict, requested=None) -> list[str]:
+    """Memory formats to measure: ``requested`` (``--memory-formats``), else the profile's own."""
+    return list(requested) if requested else [cfg.get("memory_format") or "contiguous"]
+
+
+def lay_out(model: torch.nn.Module, memory_format: str) -> torch.nn.Module:
+    """``model`` re-laid out as ``memory_format`` (what the config key of that name does)."""
+    from experiments.common import apply_memory_format
+
+    return apply_memory_format(model, {"memory_format": memory_format})
+
+
+MEMORY_FORMAT_HELP = "contiguous and/or channels_last: measure each (default: the profile's memory_format)"
+
+
 def arch_summary(cfg: dict) -> dict:
     m = cfg["model"]
     nets = m["nets"]

@@ -26,6 +26,8 @@ from .sections import Nets, Train
 __all__ = [
     "Experiment",
     "resolve_device",
+    "MEMORY_FORMATS",
+    "apply_memory_format",
     "model_section",
     "set_encoder",
     "image_encoder",
@@ -73,6 +75,23 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {spec!r} requested but CUDA is not available; use device: auto or cpu")
     return dev
+
+
+#: config value of ``memory_format`` -> torch.memory_format
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def apply_memory_format(model: torch.nn.Module, cfg: Mapping) -> torch.nn.Module:
+    """Lay out ``model``'s 4-D parameters and buffers as ``cfg["memory_format"]`` says (default
+    contiguous), in place; returns ``model``.
+
+    Convolutions follow their weights' layout, so with ``channels_last`` the activations are NHWC
+    too and inputs need no conversion; other tensors keep their shapes and values.
+    """
+    name = cfg.get("memory_format") or "contiguous"
+    if name not in MEMORY_FORMATS:
+        raise ValueError(f"memory_format must be one of {sorted(MEMORY_FORMATS)}, got {name!r}")
+    return model.to(memory_format=MEMORY_FORMATS[name])
 
 
 def model_section(cfg: Mapping) -> dict:

@@ -9,7 +9,7 @@ import importlib
 from collections.abc import Mapping
 
 
-from .common import Experiment, model_section, resolve_device
+from .common import Experiment, apply_memory_format, model_section, resolve_device
 
 __all__ = ["BUILDERS", "build_experiment", "load_checkpoint"]
 
@@ -23,7 +23,8 @@ BUILDERS = {
 
 
 def build_experiment(cfg: Mapping, device=None) -> Experiment:
-    """Build the model, objective and loaders of ``cfg["model"]`` on ``device`` (default: cfg["device"])."""
+    """Build the model, objective and loaders of ``cfg["model"]`` on ``device`` (default: cfg["device"]),
+    its weights laid out as ``cfg["memory_format"]`` says."""
     m = model_section(cfg)
     name = m.get("experiment")
     if name not in BUILDERS:
@@ -40,6 +41,7 @@ def build_experiment(cfg: Mapping, device=None) -> Experiment:
     exp = module.build(cfg, device)
     if not isinstance(exp, Experiment):
         raise TypeError(f"{BUILDERS[name]}.build returned {type(exp).__name__}, not an Experiment")
+    apply_memory_format(exp.model, cfg)
     return exp
 
 

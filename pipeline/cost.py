@@ -12,11 +12,13 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
 2. T targets per support set (``train.targets_per_class``): the part of a T = 1 step that depends
    on the support set shrinks as 1/T, calibrated on the measured T = 4 speed-ups (``t4_speedup``);
    not applied to the VAE.
-3. The rates are the reference VM's fp32 rates (rates.json ``measured``). bf16 autocast on the CPU
-   (``train.amp_cpu``, resolved for *this* CPU) multiplies the training rate by ``bf16_speedup``;
-   ``train.amp`` (CUDA only) is ignored. On a CPU with AVX2 but no AVX-512
-   (``experiments.precision.cpu_is_avx2_only``) the training and decode rates are multiplied by
-   ``avx2_only_factor``.
+3. The rates are the reference VM's fp32 rates with contiguous (NCHW) weights (rates.json
+   ``measured``). The training and decode rates are multiplied by ``cpu_factor`` (:func:`cpu_factor`):
+   measured for the config's ``memory_format`` (channels_last runs oneDNN's convolutions faster)
+   on the reference VM, or on a CPU with AVX2 but no AVX-512
+   (``experiments.precision.cpu_is_avx2_only``). bf16 autocast on the CPU (``train.amp_cpu``,
+   resolved for *this* CPU) multiplies the training rate by ``bf16_speedup``; ``train.amp`` (CUDA
+   only) is ignored.
 4. A step of another experiment costs ``experiment_factor`` times a class step with the same
    decoder, networks, T and precision; a VAE step ``vae_factor`` times a class step at T = 1. A
    model of the spatial network family (``nets.family: spatial``) trains and decodes
@@ -129,8 +131,23 @@ def family_factor(decoder: str, nets: dict) -> float:
     return float(rates().get("family_factor", {}).get(family, {}).get(decoder, 1.0))
 
 
+def cpu_factor(decoder: str, work: str, avx2_only: bool = False, memory_format: str = "contiguous") -> float:
+    """Rate of ``work`` ("train" or "decode") on a CPU class (the reference VM, or AVX2-only) with
+    weights laid out as ``memory_format``, over the reference VM's contiguous rate (assumption 3)."""
+    table = rates()["cpu_factor"]["avx2_only" if avx2_only else "reference"]
+    if memory_format not in table:
+        raise KeyError(f"rates.json cpu_factor has no {memory_format!r} entry")
+    return float(table[memory_format][decoder][work])
+
+
 def train_rate(
-    experiment: str, decoder: str, nets: dict, targets_per_class: int = 1, bf16: bool = False, avx2_only: bool = False
+    experiment: str,
+    decoder: str,
+    nets: dict,
+    targets_per_class: int = 1,
+    bf16: bool = False,
+    avx2_only: bool = False,
+    memory_format: str = "contiguous",
 ) -> float:
     """Training images (targets) per second of one model on one CPU thread (assumptions 1-4)."""
     r = rates()
@@ -140,19 +157,23 @@ def train_rate(
         rate /= 1 - phi * (1 - 1 / targets_per_class)
     if bf16:
         rate *= r["bf16_speedup"][decoder]
-    if avx2_only:
-        rate *= r["avx2_only_factor"][decoder]
+    rate *= cpu_factor(decoder, "train", avx2_only, memory_format)
     return rate / (r["vae_factor"][decoder] if experiment == "vae" else r["experiment_factor"][experiment])
 
 
-def decode_rate(decoder: str, nets: dict, max_elements: int | None = None, avx2_only: bool = False) -> float:
+def decode_rate(
+    decoder: str,
+    nets: dict,
+    max_elements: int | None = None,
+    avx2_only: bool = False,
+    memory_format: str = "contiguous",
+) -> float:
     """Image decodes per second on one CPU thread, fp32, in chunks of ``max_elements`` images
     (assumptions 3 and 6)."""
     r = rates()
     small = max_elements is not None and max_elements <= r["small_chunk"]
     rate = r["decodes_per_s_small_chunks" if small else "decodes_per_s"][decoder] * _size_scale(decoder, nets)
-    if avx2_only:
-        rate *= r["avx2_only_factor"][decoder]
+    rate *= cpu_factor(decoder, "decode", avx2_only, memory_format)
     return rate / family_factor(decoder, nets)
 
 
@@ -230,14 +251,12 @@ def structured_decodes(cfg: dict, decoder: str, compared: bool = True) -> int:
     return int(bounds + likelihood + oneshot + style)
 
 
-def eval_decodes(cfg: dict, name: str) -> int | None:
-    """Image decodes of model ``name``'s evaluation job (``cfg`` resolved): :func:`evaluation_decodes`
-    for a class or VAE model, :func:`structured_decodes` for a hierarchical one; None for the
-    factorial model, whose evaluation is priced by its measured time instead (assumption 6)."""
-    from experiments.config import model_config
-
-    m = model_config(cfg, name)["model"]
-    exp, dec = m["experiment"], m["decoder"]
+def eval_decodes(cfg: dict, name: str, model: dict) -> int | None:
+    """Image decodes of model ``name``'s evaluation job (``cfg`` resolved, ``model`` its resolved
+    ``model`` section): :func:`evaluation_decodes` for a class or VAE model, :func:`structured_decodes`
+    for a hierarchical one; None for the factorial model, whose evaluation is priced by its measured
+    time instead (assumption 6)."""
+    exp, dec = model["experiment"], model["decoder"]
     if exp in ("class", "vae"):
         return evaluation_decodes(cfg, dec, exp)
     if exp == "hierarchical":
@@ -270,16 +289,16 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     flags = read_flags() if cpu_flags is None else cpu_flags
     avx2 = cpu_is_avx2_only(flags)
     bf16 = resolve_amp_cpu(tr.get("amp_cpu"), flags)
-    rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), bf16, avx2)
+    layout = cfg.get("memory_format") or "contiguous"
+    rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), bf16, avx2, layout)
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
-    train_s = steps * batch / rate + curve / decode_rate(dec, nets, avx2_only=avx2)
-    eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"), avx2)
-    decodes = eval_decodes(cfg, name)
+    train_s = steps * batch / rate + curve / decode_rate(dec, nets, None, avx2, layout)
+    eval_rate = decode_rate(dec, nets, eval_setting(cfg, dec, "max_elements"), avx2, layout)
+    decodes = eval_decodes(cfg, name, m)
     if decodes is not None:
         eval_s = decodes / eval_rate
-    else:  # factorial: grids of PixelCNN samples, priced by their measured time (assumption 6)
-        r = rates()
-        eval_s = float(r["factorial_eval_s"]["seconds"]) / (r["avx2_only_factor"][dec] if avx2 else 1.0)
+    else:  # factorial: grids of PixelCNN samples, priced by their measured (contiguous) time (assumption 6)
+        eval_s = float(rates()["factorial_eval_s"]["seconds"]) / cpu_factor(dec, "decode", avx2, layout)
     return {
         "experiment": exp,
         "decoder": dec,
@@ -441,9 +460,10 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
     rate = float(entry["images_per_s"]) if entry else cpu["train_images_per_s"] * guess
     eval_rate, eval_source = gpu_decode_rate(cfg, dec, nets, measured)
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
-    curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets) * guess
+    layout = cfg.get("memory_format") or "contiguous"
+    curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets, None, False, layout) * guess
     train_s = steps * batch / rate + curve / curve_rate
-    decodes = eval_decodes(cfg, name)
+    decodes = eval_decodes(cfg, name, m)
     # factorial: its measured one-thread CPU time, guessed faster on the GPU
     eval_s = decodes / eval_rate if decodes is not None else cpu["eval_s"] / guess
     return {

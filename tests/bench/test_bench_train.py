@@ -1,4 +1,4 @@
-"""bench.bench_train: which precision and compile variants a run measures."""
+"""bench.bench_train: which precision, compile and layout variants a run measures."""
 
 import torch
 
@@ -16,3 +16,17 @@ def test_cpu_measures_fp32_and_bf16_only_when_asked():
 def test_cuda_measures_every_combination_unless_compile_is_off():
     assert _variants(CUDA, None) == [(False, False), (True, False), (False, True), (True, True)]
     assert _variants(CUDA, False) == [(False, False), (True, False)]
+
+
+def test_layouts_are_the_profiles_unless_asked_and_lay_out_the_weights():
+    from bench.common import lay_out, layouts
+
+    assert layouts({"memory_format": "channels_last"}) == ["channels_last"]
+    assert layouts({}) == ["contiguous"]
+    assert layouts({"memory_format": "channels_last"}, ["contiguous", "channels_last"]) == [
+        "contiguous",
+        "channels_last",
+    ]
+    conv = torch.nn.Conv2d(3, 4, 3)
+    assert lay_out(conv, "channels_last").weight.is_contiguous(memory_format=torch.channels_last)
+    assert lay_out(conv, "contiguous").weight.is_contiguous()

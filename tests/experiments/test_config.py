@@ -339,7 +339,7 @@ def test_profile_aliases_are_still_accepted():
     cpu = load_config(ROOT / "config" / "cpu.yaml")["models"]  # YAML anchors and aliases (&spatial, *spatial)
     assert cpu["resample_deconv"]["nets"] == cpu["ns_deconv"]["nets"] == {"family": "spatial"}
     assert cpu["hierarchical"]["nets"] == {"family": "spatial"}
-    assert cpu["hierarchical"]["train"] == cpu["vhe_deconv"]["train"] == {"max_steps": 4500}
+    assert cpu["hierarchical"]["train"] == cpu["vhe_deconv"]["train"] == {"max_steps": 6500}
 
 
 def test_long_values_are_cut_in_messages():

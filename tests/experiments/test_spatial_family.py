@@ -33,7 +33,7 @@ SPATIAL = {
 }
 
 
-def build(tmp_path, experiment="class", decoder="deconv", prior="gaussian", family="spatial"):
+def build(tmp_path, experiment="class", decoder="deconv", prior="gaussian", family="spatial", **overrides):
     tex = write_textured(tmp_path)
     nets = {"family": family, "spatial": {**SPATIAL, "prior": prior}}
     cfg = load_config(
@@ -41,6 +41,7 @@ def build(tmp_path, experiment="class", decoder="deconv", prior="gaussian", fami
             tmp_path,
             models={"m": {"experiment": experiment, "objective": "vhe", "decoder": decoder, "nets": nets}},
             paths={"textured": below_cwd(tex)},
+            **overrides,
         )
     )
     return build_experiment(model_config(cfg, "m"), "cpu")
@@ -93,3 +94,38 @@ def test_family_and_prior_are_validated(tmp_path):
         load_config(tiny_config(tmp_path, nets={"spatial": {"prior": "flow"}}))
     cfg = load_config(tiny_config(tmp_path))
     assert model_config(cfg, "vhe_deconv")["model"]["nets"]["family"] == "vector"  # the default
+
+
+@pytest.mark.parametrize(
+    "experiment,decoder,prior",
+    [("class", "deconv", "gaussian"), ("class", "pixelcnn", "pixelcnn"), ("hierarchical", "deconv", "gaussian")],
+)
+def test_channels_last_lays_out_the_weights_and_keeps_the_numbers(tmp_path, experiment, decoder, prior):
+    """memory_format: channels_last (experiments.common.apply_memory_format): every 4-D weight NHWC, and
+    the same bound and gradients as the contiguous model with the same weights, up to float rounding."""
+    plain = build(tmp_path, experiment, decoder, prior)
+    nhwc = build(tmp_path, experiment, decoder, prior, memory_format="channels_last")
+    four_d = [p for p in nhwc.model.parameters() if p.dim() == 4]
+    assert four_d and all(p.is_contiguous(memory_format=torch.channels_last) for p in four_d)
+    assert all(p.is_contiguous() for p in plain.model.parameters())
+    nhwc.model.load_state_dict(plain.model.state_dict())
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in four_d)  # loading keeps the layout
+    b = next(iter(plain.train_loader))
+    grads = []
+    for exp in (plain, nhwc):
+        torch.manual_seed(0)
+        bound = exp.model.score(b.inputs, b.sizes, x=b.target, rescale=exp.objective.rescale)
+        (-bound).backward()
+        grads.append((bound.detach(), [p.grad for p in exp.model.parameters()]))
+    (b0, g0), (b1, g1) = grads
+    assert torch.allclose(b0, b1, rtol=1e-4, atol=1e-3)
+    for a, c in zip(g0, g1):
+        assert (a is None) == (c is None)
+        if a is not None:
+            assert torch.allclose(a, c, rtol=1e-3, atol=1e-4)
+
+
+def test_memory_format_is_validated(tmp_path):
+    with pytest.raises(ConfigError, match="memory_format"):
+        load_config(tiny_config(tmp_path, memory_format="nhwc"))
+    assert load_config(tiny_config(tmp_path))["memory_format"] == "contiguous"  # the default
