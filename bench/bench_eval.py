@@ -156,7 +156,7 @@ def main(argv=None):
         "--memory-formats",
         nargs="+",
         default=None,
-        choices=["contiguous", "channels_last"],
+        choices=common.MEMORY_FORMAT_CHOICES,
         help=common.MEMORY_FORMAT_HELP,
     )
     p.add_argument("--out", default=None, help=f"JSON path (default bench/results/{NAME}.json)")

@@ -249,7 +249,7 @@ def main(argv=None):
         "--memory-formats",
         nargs="+",
         default=None,
-        choices=["contiguous", "channels_last"],
+        choices=common.MEMORY_FORMAT_CHOICES,
         help=common.MEMORY_FORMAT_HELP,
     )
     p.add_argument("--min-time", type=float, default=None, help="seconds of timed steps per row")

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from experiments.artifacts import git_commit
+from experiments.common import MEMORY_FORMATS, apply_memory_format
 from vhe.files import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,12 +291,12 @@ def layouts(cfg: dict, requested=None) -> list[str]:
 
 def lay_out(model: torch.nn.Module, memory_format: str) -> torch.nn.Module:
     """``model`` re-laid out as ``memory_format`` (what the config key of that name does)."""
-    from experiments.common import apply_memory_format
-
     return apply_memory_format(model, {"memory_format": memory_format})
 
 
 MEMORY_FORMAT_HELP = "contiguous and/or channels_last: measure each (default: the profile's memory_format)"
+#: the values of the config key memory_format
+MEMORY_FORMAT_CHOICES = list(MEMORY_FORMATS)
 
 
 def arch_summary(cfg: dict) -> dict:

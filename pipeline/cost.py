@@ -289,7 +289,7 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
     flags = read_flags() if cpu_flags is None else cpu_flags
     avx2 = cpu_is_avx2_only(flags)
     bf16 = resolve_amp_cpu(tr.get("amp_cpu"), flags)
-    layout = cfg.get("memory_format") or "contiguous"
+    layout = cfg["memory_format"]
     rate = train_rate(exp, dec, nets, int(tr.get("targets_per_class") or 1), bf16, avx2, layout)
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
     train_s = steps * batch / rate + curve / decode_rate(dec, nets, None, avx2, layout)
@@ -460,7 +460,7 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
     rate = float(entry["images_per_s"]) if entry else cpu["train_images_per_s"] * guess
     eval_rate, eval_source = gpu_decode_rate(cfg, dec, nets, measured)
     curve = curve_decodes(tr, steps) if exp != "vae" else 0
-    layout = cfg.get("memory_format") or "contiguous"
+    layout = cfg["memory_format"]
     curve_rate = eval_rate if eval_source == "measured" else decode_rate(dec, nets, None, False, layout) * guess
     train_s = steps * batch / rate + curve / curve_rate
     decodes = eval_decodes(cfg, name, m)

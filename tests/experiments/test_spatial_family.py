@@ -3,10 +3,15 @@ config, the hierarchical p(c | a), and the experiments that refuse it. Tiny netw
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
+import experiments
 import vhe
+from experiments.common import MEMORY_FORMATS
 from experiments.config import ConfigError, load_config, model_config
 from experiments.registry import build_experiment
 from tests.experiments import below_cwd, tiny_config
@@ -129,3 +134,5 @@ def test_memory_format_is_validated(tmp_path):
     with pytest.raises(ConfigError, match="memory_format"):
         load_config(tiny_config(tmp_path, memory_format="nhwc"))
     assert load_config(tiny_config(tmp_path))["memory_format"] == "contiguous"  # the default
+    schema = json.loads((Path(experiments.__file__).parent / "schema.json").read_text())
+    assert schema["properties"]["memory_format"]["enum"] == list(MEMORY_FORMATS)  # one list of layouts
