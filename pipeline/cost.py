@@ -132,8 +132,9 @@ def family_factor(decoder: str, nets: dict) -> float:
 
 
 def cpu_factor(decoder: str, work: str, avx2_only: bool = False, memory_format: str = "contiguous") -> float:
-    """Rate of ``work`` ("train" or "decode") on a CPU class (the reference VM, or AVX2-only) with
-    weights laid out as ``memory_format``, over the reference VM's contiguous rate (assumption 3)."""
+    """Rate of ``work`` ("train", "decode" or "decode_small_chunks") on a CPU class (the reference VM,
+    or AVX2-only) with weights laid out as ``memory_format``, over the reference VM's contiguous rate
+    (assumption 3)."""
     table = rates()["cpu_factor"]["avx2_only" if avx2_only else "reference"]
     if memory_format not in table:
         raise KeyError(f"rates.json cpu_factor has no {memory_format!r} entry")
@@ -173,7 +174,7 @@ def decode_rate(
     r = rates()
     small = max_elements is not None and max_elements <= r["small_chunk"]
     rate = r["decodes_per_s_small_chunks" if small else "decodes_per_s"][decoder] * _size_scale(decoder, nets)
-    rate *= cpu_factor(decoder, "decode", avx2_only, memory_format)
+    rate *= cpu_factor(decoder, "decode_small_chunks" if small else "decode", avx2_only, memory_format)
     return rate / family_factor(decoder, nets)
 
 

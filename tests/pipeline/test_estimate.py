@@ -71,13 +71,17 @@ def test_the_cpu_profile_is_priced_within_two_hours_on_an_avx2_only_cpu():
     reference VM, and the whole profile within 2 hours."""
     ref = ec.estimate(CPU, cores=2, cpu_flags=REFERENCE_CPU)
     avx2 = ec.estimate(CPU, cores=2, cpu_flags=AVX2_ONLY_FLAGS)
-    layout = load_config(CPU)["memory_format"]
+    cfg = load_config(CPU)
+    layout, chunks = cfg["memory_format"], cfg["evaluation"]["max_elements"]
+    assert chunks <= ec.cost.rates()["small_chunk"]  # the cpu profile decodes in small chunks
     for name, m in ref["models"].items():
+        if m["experiment"] == "factorial":  # priced by its measured time
+            continue
         train, decode = (
             ec.cost.cpu_factor(m["decoder"], work, True, layout) / ec.cost.cpu_factor(m["decoder"], work, False, layout)
-            for work in ("train", "decode")
+            for work in ("train", "decode_small_chunks")
         )
-        assert train < 1 and decode < 1
+        assert train < 1
         assert avx2["models"][name]["train_images_per_s"] == pytest.approx(m["train_images_per_s"] * train)
         assert avx2["models"][name]["eval_s"] == pytest.approx(m["eval_s"] / decode)
     assert ref["wall_s"] < avx2["wall_s"] <= 2 * HOUR
@@ -93,8 +97,10 @@ def test_the_memory_format_prices_its_measured_factor():
     nhwc, nchw = (ec.estimate(c, cores=1)["models"] for c in (raw, plain))
     for name, m in nchw.items():
         dec = m["decoder"]
-        train, decode = (ec.cost.cpu_factor(dec, w, False, "channels_last") for w in ("train", "decode"))
-        assert train > 1 and decode > 1  # measured faster on the reference VM
+        if m["experiment"] == "factorial":  # its evaluation is priced by its measured time
+            continue
+        train, decode = (ec.cost.cpu_factor(dec, w, False, "channels_last") for w in ("train", "decode_small_chunks"))
+        assert train > 1 and decode >= 1  # measured faster (decodes in small chunks: about the same)
         assert nhwc[name]["train_images_per_s"] == pytest.approx(m["train_images_per_s"] * train)
         assert nhwc[name]["eval_s"] == pytest.approx(m["eval_s"] / decode)
     assert load_config(PAPER)["memory_format"] == "contiguous"
@@ -166,7 +172,11 @@ def test_rates_follow_the_stated_assumptions():
     for dec in ("deconv", "pixelcnn"):
         want = ec.decode_rate(dec, nets) * avx2[dec]["decode"]
         assert ec.decode_rate(dec, nets, avx2_only=True) == pytest.approx(want)
-        assert r["cpu_factor"]["reference"]["contiguous"][dec] == {"train": 1.0, "decode": 1.0}  # the rates' own
+        own = r["cpu_factor"]["reference"]["contiguous"][dec]  # the rates' own
+        assert own == {"train": 1.0, "decode": 1.0, "decode_small_chunks": 1.0}
+        small = ec.decode_rate(dec, nets, max_elements=r["small_chunk"], memory_format="channels_last")
+        factor = r["cpu_factor"]["reference"]["channels_last"][dec]["decode_small_chunks"]
+        assert small == pytest.approx(ec.decode_rate(dec, nets, max_elements=r["small_chunk"]) * factor)
     vae = r["vae_factor"]  # a VAE: T has no effect
     assert ec.train_rate("vae", "deconv", nets, targets_per_class=4) == pytest.approx(deconv / vae["deconv"])
     assert ec.train_rate("vae", "pixelcnn", nets) == pytest.approx(pixel / vae["pixelcnn"])
