@@ -152,13 +152,7 @@ def main(argv=None):
     p.add_argument("--classes", type=int, default=None)
     p.add_argument("--budget", type=float, default=None, help="seconds per row before K is reduced")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    p.add_argument(
-        "--memory-formats",
-        nargs="+",
-        default=None,
-        choices=common.MEMORY_FORMAT_CHOICES,
-        help=common.MEMORY_FORMAT_HELP,
-    )
+    common.add_memory_formats_argument(p)
     p.add_argument("--out", default=None, help=f"JSON path (default bench/results/{NAME}.json)")
     a = p.parse_args(argv)
     if a.threads:

@@ -245,13 +245,7 @@ def main(argv=None):
         action="store_true",
         help="on the CPU also measure bf16 autocast (the fp32 / bf16 step-time ratio the cost model prices)",
     )
-    p.add_argument(
-        "--memory-formats",
-        nargs="+",
-        default=None,
-        choices=common.MEMORY_FORMAT_CHOICES,
-        help=common.MEMORY_FORMAT_HELP,
-    )
+    common.add_memory_formats_argument(p)
     p.add_argument("--min-time", type=float, default=None, help="seconds of timed steps per row")
     p.add_argument("--max-time", type=float, default=None, help="cap on timed seconds per row (>= 3 steps)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")

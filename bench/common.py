@@ -294,9 +294,15 @@ def lay_out(model: torch.nn.Module, memory_format: str) -> torch.nn.Module:
     return apply_memory_format(model, {"memory_format": memory_format})
 
 
-MEMORY_FORMAT_HELP = "contiguous and/or channels_last: measure each (default: the profile's memory_format)"
-#: the values of the config key memory_format
-MEMORY_FORMAT_CHOICES = list(MEMORY_FORMATS)
+def add_memory_formats_argument(parser) -> None:
+    """``--memory-formats``: the layouts a benchmark measures (``layouts``' ``requested``)."""
+    parser.add_argument(
+        "--memory-formats",
+        nargs="+",
+        default=None,
+        choices=list(MEMORY_FORMATS),
+        help="contiguous and/or channels_last: measure each (default: the profile's memory_format)",
+    )
 
 
 def arch_summary(cfg: dict) -> dict:
