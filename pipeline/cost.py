@@ -52,6 +52,12 @@ Assumptions (the numbers are in rates.json, with when and where they were measur
    ``snakemake --cores 8 --resources gpu=1`` the GPU jobs (training and evaluation of every model)
    run one at a time, so the wall-clock is the sum of their times; data preparation, baselines and
    figures (CPU jobs) are not counted.
+9. What assumptions 1-7 leave out (validation, checkpoints, sample grids, cache contention beyond
+   ``side_by_side_slowdown``, rates that differ inside the pipeline from the benchmarks') is priced by
+   ``pipeline_ratio``: per job kind (:func:`job_kind`, ``"<experiment>/<decoder>"``) and job
+   (``train``, ``eval``), the one-thread job time of a full run over its estimate by assumptions 1-7
+   (x ``side_by_side_slowdown``), measured by ``vhe-estimate --calibrate`` on a finished run and
+   applied to every CPU estimate (1.0 for a kind it did not measure). GPU estimates do not use it.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ __all__ = [
     "structured_decodes",
     "pair_decodes",
     "model_seconds",
+    "job_kind",
+    "pipeline_ratio",
     "usable_cores",
     "estimate",
     "OMNIGLOT_EVAL_CHARACTERS",
@@ -276,11 +284,26 @@ def curve_decodes(train: dict, steps: int) -> int:
     return int(points * cc["n_runs"] * cc["n_way"] ** 2 * cc["n_samples"] * per)
 
 
-def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
-    """One model's cost on one CPU thread: {"experiment", "decoder", "steps", "batch_size",
-    "train_images_per_s", "train_s", "eval_s"} for the resolved config ``cfg``; ``cpu_flags``
-    (this machine's, from ``experiments.precision.cpu_flags``) resolves ``train.amp_cpu: auto`` and
-    says whether the CPU is AVX2-only (assumption 3)."""
+def job_kind(model: dict) -> str:
+    """``"<experiment>/<decoder>"`` of a resolved ``model`` section: the key of ``pipeline_ratio``."""
+    return f"{model['experiment']}/{model['decoder']}"
+
+
+def pipeline_ratio(kind: str, job: str) -> float:
+    """Measured pipeline job time over its estimate by assumptions 1-7 for jobs of ``kind``
+    (:func:`job_kind`) and ``job`` ("train" or "eval"), from rates.json ``pipeline_ratio``
+    (assumption 9); 1.0 where it was not measured."""
+    if job not in ("train", "eval"):
+        raise ValueError(f"job must be 'train' or 'eval', not {job!r}")
+    return float(rates().get("pipeline_ratio", {}).get("ratios", {}).get(kind, {}).get(job, 1.0))
+
+
+def model_seconds(cfg: dict, name: str, cpu_flags=None, calibrated: bool = True) -> dict:
+    """One model's cost on one CPU thread: {"experiment", "decoder", "kind", "steps", "batch_size",
+    "train_images_per_s", "train_s", "eval_s"} (seconds) for the resolved config ``cfg``;
+    ``cpu_flags`` (this machine's, from ``experiments.precision.cpu_flags``) resolves
+    ``train.amp_cpu: auto`` and says whether the CPU is AVX2-only (assumption 3). ``calibrated``:
+    times multiplied by :func:`pipeline_ratio` (assumption 9); False gives assumptions 1-7 alone."""
     from experiments.config import model_config
     from experiments.precision import cpu_flags as read_flags, cpu_is_avx2_only, resolve_amp_cpu
 
@@ -300,9 +323,14 @@ def model_seconds(cfg: dict, name: str, cpu_flags=None) -> dict:
         eval_s = decodes / eval_rate
     else:  # factorial: grids of PixelCNN samples, priced by their measured (contiguous) time (assumption 6)
         eval_s = float(rates()["factorial_eval_s"]["seconds"]) / cpu_factor(dec, "decode", avx2, layout)
+    kind = job_kind(m)
+    if calibrated:
+        train_s *= pipeline_ratio(kind, "train")
+        eval_s *= pipeline_ratio(kind, "eval")
     return {
         "experiment": exp,
         "decoder": dec,
+        "kind": kind,
         "steps": steps,
         "batch_size": batch,
         "train_images_per_s": rate,
@@ -320,10 +348,10 @@ def usable_cores(cores: int) -> int:
     return max(1, min(int(cores), avail))
 
 
-def estimate(config, cores: int = 1, cpu_flags=None) -> dict:
+def estimate(config, cores: int = 1, cpu_flags=None, calibrated: bool = True) -> dict:
     """CPU cost of the pipeline for ``config`` (a path or a dict), in seconds, on a CPU with the
     feature flags ``cpu_flags`` (default: this machine's; ``experiments.precision.AVX2_ONLY_FLAGS``
-    prices an AVX2-only CPU).
+    prices an AVX2-only CPU); ``calibrated`` as in :func:`model_seconds`.
 
     Returns {"run", "parallel" (jobs side by side), "models": {name: :func:`model_seconds`},
     "train_s", "eval_s" (sums of one-thread job time), "job_s" (their sum), "wall_s" (wall-clock)}.
@@ -337,7 +365,7 @@ def estimate(config, cores: int = 1, cpu_flags=None) -> dict:
     out = {
         "run": cfg["run"],
         "parallel": par,
-        "models": {name: model_seconds(cfg, name, flags) for name in cfg["models"]},
+        "models": {name: model_seconds(cfg, name, flags, calibrated) for name in cfg["models"]},
     }
     ms = out["models"].values()
     out["train_s"] = sum(v["train_s"] for v in ms)
@@ -453,7 +481,7 @@ def gpu_model_seconds(cfg: dict, name: str, gpu_rates=AUTO, cpu_flags=None) -> d
 
     measured = _gpu_rates_arg(gpu_rates)
     m = model_config(cfg, name)["model"]
-    cpu = model_seconds(cfg, name, REFERENCE_CPU_FLAGS if cpu_flags is None else cpu_flags)
+    cpu = model_seconds(cfg, name, REFERENCE_CPU_FLAGS if cpu_flags is None else cpu_flags, calibrated=False)
     guess = rates()["gpu_speedup_guess"]
     exp, dec, nets, tr = m["experiment"], m["decoder"], m["nets"], m["train"]
     steps, batch = cpu["steps"], cpu["batch_size"]

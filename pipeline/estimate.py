@@ -4,6 +4,7 @@
     vhe-estimate --config config/config.yaml --cores 2          # breakdown per model (or python -m pipeline.estimate)
     vhe-estimate --config config/config.yaml --cores 2 --gate   # what `make reproduce` runs
     vhe-estimate --config config/cpu.yaml --cores 2 --measured results/cpu  # vs a finished run
+    vhe-estimate --config config/cpu.yaml --cores 2 --calibrate results/cpu # its pipeline_ratio (rates.json)
     vhe-estimate --config config/config.yaml --gpu   # with one GPU (snakemake --cores 8 --resources gpu=1)
 
 ``--gate`` prints one line when the run looks affordable (or a GPU will be used) and exits 0. When
@@ -46,6 +47,7 @@ __all__ = [
     "main",
     "gate",
     "compare",
+    "calibration",
     "measured_times",
     "fmt_duration",
     "estimate",
@@ -126,6 +128,23 @@ def compare(est: dict, measured: dict) -> list[dict]:
                 }
             )
     return rows
+
+
+def calibration(est: dict, measured: dict) -> dict:
+    """Per job kind (``cost.job_kind``) and job: the measured one-thread job time over the estimate
+    (:func:`compare`'s ratio, summed over the models of that kind), rounded to 0.01. ``est`` must be
+    uncalibrated (``estimate(..., calibrated=False)``) and priced for the CPU that ran ``measured``.
+    Returns {kind: {"train": ratio, "eval": ratio}}: rates.json's ``pipeline_ratio.ratios``."""
+    sums: dict = {}
+    for r in compare(est, measured):
+        kind = est["models"][r["model"]]["kind"]
+        s = sums.setdefault(kind, {}).setdefault(r["job"], [0.0, 0.0])
+        s[0] += r["measured_s"]
+        s[1] += r["estimated_s"]
+    return {
+        kind: {job: round(got / want, 2) for job, (got, want) in sorted(jobs.items()) if want > 0}
+        for kind, jobs in sorted(sums.items())
+    }
 
 
 def gpu_will_be_used(config) -> str | None:
@@ -256,6 +275,24 @@ def print_gpu(config, gpu_rates=cost.AUTO, out=None, label: str | None = None) -
     return g
 
 
+def print_calibration(config, cores: int, run_dir, out=None) -> int:
+    """Print the ``pipeline_ratio`` block of rates.json measured on ``run_dir`` (see :func:`calibration`)."""
+    import json
+
+    out = out or sys.stdout
+    try:
+        ratios = calibration(estimate(config, cores, calibrated=False), measured_times(run_dir))
+    except (OSError, ValueError) as e:
+        print(f"cost: cannot calibrate on {run_dir}: {e}", file=sys.stderr)
+        return 2
+    if not ratios:
+        print(f"cost: {run_dir} holds no job of {config} to calibrate on", file=sys.stderr)
+        return 2
+    block = {"pipeline_ratio": {"measured": f"<when, which machine and commit>: {config}, {run_dir}", "ratios": ratios}}
+    print(json.dumps(block, indent=2), file=out)
+    return 0
+
+
 def main(argv=None) -> int:
     """Command line: the breakdown, or with ``--gate`` the decision (exit status 0 = start)."""
     ap = argparse.ArgumentParser(prog="vhe-estimate", description=__doc__.split("\n\n")[0])
@@ -297,7 +334,15 @@ def main(argv=None) -> int:
         metavar="RUN_DIR",
         help="compare with the job times of a finished run of this config (results/<run>)",
     )
+    ap.add_argument(
+        "--calibrate",
+        metavar="RUN_DIR",
+        help="print rates.json's pipeline_ratio measured on a finished run of this config (results/<run>), "
+        "run on the machine that ran it (cost.py, assumption 9)",
+    )
     a = ap.parse_args(argv)
+    if a.calibrate:
+        return print_calibration(a.config, a.cores, a.calibrate)
     try:
         if a.gate:
             return gate(a.config, a.cores, a.threshold_hours, yes=a.yes, assume_cpu=a.cpu)

@@ -295,6 +295,7 @@ def test_the_structured_models_evaluation_is_priced():
     assert models["hierarchical"]["eval_s"] > 0
     layout = raw["memory_format"]  # the measured time was contiguous
     want = ec.cost.rates()["factorial_eval_s"]["seconds"] / ec.cost.cpu_factor("pixelcnn", "decode", False, layout)
+    want *= ec.cost.pipeline_ratio("factorial/pixelcnn", "eval")
     assert models["factorial"]["eval_s"] == pytest.approx(want)
     # the one-shot test costs ~ways^2 per episode: 4 episodes of 5 ways < 1 of 20, more episodes cost more
     one_wide = copy.deepcopy(raw)
