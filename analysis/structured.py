@@ -69,7 +69,7 @@ from vhe.files import write_json
 import torch
 
 from .structured_common import (
-    BUILDER_MODULES,
+    STRUCTURED_EXPERIMENTS,
     ancestral,
     episode_bounds,
     figure_prefix,
@@ -262,7 +262,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     exp_name = m["experiment"]
-    if exp_name not in BUILDER_MODULES:
+    if exp_name not in STRUCTURED_EXPERIMENTS:
         print(
             f"error: analysis.structured handles hierarchical and factorial models; {m.get('name')!r} is "
             f"{exp_name!r} (use analysis.evaluate)",

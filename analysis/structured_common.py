@@ -5,7 +5,6 @@ neighbour) used to score generated images."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 
@@ -20,7 +19,8 @@ from .stats import mean_se, too_few_units
 log = logging.getLogger(__name__)
 
 
-BUILDER_MODULES = {"hierarchical": "experiments.hierarchical", "factorial": "experiments.factorial"}
+#: the experiments analysis.structured evaluates (the others: analysis.evaluate)
+STRUCTURED_EXPERIMENTS = ("hierarchical", "factorial")
 
 
 # ============================================================================ plumbing
@@ -31,20 +31,12 @@ def figure_prefix(cfg) -> str:
 
 
 def load_model(cfg, checkpoint, device):
-    """The VHE of ``cfg["model"]`` with the weights of a trainer checkpoint, in eval mode, laid out as
-    ``cfg["memory_format"]`` says -> (model, ckpt)."""
-    from experiments.common import apply_memory_format, model_section
-
-    exp_name = model_section(cfg)["experiment"]
+    """The VHE of ``cfg["model"]`` (``experiments.registry.build_model``: laid out as
+    ``cfg["memory_format"]`` says) with the weights of a trainer checkpoint -> (model, ckpt)."""
     from experiments.checkpoints import load_weights
+    from experiments.registry import build_model
 
-    builder = importlib.import_module(BUILDER_MODULES[exp_name]) if exp_name in BUILDER_MODULES else None
-    if builder is not None and hasattr(builder, "make_model"):
-        model = apply_memory_format(builder.make_model(cfg, device), cfg)
-    else:  # any other experiment: the full builder (loads its training data)
-        from experiments.registry import build_experiment
-
-        model = build_experiment(cfg, device).model
+    model = build_model(cfg, device)
     ckpt = load_weights(model, checkpoint, device)
     return model, ckpt
 

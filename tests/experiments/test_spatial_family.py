@@ -13,7 +13,7 @@ import experiments
 import vhe
 from experiments.common import MEMORY_FORMATS
 from experiments.config import ConfigError, load_config, model_config
-from experiments.registry import build_experiment
+from experiments.registry import build_experiment, build_model
 from tests.experiments import below_cwd, tiny_config
 from tests.experiments.test_structured import write_textured
 
@@ -128,6 +128,31 @@ def test_channels_last_lays_out_the_weights_and_keeps_the_numbers(tmp_path, expe
         assert (a is None) == (c is None)
         if a is not None:
             assert torch.allclose(a, c, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("experiment", ["class", "hierarchical"])
+def test_build_model_gives_the_experiments_model_alone_in_its_layout(tmp_path, experiment):
+    """experiments.registry.build_model (what the structured evaluators load checkpoints into): the
+    model build_experiment builds, the same modules and parameter shapes, laid out as memory_format says."""
+    write_textured(tmp_path)
+    nets = {"family": "spatial", "spatial": SPATIAL}
+    cfg = model_config(
+        load_config(
+            tiny_config(
+                tmp_path,
+                models={"m": {"experiment": experiment, "objective": "vhe", "decoder": "deconv", "nets": nets}},
+                memory_format="channels_last",
+            )
+        ),
+        "m",
+    )
+    full = build_experiment(cfg, "cpu").model
+    alone = build_model(cfg, "cpu")
+    assert type(alone) is type(full) and alone.order == full.order
+    shapes = {k: v.shape for k, v in alone.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in full.state_dict().items()}
+    four_d = [p for p in alone.parameters() if p.dim() == 4]
+    assert four_d and all(p.is_contiguous(memory_format=torch.channels_last) for p in four_d)
 
 
 def test_memory_format_is_validated(tmp_path):

@@ -317,3 +317,49 @@ def test_the_structured_models_evaluation_is_priced():
     assert decodes("vae_pixelcnn") == ec.cost.evaluation_decodes(cpu, "pixelcnn", "vae")
     assert decodes("hierarchical") == d["cpu"]  # compared with vhe_deconv
     assert decodes("factorial") is None  # priced by its measured time
+
+
+def test_pipeline_ratio_multiplies_the_estimate_of_its_job_kind(monkeypatch):
+    """Assumption 9: a CPU estimate is the estimate of assumptions 1-7 times rates.json's
+    pipeline_ratio for the job's kind ("<experiment>/<decoder>"); a kind it did not measure is x 1."""
+    raw = ec.cost.rates()
+    raw["pipeline_ratio"] = {"ratios": {"class/deconv": {"train": 2.0, "eval": 0.5}}}
+    monkeypatch.setattr(ec.cost, "rates", lambda: copy.deepcopy(raw))
+    cfg = load_config(CPU)
+    plain = ec.cost.model_seconds(cfg, "vhe_deconv", REFERENCE_CPU, calibrated=False)
+    calibrated = ec.cost.model_seconds(cfg, "vhe_deconv", REFERENCE_CPU)
+    assert plain["kind"] == "class/deconv"
+    assert calibrated["train_s"] == pytest.approx(2.0 * plain["train_s"])
+    assert calibrated["eval_s"] == pytest.approx(0.5 * plain["eval_s"])
+    other = ec.cost.model_seconds(cfg, "vhe_pixelcnn", REFERENCE_CPU)  # class/pixelcnn: not measured
+    assert other == ec.cost.model_seconds(cfg, "vhe_pixelcnn", REFERENCE_CPU, calibrated=False)
+    assert ec.cost.pipeline_ratio("hierarchical/deconv", "train") == 1.0
+    with pytest.raises(ValueError, match="train"):
+        ec.cost.pipeline_ratio("class/deconv", "training")
+    # a GPU guess is priced from the uncalibrated CPU rates (the ratio measured CPU jobs side by side)
+    g = ec.cost.gpu_model_seconds(cfg, "vhe_deconv", gpu_rates=None)
+    assert g["train_s"] == pytest.approx(plain["train_s"] / raw["gpu_speedup_guess"])
+
+
+def test_calibrating_on_a_finished_run_gives_the_ratio_per_job_kind(tmp_path, capsys):
+    """vhe-estimate --calibrate: per job kind, the run's job time over the uncalibrated estimate
+    (x the side-by-side slowdown), summed over the kind's models: rates.json's pipeline_ratio."""
+    import json
+
+    run = tmp_path / "results" / "cpu"
+    est = ec.estimate(CPU, cores=2, calibrated=False)
+    s = ec.SIDE_BY_SIDE_SLOWDOWN
+    m = est["models"]
+    _benchmark(run / "benchmarks" / "train" / "vhe_deconv.tsv", 1.2 * s * m["vhe_deconv"]["train_s"])
+    _benchmark(run / "benchmarks" / "train" / "ns_deconv.tsv", 1.4 * s * m["ns_deconv"]["train_s"])
+    _benchmark(run / "benchmarks" / "evaluate" / "factorial.tsv", 0.9 * s * m["factorial"]["eval_s"])
+    ratios = ec.calibration(est, ec.measured_times(run))
+    assert ratios == {"class/deconv": {"train": 1.3}, "factorial/pixelcnn": {"eval": 0.9}}
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--calibrate", str(run)]) == 0
+    block = json.loads(capsys.readouterr().out)["pipeline_ratio"]
+    assert block["ratios"] == ratios and str(run) in block["measured"]
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--calibrate", str(tmp_path)]) == 2
+    assert "no Snakemake benchmarks" in capsys.readouterr().err
+    (tmp_path / "empty" / "benchmarks").mkdir(parents=True)
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--calibrate", str(tmp_path / "empty")]) == 2
+    assert "no job" in capsys.readouterr().err
