@@ -285,8 +285,8 @@ def each_model(profiles, decoders, device: torch.device, skipped: list[dict]):
 
 
 def layouts(cfg: dict, requested=None) -> list[str]:
-    """Memory formats to measure: ``requested`` (``--memory-formats``), else the profile's own."""
-    return list(requested) if requested else [cfg.get("memory_format") or "contiguous"]
+    """Memory formats to measure: ``requested`` (``--memory-formats``), else the loaded profile's own."""
+    return list(requested) if requested else [cfg["memory_format"]]
 
 
 def lay_out(model: torch.nn.Module, memory_format: str) -> torch.nn.Module:

@@ -82,13 +82,16 @@ MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.
 
 
 def apply_memory_format(model: torch.nn.Module, cfg: Mapping) -> torch.nn.Module:
-    """Lay out ``model``'s 4-D parameters and buffers as ``cfg["memory_format"]`` says (default
-    contiguous), in place; returns ``model``.
+    """Lay out ``model``'s 4-D parameters and buffers as ``cfg["memory_format"]`` says (a loaded
+    config has it: experiments.config.load_config fills the schema's default), in place; returns
+    ``model``.
 
     Convolutions follow their weights' layout, so with ``channels_last`` the activations are NHWC
     too and inputs need no conversion; other tensors keep their shapes and values.
     """
-    name = cfg.get("memory_format") or "contiguous"
+    if "memory_format" not in cfg:
+        raise KeyError("the config has no memory_format: load it with experiments.config.load_config")
+    name = cfg["memory_format"]
     if name not in MEMORY_FORMATS:
         raise ValueError(f"memory_format must be one of {sorted(MEMORY_FORMATS)}, got {name!r}")
     return model.to(memory_format=MEMORY_FORMATS[name])

@@ -22,7 +22,7 @@ def test_layouts_are_the_profiles_unless_asked_and_lay_out_the_weights():
     from bench.common import lay_out, layouts
 
     assert layouts({"memory_format": "channels_last"}) == ["channels_last"]
-    assert layouts({}) == ["contiguous"]
+    assert layouts({"memory_format": "contiguous"}) == ["contiguous"]
     assert layouts({"memory_format": "channels_last"}, ["contiguous", "channels_last"]) == [
         "contiguous",
         "channels_last",
