@@ -275,6 +275,47 @@ def print_gpu(config, gpu_rates=cost.AUTO, out=None, label: str | None = None) -
     return g
 
 
+def cpu_name() -> str:
+    """This machine's CPU model (``/proc/cpuinfo``'s "model name", else ``platform.processor()``)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def run_provenance(run_dir, config, cores: int) -> str:
+    """Where a calibration comes from: the run's date, commit and torch (the provenance of its first
+    metrics file, where there is one), this machine's CPU and the command, as one line."""
+    import json
+
+    prov = {}
+    for path in sorted((Path(run_dir) / "metrics").glob("*.json")):
+        try:
+            prov = json.loads(path.read_text()).get("provenance") or {}
+        except (OSError, ValueError, AttributeError):
+            continue
+        if prov:
+            break
+    run = ", ".join(
+        f"{k} {v}"
+        for k, v in (
+            ("evaluated", str(prov.get("date", ""))[:10]),
+            ("commit", str(prov.get("git_commit") or "")[:7]),
+            ("torch", prov.get("torch")),
+        )
+        if v
+    )
+    return (
+        f"run {run_dir} ({run or 'no provenance found'}) on {cpu_name()} with {os.cpu_count()} CPUs: "
+        f"vhe-estimate --config {config} --cores {cores} --calibrate {run_dir}"
+    )
+
+
 def print_calibration(config, cores: int, run_dir, out=None) -> int:
     """Print the ``pipeline_ratio`` block of rates.json measured on ``run_dir`` (see :func:`calibration`)."""
     import json
@@ -288,7 +329,7 @@ def print_calibration(config, cores: int, run_dir, out=None) -> int:
     if not ratios:
         print(f"cost: {run_dir} holds no job of {config} to calibrate on", file=sys.stderr)
         return 2
-    block = {"pipeline_ratio": {"measured": f"<when, which machine and commit>: {config}, {run_dir}", "ratios": ratios}}
+    block = {"pipeline_ratio": {"measured": run_provenance(run_dir, config, cores), "ratios": ratios}}
     print(json.dumps(block, indent=2), file=out)
     return 0
 

@@ -358,6 +358,13 @@ def test_calibrating_on_a_finished_run_gives_the_ratio_per_job_kind(tmp_path, ca
     assert ec.main(["--config", str(CPU), "--cores", "2", "--calibrate", str(run)]) == 0
     block = json.loads(capsys.readouterr().out)["pipeline_ratio"]
     assert block["ratios"] == ratios and str(run) in block["measured"]
+    assert "no provenance found" in block["measured"]  # no metrics files in this run
+    (run / "metrics").mkdir()
+    prov = {"git_commit": "0123456789abcdef", "torch": "2.14.1", "date": "2026-12-07T07:40:52+00:00"}
+    (run / "metrics" / "vhe_deconv.json").write_text(json.dumps({"provenance": prov}))
+    assert ec.main(["--config", str(CPU), "--cores", "2", "--calibrate", str(run)]) == 0
+    measured = json.loads(capsys.readouterr().out)["pipeline_ratio"]["measured"]
+    assert "commit 0123456" in measured and "evaluated 2026-12-07" in measured and "torch 2.14.1" in measured
     assert ec.main(["--config", str(CPU), "--cores", "2", "--calibrate", str(tmp_path)]) == 2
     assert "no Snakemake benchmarks" in capsys.readouterr().err
     (tmp_path / "empty" / "benchmarks").mkdir(parents=True)
