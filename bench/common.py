@@ -17,6 +17,7 @@ import torch
 
 from experiments.artifacts import git_commit
 from experiments.common import MEMORY_FORMATS, apply_memory_format
+from experiments.precision import cpu_name
 from vhe.files import write_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,16 +30,6 @@ DECODERS = ("deconv", "pixelcnn")
 
 
 # ----------------------------------------------------------------------- machine
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def load_average() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -52,12 +43,12 @@ def machine_info(device: torch.device | str = "cpu") -> dict:
     info = {
         "platform": platform.platform(),
         "python": platform.python_version(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "cuda_available": torch.cuda.is_available(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "git_commit": git_commit(),

@@ -19,7 +19,7 @@ import torch
 
 from vhe.files import atomic_path
 
-__all__ = ["FIGURE_DPI", "FIGURE_FORMATS", "save_figure", "provenance", "git_commit"]
+__all__ = ["FIGURE_DPI", "FIGURE_FORMATS", "save_figure", "provenance", "run_provenance", "git_commit"]
 
 FIGURE_FORMATS = ("png", "pdf")
 FIGURE_DPI = 150
@@ -78,3 +78,20 @@ def provenance(cfg: Mapping | None = None, device=None, seed: int | None = None)
         "seed": int(seed) if seed is not None else (cfg or {}).get("seed"),
         "command": [sys.executable, *sys.argv],
     }
+
+
+def run_provenance(run_dir) -> dict:
+    """What the metrics files of a run (``<run_dir>/metrics/*.json``, each with the
+    :func:`provenance` it was written with) say of it: {"date": [dates], "git_commit",
+    "hostname", "torch": sets of the values found}."""
+    import json
+
+    seen = {"date": [], "git_commit": set(), "hostname": set(), "torch": set()}
+    for path in sorted((Path(run_dir) / "metrics").glob("*.json")):
+        prov = (json.loads(path.read_text()) or {}).get("provenance") or {}
+        if prov.get("date"):
+            seen["date"].append(prov["date"])
+        for key in ("git_commit", "hostname", "torch"):
+            if prov.get(key):
+                seen[key].add(str(prov[key]))
+    return seen

@@ -12,7 +12,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-__all__ = ["BF16_FLAGS", "AVX2_ONLY_FLAGS", "cpu_flags", "cpu_has_fast_bf16", "cpu_is_avx2_only", "resolve_amp_cpu"]
+__all__ = [
+    "BF16_FLAGS",
+    "AVX2_ONLY_FLAGS",
+    "cpu_flags",
+    "cpu_name",
+    "cpu_has_fast_bf16",
+    "cpu_is_avx2_only",
+    "resolve_amp_cpu",
+]
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +40,20 @@ def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
         if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
     return frozenset()
+
+
+def cpu_name(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU model of the first processor in ``cpuinfo`` ("model name"), else
+    ``platform.processor()`` or ``platform.machine()`` (where it is unreadable or has none)."""
+    import platform
+
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_has_fast_bf16(flags: frozenset[str] | None = None) -> bool:

@@ -39,19 +39,6 @@ def _has_rows(tables: Path, name: str) -> bool:
         return any(row for row in reader)
 
 
-def _provenance(run_dir: Path) -> dict:
-    """Date, commits, hosts and torch versions of the run's metrics files."""
-    seen = {"date": [], "git_commit": set(), "hostname": set(), "torch": set()}
-    for path in sorted((run_dir / "metrics").glob("*.json")):
-        prov = (json.loads(path.read_text()) or {}).get("provenance") or {}
-        if prov.get("date"):
-            seen["date"].append(prov["date"])
-        for key in ("git_commit", "hostname", "torch"):
-            if prov.get(key):
-                seen[key].add(str(prov[key]))
-    return seen
-
-
 def _job_minutes(run_dir: Path) -> float | None:
     """One-thread job minutes of training and evaluation (Snakemake's benchmark files)."""
     total, found = 0.0, False
@@ -71,7 +58,9 @@ def page(run_dir) -> str:
     tables = run_dir / "tables"
     if not (tables / "claims.md").is_file():
         raise FileNotFoundError(f"{tables}/claims.md does not exist: is {run_dir} a finished run?")
-    prov = _provenance(run_dir)
+    from experiments.artifacts import run_provenance  # imports torch: only when a page is made
+
+    prov = run_provenance(run_dir)
     dates = sorted(prov["date"])
     lines = [
         f"# Run `{run_dir.name}`, evaluated {dates[-1][:10] if dates else 'on an unknown date'}",

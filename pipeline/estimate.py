@@ -29,7 +29,7 @@ import os
 import sys
 from pathlib import Path
 
-from experiments.precision import AVX2_ONLY_FLAGS
+from experiments.precision import AVX2_ONLY_FLAGS, cpu_name
 from pipeline import cost
 from pipeline.cost import (
     DRAWINGS,
@@ -275,38 +275,22 @@ def print_gpu(config, gpu_rates=cost.AUTO, out=None, label: str | None = None) -
     return g
 
 
-def cpu_name() -> str:
-    """This machine's CPU model (``/proc/cpuinfo``'s "model name", else ``platform.processor()``)."""
-    import platform
+def calibration_source(run_dir, config, cores: int) -> str:
+    """Where a calibration comes from, as one line: the run's last evaluation date, commits and torch
+    (``experiments.artifacts.run_provenance``, where its metrics files are readable), this machine's
+    CPU and the command."""
+    from experiments.artifacts import run_provenance
 
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def run_provenance(run_dir, config, cores: int) -> str:
-    """Where a calibration comes from: the run's date, commit and torch (the provenance of its first
-    metrics file, where there is one), this machine's CPU and the command, as one line."""
-    import json
-
-    prov = {}
-    for path in sorted((Path(run_dir) / "metrics").glob("*.json")):
-        try:
-            prov = json.loads(path.read_text()).get("provenance") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
-        if prov:
-            break
+        prov = run_provenance(run_dir)
+    except (OSError, ValueError, AttributeError):
+        prov = {}
     run = ", ".join(
         f"{k} {v}"
         for k, v in (
-            ("evaluated", str(prov.get("date", ""))[:10]),
-            ("commit", str(prov.get("git_commit") or "")[:7]),
-            ("torch", prov.get("torch")),
+            ("evaluated", max(prov.get("date") or [""])[:10]),
+            ("commit", ", ".join(sorted(c[:7] for c in prov.get("git_commit", ())))),
+            ("torch", ", ".join(sorted(prov.get("torch", ())))),
         )
         if v
     )
@@ -329,7 +313,7 @@ def print_calibration(config, cores: int, run_dir, out=None) -> int:
     if not ratios:
         print(f"cost: {run_dir} holds no job of {config} to calibrate on", file=sys.stderr)
         return 2
-    block = {"pipeline_ratio": {"measured": run_provenance(run_dir, config, cores), "ratios": ratios}}
+    block = {"pipeline_ratio": {"measured": calibration_source(run_dir, config, cores), "ratios": ratios}}
     print(json.dumps(block, indent=2), file=out)
     return 0
 

@@ -4,7 +4,14 @@ import logging
 
 import pytest
 
-from experiments.precision import AVX2_ONLY_FLAGS, cpu_flags, cpu_has_fast_bf16, cpu_is_avx2_only, resolve_amp_cpu
+from experiments.precision import (
+    AVX2_ONLY_FLAGS,
+    cpu_flags,
+    cpu_has_fast_bf16,
+    cpu_is_avx2_only,
+    cpu_name,
+    resolve_amp_cpu,
+)
 
 AVX2_ONLY = frozenset({"sse4_2", "avx", "avx2", "fma"})
 GENOA = AVX2_ONLY | {"avx512f", "avx512bw", "avx512_bf16"}
@@ -16,6 +23,15 @@ def test_cpu_flags_reads_the_first_processor(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu\n")
     assert cpu_flags(info) == {"fpu", "avx2", "avx512_bf16"}
     assert cpu_flags(tmp_path / "missing") == frozenset()  # not Linux: nothing known
+
+
+def test_cpu_name_reads_the_model_name_and_falls_back_to_platform(tmp_path):
+    import platform
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\n\nprocessor\t: 1\nmodel name\t: other\n")
+    assert cpu_name(info) == "Intel(R) Xeon(R) Processor"
+    assert cpu_name(tmp_path / "missing") == (platform.processor() or platform.machine())
 
 
 @pytest.mark.parametrize(
